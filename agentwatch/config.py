@@ -1,0 +1,159 @@
+"""Settings: one frozen model read from ``AGENTWATCH_*`` environment variables and ``agentwatch.toml``.
+
+Precedence (highest first): explicit keyword arguments, environment variables, the TOML file
+(``AGENTWATCH_CONFIG`` or ``./agentwatch.toml``), defaults. A bad value fails at start with the
+file (or variable), the key and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+ENV_PREFIX = "AGENTWATCH_"
+DEFAULT_CONFIG_FILE = "agentwatch.toml"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the source, the key and the reason."""
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the CLI and the SDK read from the environment.
+
+    Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
+    )
+    app_id: str = Field("agentwatch", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_prefix: str = Field("agentwatch", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(8, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=16)
+    rebalance_timeout_s: float = Field(
+        60.0, gt=0, description="consumer-group rebalance timeout (a few seconds on Tansu)"
+    )
+
+    # State
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    data_dir: Path = Path("./data")
+
+    # Processing
+    batch_max: int = Field(2000, ge=1, le=100_000)
+    batch_within_s: float = Field(0.05, gt=0, le=10)
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often changed baselines are written to the table"
+    )
+    max_event_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+
+    # Web (health, agent views, control API, metrics)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    api_token: SecretStr | None = Field(None, description="bearer token for control endpoints")
+
+    # Notifications
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_url: str = "https://events.pagerduty.com"
+    slack_webhook_url: SecretStr | None = None
+
+    # Detection
+    rules_file: Path | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("needs at least one host:port")
+        for host in hosts:
+            name, sep, port = host.removeprefix("kafka://").rpartition(":")
+            if not sep or not name or not port.isdigit():
+                raise ValueError(f"{host!r} is not host:port")
+        return ",".join(h.removeprefix("kafka://") for h in hosts)
+
+    # -- derived names -----------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("actions") == "agentwatch.actions"``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap list in faust's URL form."""
+        return ";".join(f"kafka://{h}" for h in self.kafka_bootstrap.split(","))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    section = data.get("agentwatch", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [agentwatch] must be a table")
+    return section
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, the TOML file, the environment and ``overrides``.
+
+    Raises
+    ------
+    ConfigError
+        naming the file or environment variable, the key and the reason.
+    """
+    explicit = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    file_values: dict[str, Any] = {}
+    if path.is_file():
+        file_values = _read_toml(path)
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found")
+    env_keys = {
+        k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)
+    } - {"config"}
+    # The environment outranks the file: drop file keys the environment sets.
+    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "?"
+            if key in overrides:
+                source = "argument"
+            elif key in env_keys:
+                source = f"environment {ENV_PREFIX}{key.upper()}"
+            elif key in file_values:
+                source = str(path)
+            else:
+                source = str(path) if path.is_file() else "settings"
+            problems.append(f"{source}: key {key!r}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

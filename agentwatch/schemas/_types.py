@@ -1,0 +1,50 @@
+"""Shared field types for the wire models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, PlainSerializer
+
+__all__ = [
+    "WIRE_CONFIG",
+    "AgentId",
+    "Name",
+    "NonNegFloat",
+    "Severity",
+    "UtcDatetime",
+    "format_ts",
+]
+
+WIRE_CONFIG = ConfigDict(
+    frozen=True, strict=True, extra="forbid", allow_inf_nan=False, str_max_length=4096
+)
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9._:@/-]+$"
+
+
+def format_ts(value: datetime) -> str:
+    """RFC 3339 UTC with a ``Z`` suffix and microseconds only when present."""
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def _require_utc(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError("timestamp needs a UTC offset (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+    if offset.total_seconds() != 0:
+        raise ValueError("timestamp must be UTC (Z or +00:00)")
+    return value
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_require_utc),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]
+AgentId = Annotated[str, Field(min_length=1, max_length=128, pattern=AGENT_ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+NonNegFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Severity = Literal["info", "warning", "error", "critical"]

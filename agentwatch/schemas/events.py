@@ -1,0 +1,127 @@
+"""``ActionEvent``: one agent action, as agents publish it on ``agentwatch.actions``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
+
+from agentwatch.schemas._types import (
+    WIRE_CONFIG,
+    AgentId,
+    Name,
+    NonNegFloat,
+    UtcDatetime,
+)
+
+__all__ = ["MAX_EVENT_BYTES", "ActionEvent", "DecodeError", "decode_event", "encode_event"]
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_ATTRIBUTES = 64
+
+Scalar = str | int | float | bool | None
+NonNegInt = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class ActionEvent(BaseModel):
+    """One tool call, LLM call or API call of one agent.
+
+    Names follow the OpenTelemetry GenAI conventions where one exists: ``action`` is
+    ``gen_ai.tool.name``, ``agent_id`` is ``gen_ai.agent.id``, ``session_id`` is
+    ``gen_ai.conversation.id`` and the token counts are ``gen_ai.usage.*``.
+
+    Examples
+    --------
+    >>> e = decode_event(b'{"event_id":"e1","ts":"2026-01-01T00:00:00Z","agent_id":"a1",'
+    ...                  b'"action":"search","cost_usd":0.01}')
+    >>> (e.agent_id, e.fleet, e.kind, e.status, e.cost_usd)
+    ('a1', 'default', 'tool', 'ok', 0.01)
+    """
+
+    model_config = WIRE_CONFIG
+
+    event_id: Name
+    ts: UtcDatetime
+    agent_id: AgentId
+    fleet: Name = "default"
+    session_id: Annotated[str, Field(max_length=128)] | None = None
+    action: Name
+    kind: Literal["tool", "llm", "api", "other"] = "tool"
+    status: Literal["ok", "error", "denied"] = "ok"
+    error: Annotated[str, Field(max_length=4096)] | None = None
+    risk: Literal["low", "medium", "high", "critical"] | None = None
+    target: Annotated[str, Field(max_length=1024)] | None = None
+    approved_by: Annotated[str, Field(max_length=128)] | None = None
+    model: Annotated[str, Field(max_length=128)] | None = None
+    cost_usd: NonNegFloat = 0.0
+    input_tokens: NonNegInt = 0
+    output_tokens: NonNegInt = 0
+    latency_ms: NonNegFloat = 0.0
+    attributes: dict[Annotated[str, Field(max_length=128)], Scalar] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _bounded_attributes(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
+        for key, item in value.items():
+            if isinstance(item, str) and len(item) > 1024:
+                raise ValueError(f"attribute {key!r} longer than 1024 characters")
+            if isinstance(item, float) and item != item:
+                raise ValueError(f"attribute {key!r} is NaN")
+        return value
+
+    @property
+    def ts_epoch(self) -> float:
+        """Event time as POSIX seconds."""
+        return self.ts.timestamp()
+
+
+_ADAPTER: TypeAdapter[ActionEvent] = TypeAdapter(ActionEvent)
+
+
+class DecodeError(ValueError):
+    """Raw bytes that are not a valid :class:`ActionEvent`.
+
+    ``code`` is a small closed set (a metric label); ``detail`` is for people.
+    """
+
+    def __init__(self, code: Literal["too_large", "bad_json", "invalid"], detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def _describe(exc: ValidationError) -> tuple[Literal["bad_json", "invalid"], str]:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0] if errors else {"loc": (), "msg": str(exc), "type": ""}
+    if first.get("type") == "json_invalid":
+        return "bad_json", str(first["msg"])
+    loc = ".".join(str(p) for p in first["loc"]) or "event"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return "invalid", f"{loc}: {first['msg']}{more}"
+
+
+def decode_event(raw: bytes | bytearray | memoryview, max_bytes: int = MAX_EVENT_BYTES) -> ActionEvent:
+    """Validate raw Kafka bytes into an :class:`ActionEvent` or raise :class:`DecodeError`.
+
+    This never raises anything else, whatever the input.
+    """
+    if raw is None:
+        raise DecodeError("invalid", "empty message (tombstone)")
+    if len(raw) > max_bytes:
+        raise DecodeError("too_large", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        return _ADAPTER.validate_json(bytes(raw))
+    except ValidationError as exc:
+        code, detail = _describe(exc)
+        raise DecodeError(code, detail) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # defensive: parser edge cases
+        raise DecodeError("bad_json", f"{type(exc).__name__}: {exc}") from None
+
+
+def encode_event(event: ActionEvent) -> bytes:
+    """Serialize an event to its wire JSON (UTF-8 bytes), omitting unset optional fields."""
+    return event.model_dump_json(exclude_none=True).encode()
