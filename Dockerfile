@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# agentwatch worker image: `docker build -t agentwatch .`
+# Runs `agentwatch worker` as an unprivileged user; state (RocksDB) lives on the /data volume.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY . .
+RUN pip install .
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    AGENTWATCH_DATA_DIR=/data
+RUN groupadd --system --gid 10001 agentwatch \
+    && useradd --system --uid 10001 --gid agentwatch --create-home \
+       --home-dir /home/agentwatch --shell /usr/sbin/nologin agentwatch \
+    && mkdir -p /data \
+    && chown agentwatch:agentwatch /data
+COPY --from=build /opt/venv /opt/venv
+USER agentwatch:agentwatch
+WORKDIR /home/agentwatch
+VOLUME ["/data"]
+EXPOSE 6066
+# GET /healthz on the web port (AGENTWATCH_WEB_PORT, default 6066); non-2xx or no answer = unhealthy.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AGENTWATCH_WEB_PORT', '6066'), timeout=3)"]
+ENTRYPOINT ["agentwatch"]
+CMD ["worker"]

@@ -1,0 +1,170 @@
+"""The faust app factory: topics, the baseline table, the stream agent, timers and web views.
+
+There is no module-level app: :func:`create_app` builds one from :class:`~agentwatch.config.Settings`
+with its metrics registry and engine injected, so tests and tools can run several side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agentwatch.config import Settings
+from agentwatch.detectors.engine import Engine
+from agentwatch.streams.broker import free_port
+from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.stage import BaselineStage
+
+__all__ = ["WorkerApp", "create_app"]
+
+log = logging.getLogger(__name__)
+
+BASELINE_TABLE = "baselines"
+
+
+@dataclass
+class WorkerApp:
+    """A configured faust app and the parts tests and tools reach into."""
+
+    app: Any
+    settings: Settings
+    stage: BaselineStage
+    metrics: WorkerMetrics
+    table: Any
+    topics: dict[str, Any] = field(default_factory=dict)
+    web_port: int = 0
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.web_port}"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics: WorkerMetrics | None = None,
+    engine: Engine | None = None,
+) -> WorkerApp:
+    """Build the agentwatch faust app (not started)."""
+    metrics = metrics if metrics is not None else WorkerMetrics()
+    engine = engine if engine is not None else Engine()
+    web_port = settings.web_port or free_port(settings.web_host)
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=web_port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+    )
+    topics = {
+        name: app.topic(settings.topic(name), key_type=bytes, value_type=bytes)
+        for name in ("actions", "deadletter", "anomalies", "notifications", "audit")
+    }
+    topics["control"] = app.topic(
+        settings.topic("control"),
+        key_type=bytes,
+        value_type=bytes,
+        config={"cleanup.policy": "compact"},
+    )
+    table = app.Table(
+        BASELINE_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+    )
+    stage = BaselineStage(
+        settings=settings,
+        engine=engine,
+        table=table,
+        deadletter=topics["deadletter"],
+        metrics=metrics,
+    )
+    worker = WorkerApp(
+        app=app,
+        settings=settings,
+        stage=stage,
+        metrics=metrics,
+        table=table,
+        topics=topics,
+        web_port=web_port,
+    )
+    _register_agents(worker)
+    _register_views(worker)
+    return worker
+
+
+def _register_agents(worker: WorkerApp) -> None:
+    app, stage, settings = worker.app, worker.stage, worker.settings
+    actions_topic = worker.settings.topic("actions")
+
+    @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await stage.process_batch(events)
+
+    @app.timer(settings.flush_interval_s)  # type: ignore[untyped-decorator]
+    async def flush() -> None:
+        stage.flush()
+        consumer = app.consumer
+        for tp, offset in stage.positions().items():
+            if tp.topic != actions_topic:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception as exc:  # highwater unknown right after a rebalance
+                log.debug("no highwater for %s: %r", tp, exc)
+                continue
+            lag = max(0, highwater - offset - 1)
+            worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)
+
+
+def _register_views(worker: WorkerApp) -> None:
+    app, stage, registry = worker.app, worker.stage, worker.metrics.registry
+
+    @app.page("/healthz")  # type: ignore[untyped-decorator]
+    async def healthz(self: Any, request: Any) -> Any:
+        ok = not app.should_stop and not app.crashed
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "agents": len(stage.engine.baselines),
+            "held_messages": stage.held,
+        }
+        return self.json(body, status=200 if ok else 503)
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics(self: Any, request: Any) -> Any:
+        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/agents/{agent_id}")  # type: ignore[untyped-decorator]
+    class AgentView(faust.web.View):  # type: ignore[misc]
+        @app.table_route(table=worker.table, match_info="agent_id")  # type: ignore[untyped-decorator]
+        async def get(self, request: Any, agent_id: str) -> Any:
+            baseline = stage.baseline(agent_id)
+            if baseline is None:
+                return self.json({"error": f"unknown agent {agent_id!r}"}, status=404)
+            return self.json(baseline.to_dict())

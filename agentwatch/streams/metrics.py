@@ -1,0 +1,73 @@
+"""Prometheus metrics of a worker. No metric is labelled by agent (unbounded cardinality)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["WorkerMetrics"]
+
+_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class WorkerMetrics:
+    """The worker's metrics, registered on an injected registry (a fresh one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_ingested = Counter(
+            "agentwatch_events_ingested",
+            "Valid action events folded into baselines.",
+            ["fleet", "kind", "status"],
+            registry=r,
+        )
+        self.deadletters = Counter(
+            "agentwatch_deadletters",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "agentwatch_duplicate_events",
+            "Events dropped because their event_id was already processed.",
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "agentwatch_batch_seconds",
+            "Time to process one batch of action events.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "agentwatch_batch_events",
+            "Events per processed batch.",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "agentwatch_baseline_flush_seconds",
+            "Time to write changed baselines to the state table.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.table_writes = Counter(
+            "agentwatch_baseline_writes",
+            "Baseline states written to the state table (changelog messages).",
+            registry=r,
+        )
+        self.agents = Gauge(
+            "agentwatch_agents_tracked",
+            "Agents with a baseline held in memory by this worker.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "agentwatch_consumer_lag",
+            "Messages between the partition high-water mark and the last processed offset.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.event_time_lag = Gauge(
+            "agentwatch_event_time_lag_seconds",
+            "Wall clock minus the newest event time processed.",
+            registry=r,
+        )

@@ -1,0 +1,113 @@
+"""Run a worker: in production against Kafka, or with the embedded broker (``agentwatch up``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import faust
+import uvloop
+
+from agentwatch.config import Settings
+from agentwatch.streams.app import WorkerApp, create_app
+from agentwatch.streams.broker import EmbeddedBroker
+from agentwatch.streams.topics import TOPIC_NAMES, ensure_topics
+
+__all__ = ["run_embedded", "run_worker", "running_app"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    tasks: list[Callable[[WorkerApp], Awaitable[None]]] | None = None,
+    banner: Callable[[WorkerApp], None] | None = None,
+) -> int:
+    """Run a faust worker until SIGINT/SIGTERM; return its exit code."""
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(settings))
+    worker_app = create_app(settings)
+    for task in tasks or []:
+        _add_task(worker_app, task)
+    if banner is not None:
+        banner(worker_app)
+    worker = faust.Worker(
+        worker_app.app,
+        loop=loop,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _add_task(worker_app: WorkerApp, task: Callable[[WorkerApp], Awaitable[None]]) -> None:
+    async def run() -> None:
+        try:
+            await task(worker_app)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed", getattr(task, "__name__", task))
+
+    worker_app.app.task(run)
+
+
+def run_embedded(
+    settings: Settings,
+    *,
+    tasks: list[Callable[[WorkerApp], Awaitable[None]]] | None = None,
+) -> int:
+    """Start the embedded broker, create topics and run a worker against it."""
+    with (
+        tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp,
+        EmbeddedBroker(log_file=f"{tmp}/broker.log") as broker,
+    ):
+        embedded = settings.model_copy(
+            update={
+                "kafka_bootstrap": broker.bootstrap,
+                "data_dir": f"{tmp}/state",
+                "rebalance_timeout_s": min(settings.rebalance_timeout_s, 3.0),
+            }
+        )
+
+        def banner(worker_app: WorkerApp) -> None:
+            lines = [
+                "agentwatch is up (embedded stack; Ctrl-C stops everything)",
+                f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
+                f"  health    {worker_app.web_url}/healthz",
+                f"  agents    {worker_app.web_url}/agents/<agent_id>",
+                f"  metrics   {worker_app.web_url}/metrics",
+                "  topics    " + ", ".join(embedded.topic(n) for n in TOPIC_NAMES),
+                f"  state     {embedded.data_dir} ({embedded.store})",
+            ]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+
+        return run_worker(embedded, tasks=tasks, banner=banner)
+
+
+@asynccontextmanager
+async def running_app(worker_app: WorkerApp, timeout_s: float = 30.0) -> AsyncIterator[WorkerApp]:
+    """Start a worker app inside the running event loop (tests, bench); stop it on exit."""
+    await ensure_topics(worker_app.settings)
+    app = worker_app.app
+    await app.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not app.consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("worker got no partitions assigned")
+            await asyncio.sleep(0.05)
+        yield worker_app
+    finally:
+        await app.stop()

@@ -1,0 +1,51 @@
+"""Topic names and creation. ``control`` is compacted: the latest state per agent wins."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from agentwatch.config import Settings
+
+__all__ = ["TOPIC_NAMES", "ensure_topics", "topic_configs"]
+
+log = logging.getLogger(__name__)
+
+TOPIC_NAMES = ("actions", "deadletter", "anomalies", "control", "notifications", "audit")
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    """Kafka topic configuration for one of :data:`TOPIC_NAMES`."""
+    if name == "control":
+        return {"cleanup.policy": "compact"}
+    return {}
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
+    """Create the agentwatch topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic(name),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=topic_configs(name),
+            )
+            for name in TOPIC_NAMES
+            if settings.topic(name) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another process")
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
