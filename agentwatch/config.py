@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -43,8 +43,18 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("agentwatch", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(8, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=16)
-    rebalance_timeout_s: float = Field(
-        60.0, gt=0, description="consumer-group rebalance timeout (a few seconds on Tansu)"
+    rebalance_timeout_s: float = Field(60.0, gt=0, description="consumer-group rebalance timeout")
+    session_timeout_s: float = Field(
+        45.0,
+        gt=0,
+        le=80,
+        description="consumer-group session timeout; Tansu admits a member after half of it",
+    )
+    heartbeat_interval_s: float = Field(3.0, gt=0)
+    producer_max_batch_bytes: int = Field(
+        16384,
+        ge=1,
+        description="producer record-batch size; 1 = one record per batch (Tansu, see docs)",
     )
 
     # State
@@ -85,6 +95,16 @@ class Settings(BaseSettings):
             if not sep or not name or not port.isdigit():
                 raise ValueError(f"{host!r} is not host:port")
         return ",".join(h.removeprefix("kafka://") for h in hosts)
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Settings:
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ValueError("heartbeat_interval_s must be below session_timeout_s")
+        return self
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` applied (``model_copy`` would skip validation)."""
+        return type(self)(**{**dict(self), **changes})
 
     # -- derived names -----------------------------------------------------------------
     def topic(self, name: str) -> str:

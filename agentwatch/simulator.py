@@ -56,26 +56,30 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import gc
+import itertools
 import json
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
 from numpy.typing import NDArray
 
+from agentwatch.config import Settings
 from agentwatch.schemas._types import format_ts
 from agentwatch.schemas.events import ActionEvent, encode_event
 
 __all__ = [
+    "ALL_BENIGN_CHANGES",
     "ALL_INCIDENT_KINDS",
     "BENIGN_CHANGE_KINDS",
     "DEFAULT_START",
@@ -90,8 +94,11 @@ __all__ = [
     "SimConfig",
     "Simulation",
     "ToolSpec",
+    "demo_config",
+    "demo_task",
     "llm_cost",
     "load_labels",
+    "parse_kinds",
     "produce",
     "write_jsonl",
 ]
@@ -114,6 +121,7 @@ ALL_INCIDENT_KINDS: Final[tuple[str, ...]] = (
     "unapproved_high_risk",
 )
 BENIGN_CHANGE_KINDS: Final[tuple[str, ...]] = ("model_upgrade", "tool_rollout")
+ALL_BENIGN_CHANGES: Final = BENIGN_CHANGE_KINDS  # alias
 
 _WINDOW_S: Final = 30.0  # generation window: events are merged and sorted window by window
 _MAX_INPUT_TOKENS: Final = 200_000  # context limit
@@ -377,7 +385,7 @@ FLEETS: Final[Mapping[str, FleetSpec]] = {
         entry={"read_table": 3, "sql_query": 2, "http_get": 0.5},
         models={"gpt-4o": 0.5, "gemini-2.5-pro": 0.5},
         secondary_model="gpt-4o-mini",
-        upgrade_model="claude-sonnet-4",
+        upgrade_model="claude-opus-4",
         premium_model="claude-opus-4",
         rollout_tool=ToolSpec("run_notebook", risk="medium", latency_ms=5000, error_rate=0.03),
         rate_per_min=4.0,
@@ -554,7 +562,7 @@ class SimConfig:
     Parameters
     ----------
     agents
-        Number of agents, split over fleets by ``fleets``.
+        Number of agents, split over fleets by ``shape``.
     minutes
         Simulated duration; ``None`` runs forever (live demo), with one round of incidents
         every ``epoch_minutes``.
@@ -572,8 +580,9 @@ class SimConfig:
     benign_changes
         Fleet-wide benign changes to make (``model_upgrade``, ``tool_rollout``), each in a
         random fleet (different fleets when possible), once.
-    fleets
-        A name from :data:`FLEET_SHAPES` or a mapping ``{fleet: share}`` over :data:`FLEETS`.
+    shape
+        The fleet mix: a name from :data:`FLEET_SHAPES` (``mixed``, ``large-support``) or a
+        mapping ``{fleet: share}`` over :data:`FLEETS`.
     warmup_minutes
         Quiet period before the first incident or change so baselines can form; default a
         quarter of the run (of an epoch), at most 30 minutes.
@@ -599,7 +608,7 @@ class SimConfig:
     incidents_per_kind: int = 1
     explicit_incidents: Sequence[IncidentSpec] = ()
     benign_changes: Sequence[str] = BENIGN_CHANGE_KINDS
-    fleets: str | Mapping[str, float] = "mixed"
+    shape: str | Mapping[str, float] = "mixed"
     warmup_minutes: float | None = None
     epoch_minutes: float = 60.0
     error_bursts_per_hour: float = 2.0
@@ -632,7 +641,7 @@ class SimConfig:
             or any(v < 0 for v in shares.values())
             or not any(v > 0 for v in shares.values())
         ):
-            raise ValueError(f"bad fleets {self.fleets!r}: shares over {sorted(FLEETS)}")
+            raise ValueError(f"bad shape {self.shape!r}: shares over {sorted(FLEETS)}")
         count = len(self.incidents) * self.incidents_per_kind
         if count > self.agents:
             raise ValueError(f"{count} incidents need at least as many agents, got {self.agents}")
@@ -645,18 +654,22 @@ class SimConfig:
 
     def fleet_shares(self) -> Mapping[str, float]:
         """The fleet mix as ``{fleet: share}``."""
-        if isinstance(self.fleets, str):
-            if self.fleets not in FLEET_SHAPES:
-                raise ValueError(
-                    f"unknown fleet shape {self.fleets!r}; one of {list(FLEET_SHAPES)}"
-                )
-            return FLEET_SHAPES[self.fleets]
-        return self.fleets
+        if isinstance(self.shape, str):
+            if self.shape not in FLEET_SHAPES:
+                raise ValueError(f"unknown fleet shape {self.shape!r}; one of {list(FLEET_SHAPES)}")
+            return FLEET_SHAPES[self.shape]
+        return self.shape
 
 
 @dataclass(frozen=True)
 class AgentProfile:
-    """The static traits of one simulated agent (see :meth:`Simulation.agents`)."""
+    """The static traits of one simulated agent (see :meth:`Simulation.agents`).
+
+    ``rate_per_min`` is the agent's target events per minute (LLM calls included; latency,
+    sessions and the diurnal swing move the realised rate around it), ``llm_share`` the
+    probability that an LLM call precedes a tool call, ``session_actions`` the mean tool calls
+    per session and ``error_multiplier`` its error proneness relative to the fleet.
+    """
 
     agent_id: str
     fleet: str
@@ -684,6 +697,11 @@ def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
     return median * math.exp(sigma * _Z[rng.getrandbits(13)])
 
 
+def _pick(rng: random.Random, seq: Sequence[str]) -> str:
+    """``rng.choice`` for the hot path (one ``random()`` call, no rejection loop)."""
+    return seq[int(rng.random() * len(seq))]
+
+
 def _exp1(rng: random.Random) -> float:
     """An Exp(1) draw."""
     return -math.log(1.0 - rng.random())
@@ -708,7 +726,8 @@ def _stationary(matrix: NDArray[np.float64]) -> list[float]:
     lazy = 0.5 * (rows + np.eye(rows.shape[0]))  # same stationary law, never periodic
     dist = np.full(rows.shape[0], 1.0 / rows.shape[0]) @ np.linalg.matrix_power(lazy, 512)
     dist = dist / dist.sum()
-    return [float(x) for x in dist]
+    # Rounded so that last-bit differences between numpy builds cannot change the stream.
+    return [round(float(x), 9) for x in dist]
 
 
 class _Profile:
@@ -716,7 +735,6 @@ class _Profile:
 
     __slots__ = (
         "agent_id",
-        "approvals",
         "chain_weights",
         "duty",
         "entry_weights",
@@ -737,7 +755,7 @@ class _Profile:
         "stationary",
         "tables",
         "tool_specs",
-    )  # fmt: skip
+    )
 
     def __init__(self, seed: int, index: int, agent_id: str, fleet: FleetSpec) -> None:
         rng = _rng(seed, "profile", agent_id)
@@ -783,7 +801,6 @@ class _Profile:
         self.gap_mean = max(0.25, (step_s - busy) / (1.0 + self.llm_share))
         session_s = self.session_mean * max(step_s, busy)
         self.idle_mean = session_s * (1.0 - self.duty) / self.duty
-        self.approvals = rng.random()  # per-agent tie-break for approver choice
 
     def public(self) -> AgentProfile:
         return AgentProfile(
@@ -823,7 +840,7 @@ class _Profile:
             if action in ("read_ticket", "reply_ticket"):
                 return sess.ticket
             if action == "search_kb":
-                return f"kb:{rng.choice(_KB_TOPICS)}"
+                return f"kb:{_pick(rng, _KB_TOPICS)}"
             if action == "lookup_order":
                 return sess.order
             if action == "refund":
@@ -831,53 +848,53 @@ class _Profile:
                 return sess.order
             if action == "send_email":
                 return sess.customer
-            return f"lang:{rng.choice(('es', 'de', 'fr', 'ja', 'pt'))}"  # translate_text
+            return f"lang:{_pick(rng, ('es', 'de', 'fr', 'ja', 'pt'))}"  # translate_text
         if fleet == "coder":
             repo = self.repo
             if action in ("read_file", "write_file"):
                 if rng.random() < 0.8:
-                    return rng.choice(sess.focus)
+                    return _pick(rng, sess.focus)
                 pkg = repo.replace("-", "_")
                 extra = ("README.md", "pyproject.toml", f"src/{pkg}/__init__.py")
-                return f"/workspace/{repo}/{rng.choice(extra)}"
+                return f"/workspace/{repo}/{_pick(rng, extra)}"
             if action == "run_tests":
                 return sess.focus[-1] if rng.random() < 0.7 else f"/workspace/{repo}/tests"
             if action == "git_commit":
                 return f"git:{repo}@{sess.order}"
             if action == "shell":
-                return rng.choice(_SHELL)
+                return _pick(rng, _SHELL)
             if action == "deploy":
                 return f"deploy:{repo}@{'prod' if rng.random() < 0.15 else 'staging'}"
-            return f"code:{repo}?q={rng.choice(_MODULES)}"  # code_search
+            return f"code:{repo}?q={_pick(rng, _MODULES)}"  # code_search
         if fleet == "analyst":
             if action in ("sql_query", "read_table"):
-                return sess.table if rng.random() < 0.75 else rng.choice(self.tables)
+                return sess.table if rng.random() < 0.75 else _pick(rng, self.tables)
             if action == "chart":
-                return f"chart:{rng.choice(_METRICS)}_by_{rng.choice(_DIMS)}"
+                return f"chart:{_pick(rng, _METRICS)}_by_{_pick(rng, _DIMS)}"
             if action == "export_csv":
                 attrs["rows"] = int(_lognormal(rng, 5000, 1.0)) + 1
                 return f"s3://acme-analytics-exports/{sess.table.rsplit('.', 1)[-1]}.csv"
             if action == "http_get":
-                return rng.choice(_PUBLIC_APIS)
+                return _pick(rng, _PUBLIC_APIS)
             if action == "write_table":
                 return f"warehouse.scratch.{sess.table.rsplit('.', 1)[-1]}_agg"
-            return f"notebook:{rng.choice(_METRICS)}-analysis.ipynb"  # run_notebook
+            return f"notebook:{_pick(rng, _METRICS)}-analysis.ipynb"  # run_notebook
         # ops
-        svc = sess.service if rng.random() < 0.7 else rng.choice(self.services)
+        svc = sess.service if rng.random() < 0.7 else _pick(rng, self.services)
         if action == "query_metrics":
-            return f"prometheus:{svc}/{rng.choice(_PROM)}"
+            return f"prometheus:{svc}/{_pick(rng, _PROM)}"
         if action == "read_logs":
             return f"loki:{{app={svc!r}}}"
         if action == "http_get":
             return f"https://{svc}.{_INTERNAL_DOMAIN}/healthz"
         if action == "http_post":
-            return rng.choice(_NOTIFY_URLS)
+            return _pick(rng, _NOTIFY_URLS)
         if action in ("restart_service", "scale_service"):
             if action == "scale_service":
                 attrs["replicas"] = rng.randint(2, 12)
             return f"k8s:prod/{svc}"
         if action == "get_secret":
-            return f"vault:kv/prod/{svc}/{rng.choice(_SECRET_NAMES)}"
+            return f"vault:kv/prod/{svc}/{_pick(rng, _SECRET_NAMES)}"
         if action == "rollback":
             return f"deploy:{svc}@prod"
         return f"tempo:{svc}"  # query_traces
@@ -900,8 +917,6 @@ class _Incident:
     # runtime parameters, by kind
     action: str = ""
     target: str = ""
-    risk: Risk | None = None
-    kind_of_action: Kind = "tool"
     period_s: float = 0.0
     model: str | None = None
     in_factor: float = 1.0
@@ -968,12 +983,13 @@ class _Runner:
         "sched",
         "sess",
         "sessions",
+        "slow",
         "state",
         "step_no",
         "t",
         "upgrade_at",
         "upgrade_model",
-    )  # fmt: skip
+    )
 
     def __init__(self, prof: _Profile, seed: int, t0: float, cfg: SimConfig) -> None:
         self.p = prof
@@ -987,6 +1003,7 @@ class _Runner:
         self.upgrade_at = math.inf
         self.upgrade_model = prof.model
         self.diurnal = cfg.diurnal_amplitude
+        self.slow = 1.0
         self.approve_noise = cfg.benign_unapproved_rate
         self.incidents: list[_Incident] = []
         self.bursts: list[_Burst] = []
@@ -1031,6 +1048,8 @@ class _Runner:
 
     # -- generation ----------------------------------------------------------------------
     def advance(self, until: float, out: list[_Record]) -> None:
+        if self.diurnal:
+            self._set_slow(self.t)
         while self.t < until:
             self._step()
         buf = self.buf
@@ -1063,18 +1082,16 @@ class _Runner:
     def _next_incident_start(self, t: float) -> float:
         return min((i.start_s for i in self.incidents if i.start_s > t), default=math.inf)
 
-    def _slow(self, t: float) -> float:
-        """Diurnal divisor of gaps: > 1 during the day peak."""
-        if not self.diurnal:
-            return 1.0
+    def _set_slow(self, t: float) -> None:
+        """Diurnal divisor of gaps at ``t`` (> 1 around the 15:00 UTC peak)."""
         day = (t / 86400.0 - 15.0 / 24.0) * 2.0 * math.pi
-        return 1.0 + self.diurnal * math.cos(day)
+        self.slow = 1.0 + self.diurnal * math.cos(day)
 
     def _new_session(self, inc: _Incident | None) -> None:
         rng = self.rng
         p = self.p
         if self.sessions and inc is None:
-            idle = _exp1(rng) * p.idle_mean / self._slow(self.t)
+            idle = _exp1(rng) * p.idle_mean / self.slow
             self.t = min(self.t + idle, max(self._next_incident_start(self.t), self.t))
         else:
             self.t += _exp1(rng) * p.gap_mean
@@ -1127,7 +1144,7 @@ class _Runner:
         self.step_no += 1
         self.remaining -= 1
         gap = -math.log(1.0 - rng.random()) * p.gap_mean
-        self.t = t + (gap / self._slow(t) if self.diurnal else gap)
+        self.t = t + gap / self.slow
 
     def _llm(self, t: float, inc: _Incident | None, kind: str) -> float:
         rng = self.rng
@@ -1135,7 +1152,7 @@ class _Runner:
         model = self.upgrade_model if t >= self.upgrade_at else p.model
         if rng.random() < 0.12:
             model = p.fleet.secondary_model
-        growth = 1.0 + 0.05 * min(self.step_no, 40)
+        growth = 1.0 + 0.03 * min(self.step_no, 30)  # the prompt grows with the session
         f_in = f_out = 1.0
         if inc is not None:
             if kind == "cost_explosion":
@@ -1267,6 +1284,10 @@ class _Runner:
             kw["kind"] = spec.kind
         if spec.risk != "low":
             kw["risk"] = spec.risk
+        for b in self.bursts:  # a tool outage fails the looping calls too
+            if b.tool == inc.action and b.start_s <= t < b.end_s and rng.random() < b.error_rate:
+                kw["status"] = "error"
+                kw["error"] = b.error
         self.buf.append((t, self.idx, kw))
         t += tool_latency / 1000.0
         self.t = max(t + 0.05, t0 + inc.period_s * (0.8 + 0.4 * rng.random()))
@@ -1421,7 +1442,8 @@ class Simulation:
 
         bursts: list[_Burst] = []
         brng = _rng(cfg.seed, "bursts", k)
-        n_bursts = _poisson(brng, cfg.error_bursts_per_hour * self._epoch_s / 3600.0)
+        mean_bursts = cfg.error_bursts_per_hour * self._epoch_s / 3600.0
+        n_bursts = int(mean_bursts) + (brng.random() < mean_bursts % 1.0)
         fleets_present = sorted({p.fleet.name for p in profiles}, key=list(FLEETS).index)
         for b in range(n_bursts):
             fleet_name = brng.choice(fleets_present)
@@ -1558,6 +1580,28 @@ class Simulation:
         labels.sort(key=lambda lab: (lab["start"], lab["id"], lab["agent_id"] or ""))
         return labels
 
+    def event_list(self, *, validate: bool = False, limit: int | None = None) -> list[ActionEvent]:
+        """All events (or the first ``limit``) as a list, for benchmarks and backtests.
+
+        Built with the cyclic garbage collector paused: the events hold no reference cycles,
+        and hundreds of thousands of new objects would otherwise trigger repeated full
+        collections (they halve the throughput). ``validate`` as in :meth:`events`.
+
+        Examples
+        --------
+        >>> len(Simulation(agents=3, minutes=2, incidents=()).event_list(limit=10))
+        10
+        """
+        if self.config.minutes is None and limit is None:
+            raise ValueError("an endless simulation (minutes=None) needs `limit`")
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return list(itertools.islice(self.events(validate=validate), limit))
+        finally:
+            if enabled:
+                gc.enable()
+
     def events(self, *, validate: bool = True) -> Iterator[ActionEvent]:
         """All events in event-time order (endless when ``minutes`` is ``None``).
 
@@ -1636,15 +1680,6 @@ def _apportion(total: int, shares: Mapping[str, float]) -> dict[str, int]:
     return counts
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    n = 0
-    acc = _exp1(rng)
-    while acc < mean:
-        n += 1
-        acc += _exp1(rng)
-    return n
-
-
 _DURATIONS_MIN: Final[Mapping[str, tuple[float, float]]] = {
     "runaway_loop": (3.0, 8.0),
     "cost_explosion": (5.0, 12.0),
@@ -1692,15 +1727,21 @@ def _make_incident(
         inc.action = fleet.tools[top].name
         inc.target = prof.target(inc.action, rng, prof.new_session(rng, ""), {})
         tool_rate = prof.rate / (1.0 + prof.llm_share)
-        rate = min(max(6.0 * tool_rate, 10.0), 24.0)
+        rate = min(max(6.0 * tool_rate, 12.0), 60.0)
         inc.period_s = 60.0 / rate
         params = {"action": inc.action, "target": inc.target, "rate_per_min": round(rate, 1)}
     elif kind == "cost_explosion":
-        inc.model = fleet.premium_model if rng.random() < 0.5 else None
-        inc.in_factor = rng.uniform(5.0, 10.0)
-        inc.out_factor = rng.uniform(1.5, 3.0)
+        if rng.random() < 0.5 and fleet.premium_model != prof.model:
+            # switched to the premium model, with somewhat longer prompts
+            inc.model = fleet.premium_model
+            inc.in_factor = rng.uniform(1.5, 2.5)
+            inc.out_factor = rng.uniform(1.2, 2.0)
+        else:  # context stuffing on the usual model
+            inc.in_factor = rng.uniform(5.0, 10.0)
+            inc.out_factor = rng.uniform(1.5, 2.5)
         params = {
-            "model": inc.model or prof.model,
+            "mode": "premium_model" if inc.model else "context_stuffing",
+            "model": inc.model,
             "input_factor": round(inc.in_factor, 2),
             "output_factor": round(inc.out_factor, 2),
         }
@@ -1708,7 +1749,7 @@ def _make_incident(
         inc.error_rate = rng.uniform(0.5, 0.8)
         params = {"error_rate": round(inc.error_rate, 3)}
     elif kind == "cost_drift":
-        inc.final_factor = rng.uniform(2.5, 4.0)
+        inc.final_factor = rng.uniform(3.0, 5.0)
         params = {"final_factor": round(inc.final_factor, 2)}
     elif kind == "mix_shift":
         pi = prof.stationary
@@ -1849,7 +1890,8 @@ def write_jsonl(
 ) -> tuple[int, int]:
     """Write the events (wire JSON, one per line) and the labels (one JSON per line).
 
-    Returns ``(events, labels)`` counts. Only for a finite simulation.
+    Returns ``(events, labels)`` counts; missing parent directories are created. Only for a
+    finite simulation.
 
     Examples
     --------
@@ -1863,6 +1905,9 @@ def write_jsonl(
     if sim.config.minutes is None:
         raise ValueError("write_jsonl needs a finite simulation (minutes is None)")
     count = 0
+    for path in (events_path, labels_path):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(events_path).open("wb") as fh:
         for event in sim.events(validate=False):
             fh.write(encode_event(event))
@@ -1963,3 +2008,81 @@ async def produce(
         if own:
             await producer.stop()
     return count
+
+
+# -- CLI and demo helpers ----------------------------------------------------------------
+
+
+def parse_kinds(text: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    """Parse a comma-separated list of kinds; ``all`` is every allowed kind, ``none`` none.
+
+    Examples
+    --------
+    >>> parse_kinds("all", BENIGN_CHANGE_KINDS)
+    ('model_upgrade', 'tool_rollout')
+    >>> parse_kinds("runaway_loop, exfiltration", ALL_INCIDENT_KINDS)
+    ('runaway_loop', 'exfiltration')
+    >>> parse_kinds("none", ALL_INCIDENT_KINDS)
+    ()
+    """
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if words == ["all"]:
+        return tuple(allowed)
+    if words in ([], ["none"]):
+        return ()
+    unknown = [w for w in words if w not in allowed]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return tuple(words)
+
+
+def demo_config(agents: int = 40, seed: int = 0) -> SimConfig:
+    """The endless fleet of ``agentwatch up --demo``.
+
+    A new round of every incident kind (as many as there are agents) every 20 simulated
+    minutes after a 5-minute warm-up, both benign changes once, error bursts and the diurnal
+    swing as usual.
+    """
+    return SimConfig(
+        agents=agents,
+        minutes=None,
+        seed=seed,
+        incidents=ALL_INCIDENT_KINDS[: max(agents, 0)],
+        epoch_minutes=20.0,
+        warmup_minutes=5.0,
+    )
+
+
+class _HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+
+def demo_task(
+    agents: int = 40,
+    speed: float = 1.0,
+    seed: int = 0,
+    *,
+    producer: Any = None,
+) -> Callable[[_HasSettings], Awaitable[None]]:
+    """A background task for the embedded worker: produce :func:`demo_config` traffic forever.
+
+    The returned coroutine function takes the worker app (anything with ``.settings``) and
+    sends to its actions topic at ``speed`` simulated minutes per real minute, timestamps on
+    the wall clock (see :func:`produce`), until cancelled.
+
+    Examples
+    --------
+    >>> task = demo_task(agents=10, speed=60)
+    >>> callable(task)
+    True
+    """
+    sim = Simulation(demo_config(agents, seed))
+
+    async def simulated_fleet(worker_app: _HasSettings) -> None:
+        settings = worker_app.settings
+        await produce(
+            sim, settings.kafka_bootstrap, settings.topic("actions"), speed, producer=producer
+        )
+
+    return simulated_fleet

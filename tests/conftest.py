@@ -9,6 +9,7 @@ import pytest
 
 from agentwatch.config import Settings
 from agentwatch.streams.broker import EmbeddedBroker
+from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def settings(broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory) -> Settin
         app_id=f"aw-test-{unique}",
         topic_prefix=f"aw{unique}",
         topic_partitions=4,
-        rebalance_timeout_s=3.0,
+        **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
         store="memory",
         data_dir=tmp_path,  # type: ignore[arg-type]
         web_port=0,

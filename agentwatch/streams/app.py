@@ -17,7 +17,7 @@ from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
-from agentwatch.streams.stage import BaselineStage
+from agentwatch.streams.stage import BaselineStage, CommitGuard
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -64,6 +64,9 @@ def create_app(
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.replication_factor,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         web_enabled=True,
@@ -100,6 +103,7 @@ def create_app(
         deadletter=topics["deadletter"],
         metrics=metrics,
     )
+    app.sensors.add(CommitGuard(stage))
     worker = WorkerApp(
         app=app,
         settings=settings,
@@ -152,7 +156,7 @@ def _register_views(worker: WorkerApp) -> None:
         body = {
             "status": "ok" if ok else "unavailable",
             "agents": len(stage.engine.baselines),
-            "held_messages": stage.held,
+            "pending_agents": stage.pending,
         }
         return self.json(body, status=200 if ok else 503)
 

@@ -25,7 +25,7 @@ from agentwatch.config import Settings
 from agentwatch.schemas import ActionEvent
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
-from agentwatch.streams.runner import running_app
+from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
 from agentwatch.streams.stage import encode_state
 from agentwatch.streams.topics import ensure_topics
 
@@ -80,7 +80,7 @@ async def _bench(
             app_id="agentwatch-bench",
             store=store,  # type: ignore[arg-type]
             data_dir=tmp,  # type: ignore[arg-type]
-            rebalance_timeout_s=3.0,
+            **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
             web_port=0,
             log_level="WARNING",
         )

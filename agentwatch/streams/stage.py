@@ -2,14 +2,16 @@
 
 Per batch it validates every message (failures go to the dead-letter topic with the reason),
 feeds valid events to the :class:`~agentwatch.detectors.engine.Engine`, and keeps the changed
-agents' state in memory. At most once per ``flush_interval_s`` it writes each changed agent's
-state to the table once (one changelog message per agent, not per event).
+agents' state in memory. :meth:`BaselineStage.flush` writes each changed agent's state to the
+table once (one changelog message per agent, not per event); it runs every
+``flush_interval_s`` and, through :class:`CommitGuard`, at the start of every offset commit.
 
-Offsets never run ahead of state: every message is held (its reference count raised) from the
-moment it is read until the state it produced has been written to the table; only then is it
-acknowledged. faust flushes the producer (and so the changelog) before it commits offsets.
-After a crash, events replayed from the last committed offset are skipped per agent by the
-offset stored next to each agent's state, so a baseline never counts an event twice.
+Offsets never run ahead of state: faust commits only offsets of acknowledged messages, a
+message is acknowledged only after its batch was folded in, the commit first flushes our
+state into the changelog (``on_commit_initiated``), and faust flushes the producer before it
+commits offsets. After a crash, events replayed from the last committed offset are skipped per
+agent by the offset stored next to each agent's state, so a baseline never counts an event
+twice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import faust
 from faust.streams import _current_event
 
 from agentwatch.config import Settings
@@ -30,7 +33,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.schemas import ActionEvent, DecodeError, decode_event
 from agentwatch.streams.metrics import WorkerMetrics
 
-__all__ = ["BaselineStage"]
+__all__ = ["BaselineStage", "CommitGuard"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,6 @@ class BaselineStage:
         self.table = table
         self.deadletter = deadletter
         self.metrics = metrics
-        self._held: list[Any] = []
         self._dirty: dict[str, Any] = {}
         self._offsets: dict[str, int] = {}
         self._partitions: dict[str, int] = {}
@@ -103,8 +105,6 @@ class BaselineStage:
         probe = self.on_event
         for fevent in events:
             message = fevent.message
-            message.incref()  # hold the offset until our state is durable
-            self._held.append(fevent)
             self._positions[message.tp] = message.offset
             try:
                 event = decode_event(message.value, max_bytes)
@@ -141,6 +141,11 @@ class BaselineStage:
         if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
             self.flush()
 
+    @property
+    def pending(self) -> int:
+        """Agents whose state changed since the last flush."""
+        return len(self._dirty)
+
     def _load(self, agent_id: str, fevent: Any) -> None:
         token = _current_event.set(weakref.ref(fevent))
         try:
@@ -174,10 +179,9 @@ class BaselineStage:
 
     # -- durability ------------------------------------------------------------------------
     def flush(self) -> int:
-        """Write every changed agent's state once, then release the held offsets."""
+        """Write every changed agent's state to the table once; return how many."""
         started = time.perf_counter()
         dirty, self._dirty = self._dirty, {}
-        held, self._held = self._held, []
         table = self.table
         engine = self.engine
         for agent_id, fevent in dirty.items():
@@ -189,8 +193,6 @@ class BaselineStage:
                 table[agent_id.encode()] = encode_state(self._offsets[agent_id], baseline)
             finally:
                 _current_event.reset(token)
-        for fevent in held:
-            fevent.ack()
         self._last_flush = time.monotonic()
         if dirty:
             self.metrics.table_writes.inc(len(dirty))
@@ -223,8 +225,15 @@ class BaselineStage:
         """Last offset read per topic-partition (for consumer lag)."""
         return dict(self._positions)
 
-    @property
-    def held(self) -> int:
-        """Messages read but not yet acknowledged (their state not yet durable)."""
-        return len(self._held)
 
+
+class CommitGuard(faust.Sensor):  # type: ignore[misc]
+    """A faust sensor that flushes the stage at the start of every offset commit."""
+
+    def __init__(self, stage: BaselineStage) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.stage.flush()
+        return super().on_commit_initiated(consumer)
