@@ -1,4 +1,4 @@
-"""Settings: one frozen model read from ``AGENTWATCH_*`` environment variables and ``agentwatch.toml``.
+"""Settings: one frozen model from ``AGENTWATCH_*`` environment variables and ``agentwatch.toml``.
 
 Precedence (highest first): explicit keyword arguments, environment variables, the TOML file
 (``AGENTWATCH_CONFIG`` or ``./agentwatch.toml``), defaults. A bad value fails at start with the
@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     """Everything a worker, the CLI and the SDK read from the environment.
 
-    Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``.
+    Secrets, when there are any, are :class:`~pydantic.SecretStr` and print as ``**********``.
     """
 
     model_config = SettingsConfigDict(
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         description="consumer-group session timeout; Tansu admits a member after half of it",
     )
     heartbeat_interval_s: float = Field(3.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="longest a fetch waits for data (bounds latency)"
+    )
     producer_max_batch_bytes: int = Field(
         16384,
         ge=1,
@@ -72,15 +75,11 @@ class Settings(BaseSettings):
     # Web (health, agent views, control API, metrics)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
-    api_token: SecretStr | None = Field(None, description="bearer token for control endpoints")
-
-    # Notifications
-    pagerduty_routing_key: SecretStr | None = None
-    pagerduty_url: str = "https://events.pagerduty.com"
-    slack_webhook_url: SecretStr | None = None
-
-    # Detection
-    rules_file: Path | None = None
+    web_advertised_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+$",
+        description="URL other workers use to reach this one (default http://web_host:web_port)",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -155,9 +154,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         file_values = _read_toml(path)
     elif explicit:
         raise ConfigError(f"{path}: config file not found")
-    env_keys = {
-        k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)
-    } - {"config"}
+    env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)} - {
+        "config"
+    }
     # The environment outranks the file: drop file keys the environment sets.
     values = {k: v for k, v in file_values.items() if k not in env_keys}
     values.update(overrides)

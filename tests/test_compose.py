@@ -42,7 +42,7 @@ REQUIRED_WORKER_ENV = {
     "WEB_PORT",
     "STORE",
     "DATA_DIR",
-    "API_TOKEN",
+    "WEB_ADVERTISED_URL",
 }
 DASHBOARD_METRICS = {
     "agentwatch_events_ingested_total",
@@ -364,14 +364,11 @@ def test_worker_literal_env_values_validate(
 
 
 @pytest.mark.parametrize("worker", WORKERS)
-def test_worker_secrets_come_from_the_environment(
+def test_worker_advertised_url_and_secrets_from_the_environment(
     services: dict[str, dict[str, Any]], worker: str
 ) -> None:
     env = worker_env(services[worker])
-    token = env.get("api_token", "")
-    assert re.fullmatch(r"\$\{AGENTWATCH_API_TOKEN:\?[^}]*\}", token), (
-        f"{worker}: AGENTWATCH_API_TOKEN must be ${{AGENTWATCH_API_TOKEN:?...}}, got {token!r}"
-    )
+    assert env["web_advertised_url"] == f"http://{worker}:6066"
     for field, value in env.items():
         if field in Settings.model_fields and is_secret_field(field):
             assert REQUIRED_INTERPOLATION.fullmatch(value), (

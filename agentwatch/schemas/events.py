@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
@@ -57,9 +58,7 @@ class ActionEvent(BaseModel):
     input_tokens: NonNegInt = 0
     output_tokens: NonNegInt = 0
     latency_ms: NonNegFloat = 0.0
-    attributes: dict[Annotated[str, Field(max_length=128)], Scalar] = Field(
-        default_factory=dict
-    )
+    attributes: dict[Annotated[str, Field(max_length=128)], Scalar] = Field(default_factory=dict)
 
     @field_validator("attributes")
     @classmethod
@@ -69,8 +68,8 @@ class ActionEvent(BaseModel):
         for key, item in value.items():
             if isinstance(item, str) and len(item) > 1024:
                 raise ValueError(f"attribute {key!r} longer than 1024 characters")
-            if isinstance(item, float) and item != item:
-                raise ValueError(f"attribute {key!r} is NaN")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"attribute {key!r} is not a finite number")
         return value
 
     @property
@@ -104,7 +103,9 @@ def _describe(exc: ValidationError) -> tuple[Literal["bad_json", "invalid"], str
     return "invalid", f"{loc}: {first['msg']}{more}"
 
 
-def decode_event(raw: bytes | bytearray | memoryview, max_bytes: int = MAX_EVENT_BYTES) -> ActionEvent:
+def decode_event(
+    raw: bytes | bytearray | memoryview, max_bytes: int = MAX_EVENT_BYTES
+) -> ActionEvent:
     """Validate raw Kafka bytes into an :class:`ActionEvent` or raise :class:`DecodeError`.
 
     This never raises anything else, whatever the input.

@@ -1,7 +1,8 @@
 """The faust app factory: topics, the baseline table, the stream agent, timers and web views.
 
-There is no module-level app: :func:`create_app` builds one from :class:`~agentwatch.config.Settings`
-with its metrics registry and engine injected, so tests and tools can run several side by side.
+There is no module-level app: :func:`create_app` builds one from
+:class:`~agentwatch.config.Settings` with its metrics registry and engine injected, so tests and
+tools can run several side by side.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import BaselineStage, CommitGuard
+from agentwatch.streams.transport import AgentwatchApp
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -53,8 +55,9 @@ def create_app(
     metrics = metrics if metrics is not None else WorkerMetrics()
     engine = engine if engine is not None else Engine()
     web_port = settings.web_port or free_port(settings.web_host)
-    app = faust.App(
+    app = AgentwatchApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=settings.broker_url,
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
@@ -73,6 +76,7 @@ def create_app(
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=web_port,
+        canonical_url=settings.web_advertised_url or f"http://{settings.web_host}:{web_port}",
         web_router_enabled=False,
         web_tables_enabled=False,
         web_graph_enabled=False,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import faust
@@ -37,7 +37,7 @@ EMBEDDED_OVERRIDES: dict[str, float | int] = {
 def run_worker(
     settings: Settings,
     *,
-    tasks: list[Callable[[WorkerApp], Awaitable[None]]] | None = None,
+    tasks: Sequence[Callable[[WorkerApp], Awaitable[None]]] = (),
     banner: Callable[[WorkerApp], None] | None = None,
 ) -> int:
     """Run a faust worker until SIGINT/SIGTERM; return its exit code."""
@@ -46,7 +46,7 @@ def run_worker(
     loop.run_until_complete(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker_app = create_app(settings)
-    for task in tasks or []:
+    for task in tasks:
         _add_task(worker_app, task)
     if banner is not None:
         banner(worker_app)
@@ -79,7 +79,7 @@ def _add_task(worker_app: WorkerApp, task: Callable[[WorkerApp], Awaitable[None]
 def run_embedded(
     settings: Settings,
     *,
-    tasks: list[Callable[[WorkerApp], Awaitable[None]]] | None = None,
+    tasks: Sequence[Callable[[WorkerApp], Awaitable[None]]] = (),
 ) -> int:
     """Start the embedded broker, create topics and run a worker against it."""
     with (

@@ -129,8 +129,7 @@ class BaselineStage:
             if probe is not None:
                 probe(event)
             ts = event.ts_epoch
-            if ts > newest:
-                newest = ts
+            newest = max(newest, ts)
         self._newest_event_time = newest
         for fevent, code, detail in rejects:
             await self._dead_letter(fevent, code, detail)
@@ -224,7 +223,6 @@ class BaselineStage:
     def positions(self) -> dict[Any, int]:
         """Last offset read per topic-partition (for consumer lag)."""
         return dict(self._positions)
-
 
 
 class CommitGuard(faust.Sensor):  # type: ignore[misc]

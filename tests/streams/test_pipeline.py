@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agentwatch.config import Settings
 from agentwatch.streams.app import create_app
 from agentwatch.streams.runner import running_app
-from agentwatch.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +82,9 @@ async def test_events_fold_into_baseline_and_agent_view(settings: Settings) -> N
     async with running_app(worker):
         await produce(settings, [encoded(event(i)) for i in range(30)])
         stage = worker.stage
-        await wait_for(lambda: "a1" in stage.engine.baselines and stage.engine.baselines["a1"].count == 30)
+        await wait_for(
+            lambda: "a1" in stage.engine.baselines and stage.engine.baselines["a1"].count == 30
+        )
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{worker.web_url}/agents/a1") as resp:
                 assert resp.status == 200
@@ -100,7 +101,9 @@ async def test_events_fold_into_baseline_and_agent_view(settings: Settings) -> N
     assert view["cost_usd"] == pytest.approx(0.30)
     actions = {row["action"]: row["count"] for row in view["top_actions"]}
     assert actions == {"search": 20, "send_email": 10}
-    assert 'agentwatch_events_ingested_total{fleet="support",kind="tool",status="ok"} 30.0' in metrics
+    assert (
+        'agentwatch_events_ingested_total{fleet="support",kind="tool",status="ok"} 30.0' in metrics
+    )
     assert "agent_id" not in metrics
 
 
@@ -122,8 +125,10 @@ async def test_malformed_events_go_to_deadletter_and_good_ones_flow(settings: Se
     async with running_app(worker):
         await produce(settings, items)
         await wait_for(
-            lambda: "a1" in worker.stage.engine.baselines
-            and worker.stage.engine.baselines["a1"].count == 2
+            lambda: (
+                "a1" in worker.stage.engine.baselines
+                and worker.stage.engine.baselines["a1"].count == 2
+            )
         )
         dead = await read_topic(settings, "deadletter", 5)
     reasons = sorted(dict(r.headers)["agentwatch.reason"].decode() for r in dead)
@@ -132,7 +137,10 @@ async def test_malformed_events_go_to_deadletter_and_good_ones_flow(settings: Se
     assert "cost_usd" in details and "action" in details
     # the raw bytes are kept exactly, and the source position is recorded
     assert b"{this is not json" in [r.value for r in dead]
-    assert all(dict(r.headers)["agentwatch.source.topic"] == settings.topic("actions").encode() for r in dead)
+    assert all(
+        dict(r.headers)["agentwatch.source.topic"] == settings.topic("actions").encode()
+        for r in dead
+    )
     text = worker.metrics.registry.get_sample_value(
         "agentwatch_deadletters_total", {"reason": "invalid"}
     )
@@ -144,8 +152,12 @@ async def test_duplicate_event_ids_are_counted_once(settings: Settings) -> None:
     async with running_app(worker):
         items = [encoded(event(i)) for i in range(5)] + [encoded(event(2)), encoded(event(6))]
         await produce(settings, items)
-        await wait_for(lambda: worker.stage.engine.baselines.get("a1") is not None
-                       and worker.stage.engine.baselines["a1"].count == 6)
+        await wait_for(
+            lambda: (
+                worker.stage.engine.baselines.get("a1") is not None
+                and worker.stage.engine.baselines["a1"].count == 6
+            )
+        )
         await asyncio.sleep(0.3)
         assert worker.stage.engine.baselines["a1"].count == 6
         assert worker.metrics.registry.get_sample_value("agentwatch_duplicate_events_total") == 1.0
@@ -170,5 +182,9 @@ async def test_restart_recovers_baselines_from_changelog(
         assert {a: b.to_bytes() for a, b in recovered.items() if b} == before
         # and it keeps counting from there, without re-counting the old events
         await produce(settings, [encoded(event(100, agent="r0"))])
-        await wait_for(lambda: restarted.stage.engine.baselines.get("r0") is not None
-                       and restarted.stage.engine.baselines["r0"].count == 21)
+        await wait_for(
+            lambda: (
+                restarted.stage.engine.baselines.get("r0") is not None
+                and restarted.stage.engine.baselines["r0"].count == 21
+            )
+        )
