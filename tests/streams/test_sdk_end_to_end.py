@@ -50,10 +50,12 @@ async def test_sdk_events_reach_baseline_and_agent_view(settings: Settings) -> N
             if baseline is not None and baseline.count == 8:
                 break
             await asyncio.sleep(0.05)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{worker.web_url}/agents/e2e-agent") as resp:
-                assert resp.status == 200
-                view = await resp.json()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{worker.web_url}/agents/e2e-agent") as resp,
+        ):
+            assert resp.status == 200
+            view = await resp.json()
     assert view["events"] == 8
     assert view["errors"] == 1
     assert view["kinds"]["llm"] == 1 and view["kinds"]["tool"] == 7
