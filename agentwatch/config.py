@@ -67,8 +67,11 @@ class Settings(BaseSettings):
     # Processing
     batch_max: int = Field(2000, ge=1, le=100_000)
     batch_within_s: float = Field(0.05, gt=0, le=10)
-    flush_interval_s: float = Field(
-        1.0, gt=0, le=60, description="how often changed baselines are written to the table"
+    commit_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="offsets are committed, and changed baselines written, this often",
     )
     max_event_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
 

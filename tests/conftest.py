@@ -33,6 +33,6 @@ def settings(broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory) -> Settin
         store="memory",
         data_dir=tmp_path,  # type: ignore[arg-type]
         web_port=0,
-        flush_interval_s=0.2,
+        commit_interval_s=0.5,
         batch_within_s=0.02,
     )

@@ -26,6 +26,8 @@ __all__ = ["WorkerApp", "create_app"]
 log = logging.getLogger(__name__)
 
 BASELINE_TABLE = "baselines"
+COMMIT_EVERY_MESSAGES = 10_000_000
+METRICS_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -70,6 +72,9 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
+        broker_commit_interval=settings.commit_interval_s,
+        # commit by time only: every commit writes each changed agent's state once
+        broker_commit_every=COMMIT_EVERY_MESSAGES,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         web_enabled=True,
@@ -131,9 +136,9 @@ def _register_agents(worker: WorkerApp) -> None:
         async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
             await stage.process_batch(events)
 
-    @app.timer(settings.flush_interval_s)  # type: ignore[untyped-decorator]
-    async def flush() -> None:
-        stage.flush()
+    @app.timer(METRICS_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def update_metrics() -> None:
+        stage.update_metrics()
         consumer = app.consumer
         for tp, offset in stage.positions().items():
             if tp.topic != actions_topic:

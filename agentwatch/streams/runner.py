@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import faust
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings
 from agentwatch.streams.app import WorkerApp, create_app
@@ -102,7 +103,35 @@ def run_embedded(
             ]
             print("\n".join(lines), file=sys.stderr, flush=True)
 
-        return run_worker(embedded, tasks=tasks, banner=banner)
+        return run_worker(embedded, tasks=[*tasks, report_progress], banner=banner)
+
+
+async def report_progress(worker_app: WorkerApp, every_s: float = 10.0) -> None:
+    """Print one line every ``every_s`` seconds: events, agents, dead letters, rate."""
+    registry = worker_app.metrics.registry
+    previous = 0.0
+    while True:
+        await asyncio.sleep(every_s)
+        events = _sum_samples(registry, "agentwatch_events_ingested_total")
+        dead = _sum_samples(registry, "agentwatch_deadletters_total")
+        agents = len(worker_app.stage.engine.baselines)
+        rate = (events - previous) / every_s
+        previous = events
+        print(
+            f"agentwatch: {events:.0f} events from {agents} agents ({rate:.1f}/s), "
+            f"{dead:.0f} dead letters",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _sum_samples(registry: CollectorRegistry, name: str) -> float:
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    )
 
 
 @asynccontextmanager

@@ -3,8 +3,8 @@
 Per batch it validates every message (failures go to the dead-letter topic with the reason),
 feeds valid events to the :class:`~agentwatch.detectors.engine.Engine`, and keeps the changed
 agents' state in memory. :meth:`BaselineStage.flush` writes each changed agent's state to the
-table once (one changelog message per agent, not per event); it runs every
-``flush_interval_s`` and, through :class:`CommitGuard`, at the start of every offset commit.
+table once (one changelog message per agent, not per event); :class:`CommitGuard` runs it at
+the start of every offset commit (every ``commit_interval_s``) and it runs on revocation.
 
 Offsets never run ahead of state: faust commits only offsets of acknowledged messages, a
 message is acknowledged only after its batch was folded in, the commit first flushes our
@@ -86,7 +86,6 @@ class BaselineStage:
         self._offsets: dict[str, int] = {}
         self._partitions: dict[str, int] = {}
         self._positions: dict[Any, int] = {}
-        self._last_flush = time.monotonic()
         self._newest_event_time = 0.0
         #: Called with every event folded into a baseline (benchmarks, tests); None = off.
         self.on_event: Callable[[ActionEvent], None] | None = None
@@ -137,8 +136,6 @@ class BaselineStage:
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
         self.metrics.batch_events.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
-            self.flush()
 
     @property
     def pending(self) -> int:
@@ -192,14 +189,16 @@ class BaselineStage:
                 table[agent_id.encode()] = encode_state(self._offsets[agent_id], baseline)
             finally:
                 _current_event.reset(token)
-        self._last_flush = time.monotonic()
         if dirty:
             self.metrics.table_writes.inc(len(dirty))
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
-        self.metrics.agents.set(len(engine.baselines))
+        return len(dirty)
+
+    def update_metrics(self) -> None:
+        """Refresh the gauges (agents held, event-time lag)."""
+        self.metrics.agents.set(len(self.engine.baselines))
         if self._newest_event_time:
             self.metrics.event_time_lag.set(max(0.0, time.time() - self._newest_event_time))
-        return len(dirty)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Flush, then forget agents whose partition moved to another worker."""
