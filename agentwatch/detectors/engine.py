@@ -21,7 +21,8 @@ class Engine:
     Parameters
     ----------
     dedup_window
-        How many recent ``event_id`` values are remembered to drop duplicates (FIFO).
+        Duplicate ``event_id`` values are dropped if they are among the last ``dedup_window/2``
+        to ``dedup_window`` ids seen (two generations of sets: O(1) per event).
     baseline_factory
         Builds an empty baseline for an agent seen for the first time.
 
@@ -47,16 +48,18 @@ class Engine:
         self.dedup_window = dedup_window
         self.baseline_factory = baseline_factory
         self.baselines: dict[str, AgentBaseline] = {}
-        self._seen: dict[str, None] = {}
+        self._seen: set[str] = set()
+        self._seen_before: set[str] = set()
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
         """Fold one event into its agent's baseline; ``None`` if it is a duplicate."""
+        event_id = event.event_id
         seen = self._seen
-        if event.event_id in seen:
+        if event_id in seen or event_id in self._seen_before:
             return None
-        seen[event.event_id] = None
-        if len(seen) > self.dedup_window:
-            del seen[next(iter(seen))]
+        seen.add(event_id)
+        if len(seen) >= self.dedup_window // 2:
+            self._seen_before, self._seen = seen, set()
         baseline = self.baselines.get(event.agent_id)
         if baseline is None:
             baseline = self.baselines[event.agent_id] = self.baseline_factory(
