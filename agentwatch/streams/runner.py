@@ -42,7 +42,9 @@ def run_worker(
     banner: Callable[[WorkerApp], None] | None = None,
 ) -> int:
     """Run a faust worker until SIGINT/SIGTERM; return its exit code."""
-    loop = uvloop.new_event_loop()
+    # The policy, not only this loop: faust's consumer thread creates its own loop (~10% faster).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
