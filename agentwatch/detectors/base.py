@@ -1,0 +1,129 @@
+"""Extension points: river-style scorers, per-agent detectors, and their registries.
+
+Two levels (see ``docs/detectors.md``):
+
+* a :class:`Scorer` follows river's ``AnomalyDetector`` interface: ``learn_one(x)`` and
+  ``score_one(x) -> float`` (higher = more anomalous) on any numeric stream;
+* an :class:`AgentDetector` reads one agent's event, the agent's shared
+  :class:`~agentwatch.detectors.baseline.AgentBaseline` (as it was *before* this event) and its
+  own small per-agent and per-fleet state, and returns explained :class:`Finding` objects.
+
+Detectors are instantiated once per rule with the rule's parameters (constructors only store
+them) and shared by all agents; everything per agent lives in the JSON-able ``state`` dict the
+engine hands in, so it can be written to the state table and replayed identically offline.
+A detector must not learn from an observation it flagged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.schemas import ActionEvent
+from agentwatch.schemas._types import Severity
+
+__all__ = [
+    "DETECTORS",
+    "SCORERS",
+    "AgentDetector",
+    "Finding",
+    "Scorer",
+    "register_detector",
+    "register_scorer",
+]
+
+JSON = Any  # a JSON-able value: dict/list/str/int/float/bool/None
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """river's anomaly-detector interface; usable inside river pipelines."""
+
+    def learn_one(self, x: dict[str, float]) -> None: ...
+
+    def score_one(self, x: dict[str, float]) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One explained deviation found by a detector for one event.
+
+    ``summary`` is one human sentence with the numbers (observed vs baseline, the feature
+    that moved); ``evidence`` are event ids, most relevant first (at most 20).
+    """
+
+    kind: str
+    score: float
+    threshold: float
+    observed: float
+    baseline: float
+    summary: str
+    evidence: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()  # the actions involved (what a `revoke` response removes)
+    severity: Severity | None = None  # a detector's suggestion; the rule's label wins
+
+
+class AgentDetector(ABC):
+    """Base class of per-agent detectors.
+
+    Subclasses set :attr:`name` (the registry key used by rules files), take their parameters
+    as keyword arguments with defaults, store them, and implement :meth:`update`.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def update(
+        self,
+        event: ActionEvent,
+        baseline: AgentBaseline,
+        state: dict[str, JSON],
+        fleet_state: dict[str, JSON],
+    ) -> list[Finding]:
+        """Score ``event``, then learn from it unless it was flagged.
+
+        Parameters
+        ----------
+        event
+            The agent's newest event (events arrive per agent in event-time order).
+        baseline
+            The agent's shared baseline *before* ``event`` (the engine updates it after all
+            detectors ran). Read it, never mutate it.
+        state
+            This detector's per-agent state (starts empty; JSON-able; keep it under ~1 KB).
+        fleet_state
+            This detector's state for the agent's fleet, shared by the fleet's agents. It is
+            held in memory only (any Python objects) and rebuilt from traffic after a restart;
+            on several workers each sees the fleet agents of its own partitions.
+        """
+
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (for clone / round trip / reports)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def clone(self) -> AgentDetector:
+        """A fresh detector with the same parameters."""
+        return type(self)(**self.params())
+
+
+DETECTORS: dict[str, type[AgentDetector]] = {}
+SCORERS: dict[str, type[Any]] = {}
+
+
+def register_detector(cls: type[AgentDetector]) -> type[AgentDetector]:
+    """Class decorator: make a detector resolvable by its ``name`` in rules files."""
+    DETECTORS[cls.name] = cls
+    return cls
+
+
+def register_scorer(name: str) -> Any:
+    """Class decorator: register a scorer class under ``name`` (conformance suite, rules)."""
+
+    def wrap(cls: type[Any]) -> type[Any]:
+        SCORERS[name] = cls
+        return cls
+
+    return wrap
+
