@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Wire-contract JSON Schemas.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+rules_app = typer.Typer(help="Alerting rules files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 
 ConfigOption = Annotated[
     Path | None,
@@ -140,6 +142,75 @@ def bench(
         store=store,
     )
     typer.echo(result)
+
+
+@app.command()
+def backtest(
+    events: Annotated[Path, typer.Argument(help="Events as JSONL (one ActionEvent per line).")],
+    rules: Annotated[Path | None, typer.Option(help="Rules file (default: shipped).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write anomalies as JSONL here.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Incident labels (JSONL).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Replay recorded events through the detection engine; score against labels."""
+    from agentwatch.backtest import run_backtest
+    from agentwatch.detectors.rules import RulesError, load_rules
+    from agentwatch.evaluation import evaluate
+    from agentwatch.simulator import load_labels
+
+    try:
+        ruleset = load_rules(rules)
+    except RulesError as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not events.is_file():
+        typer.echo(f"agentwatch backtest: {events}: no such file", err=True)
+        raise typer.Exit(2)
+    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
+    for line in result.first_errors:
+        typer.echo(f"invalid event: {line}", err=True)
+    typer.echo(
+        f"{result.events} events, {result.summary.agents} agents, {len(result.anomalies)} "
+        f"anomalies; {result.invalid} invalid, {result.duplicates} duplicate, "
+        f"{result.out_of_order} out of order"
+    )
+    typer.echo(
+        f"throughput: {result.events_per_s:,.0f} events/s end to end (read, decode, detect), "
+        f"{result.engine_events_per_s:,.0f} events/s in the engine"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            for anomaly in result.anomalies:
+                fh.write(anomaly.model_dump_json() + "\n")
+        typer.echo(f"wrote {len(result.anomalies)} anomalies to {out}")
+    label_rows = load_labels(labels) if labels is not None else []
+    evaluation = None
+    if labels is not None:
+        evaluation = evaluate(result.anomalies, label_rows, result.summary)
+        typer.echo(evaluation.format_text())
+    if report is not None:
+        from agentwatch.report import render_report
+
+        report.parent.mkdir(parents=True, exist_ok=True)
+        html = render_report(result.anomalies, label_rows, result.summary, evaluation)
+        report.write_text(html, encoding="utf-8")
+        typer.echo(f"wrote report to {report}")
+
+
+@rules_app.command("validate")
+def rules_validate(path: Path) -> None:
+    """Check a rules file; print every problem with file, rule and key."""
+    from agentwatch.detectors.rules import RulesError, load_rules
+
+    try:
+        ruleset = load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: {len(ruleset.rules)} rules OK")
 
 
 @schema_app.command("export")

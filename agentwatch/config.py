@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         description="URL other workers use to reach this one (default http://web_host:web_port)",
     )
 
+    rules_file: Path | None = Field(
+        None, description="alerting rules (YAML); default: the shipped rules"
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("kafka_bootstrap")

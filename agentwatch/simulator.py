@@ -1853,7 +1853,7 @@ def _make_incident(
         risky = [t for t in fleet.tools if t.risk in ("high", "critical")]
         count = rng.randint(2, 4)
         actions: list[str] = []
-        for _ in range(count):
+        for i in range(count):
             spec = rng.choice(risky)
             attrs: dict[str, Any] = {}
             target = prof.target(spec.name, rng, prof.new_session(rng, ""), attrs)
@@ -1872,7 +1872,10 @@ def _make_incident(
                 kw["kind"] = spec.kind
             if attrs:
                 kw["attributes"] = attrs
-            inc.injected.append((rng.uniform(start, end), kw))
+            # the incident starts with its first unapproved action (that is when it is
+            # detectable); the rest follow at random within the window
+            at = start + rng.uniform(0.0, 5.0) if i == 0 else rng.uniform(start, end)
+            inc.injected.append((at, kw))
             actions.append(spec.name)
         params = {"actions": actions}
     inc.injected.sort(key=itemgetter(0))

@@ -126,4 +126,3 @@ def register_scorer(name: str) -> Any:
         return cls
 
     return wrap
-

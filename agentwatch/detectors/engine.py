@@ -1,25 +1,48 @@
-"""The engine: one agent event in, baseline updated, findings out.
+"""The engine: one agent event in, detectors run, baseline updated, anomalies out.
 
 Plain Python with no faust in it. The live worker and the offline ``backtest`` both feed
 events through :meth:`Engine.process` in event-time order, so they produce the same state and
 the same anomalies.
+
+Per event: every rule's detector sees the event with the agent's baseline as it was *before*
+the event; then the baseline learns the event. A rule's findings become an :class:`Anomaly`
+once they have persisted for the rule's ``for`` duration, and at most once per agent, rule
+and finding kind per ``cooldown``: an agent in trouble produces a handful of anomalies, not
+one per event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from hashlib import blake2b
+from typing import Any
 
+from agentwatch.detectors.base import AgentDetector, Finding
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import ActionEvent, Anomaly
 
 __all__ = ["Engine"]
 
+#: Findings further apart than this restart a rule's ``for`` clock.
+FOR_RESET_S = 60.0
+
+AgentState = dict[str, dict[str, Any]]
+
+
+def _new_state() -> AgentState:
+    # d: detector state per rule; p: pending [first, last] finding ts per rule (``for``);
+    # c: last anomaly ts per "rule:kind" (cooldown)
+    return {"d": {}, "p": {}, "c": {}}
+
 
 class Engine:
-    """Per-agent baselines plus duplicate suppression.
+    """Per-agent baselines, detector state, rule evaluation and duplicate suppression.
 
     Parameters
     ----------
+    rules
+        The rules to evaluate; ``None`` keeps baselines only (no detection).
     dedup_window
         Duplicate ``event_id`` values are dropped if they are among the last ``dedup_window/2``
         to ``dedup_window`` ids seen (two generations of sets: O(1) per event).
@@ -41,18 +64,31 @@ class Engine:
 
     def __init__(
         self,
+        rules: RuleSet | None = None,
         *,
         dedup_window: int = 100_000,
         baseline_factory: Callable[[str, str], AgentBaseline] = AgentBaseline,
     ) -> None:
+        self.rules = rules
         self.dedup_window = dedup_window
         self.baseline_factory = baseline_factory
         self.baselines: dict[str, AgentBaseline] = {}
+        self.states: dict[str, AgentState] = {}
+        self.fleet_states: dict[tuple[str, str], dict[str, Any]] = {}
+        self._compiled: list[tuple[Rule, AgentDetector, frozenset[str] | None]] | None = None
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
 
+    def _rules(self) -> list[tuple[Rule, AgentDetector, frozenset[str] | None]]:
+        if self._compiled is None:
+            self._compiled = [
+                (rule, rule.build(), frozenset(rule.fleets) if rule.fleets else None)
+                for rule in (self.rules or ())
+            ]
+        return self._compiled
+
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
-        """Fold one event into its agent's baseline; ``None`` if it is a duplicate."""
+        """Run the rules on one event and fold it in; ``None`` if it is a duplicate."""
         event_id = event.event_id
         seen = self._seen
         if event_id in seen or event_id in self._seen_before:
@@ -60,15 +96,87 @@ class Engine:
         seen.add(event_id)
         if len(seen) >= self.dedup_window // 2:
             self._seen_before, self._seen = seen, set()
-        baseline = self.baselines.get(event.agent_id)
+        agent_id = event.agent_id
+        baseline = self.baselines.get(agent_id)
         if baseline is None:
-            baseline = self.baselines[event.agent_id] = self.baseline_factory(
-                event.agent_id, event.fleet
-            )
+            baseline = self.baselines[agent_id] = self.baseline_factory(agent_id, event.fleet)
+        state = self.states.get(agent_id)
+        if state is None:
+            state = self.states[agent_id] = _new_state()
+        anomalies: list[Anomaly] = []
+        compiled = self._compiled if self._compiled is not None else self._rules()
+        if compiled:
+            fleet = event.fleet
+            det_states = state["d"]
+            fleet_states = self.fleet_states
+            for rule, detector, fleets in compiled:
+                if fleets is not None and fleet not in fleets:
+                    continue
+                alert = rule.alert
+                det_state = det_states.get(alert)
+                if det_state is None:
+                    det_state = det_states[alert] = {}
+                fleet_state = fleet_states.get((alert, fleet))
+                if fleet_state is None:
+                    fleet_state = fleet_states[(alert, fleet)] = {}
+                findings = detector.update(event, baseline, det_state, fleet_state)
+                if findings:
+                    self._fire(rule, event, state, findings, anomalies)
         baseline.update(event)
-        return []
+        return anomalies
+
+    def _fire(
+        self,
+        rule: Rule,
+        event: ActionEvent,
+        state: AgentState,
+        findings: list[Finding],
+        out: list[Anomaly],
+    ) -> None:
+        ts = event.ts_epoch
+        alert = rule.alert
+        pending = state["p"].get(alert)
+        if pending is None or ts - pending[1] > max(rule.for_, FOR_RESET_S):
+            pending = state["p"][alert] = [ts, ts]
+        else:
+            pending[1] = ts
+        if ts - pending[0] < rule.for_:
+            return
+        cooldowns = state["c"]
+        for finding in findings:
+            key = f"{alert}:{finding.kind}"
+            last = cooldowns.get(key)
+            if last is not None and ts - last < rule.cooldown:
+                continue
+            cooldowns[key] = ts
+            out.append(self._anomaly(rule, event, finding))
+
+    @staticmethod
+    def _anomaly(rule: Rule, event: ActionEvent, finding: Finding) -> Anomaly:
+        digest = blake2b(
+            f"{event.agent_id}|{rule.alert}|{finding.kind}|{event.event_id}".encode(),
+            digest_size=10,
+        ).hexdigest()
+        evidence = list(dict.fromkeys(finding.evidence or (event.event_id,)))[:64]
+        return Anomaly(
+            anomaly_id=f"an-{digest}",
+            ts=event.ts,
+            agent_id=event.agent_id,
+            fleet=event.fleet,
+            detector=rule.detector,
+            kind=finding.kind,
+            severity=rule.severity or finding.severity or "warning",  # type: ignore[arg-type]
+            score=float(finding.score),
+            threshold=float(finding.threshold),
+            observed=float(finding.observed),
+            baseline=float(finding.baseline),
+            summary=finding.summary[:1024],
+            evidence=evidence,
+            rule=rule.alert,
+        )
 
     def evict(self, agent_ids: set[str]) -> None:
-        """Forget the in-memory baselines of agents this process no longer owns."""
+        """Forget the in-memory state of agents this process no longer owns."""
         for agent_id in agent_ids:
             self.baselines.pop(agent_id, None)
+            self.states.pop(agent_id, None)

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
+from agentwatch.detectors.rules import load_rules
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import BaselineStage, CommitGuard
@@ -55,7 +56,7 @@ def create_app(
 ) -> WorkerApp:
     """Build the agentwatch faust app (not started)."""
     metrics = metrics if metrics is not None else WorkerMetrics()
-    engine = engine if engine is not None else Engine()
+    engine = engine if engine is not None else Engine(load_rules(settings.rules_file))
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
         settings.app_id,
@@ -110,6 +111,7 @@ def create_app(
         engine=engine,
         table=table,
         deadletter=topics["deadletter"],
+        anomalies=topics["anomalies"],
         metrics=metrics,
     )
     app.sensors.add(CommitGuard(stage))

@@ -143,7 +143,8 @@ async def _bench(
                 while processed < events + n_latency and time.perf_counter() < deadline:
                     await asyncio.sleep(0.01)
                 sizes = [
-                    len(encode_state(0, b)) for b in worker_app.stage.engine.baselines.values()
+                    len(encode_state(0, b, worker_app.stage.engine.states.get(a, {})))
+                    for a, b in worker_app.stage.engine.baselines.items()
                 ]
         finally:
             await producer.stop()

@@ -27,6 +27,12 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.anomalies = Counter(
+            "agentwatch_anomalies",
+            "Anomalies published, by detector and severity.",
+            ["detector", "severity"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "agentwatch_duplicate_events",
             "Events dropped because their event_id was already processed.",

@@ -25,30 +25,35 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
+import orjson
 from faust.streams import _current_event
 
 from agentwatch.config import Settings
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.engine import Engine
-from agentwatch.schemas import ActionEvent, DecodeError, decode_event
+from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.metrics import WorkerMetrics
 
 __all__ = ["BaselineStage", "CommitGuard"]
 
 log = logging.getLogger(__name__)
 
-_OFFSET = struct.Struct(">q")
+_HEADER = struct.Struct(">qI")  # source offset of the last event folded in, baseline length
 
 
-def encode_state(offset: int, baseline: AgentBaseline) -> bytes:
-    """Table value: the source offset of the last event folded in, then the baseline."""
-    return _OFFSET.pack(offset) + baseline.to_bytes()
+def encode_state(offset: int, baseline: AgentBaseline, detectors: dict[str, Any]) -> bytes:
+    """Table value: offset and baseline length, the baseline, then detector state (JSON)."""
+    packed = baseline.to_bytes()
+    return _HEADER.pack(offset, len(packed)) + packed + orjson.dumps(detectors)
 
 
-def decode_state(value: bytes) -> tuple[int, AgentBaseline]:
+def decode_state(value: bytes) -> tuple[int, AgentBaseline, dict[str, Any]]:
     """Inverse of :func:`encode_state`."""
-    (offset,) = _OFFSET.unpack_from(value)
-    return offset, AgentBaseline.from_bytes(value[_OFFSET.size :])
+    offset, size = _HEADER.unpack_from(value)
+    start = _HEADER.size
+    baseline = AgentBaseline.from_bytes(value[start : start + size])
+    detectors = orjson.loads(value[start + size :])
+    return offset, baseline, detectors
 
 
 class BaselineStage:
@@ -64,6 +69,8 @@ class BaselineStage:
         The faust table ``agent_id (bytes) -> state (bytes)``.
     deadletter
         The faust topic malformed messages go to.
+    anomalies
+        The faust topic anomalies go to (key = agent_id).
     metrics
         Where counts and timings are recorded.
     """
@@ -75,12 +82,14 @@ class BaselineStage:
         engine: Engine,
         table: Any,
         deadletter: Any,
+        anomalies: Any,
         metrics: WorkerMetrics,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.table = table
         self.deadletter = deadletter
+        self.anomalies = anomalies
         self.metrics = metrics
         self._dirty: dict[str, Any] = {}
         self._offsets: dict[str, int] = {}
@@ -96,6 +105,7 @@ class BaselineStage:
         started = time.perf_counter()
         counts: Counter[tuple[str, str, str]] = Counter()
         rejects: list[tuple[Any, str, str]] = []
+        anomalies: list[Anomaly] = []
         engine = self.engine
         offsets = self._offsets
         dirty = self._dirty
@@ -119,9 +129,12 @@ class BaselineStage:
                 self._partitions[agent_id] = message.partition
             if message.offset <= offsets.get(agent_id, -1):
                 continue  # replayed after a crash: already in the stored state
-            if engine.process(event) is None:
+            found = engine.process(event)
+            if found is None:
                 self.metrics.duplicates.inc()
                 continue
+            if found:
+                anomalies.extend(found)
             offsets[agent_id] = message.offset
             dirty[agent_id] = fevent
             counts[(event.fleet, event.kind, event.status)] += 1
@@ -132,6 +145,11 @@ class BaselineStage:
         self._newest_event_time = newest
         for fevent, code, detail in rejects:
             await self._dead_letter(fevent, code, detail)
+        for anomaly in anomalies:
+            await self.anomalies.send(
+                key=anomaly.agent_id.encode(), value=anomaly.model_dump_json().encode()
+            )
+            self.metrics.anomalies.labels(anomaly.detector, anomaly.severity).inc()
         for (fleet, kind, status), n in counts.items():
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
         self.metrics.batch_events.observe(len(events))
@@ -149,8 +167,9 @@ class BaselineStage:
         finally:
             _current_event.reset(token)
         if value is not None:
-            offset, baseline = decode_state(value)
+            offset, baseline, detectors = decode_state(value)
             self.engine.baselines[agent_id] = baseline
+            self.engine.states[agent_id] = detectors
             self._offsets[agent_id] = offset
 
     async def _dead_letter(self, fevent: Any, code: str, detail: str) -> None:
@@ -184,9 +203,10 @@ class BaselineStage:
             baseline = engine.baselines.get(agent_id)
             if baseline is None:
                 continue
+            value = encode_state(self._offsets[agent_id], baseline, engine.states[agent_id])
             token = _current_event.set(weakref.ref(fevent))
             try:
-                table[agent_id.encode()] = encode_state(self._offsets[agent_id], baseline)
+                table[agent_id.encode()] = value
             finally:
                 _current_event.reset(token)
         if dirty:

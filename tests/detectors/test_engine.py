@@ -1,31 +1,116 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
+from agentwatch.detectors.base import DETECTORS, AgentDetector, Finding
+from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.engine import Engine
+from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import ActionEvent
 
-TS = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def ev(i: int, agent: str = "a") -> ActionEvent:
-    return ActionEvent(event_id=f"e{i}", ts=TS, agent_id=agent, action="x")
+class FlagBad(AgentDetector):
+    """Flags every event whose action is 'bad' (a test double)."""
+
+    name: ClassVar[str] = "test_flag_bad"
+
+    def __init__(self, kind: str = "bad_action") -> None:
+        self.kind = kind
+
+    def update(
+        self,
+        event: ActionEvent,
+        baseline: AgentBaseline,
+        state: dict[str, Any],
+        fleet_state: dict[str, Any],
+    ) -> list[Finding]:
+        state["seen"] = state.get("seen", 0) + 1
+        if event.action != "bad":
+            return []
+        return [
+            Finding(
+                kind=self.kind,
+                score=2.0,
+                threshold=1.0,
+                observed=float(baseline.count),
+                baseline=0.0,
+                summary=f"{event.agent_id} did a bad thing after {baseline.count} events",
+                evidence=(event.event_id,),
+                actions=("bad",),
+            )
+        ]
+
+
+DETECTORS[FlagBad.name] = FlagBad
+
+
+def ev(i: int, action: str = "ok", agent: str = "a", seconds: float | None = None) -> ActionEvent:
+    ts = T0 + timedelta(seconds=i if seconds is None else seconds)
+    return ActionEvent(event_id=f"{agent}-{i}", ts=ts, agent_id=agent, action=action, fleet="f")
+
+
+def engine(**rule: Any) -> Engine:
+    spec = {"alert": "Bad", "detector": "test_flag_bad", "labels": {"severity": "error"}}
+    spec.update(rule)
+    return Engine(RuleSet(rules=(Rule.model_validate(spec),), source="test"))
+
+
+def test_detector_sees_the_baseline_before_the_event() -> None:
+    e = engine()
+    for i in range(3):
+        assert e.process(ev(i)) == []
+    [anomaly] = e.process(ev(3, "bad")) or []
+    assert anomaly.observed == 3  # the baseline had not yet counted the bad event
+    assert e.baselines["a"].count == 4
+    assert anomaly.severity == "error" and anomaly.rule == "Bad" and anomaly.kind == "bad_action"
+    assert anomaly.evidence == ["a-3"]
+    assert e.states["a"]["d"]["Bad"]["seen"] == 4
+
+
+def test_cooldown_turns_a_burst_into_one_anomaly() -> None:
+    e = engine(cooldown="10m")
+    fired = [a for i in range(100) for a in (e.process(ev(i, "bad")) or [])]
+    assert len(fired) == 1
+    later = e.process(ev(1000, "bad", seconds=700)) or []
+    assert len(later) == 1
+
+
+def test_for_requires_persistence() -> None:
+    e = engine(**{"for": "30s"})
+    assert e.process(ev(0, "bad", seconds=0)) == []
+    assert e.process(ev(1, "bad", seconds=20)) == []
+    assert len(e.process(ev(2, "bad", seconds=31)) or []) == 1
+    # a lone finding long after restarts the clock
+    e2 = engine(**{"for": "30s"})
+    assert e2.process(ev(0, "bad", seconds=0)) == []
+    assert e2.process(ev(1, "bad", seconds=200)) == []
+
+
+def test_fleet_scope_and_ids_are_deterministic() -> None:
+    scoped = engine(fleets=["other"])
+    assert scoped.process(ev(0, "bad")) == []
+    a1 = engine().process(ev(0, "bad")) or []
+    a2 = engine().process(ev(0, "bad")) or []
+    assert a1 and [a.anomaly_id for a in a1] == [a.anomaly_id for a in a2]
 
 
 def test_duplicates_within_the_window_are_dropped_and_memory_is_bounded() -> None:
-    engine = Engine(dedup_window=100)
+    e = Engine(dedup_window=100)
     for i in range(1000):
-        assert engine.process(ev(i)) == []
-    assert engine.process(ev(999)) is None  # just seen
-    assert engine.process(ev(960)) is None  # within the last window/2 ids
-    assert engine.process(ev(0)) == []  # long gone: counted again
-    assert len(engine._seen) + len(engine._seen_before) <= 100
-    assert engine.baselines["a"].count == 1001
+        assert e.process(ev(i)) == []
+    assert e.process(ev(999)) is None  # just seen
+    assert e.process(ev(960)) is None  # within the last window/2 ids
+    assert e.process(ev(0)) == []  # long gone: counted again
+    assert len(e._seen) + len(e._seen_before) <= 100
+    assert e.baselines["a"].count == 1001
 
 
 def test_evict_forgets_only_the_named_agents() -> None:
-    engine = Engine()
-    engine.process(ev(1, "a"))
-    engine.process(ev(2, "b"))
-    engine.evict({"a"})
-    assert set(engine.baselines) == {"b"}
+    e = Engine()
+    e.process(ev(1, agent="a"))
+    e.process(ev(2, agent="b"))
+    e.evict({"a"})
+    assert set(e.baselines) == {"b"} and set(e.states) == {"b"}

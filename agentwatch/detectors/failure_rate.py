@@ -1,0 +1,327 @@
+"""``failure_rate``: error storms and bursts of denials, by binomial tail tests."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from agentwatch.detectors.base import AgentDetector, Finding, register_detector
+from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.rate_test import RateTest, binomial_tail_log10
+from agentwatch.schemas import ActionEvent
+
+__all__ = ["FailureRate"]
+
+_RING = 40  # recent failures kept per agent (ts, action, denied?, event id)
+
+
+class _Fleet:
+    """Per-fleet memory of recent failures: per agent (outages) and per action (shared)."""
+
+    __slots__ = ("agents", "by_action", "failing")
+
+    def __init__(self) -> None:
+        self.agents = 0  # agents of the fleet seen by this detector
+        self.failing: dict[str, list[float]] = {}  # agent -> its last few failure times
+        self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 2 times
+
+    def record(self, agent: str, action: str, ts: float) -> None:
+        times = self.failing.get(agent)
+        if times is None:
+            times = self.failing[agent] = []
+        times.append(ts)
+        if len(times) > 4:
+            del times[0]
+        agents = self.by_action.get(action)
+        if agents is None:
+            agents = self.by_action[action] = {}
+        last = agents.get(agent)
+        if last is None:
+            agents[agent] = [-math.inf, ts]
+        else:
+            last[0], last[1] = last[1], ts
+        if len(agents) > 256:  # keep the recent half
+            for key in sorted(agents, key=lambda k: agents[k][1])[:128]:
+                del agents[key]
+
+    def peers_failing(self, agent: str, ts: float, horizon: float) -> int:
+        """Other agents with at least three failures within ``horizon`` seconds."""
+        since = ts - horizon
+        count = 0
+        stale = []
+        for key, times in self.failing.items():
+            if times[-1] < since:
+                stale.append(key)
+            elif key != agent and len(times) >= 3 and times[-3] >= since:
+                count += 1
+        for key in stale:
+            del self.failing[key]
+        return count
+
+    def shared(self, action: str, agent: str, ts: float, horizon: float) -> bool:
+        """Whether another agent failed ``action`` twice within ``horizon`` seconds."""
+        agents = self.by_action.get(action)
+        if not agents:
+            return False
+        since = ts - horizon
+        return any(key != agent and prev >= since for key, (prev, _) in agents.items())
+
+
+@register_detector
+class FailureRate(AgentDetector):
+    """Too many failures for this agent: an error storm or a burst of denials.
+
+    On every failed event (``status`` ``error`` or ``denied``) the agent's failures in the
+    last ``window_s`` seconds of event time are tested against its own failure probability
+    with a binomial upper-tail test (``k`` failures out of ``n`` events,
+    :func:`~agentwatch.detectors.rate_test.binomial_tail_log10`), so the evidence needed
+    adapts to how busy and how error-prone the agent normally is. The probability is the
+    agent's exponentially weighted failure share (a
+    :class:`~agentwatch.detectors.rate_test.RateTest` state: half-life ``half_life``
+    events, prior ``prior_rate`` worth ``prior_weight`` events). Failures are learned only
+    while the window is unremarkable (score below half the threshold), so a storm does not
+    raise the baseline it is judged against.
+
+    Two kinds of finding:
+
+    * ``error_storm``: at least ``min_failures`` failures with a score (``-log10`` p-value)
+      of at least ``threshold``, *and* still a score of ``spread_threshold`` once the most
+      failing action is left out (its failures and calls): the agent is failing across its
+      work, not on one broken tool. A tool outage (``error_burst``) or a provider incident
+      fails one action, usually for several agents at once, and is not the agent's fault.
+      Nor is a fleet-wide outage: when at least ``min_peers`` other agents of the fleet, and
+      at least ``fleet_share`` of it, have three or more failures within ``peer_window_s``,
+      nobody's storm is reported (page the platform team, not each agent's owner).
+    * ``denial_burst``: at least ``min_denials`` denials with a score of at least
+      ``denial_threshold`` against the agent's own denial share (prior ``denial_prior``).
+      Denials are rare in normal traffic (expired approvals), so a few in a minute mean the
+      agent is trying things it is not allowed to do (``privilege_probing``).
+
+    Parameters
+    ----------
+    window_s
+        Length of the sliding window, seconds of event time (default 60; the event count
+        comes from the baseline's buckets, so up to one bucket more is covered).
+    threshold
+        Minimum score of the ``error_storm`` test (default 5.5: p < 3e-6).
+    spread_threshold
+        Minimum score without the most failing action (default 2.0).
+    min_failures
+        Minimum failures in the window for ``error_storm`` (default 4).
+    denial_threshold
+        Minimum score of the ``denial_burst`` test (default 4.0).
+    min_denials
+        Minimum denials in the window for ``denial_burst`` (default 2).
+    half_life
+        Half-life of the learned failure and denial shares, in events (default 1000).
+    prior_rate
+        Prior failure probability (default 0.02).
+    denial_prior
+        Prior denial probability (default 0.002).
+    prior_weight
+        Weight of both priors, in events (default 200).
+    min_peers
+        Failing peers that make a failure wave fleet-wide, at least (default 3).
+    fleet_share
+        Share of the fleet's agents that must be failing for that, at least (default 0.1).
+    peer_window_s
+        How recent the peers' failures must be, seconds (default 120).
+
+    Notes
+    -----
+    Catches ``error_storm`` (most calls failing across tools) after a handful of failed
+    calls and ``privilege_probing`` after two or three denials; stays quiet on a tool outage
+    that hits a few agents (``error_burst``: one action) and on the occasional failure.
+    Limits: a storm confined to a single action of a single agent (its own credentials
+    expired for one tool) is not an ``error_storm`` here; nor is a storm while a tenth of
+    the fleet is failing too. Agents with very few events need a higher share of failures
+    before the test is significant.
+
+    Examples
+    --------
+    >>> import textwrap
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from agentwatch.detectors.baseline import AgentBaseline
+    >>> from agentwatch.schemas import ActionEvent
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> det, b, state, fleet = FailureRate(), AgentBaseline("a1", "ops"), {}, {}
+    >>> found = []
+    >>> for i in range(600):
+    ...     storm = i >= 590 and i % 3
+    ...     e = ActionEvent(event_id=f"e{i}", agent_id="a1", fleet="ops",
+    ...                     ts=t0 + timedelta(seconds=5 * i),
+    ...                     action=("read_logs", "http_get", "chat")[i % 3],
+    ...                     status="error" if (storm or i % 97 == 0) else "ok")
+    ...     found += det.update(e, b, state, fleet)
+    ...     b.update(e)
+    >>> print(textwrap.fill(found[0].summary, 90))
+    a1 failed 6 of 21 events in the last 100 s (29%) vs a usual 1.7% (p = 1.1e-06) on 3
+    actions: chat 3, http_get 2, read_logs 1
+    >>> found[0].kind, found[0].evidence[0], found[0].actions
+    ('error_storm', 'e596', ('chat', 'http_get', 'read_logs'))
+    """
+
+    name: ClassVar[str] = "failure_rate"
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 60.0,
+        threshold: float = 5.5,
+        spread_threshold: float = 2.0,
+        min_failures: int = 4,
+        denial_threshold: float = 4.0,
+        min_denials: int = 2,
+        half_life: float = 1000.0,
+        prior_rate: float = 0.02,
+        denial_prior: float = 0.002,
+        prior_weight: float = 200.0,
+        min_peers: int = 3,
+        fleet_share: float = 0.1,
+        peer_window_s: float = 120.0,
+    ) -> None:
+        self.window_s = window_s
+        self.threshold = threshold
+        self.spread_threshold = spread_threshold
+        self.min_failures = min_failures
+        self.denial_threshold = denial_threshold
+        self.min_denials = min_denials
+        self.half_life = half_life
+        self.prior_rate = prior_rate
+        self.denial_prior = denial_prior
+        self.prior_weight = prior_weight
+        self.min_peers = min_peers
+        self.fleet_share = fleet_share
+        self.peer_window_s = peer_window_s
+        self._fails = RateTest(
+            trials="n",
+            half_life=half_life,
+            min_count=1,
+            prior_rate=prior_rate,
+            prior_weight=prior_weight,
+        )
+        self._denials = RateTest(
+            trials="n",
+            half_life=half_life,
+            min_count=min_denials,
+            prior_rate=denial_prior,
+            prior_weight=prior_weight,
+        )
+
+    def update(
+        self,
+        event: ActionEvent,
+        baseline: AgentBaseline,
+        state: dict[str, Any],
+        fleet_state: dict[str, Any],
+    ) -> list[Finding]:
+        status = event.status
+        ok = state.get("ok")
+        if ok is None:
+            state.update(f=self._fails.new_state(), d=self._denials.new_state(), r=[], ok=0)
+            fleet = fleet_state.get("failure_rate")
+            if fleet is None:
+                fleet = fleet_state["failure_rate"] = _Fleet()
+            fleet.agents += 1
+            ok = 0
+        if status == "ok":
+            state["ok"] = ok + 1  # successes are settled into the shares at the next failure
+            return []
+        self._fails.learn_zeros(state["f"], ok)
+        self._denials.learn_zeros(state["d"], ok)
+        state["ok"] = 0
+
+        ts = event.ts_epoch
+        fleet = fleet_state["failure_rate"]
+        fleet.record(event.agent_id, event.action, ts)
+        denied = status == "denied"
+        ring = state["r"]
+        ring.append([ts, event.action, 1 if denied else 0, event.event_id])
+        horizon = ts - 2.0 * self.window_s - 60.0
+        while ring and (ring[0][0] < horizon or len(ring) > _RING):
+            del ring[0]
+
+        window = baseline.window(self.window_s, at=ts)
+        start = min(window.start, ts - self.window_s)
+        recent = [item for item in ring if item[0] >= start]
+        trials = max(window.count + 1, len(recent))
+        seconds = ts - start
+        findings: list[Finding] = []
+        if denied:
+            denials = [item for item in recent if item[2]]
+            if len(denials) >= self.min_denials:
+                usual = self._denials.expected(state["d"])
+                score = self._denials.score_value(state["d"], len(denials), trials)
+                if score >= self.denial_threshold:
+                    findings.append(
+                        self._finding(
+                            "denial_burst", event, items=denials, trials=trials,
+                            score=score, usual=usual, seconds=seconds,
+                        )
+                    )  # fmt: skip
+        usual = self._fails.expected(state["f"])
+        failures = len(recent)
+        score = self._fails.score_value(state["f"], failures, trials)
+        if failures >= self.min_failures and score >= self.threshold:
+            per_action: dict[str, int] = {}
+            for item in recent:
+                per_action[item[1]] = per_action.get(item[1], 0) + 1
+            # leave out actions its peers are failing on too (a shared cause), then the
+            # most failing remaining one: what is left must still be significant
+            agent, horizon = event.agent_id, self.peer_window_s
+            own = [
+                n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)
+            ]
+            top = max(own, default=0)
+            rest = sum(own) - top
+            excluded = failures - rest
+            spread = -binomial_tail_log10(rest, trials - excluded, usual)
+            if spread >= self.spread_threshold and not self._fleet_wide(fleet, event, ts):
+                findings.append(
+                    self._finding(
+                        "error_storm", event, items=recent, trials=trials,
+                        score=score, usual=usual, seconds=seconds,
+                    )
+                )  # fmt: skip
+        if not findings and score < 0.5 * self.threshold:
+            self._fails.learn_value(state["f"], 1.0, 1.0)
+            self._denials.learn_value(state["d"], 1.0 if denied else 0.0, 1.0)
+        return findings
+
+    def _fleet_wide(self, fleet: _Fleet, event: ActionEvent, ts: float) -> bool:
+        peers = fleet.peers_failing(event.agent_id, ts, self.peer_window_s)
+        return peers >= max(self.min_peers, self.fleet_share * fleet.agents)
+
+    def _finding(
+        self,
+        kind: str,
+        event: ActionEvent,
+        *,
+        items: list[list[Any]],
+        trials: int,
+        score: float,
+        usual: float,
+        seconds: float,
+    ) -> Finding:
+        count = len(items)
+        per_action: dict[str, int] = {}
+        for item in items:
+            per_action[item[1]] = per_action.get(item[1], 0) + 1
+        ranked = sorted(per_action.items(), key=lambda kv: -kv[1])
+        what = "failed" if kind == "error_storm" else "was denied"
+        actions = ", ".join(f"{name} {n}" for name, n in ranked[:4])
+        summary = (
+            f"{event.agent_id} {what} {count} of {trials} events in the last {seconds:.0f} s "
+            f"({count / trials:.0%}) vs a usual {usual:.1%} (p = {10.0**-score:.1e}) on "
+            f"{len(ranked)} action{'s' if len(ranked) > 1 else ''}: {actions}"
+        )
+        return Finding(
+            kind=kind,
+            score=score,
+            threshold=self.threshold if kind == "error_storm" else self.denial_threshold,
+            observed=count / trials,
+            baseline=usual,
+            summary=summary,
+            evidence=tuple(item[3] for item in reversed(items[-20:])),
+            actions=tuple(name for name, _ in ranked),
+        )

@@ -1,0 +1,199 @@
+"""Rules files in the style of Prometheus alerting rules.
+
+.. code-block:: yaml
+
+    groups:
+      - name: runaway
+        rules:
+          - alert: RunawayLoop            # unique name; becomes Anomaly.rule
+            detector: runaway_loop        # a registered detector
+            params: {min_repeats: 12}     # the detector's constructor arguments
+            for: 0s                       # findings must persist this long before firing
+            cooldown: 15m                 # one anomaly per agent, rule and kind per cooldown
+            fleets: [coder, ops]          # optional: only these fleets
+            labels: {severity: critical}  # info | warning | error | critical
+            annotations:
+              summary: "Agent {agent_id} repeats one action"
+              runbook_url: https://runbooks.example.com/agentwatch/runaway-loop
+            action: halt                  # notify, revoke, halt, none; or {type: revoke, ...}
+            dry_run: false                # record what the response would do, do nothing
+
+Durations are Prometheus-style (``90s``, ``5m``, ``1h30m``) or plain seconds.
+:func:`load_rules` raises :class:`RulesError` listing every problem with file, rule and key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from agentwatch.detectors.base import DETECTORS, AgentDetector
+
+__all__ = ["DEFAULT_RULES", "Rule", "RuleAction", "RuleSet", "RulesError", "load_rules"]
+
+DEFAULT_RULES = "default.yml"
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; ``problems`` lists ``file: rule: key: reason``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid rules:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> float:
+    """``"1h30m"`` -> 5400.0; numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a duration such as 30s, 5m or 1h")
+    match = _DURATION.match(value.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class RuleAction(BaseModel):
+    """What the responder does when the rule fires."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["notify", "revoke", "halt", "none"] = "notify"
+    actions: list[str] = Field(
+        default_factory=list, description="for revoke: the actions; empty = those in the finding"
+    )
+
+
+def _action(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class Rule(BaseModel):
+    """One alerting rule: a detector, its parameters, and what firing means."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    alert: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=128)
+    detector: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    for_: Duration = Field(0.0, alias="for")
+    cooldown: Duration = 900.0
+    fleets: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    action: Annotated[RuleAction, BeforeValidator(_action)] = RuleAction()
+    dry_run: bool = False
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        if value not in DETECTORS:
+            known = ", ".join(sorted(DETECTORS))
+            raise ValueError(f"unknown detector {value!r} (known: {known})")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _severity(cls, value: dict[str, str]) -> dict[str, str]:
+        severity = value.get("severity")
+        if severity is not None and severity not in {"info", "warning", "error", "critical"}:
+            raise ValueError(f"severity {severity!r} is not one of info, warning, error, critical")
+        return value
+
+    @property
+    def severity(self) -> str | None:
+        return self.labels.get("severity")
+
+    def build(self) -> AgentDetector:
+        """A detector configured with this rule's parameters."""
+        return DETECTORS[self.detector](**self.params)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules of one file, in file order."""
+
+    rules: tuple[Rule, ...]
+    source: str
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def by_alert(self, alert: str) -> Rule:
+        for rule in self.rules:
+            if rule.alert == alert:
+                return rule
+        raise KeyError(alert)
+
+
+def _read(path: str | Path | None) -> tuple[str, str]:
+    if path is None:
+        text = resources.files("agentwatch.rules").joinpath(DEFAULT_RULES).read_text("utf-8")
+        return f"<builtin {DEFAULT_RULES}>", text
+    path = Path(path)
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError([f"{path}: cannot read: {exc.strerror}"]) from None
+
+
+def load_rules(path: str | Path | None = None) -> RuleSet:
+    """Load and validate a rules file (the shipped default when ``path`` is None)."""
+    import agentwatch.detectors  # noqa: F401 - registers the built-in detectors
+
+    source, text = _read(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError([f"{source}: not valid YAML: {exc}"]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
+        raise RulesError([f"{source}: top level must be a mapping with a 'groups' list"])
+    problems: list[str] = []
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for g, group in enumerate(doc["groups"]):
+        gname = group.get("name", f"#{g}") if isinstance(group, dict) else f"#{g}"
+        if not isinstance(group, dict) or not isinstance(group.get("rules"), list):
+            problems.append(f"{source}: group {gname!r}: needs a 'rules' list")
+            continue
+        for r, raw in enumerate(group["rules"]):
+            label = raw.get("alert", f"#{r}") if isinstance(raw, dict) else f"#{r}"
+            where = f"{source}: group {gname!r} rule {label!r}"
+            if not isinstance(raw, dict):
+                problems.append(f"{where}: must be a mapping")
+                continue
+            try:
+                rule = Rule.model_validate(raw)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    key = ".".join(str(p) for p in err["loc"]) or "rule"
+                    problems.append(f"{where}: key {key!r}: {err['msg']}")
+                continue
+            if rule.alert in seen:
+                problems.append(f"{where}: key 'alert': duplicate alert name")
+            seen.add(rule.alert)
+            try:
+                rule.build()
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{where}: key 'params': {exc}")
+                continue
+            rules.append(rule)
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(rules=tuple(rules), source=source)

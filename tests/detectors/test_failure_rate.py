@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from agentwatch.detectors.base import DETECTORS, Finding
+from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.failure_rate import FailureRate
+from agentwatch.schemas import ActionEvent
+from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+ACTIONS = ("read_logs", "chat", "query_metrics", "http_get")
+
+
+def event(agent: str, i: int, status: str = "ok", action: str | None = None) -> ActionEvent:
+    return ActionEvent(
+        event_id=f"{agent}-{i}",
+        agent_id=agent,
+        fleet="ops",
+        ts=T0 + timedelta(seconds=6.0 * i),
+        action=action or ACTIONS[i % len(ACTIONS)],
+        status=status,  # type: ignore[arg-type]
+    )
+
+
+class Replay:
+    def __init__(self, detector: FailureRate) -> None:
+        self.detector = detector
+        self.baselines: dict[str, AgentBaseline] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.fleet: dict[str, Any] = {}
+        self.found: list[tuple[ActionEvent, Finding]] = []
+
+    def __call__(self, e: ActionEvent) -> list[Finding]:
+        b = self.baselines.setdefault(e.agent_id, AgentBaseline(e.agent_id, e.fleet))
+        out = self.detector.update(e, b, self.states.setdefault(e.agent_id, {}), self.fleet)
+        b.update(e)
+        self.found.extend((e, f) for f in out)
+        return out
+
+
+def normal(replay: Replay, upto: int, agents: int = 10) -> None:
+    for i in range(upto):
+        for k in range(agents):
+            fail = (i * 7 + k * 13) % 150 == 0  # about 0.7 % failures, spread out
+            replay(event(f"a{k}", i, "error" if fail else "ok"))
+
+
+def test_registered() -> None:
+    assert DETECTORS["failure_rate"] is FailureRate
+
+
+def test_an_error_storm_across_tools_fires_with_the_numbers() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 500)
+    for i in range(500, 520):
+        for k in range(10):
+            storm = k == 0 and i % 3 != 2  # two calls in three fail, on every tool
+            replay(event(f"a{k}", i, "error" if storm else "ok"))
+    assert {e.agent_id for e, _ in replay.found} == {"a0"}
+    e, first = replay.found[0]
+    assert first.kind == "error_storm"
+    assert e.ts - T0 <= timedelta(seconds=6 * 500 + 60)  # within a minute
+    assert "a0 failed " in first.summary and "vs a usual" in first.summary
+    assert first.score >= 5.5 and first.observed > 0.3 > 0.02 > first.baseline
+    assert len(first.actions) >= 2 and first.evidence[0] == e.event_id
+
+
+def test_a_single_tool_outage_is_not_a_storm() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 500)
+    for i in range(500, 530):  # http_get down for three minutes for a0 and a1 only
+        for k in range(10):
+            action = ACTIONS[i % len(ACTIONS)]
+            down = k < 2 and action == "http_get"
+            replay(event(f"a{k}", i, "error" if down else "ok"))
+    assert replay.found == []
+
+
+def test_a_fleet_wide_outage_pages_nobody_per_agent() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 500, agents=20)
+    for i in range(500, 530):  # the provider fails most calls for everyone
+        for k in range(20):
+            replay(event(f"a{k}", i, "error" if i % 3 else "ok"))
+    storms = [f for _, f in replay.found if f.kind == "error_storm"]
+    assert len({e.agent_id for e, f in replay.found}) <= 3  # only the first few
+    assert len(storms) <= 6
+
+
+def test_denials_burst_is_its_own_kind() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 500)
+    assert replay(event("a3", 500, "denied", "read_file")) == []  # one is not a burst
+    out = replay(event("a3", 503, "denied", "assume_role"))
+    out += replay(event("a3", 506, "denied", "get_secret"))
+    assert [f.kind for f in out] == ["denial_burst"]
+    assert "was denied 3 of" in out[0].summary
+    assert set(out[0].actions) == {"read_file", "assume_role", "get_secret"}
+    assert out[0].evidence == ("a3-506", "a3-503", "a3-500")
+
+
+def test_flagged_failures_are_not_learned() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 500)
+    for i in range(500, 510):
+        replay(event("a0", i, "error"))
+    state = replay.states["a0"]
+    before = list(state["f"])
+    out = replay(event("a0", 510, "error"))
+    assert out
+    assert state["f"] == before  # the pending successes were settled, nothing else
+
+
+def test_state_is_json_and_small() -> None:
+    replay = Replay(FailureRate())
+    normal(replay, 300)
+    for i in range(300, 400):
+        replay(event("a0", i, "error"))  # a full failure ring
+    for state in replay.states.values():
+        text = json.dumps(state)
+        assert len(text) < 4096 and json.loads(text) == state
+    assert len(json.dumps(replay.states["a1"])) < 256
+
+
+@cache
+def storm_sim() -> Simulation:
+    specs = (
+        IncidentSpec("error_storm", "coder-001", START + timedelta(minutes=40),
+                     START + timedelta(minutes=50)),
+        IncidentSpec("privilege_probing", "support-002", START + timedelta(minutes=45),
+                     START + timedelta(minutes=55)),
+    )  # fmt: skip
+    return Simulation(
+        SimConfig(agents=40, minutes=70, seed=8, incidents=(), explicit_incidents=specs,
+                  error_bursts_per_hour=12.0)
+    )  # fmt: skip
+
+
+def test_simulated_storm_and_probing_caught_bursts_ignored() -> None:
+    sim = storm_sim()
+    assert sum(lab["kind"] == "error_burst" for lab in sim.labels()) >= 10
+    replay = Replay(FailureRate())
+    fleets: dict[str, dict[str, Any]] = {}
+    for e in sim.events(validate=False):
+        replay.fleet = fleets.setdefault(e.fleet, {})
+        replay(e)
+    kinds = {(e.agent_id, f.kind) for e, f in replay.found}
+    assert ("coder-001", "error_storm") in kinds and ("support-002", "denial_burst") in kinds
+    assert {agent for agent, _ in kinds} == {"coder-001", "support-002"}  # no burst agent
+    for spec in sim.incidents():
+        hits = [e.ts for e, _ in replay.found if e.agent_id == spec.agent_id]
+        assert spec.start <= min(hits) <= spec.start + timedelta(minutes=3)
