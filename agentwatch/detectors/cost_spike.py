@@ -39,19 +39,22 @@ class CostSpike(AgentDetector):
     the fleet used the model in the last ``peer_window_s`` (a fleet-wide model upgrade is
     therefore no cost anomaly at all: everyone pays the new price), and the agent's own
     usual price otherwise (so an agent that alone switches to a premium model shows the
-    whole jump). The agent's *recent level* is an exponentially weighted mean of ``u`` over
-    its last few calls (half-life ``recent_calls``).
+    whole jump). While a model no peer uses is younger than ``confirm_s`` for the agent,
+    it does not fire yet: the first agents of a fleet-wide upgrade look exactly like that
+    until their peers follow. The agent's *recent level* is an exponentially weighted mean
+    of ``u`` over its last few calls (half-life ``recent_calls``); it restarts when the
+    price reference switches between the fleet's and the agent's own.
 
-    A finding needs all of:
+    A finding (kind ``cost_spike``) needs all of:
 
     * the recent level at least ``threshold`` robust standard deviations above the agent's
       own baseline (a :class:`~agentwatch.detectors.robust_zscore.RobustZScore` of the
       recent level, half-life ``half_life`` calls, warm-up ``min_calls``);
     * recent cost per call at least ``min_ratio`` times the agent's usual;
     * the recent level at least ``fleet_threshold`` robust standard deviations above the
-      fleet's (the same statistic over all the fleet's calls, kept in ``fleet_state``);
-    * recent spend (exponentially weighted, 60 s time constant) of at least
-      ``min_spend_per_min`` USD per minute, so cheap agents do not page.
+      fleet's (the same statistic over a quarter of the fleet's calls, in ``fleet_state``);
+    * spend over the last one to two minutes (the baseline's buckets plus this call) of at
+      least ``min_spend_per_min`` USD per minute, so cheap agents do not page.
 
     Flagged calls are learned neither into the agent's baseline nor into the fleet's.
 
@@ -72,19 +75,23 @@ class CostSpike(AgentDetector):
     min_calls
         Calls an agent must have made before it can fire (default 50).
     min_peers
-        Other fleet agents that must use a model for its price to be the fleet's (default 3).
+        Other fleet agents that must use a model for its price to be the fleet's (default 1).
     peer_window_s
         How recent that use must be, in seconds of event time (default 1800.0).
+    confirm_s
+        How long a model no peer uses must have been in use before it can fire (default 30).
 
     Notes
     -----
     Catches ``cost_explosion`` (context stuffing: tokens x5-10; a switch to a premium
-    model) typically within 2-4 calls. Stays silent on a fleet-wide model upgrade (the new
-    model's price is the fleet's after ``min_peers`` agents use it) and on agents whose cost
-    is high but usual. Limits: a slow creep is :class:`~agentwatch.detectors.cost_drift.CostDrift`'s
-    job (the baseline follows it); an explosion that only raises the *number* of calls at an
-    unchanged cost per call is the ``budget`` detector's; events with a cost but no tokens
-    (priced API calls) are compared on their raw cost.
+    model) typically within 3-5 calls. Stays silent on a fleet-wide model upgrade and on
+    agents whose cost is high but usual. Limits: a slow creep is
+    :class:`~agentwatch.detectors.cost_drift.CostDrift`'s job (the baseline follows it); an
+    explosion that only raises the *number* of calls at an unchanged cost per call is the
+    ``budget`` detector's; a switch to the premium model the fleet has already upgraded to
+    only shows its token growth; events with a cost but no tokens (priced API calls) are
+    compared on their raw cost. The bookkeeping of who uses which model uses the agent's
+    previous event time (cheaper than parsing this one's), so it lags by one event.
 
     Examples
     --------
@@ -142,6 +149,7 @@ class CostSpike(AgentDetector):
         self._fleet = RobustZScore(half_life=4.0 * half_life, min_observations=min_calls)
         self._recent = -math.expm1(-math.log(2.0) / recent_calls)
         self._price_alpha = -math.expm1(-math.log(2.0) / 200.0)
+        self._fleet_alpha = -math.expm1(-math.log(2.0) / 50.0)  # on every 4th call
 
     def update(
         self,
@@ -177,7 +185,11 @@ class CostSpike(AgentDetector):
         young = False
         if tokens > 0 and model is not None:
             log_price = log_cost - math.log(tokens)
-            if self._shared(fleet, model, event.agent_id, now):
+            users = fleet.users.get(model)
+            if users is None:
+                users = fleet.users[model] = {}
+            users[event.agent_id] = now
+            if now < fleet.shared.get(model, -math.inf) or self._shared(fleet, model, now):
                 ref = fleet.prices.get(model, log_price)
             else:  # the agent's own usual price: a premium switch shows in full
                 fleet_ref = 0
@@ -196,7 +208,7 @@ class CostSpike(AgentDetector):
 
         own = state["own"]
         if n >= self.min_calls:
-            z_own = self._own.zscore_value(own, level)
+            z_own = (level - own[1]) / self._own.spread(own)
             if z_own >= self.threshold and level - own[1] >= self._log_ratio:
                 z_fleet = self._fleet.zscore_value(fleet.level, level)
                 if z_fleet >= self.fleet_threshold:
@@ -211,13 +223,14 @@ class CostSpike(AgentDetector):
                             )
                         ]  # fmt: skip
         self._own.learn_value(own, level)
-        if n % _FLEET_EVERY == 0:
+        if model is None or tokens <= 0:
+            return []
+        v[2] += (1.0 if n == 0 else self._price_alpha) * (log_price - v[2])
+        if n % _FLEET_EVERY == 0:  # the fleet has plenty of calls: learn from a quarter
             self._fleet.learn_value(fleet.level, level)
-        if tokens > 0 and model is not None:
-            v[2] += (1.0 if n == 0 else self._price_alpha) * (log_price - v[2])
             if fleet_ref:
                 old = fleet.prices.get(model, log_price)
-                fleet.prices[model] = old + self._price_alpha * (log_price - old)
+                fleet.prices[model] = old + self._fleet_alpha * (log_price - old)
         return []
 
     def _spend(self, baseline: AgentBaseline, event: ActionEvent, cost: float) -> float:
@@ -227,14 +240,9 @@ class CostSpike(AgentDetector):
         seconds = max(ts - min(window.start, ts - 60.0), 60.0)
         return (window.cost_usd + cost) * 60.0 / seconds
 
-    def _shared(self, fleet: _Fleet, model: str, agent_id: str, now: float) -> bool:
+    def _shared(self, fleet: _Fleet, model: str, now: float) -> bool:
         """Whether at least ``min_peers`` other agents of the fleet used ``model`` lately."""
-        users = fleet.users.get(model)
-        if users is None:
-            users = fleet.users[model] = {}
-        users[agent_id] = now
-        if now < fleet.shared.get(model, -math.inf):
-            return True
+        users = fleet.users[model]
         since = now - self.peer_window_s
         recent = sum(1 for seen in users.values() if seen >= since)
         if len(users) > 2 * recent + 64:  # forget agents that stopped using it

@@ -12,7 +12,7 @@ from agentwatch.schemas import ActionEvent
 
 __all__ = ["FailureRate"]
 
-_RING = 40  # recent failures kept per agent (ts, action, denied?, event id)
+_RING = 16  # recent failures kept per agent (ts, action, denied?, event id)
 
 
 class _Fleet:
@@ -23,7 +23,7 @@ class _Fleet:
     def __init__(self) -> None:
         self.agents = 0  # agents of the fleet seen by this detector
         self.failing: dict[str, list[float]] = {}  # agent -> its last few failure times
-        self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 2 times
+        self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 3 times
 
     def record(self, agent: str, action: str, ts: float) -> None:
         times = self.failing.get(agent)
@@ -37,11 +37,11 @@ class _Fleet:
             agents = self.by_action[action] = {}
         last = agents.get(agent)
         if last is None:
-            agents[agent] = [-math.inf, ts]
+            agents[agent] = [-math.inf, -math.inf, ts]
         else:
-            last[0], last[1] = last[1], ts
+            last[0], last[1], last[2] = last[1], last[2], ts
         if len(agents) > 256:  # keep the recent half
-            for key in sorted(agents, key=lambda k: agents[k][1])[:128]:
+            for key in sorted(agents, key=lambda k: agents[k][2])[:128]:
                 del agents[key]
 
     def peers_failing(self, agent: str, ts: float, horizon: float) -> int:
@@ -59,12 +59,19 @@ class _Fleet:
         return count
 
     def shared(self, action: str, agent: str, ts: float, horizon: float) -> bool:
-        """Whether another agent failed ``action`` twice within ``horizon`` seconds."""
+        """Whether ``action`` is failing for peers: within ``horizon`` seconds, another
+        agent failed it three times, or two other agents twice each."""
         agents = self.by_action.get(action)
         if not agents:
             return False
         since = ts - horizon
-        return any(key != agent and prev >= since for key, (prev, _) in agents.items())
+        twice = 0
+        for key, (third, second, _) in agents.items():
+            if key != agent and second >= since:
+                if third >= since:
+                    return True
+                twice += 1
+        return twice >= 2
 
 
 @register_detector
@@ -85,10 +92,13 @@ class FailureRate(AgentDetector):
     Two kinds of finding:
 
     * ``error_storm``: at least ``min_failures`` failures with a score (``-log10`` p-value)
-      of at least ``threshold``, *and* still a score of ``spread_threshold`` once the most
-      failing action is left out (its failures and calls): the agent is failing across its
-      work, not on one broken tool. A tool outage (``error_burst``) or a provider incident
-      fails one action, usually for several agents at once, and is not the agent's fault.
+      of at least ``threshold``, *and* still ``min_spread`` failures scoring
+      ``spread_threshold`` once the most failing action is left out (its failures and
+      calls), as well as actions that peers fail on too (one other agent with three
+      failures of it within ``peer_window_s``, or two with two): the agent is failing
+      across its work, not on one broken tool. A tool outage (``error_burst``) or a
+      provider incident fails one action, usually for several agents at once, and is not
+      the agent's fault.
       Nor is a fleet-wide outage: when at least ``min_peers`` other agents of the fleet, and
       at least ``fleet_share`` of it, have three or more failures within ``peer_window_s``,
       nobody's storm is reported (page the platform team, not each agent's owner).
@@ -105,7 +115,9 @@ class FailureRate(AgentDetector):
     threshold
         Minimum score of the ``error_storm`` test (default 5.5: p < 3e-6).
     spread_threshold
-        Minimum score without the most failing action (default 2.0).
+        Minimum score without the shared and the most failing action (default 1.5).
+    min_spread
+        Minimum failures without the shared and the most failing action (default 2).
     min_failures
         Minimum failures in the window for ``error_storm`` (default 4).
     denial_threshold
@@ -168,7 +180,8 @@ class FailureRate(AgentDetector):
         *,
         window_s: float = 60.0,
         threshold: float = 5.5,
-        spread_threshold: float = 2.0,
+        spread_threshold: float = 1.5,
+        min_spread: int = 2,
         min_failures: int = 4,
         denial_threshold: float = 4.0,
         min_denials: int = 2,
@@ -183,6 +196,7 @@ class FailureRate(AgentDetector):
         self.window_s = window_s
         self.threshold = threshold
         self.spread_threshold = spread_threshold
+        self.min_spread = min_spread
         self.min_failures = min_failures
         self.denial_threshold = denial_threshold
         self.min_denials = min_denials
@@ -237,7 +251,7 @@ class FailureRate(AgentDetector):
         denied = status == "denied"
         ring = state["r"]
         ring.append([ts, event.action, 1 if denied else 0, event.event_id])
-        horizon = ts - 2.0 * self.window_s - 60.0
+        horizon = ts - 2.0 * self.window_s  # the window covers at most one bucket more
         while ring and (ring[0][0] < horizon or len(ring) > _RING):
             del ring[0]
 
@@ -275,7 +289,9 @@ class FailureRate(AgentDetector):
             top = max(own, default=0)
             rest = sum(own) - top
             excluded = failures - rest
-            spread = -binomial_tail_log10(rest, trials - excluded, usual)
+            spread = 0.0
+            if rest >= self.min_spread:
+                spread = -binomial_tail_log10(rest, trials - excluded, usual)
             if spread >= self.spread_threshold and not self._fleet_wide(fleet, event, ts):
                 findings.append(
                     self._finding(

@@ -130,7 +130,12 @@ class RobustZScore:
 
     def spread(self, state: list[float]) -> float:
         """Robust standard deviation of the stream (floored)."""
-        return max(_MAD_TO_SIGMA * state[2], self.relative_floor * abs(state[1]), self.spread_floor)
+        spread = _MAD_TO_SIGMA * state[2]
+        centre = state[1]
+        floor = self.relative_floor * (centre if centre >= 0.0 else -centre)
+        if floor < self.spread_floor:  # noqa: PLR1730 - an if is cheaper than max() here
+            floor = self.spread_floor
+        return spread if spread > floor else floor
 
     def zscore_value(self, state: list[float], value: float) -> float:
         """Signed ``(value - centre) / spread`` on the scoring scale; 0 while warming up."""
@@ -159,9 +164,7 @@ class RobustZScore:
         resid = value - centre
         dev = resid if resid >= 0.0 else -resid
         if n > self.min_observations:  # winsorize once warmed up
-            limit = self.clip * max(
-                _MAD_TO_SIGMA * state[2], self.relative_floor * abs(centre), self.spread_floor
-            )
+            limit = self.clip * self.spread(state)
             if dev > limit:
                 resid = limit if resid > 0.0 else -limit
                 dev = limit

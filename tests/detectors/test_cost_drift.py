@@ -45,7 +45,7 @@ def run(
     baseline = AgentBaseline("a0", "support")  # not read by this detector
     states: dict[str, dict[str, Any]] = {}
     fleet: dict[str, Any] = {}
-    found = []
+    found: list[tuple[int, ActionEvent, Finding]] = []
     for i in range(calls):
         for k in range(AGENTS):
             growth = 1.0 + 0.05 * ((i + 3 * k) % 12)  # prompts grow within a session
@@ -119,3 +119,10 @@ def test_state_is_json_and_small() -> None:
     for state in states.values():
         text = json.dumps(state)
         assert len(text) < 512 and json.loads(text) == state
+
+
+def test_params_round_trip() -> None:
+    detector = CostDrift()
+    assert type(detector)(**detector.params()).params() == detector.params()
+    assert detector.clone().params() == detector.params()
+    assert all(not key.startswith("_") for key in detector.params())

@@ -166,3 +166,10 @@ def test_simulated_fleet_explosions_caught_fast_and_nothing_else() -> None:
         hits = [e.ts for e, _ in replay.found if e.agent_id == spec.agent_id]
         assert spec.start <= min(hits) <= spec.start + timedelta(seconds=90)
         assert max(hits) <= spec.end + timedelta(minutes=5)
+
+
+def test_params_round_trip() -> None:
+    detector = CostSpike()
+    assert type(detector)(**detector.params()).params() == detector.params()
+    assert detector.clone().params() == detector.params()
+    assert all(not key.startswith("_") for key in detector.params())
