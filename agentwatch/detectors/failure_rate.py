@@ -93,15 +93,15 @@ class FailureRate(AgentDetector):
 
     * ``error_storm``: at least ``min_failures`` failures with a score (``-log10`` p-value)
       of at least ``threshold``, *and* still ``min_spread`` failures scoring
-      ``spread_threshold`` once the most failing action is left out (its failures and
-      calls), as well as actions that peers fail on too (one other agent with three
-      failures of it within ``peer_window_s``, or two with two): the agent is failing
-      across its work, not on one broken tool. A tool outage (``error_burst``) or a
+      ``spread_threshold`` once the actions that peers fail on too (one other agent with
+      three failures of it within ``peer_window_s``, or two with two each) and then the
+      most failing remaining action are left out (their failures and calls): the agent is
+      failing across its work, not on one broken tool. A tool outage (``error_burst``) or a
       provider incident fails one action, usually for several agents at once, and is not
-      the agent's fault.
-      Nor is a fleet-wide outage: when at least ``min_peers`` other agents of the fleet, and
-      at least ``fleet_share`` of it, have three or more failures within ``peer_window_s``,
-      nobody's storm is reported (page the platform team, not each agent's owner).
+      the agent's fault. Nor is a fleet-wide outage: when at least ``min_peers`` other
+      agents of the fleet, and at least ``fleet_share`` of it, have three or more failures
+      within ``peer_window_s``, nobody's storm is reported (page the platform team, not
+      each agent's owner).
     * ``denial_burst``: at least ``min_denials`` denials with a score of at least
       ``denial_threshold`` against the agent's own denial share (prior ``denial_prior``).
       Denials are rare in normal traffic (expired approvals), so a few in a minute mean the
@@ -147,7 +147,8 @@ class FailureRate(AgentDetector):
     Limits: a storm confined to a single action of a single agent (its own credentials
     expired for one tool) is not an ``error_storm`` here; nor is a storm while a tenth of
     the fleet is failing too. Agents with very few events need a higher share of failures
-    before the test is significant.
+    before the test is significant; two outages of different tools hitting one agent at
+    the same moment look like a storm until the peers' failures show.
 
     Examples
     --------
