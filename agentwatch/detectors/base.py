@@ -17,8 +17,9 @@ A detector must not learn from an observation it flagged.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.schemas import ActionEvent
@@ -28,7 +29,9 @@ __all__ = [
     "DETECTORS",
     "SCORERS",
     "AgentDetector",
+    "FeatureScorer",
     "Finding",
+    "Params",
     "Scorer",
     "register_detector",
     "register_scorer",
@@ -65,7 +68,38 @@ class Finding:
     severity: Severity | None = None  # a detector's suggestion; the rule's label wins
 
 
-class AgentDetector(ABC):
+class Params:
+    """Parameter plumbing shared by scorers and detectors.
+
+    Subclasses store each constructor argument as a public attribute of the same name (and
+    nothing else public), so :meth:`params` and :meth:`clone` round-trip.
+    """
+
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def clone(self) -> Self:
+        """A fresh, untrained instance with the same parameters."""
+        return type(self)(**self.params())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class FeatureScorer(Params):
+    """A one-feature scorer: reads ``x[feature]``, or the first value when ``feature`` is None."""
+
+    feature: str | None
+
+    def _value(self, x: Mapping[str, float]) -> float:
+        if self.feature is None:
+            return float(next(iter(x.values())))
+        return float(x[self.feature])
+
+
+class AgentDetector(Params, ABC):
     """Base class of per-agent detectors.
 
     Subclasses set :attr:`name` (the registry key used by rules files), take their parameters
@@ -98,14 +132,6 @@ class AgentDetector(ABC):
             held in memory only (any Python objects) and rebuilt from traffic after a restart;
             on several workers each sees the fleet agents of its own partitions.
         """
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters (for clone / round trip / reports)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def clone(self) -> AgentDetector:
-        """A fresh detector with the same parameters."""
-        return type(self)(**self.params())
 
 
 DETECTORS: dict[str, type[AgentDetector]] = {}

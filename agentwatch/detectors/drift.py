@@ -7,7 +7,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from agentwatch.detectors.base import register_scorer
+from agentwatch.detectors.base import FeatureScorer, register_scorer
 
 __all__ = ["DriftDetector"]
 
@@ -15,7 +15,7 @@ _MAD_TO_SIGMA = 1.2533
 
 
 @register_scorer("drift")
-class DriftDetector:
+class DriftDetector(FeatureScorer):
     """Page-Hinkley change detector on a standardized stream; score = statistic / threshold.
 
     Each observation is standardized against the stream's running mean and robust scale
@@ -227,23 +227,6 @@ class DriftDetector:
         keys = ("n", "mean", "dev", "g_up", "g_down")
         scorer._state = [float(state[key]) for key in keys]
         return scorer
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
-
-    def clone(self) -> DriftDetector:
-        """A fresh, untrained detector with the same parameters."""
-        return type(self)(**self.params())
-
-    def _value(self, x: Mapping[str, float]) -> float:
-        if self.feature is None:
-            return float(next(iter(x.values())))
-        return float(x[self.feature])
 
     # ------------------------------------------------------------------ conformance
 

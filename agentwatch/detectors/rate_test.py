@@ -7,7 +7,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from agentwatch.detectors.base import register_scorer
+from agentwatch.detectors.base import Params, register_scorer
 
 __all__ = ["RateTest", "binomial_tail_log10", "poisson_tail_log10"]
 
@@ -102,7 +102,7 @@ def binomial_tail_log10(k: float, n: float, p: float) -> float:
 
 
 @register_scorer("rate_test")
-class RateTest:
+class RateTest(Params):
     """Is a count surprisingly high given the rate learned so far? ``-log10`` of a p-value.
 
     Each observation is one window's count (``x[feature]``). Without ``trials`` the count is
@@ -239,18 +239,6 @@ class RateTest:
         scorer = cls(**params)
         scorer._state = [float(state["weight"]), float(state["count"])]
         return scorer
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
-
-    def clone(self) -> RateTest:
-        """A fresh, untrained scorer with the same parameters."""
-        return type(self)(**self.params())
 
     def _count(self, x: Mapping[str, float]) -> float:
         if self.feature is None:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from agentwatch.detectors.base import register_scorer
+from agentwatch.detectors.base import FeatureScorer, register_scorer
 
 __all__ = ["RobustZScore"]
 
@@ -15,7 +15,7 @@ _MAD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation -> standard devi
 
 
 @register_scorer("robust_zscore")
-class RobustZScore:
+class RobustZScore(FeatureScorer):
     """Robust z-score of one numeric feature against its own exponentially weighted history.
 
     The centre is an exponentially weighted mean and the spread an exponentially weighted
@@ -186,23 +186,6 @@ class RobustZScore:
         scorer = cls(**params)
         scorer._state = [float(state["n"]), float(state["centre"]), float(state["dev"])]
         return scorer
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
-
-    def clone(self) -> RobustZScore:
-        """A fresh, untrained scorer with the same parameters."""
-        return type(self)(**self.params())
-
-    def _value(self, x: Mapping[str, float]) -> float:
-        if self.feature is None:
-            return float(next(iter(x.values())))
-        return float(x[self.feature])
 
     # ------------------------------------------------------------------ conformance
 
