@@ -12,12 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "AGENTWATCH_"
+Severity = Literal["info", "warning", "error", "critical"]
 DEFAULT_CONFIG_FILE = "agentwatch.toml"
 
 
@@ -84,8 +85,67 @@ class Settings(BaseSettings):
         description="URL other workers use to reach this one (default http://web_host:web_port)",
     )
 
+    api_token: SecretStr | None = Field(
+        None,
+        description="bearer token for the control API; unset = control endpoints refuse (503)",
+    )
+    api_url: str = Field(
+        "http://127.0.0.1:6066",
+        pattern=r"^https?://[^/\s]+$",
+        description="where the CLI reaches a worker's control API",
+    )
+
     rules_file: Path | None = Field(
         None, description="alerting rules (YAML); default: the shipped rules"
+    )
+
+    # Incidents (Alertmanager-style grouping per agent)
+    incident_group_wait_s: float = Field(
+        10.0, ge=0, le=3600, description="wait this long after an incident opens before paging"
+    )
+    incident_group_interval_s: float = Field(
+        300.0, ge=0, le=86400, description="at most one escalation notice per incident this often"
+    )
+    incident_repeat_interval_s: float = Field(
+        14400.0, ge=60, description="re-notify an incident still open and unacknowledged this often"
+    )
+    incident_resolve_after_s: float = Field(
+        1800.0, ge=1, description="an incident resolves after this long without anomalies"
+    )
+    incident_reopen_window_s: float = Field(
+        3600.0,
+        ge=0,
+        description="an anomaly this soon after a resolve reopens the incident (no new page)",
+    )
+
+    # Notifications
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, description="PagerDuty Events API v2 integration (routing) key"
+    )
+    pagerduty_url: str = Field(
+        "https://events.pagerduty.com",
+        pattern=r"^https?://[^\s]+$",
+        description="Events API base URL (tests point it at a local fake)",
+    )
+    pagerduty_events_per_minute: int = Field(
+        120, ge=1, le=10_000, description="rate limit per routing key; excess waits"
+    )
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL")
+    slack_messages_per_second: float = Field(1.0, gt=0, le=100)
+    notify_max_backoff_s: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between delivery retries"
+    )
+    routes: dict[Severity, list[str]] = Field(
+        default_factory=lambda: {
+            "critical": ["pagerduty", "slack"],
+            "error": ["pagerduty", "slack"],
+            "warning": ["slack"],
+            "info": [],
+        },
+        description="severity -> notifiers",
+    )
+    fleet_routes: dict[str, dict[Severity, list[str]]] = Field(
+        default_factory=dict, description="per-fleet overrides of routes"
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -173,6 +173,7 @@ class Engine:
             summary=finding.summary[:1024],
             evidence=evidence,
             rule=rule.alert,
+            actions=list(dict.fromkeys(finding.actions))[:64],
         )
 
     def evict(self, agent_ids: set[str]) -> None:

@@ -34,3 +34,5 @@ class Anomaly(BaseModel):
     summary: Annotated[str, Field(min_length=1, max_length=1024)]
     evidence: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
     rule: Annotated[str, Field(max_length=128)] | None = None
+    actions: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
+    """The actions involved (what a ``revoke`` response removes when its rule names none)."""

@@ -8,9 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agentwatch.schemas.anomalies import Anomaly
+from agentwatch.schemas.audit import AuditEntry
 from agentwatch.schemas.control import ControlState
 from agentwatch.schemas.events import ActionEvent
 from agentwatch.schemas.incidents import Incident
+from agentwatch.schemas.notifications import Notification
 
 __all__ = ["WIRE_MODELS", "export_schemas", "render_schemas"]
 
@@ -19,6 +21,8 @@ WIRE_MODELS: dict[str, type[BaseModel]] = {
     "anomaly": Anomaly,
     "control_state": ControlState,
     "incident": Incident,
+    "notification": Notification,
+    "audit_entry": AuditEntry,
 }
 
 

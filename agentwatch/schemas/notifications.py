@@ -1,0 +1,49 @@
+"""``Notification``: one page or message in the ``agentwatch.notifications`` outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from agentwatch.schemas._types import WIRE_CONFIG, AgentId, Name, Severity, UtcDatetime
+from agentwatch.schemas.anomalies import Anomaly
+from agentwatch.schemas.control import ControlState
+
+__all__ = ["Notification"]
+
+
+class Notification(BaseModel):
+    """What the notifiers send about one incident at one moment of its life.
+
+    ``notification_id`` is deterministic (``<incident_id>:<seq>``) and is the idempotency key:
+    a notification replayed after a crash carries the same id and is delivered at most once
+    per destination. ``event`` is PagerDuty's ``event_action``; ``dedup_key`` groups every
+    notification of an incident into one PagerDuty alert.
+    """
+
+    model_config = WIRE_CONFIG
+
+    notification_id: Name
+    incident_id: Name
+    dedup_key: Name
+    event: Literal["trigger", "acknowledge", "resolve"]
+    reason: Literal["opened", "escalated", "repeat", "acknowledged", "resolved"]
+    created_at: UtcDatetime
+    agent_id: AgentId
+    fleet: Name = "default"
+    severity: Severity
+    title: Annotated[str, Field(min_length=1, max_length=1024)]
+    detectors: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
+    anomaly_count: Annotated[int, Field(ge=0)] = 0
+    top_anomalies: Annotated[list[Anomaly], Field(max_length=5)] = Field(default_factory=list)
+    control: ControlState | None = None
+    actions_taken: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = (
+        Field(default_factory=list)
+    )
+    commands: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=16)] = Field(
+        default_factory=list
+    )
+    runbook_url: Annotated[str, Field(max_length=2048)] | None = None
+    agent_url: Annotated[str, Field(max_length=2048)] | None = None
+    actor: Annotated[str, Field(max_length=128)] | None = None
