@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,14 @@ schema_app = typer.Typer(help="Wire-contract JSON Schemas.", no_args_is_help=Tru
 app.add_typer(schema_app, name="schema")
 rules_app = typer.Typer(help="Alerting rules files.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+agents_app = typer.Typer(
+    help="Agents: show, halt, resume, revoke and grant (control API).", no_args_is_help=True
+)
+app.add_typer(agents_app, name="agents")
+incidents_app = typer.Typer(
+    help="Incidents: list, show, acknowledge, resolve (control API).", no_args_is_help=True
+)
+app.add_typer(incidents_app, name="incidents")
 
 ConfigOption = Annotated[
     Path | None,
@@ -222,9 +230,266 @@ def schema_export(directory: Path) -> None:
         typer.echo(str(path))
 
 
+# -- on-call commands (control API client) ---------------------------------------------------
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="Worker API URL (default AGENTWATCH_API_URL).")
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")
+]
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who (default $AGENTWATCH_ACTOR, else $USER)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
+
+
+def _client(config: Path | None, url: str | None) -> Any:
+    from agentwatch.client import ControlClient, resolve_token
+
+    settings = _settings(config)
+    token = resolve_token(settings)
+    if token is None:
+        typer.echo(
+            "agentwatch: no API token: set AGENTWATCH_API_TOKEN "
+            f"(or run where {settings.data_dir}/api-token exists)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return ControlClient(url or settings.api_url, token)
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+    import os
+
+    return actor or os.environ.get("AGENTWATCH_ACTOR") or getpass.getuser()
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from agentwatch.client import ApiError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        hint = " (check AGENTWATCH_API_TOKEN)" if exc.status == 401 else ""
+        status = f"HTTP {exc.status}: " if exc.status else ""
+        typer.echo(f"agentwatch: {status}{exc}{hint}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _print_json(doc: Any) -> None:
+    import json
+
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _print_control(doc: dict[str, Any]) -> None:
+    revoked = ", ".join(doc.get("revoked") or []) or "-"
+    state = "HALTED" if doc.get("halted") else "running"
+    typer.echo(
+        f"{doc['agent_id']}: {state}; revoked: {revoked}; version {doc.get('version')} "
+        f"by {doc.get('updated_by')}: {doc.get('reason') or '-'}"
+    )
+
+
+@agents_app.command("list")
+def agents_list(
+    halted: Annotated[bool, typer.Option(help="Only halted agents.")] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Agents this worker tracks, with their control state."""
+    doc = _call(_client(config, url).agents)
+    rows = [r for r in doc["agents"] if r.get("halted") or not halted]
+    if as_json:
+        _print_json(rows)
+        return
+    typer.echo(f"{'AGENT':40} {'FLEET':16} {'EVENTS':>8}  STATE")
+    for r in rows:
+        state = "HALTED" if r.get("halted") else "running"
+        if r.get("revoked"):
+            state += " revoked=" + ",".join(r["revoked"])
+        events = "" if r.get("events") is None else str(r["events"])
+        typer.echo(f"{r['agent_id']:40} {r.get('fleet') or '':16} {events:>8}  {state}")
+
+
+@agents_app.command("show")
+def agents_show(
+    agent_id: str, url: UrlOption = None, as_json: JsonOption = False, config: ConfigOption = None
+) -> None:
+    """One agent: baseline, control state, current incident."""
+    doc = _call(_client(config, url).agent, agent_id)
+    if as_json:
+        _print_json(doc)
+        return
+    if doc.get("control"):
+        _print_control(doc["control"])
+    else:
+        typer.echo(f"{agent_id}: running (no control changes)")
+    incident = doc.get("incident")
+    if incident:
+        typer.echo(
+            f"incident {incident['incident_id']} [{incident['status']}, {incident['severity']}] "
+            f"{incident['title']}"
+        )
+    if "count" in doc:
+        typer.echo(f"events {doc['count']}, fleet {doc.get('fleet')}")
+
+
+def _control(
+    op: str,
+    agent_id: str,
+    reason: str,
+    actor: str | None,
+    url: str | None,
+    config: Path | None,
+    actions: list[str] | None = None,
+    incident: str | None = None,
+) -> None:
+    client = _client(config, url)
+    doc = _call(
+        client.control,
+        op,
+        agent_id,
+        actor=_actor(actor),
+        reason=reason,
+        actions=actions,
+        incident_id=incident,
+    )
+    _print_control(doc)
+
+
+@agents_app.command("halt")
+def agents_halt(
+    agent_id: str,
+    reason: ReasonOption,
+    incident: Annotated[str | None, typer.Option(help="Incident this halt belongs to.")] = None,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Halt an agent: its next tool call raises AgentHalted."""
+    _control("halt", agent_id, reason, actor, url, config, incident=incident)
+
+
+@agents_app.command("resume")
+def agents_resume(
+    agent_id: str,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Let a halted agent run again (revoked actions stay revoked)."""
+    _control("resume", agent_id, reason, actor, url, config)
+
+
+@agents_app.command("revoke")
+def agents_revoke(
+    agent_id: str,
+    actions: Annotated[list[str], typer.Argument(help="Actions (tools) to revoke.")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke specific actions; the agent's other tools keep working."""
+    _control("revoke", agent_id, reason, actor, url, config, actions=actions)
+
+
+@agents_app.command("grant")
+def agents_grant(
+    agent_id: str,
+    actions: Annotated[
+        list[str] | None, typer.Argument(help="Actions to restore (none = all).")
+    ] = None,
+    reason: ReasonOption = "",
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Restore revoked actions (all of them when none are named)."""
+    if not reason:
+        typer.echo("agentwatch: --reason is required", err=True)
+        raise typer.Exit(2)
+    _control("grant", agent_id, reason, actor, url, config, actions=actions or [])
+
+
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[str, typer.Option(help="open, acknowledged, resolved or all.")] = "open",
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Open (or recent) incidents, newest first."""
+    doc = _call(_client(config, url).incidents, None if status == "all" else status)
+    items = doc["incidents"]
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        typer.echo("no incidents")
+    for i in items:
+        typer.echo(
+            f"{i['incident_id']}  {i['status']:12} {i['severity']:8} {i['agent_id']:30} "
+            f"x{i['anomaly_count']:<4} {i['title'][:80]}"
+        )
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
+    """One incident as JSON."""
+    _print_json(_call(_client(config, url).incident, incident_id))
+
+
+def _incident_op(
+    op: str,
+    incident_id: str,
+    reason: str,
+    actor: str | None,
+    url: str | None,
+    config: Path | None,
+) -> None:
+    doc = _call(
+        _client(config, url).incident_op, op, incident_id, actor=_actor(actor), reason=reason
+    )
+    typer.echo(f"{doc['incident_id']}: {doc['status']} ({doc['severity']}) {doc['title']}")
+
+
+@incidents_app.command("ack")
+def incidents_ack(
+    incident_id: str,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge an incident (acknowledges the PagerDuty alert too)."""
+    _incident_op("ack", incident_id, reason, actor, url, config)
+
+
+@incidents_app.command("resolve")
+def incidents_resolve(
+    incident_id: str,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Resolve an incident (resolves the PagerDuty alert too)."""
+    _incident_op("resolve", incident_id, reason, actor, url, config)
+
+
 def main() -> None:
     """Entry point of the ``agentwatch`` console script."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,8 @@ from agentwatch.config import Settings
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 
+API_TOKEN = "test-token-" + uuid.uuid4().hex
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
@@ -35,4 +37,12 @@ def settings(broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory) -> Settin
         web_port=0,
         commit_interval_s=0.5,
         batch_within_s=0.02,
+        api_token=API_TOKEN,  # type: ignore[arg-type]
+        incident_group_wait_s=0.5,
     )
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    """The Authorization header the test settings' control API accepts."""
+    return {"Authorization": f"Bearer {API_TOKEN}"}

@@ -11,14 +11,19 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agentwatch.alerting.dispatch import Dispatcher, NotificationMetrics
+from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
+from agentwatch.alerting.responder import Responder
 from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
-from agentwatch.detectors.rules import load_rules
+from agentwatch.detectors.rules import RuleSet, load_rules
+from agentwatch.streams.api import register_api
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
 from agentwatch.streams.transport import AgentwatchApp
 
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 BASELINE_TABLE = "baselines"
 COMMIT_EVERY_MESSAGES = 10_000_000
 METRICS_INTERVAL_S = 1.0
+TICK_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -40,6 +46,11 @@ class WorkerApp:
     stage: BaselineStage
     metrics: WorkerMetrics
     table: Any
+    response: ResponseStage
+    delivery: DeliveryStage
+    controls: Any
+    incidents: Any
+    deliveries: Any
     topics: dict[str, Any] = field(default_factory=dict)
     web_port: int = 0
 
@@ -53,10 +64,20 @@ def create_app(
     *,
     metrics: WorkerMetrics | None = None,
     engine: Engine | None = None,
+    dispatcher: Dispatcher | None = None,
+    clock: Any = None,
 ) -> WorkerApp:
-    """Build the agentwatch faust app (not started)."""
+    """Build the agentwatch faust app (not started).
+
+    ``dispatcher`` (notifier delivery) and ``clock`` (the responder's wall clock) are
+    injectable for tests; by default the notifiers come from ``settings``.
+    """
+    import time
+
     metrics = metrics if metrics is not None else WorkerMetrics()
-    engine = engine if engine is not None else Engine(load_rules(settings.rules_file))
+    rules: RuleSet = load_rules(settings.rules_file)
+    engine = engine if engine is not None else Engine(rules)
+    clock = clock if clock is not None else time.time
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
         settings.app_id,
@@ -115,17 +136,56 @@ def create_app(
         metrics=metrics,
     )
     app.sensors.add(CommitGuard(stage))
+    # The responder's state: one partition each, like its input topics (see topics.py).
+    controls = app.Table("controls", default=None, key_type=bytes, value_type=bytes, partitions=1)
+    incidents = app.Table("incidents", default=None, key_type=bytes, value_type=bytes, partitions=1)
+    deliveries = app.Table(
+        "deliveries", default=None, key_type=bytes, value_type=bytes, partitions=1
+    )
+    anomalies_name = settings.topic("anomalies")
+    owned = TP(anomalies_name, 0)
+
+    def owns() -> bool:
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return owned in app.assignor.assigned_actives() and bool(recovered)
+
+    base_url = settings.web_advertised_url or f"http://{settings.web_host}:{web_port}"
+    response = ResponseStage(
+        responder=Responder(
+            engine.rules or rules,
+            IncidentBook(IncidentPolicy.from_settings(settings)),
+            agent_url=base_url,
+        ),
+        controls=controls,
+        incidents=incidents,
+        topics=topics,
+        anomalies_topic=anomalies_name,
+        owns=owns,
+        metrics=metrics,
+        clock=clock,
+    )
+    if dispatcher is None:
+        dispatcher = Dispatcher.from_settings(
+            settings, TableLog(deliveries), metrics=NotificationMetrics(metrics.registry)
+        )
+    delivery = DeliveryStage(dispatcher=dispatcher, audit=topics["audit"], clock=clock)
     worker = WorkerApp(
         app=app,
         settings=settings,
         stage=stage,
         metrics=metrics,
         table=table,
+        response=response,
+        delivery=delivery,
+        controls=controls,
+        incidents=incidents,
+        deliveries=deliveries,
         topics=topics,
         web_port=web_port,
     )
     _register_agents(worker)
     _register_views(worker)
+    register_api(worker)
     return worker
 
 
@@ -153,6 +213,20 @@ def _register_agents(worker: WorkerApp) -> None:
             lag = max(0, highwater - offset - 1)
             worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
+    @app.agent(worker.topics["anomalies"], name="responder")  # type: ignore[untyped-decorator]
+    async def respond(stream: Any) -> None:
+        async for events in stream.take_events(100, 0.01):
+            await worker.response.process_anomalies(events)
+
+    @app.agent(worker.topics["notifications"], name="notifier")  # type: ignore[untyped-decorator]
+    async def notify(stream: Any) -> None:
+        async for event in stream.events():
+            await worker.delivery.process(event)
+
+    @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def incidents_due() -> None:
+        await worker.response.tick()
+
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)
@@ -174,12 +248,3 @@ def _register_views(worker: WorkerApp) -> None:
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(self: Any, request: Any) -> Any:
         return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/agents/{agent_id}")  # type: ignore[untyped-decorator]
-    class AgentView(faust.web.View):  # type: ignore[misc]
-        @app.table_route(table=worker.table, match_info="agent_id")  # type: ignore[untyped-decorator]
-        async def get(self, request: Any, agent_id: str) -> Any:
-            baseline = stage.baseline(agent_id)
-            if baseline is None:
-                return self.json({"error": f"unknown agent {agent_id!r}"}, status=404)
-            return self.json(baseline.to_dict())

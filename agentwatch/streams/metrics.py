@@ -77,3 +77,32 @@ class WorkerMetrics:
             "Wall clock minus the newest event time processed.",
             registry=r,
         )
+        self.control_changes = Counter(
+            "agentwatch_control_changes",
+            "ControlState changes published, by action and actor kind (rule or person).",
+            ["action", "actor_kind"],
+            registry=r,
+        )
+        self.dry_run_actions = Counter(
+            "agentwatch_dry_run_actions",
+            "Responses a dry-run rule would have taken, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.incident_transitions = Counter(
+            "agentwatch_incident_transitions",
+            "Incident notifications emitted, by reason (opened, escalated, repeat, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.incidents_open = Gauge(
+            "agentwatch_incidents_open",
+            "Incidents currently open or acknowledged (on the responder's worker).",
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "agentwatch_api_requests",
+            "Control API requests, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
+        )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import faust
 import uvloop
@@ -18,9 +21,18 @@ from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.topics import TOPIC_NAMES, ensure_topics
 
-__all__ = ["EMBEDDED_OVERRIDES", "run_embedded", "run_worker", "running_app"]
+__all__ = [
+    "EMBEDDED_OVERRIDES",
+    "TOKEN_FILE",
+    "ensure_token_file",
+    "run_embedded",
+    "run_worker",
+    "running_app",
+]
 
 log = logging.getLogger(__name__)
+
+TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 
 #: Settings for the embedded Tansu broker (v0.6.0-510f3e2, memory storage), measured here:
 #: - it admits a group member only after half the session timeout, so keep that short
@@ -85,6 +97,11 @@ def run_embedded(
     tasks: Sequence[Callable[[WorkerApp], Awaitable[None]]] = (),
 ) -> int:
     """Start the embedded broker, create topics and run a worker against it."""
+    token_note = "AGENTWATCH_API_TOKEN"  # noqa: S105 - where the token comes from
+    if settings.api_token is None:
+        token_file = ensure_token_file(settings.data_dir)
+        settings = settings.replace(api_token=token_file.read_text().strip())
+        token_note = f"{token_file} (the agentwatch CLI reads it)"
     with (
         tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp,
         EmbeddedBroker(log_file=f"{tmp}/broker.log") as broker,
@@ -99,6 +116,8 @@ def run_embedded(
                 f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
                 f"  health    {worker_app.web_url}/healthz",
                 f"  agents    {worker_app.web_url}/agents/<agent_id>",
+                f"  incidents {worker_app.web_url}/incidents",
+                f"  api token {token_note}",
                 f"  metrics   {worker_app.web_url}/metrics",
                 "  topics    " + ", ".join(embedded.topic(n) for n in TOPIC_NAMES),
                 f"  state     {embedded.data_dir} ({embedded.store})",
@@ -106,6 +125,17 @@ def run_embedded(
             print("\n".join(lines), file=sys.stderr, flush=True)
 
         return run_worker(embedded, tasks=[*tasks, report_progress], banner=banner)
+
+
+def ensure_token_file(data_dir: Path) -> Path:
+    """The embedded stack's control-API token: ``<data_dir>/api-token`` (0600), made once."""
+    path = Path(data_dir) / TOKEN_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path
 
 
 async def report_progress(worker_app: WorkerApp, every_s: float = 10.0) -> None:

@@ -9,11 +9,20 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from agentwatch.config import Settings
 
-__all__ = ["TOPIC_NAMES", "ensure_topics", "topic_configs"]
+__all__ = ["SINGLE_PARTITION", "TOPIC_NAMES", "ensure_topics", "partitions_for", "topic_configs"]
 
 log = logging.getLogger(__name__)
 
 TOPIC_NAMES = ("actions", "deadletter", "anomalies", "control", "notifications", "audit")
+#: The responder's input and the outbox have one partition: one worker owns every incident and
+#: every delivery (Kafka's group protocol moves them on failure). They carry a few messages a
+#: minute, so one partition is ample, and paging order is global.
+SINGLE_PARTITION = frozenset({"anomalies", "notifications"})
+
+
+def partitions_for(settings: Settings, name: str) -> int:
+    """Partition count of one of :data:`TOPIC_NAMES`."""
+    return 1 if name in SINGLE_PARTITION else settings.topic_partitions
 
 
 def topic_configs(name: str) -> dict[str, str]:
@@ -34,7 +43,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str
         wanted = [
             NewTopic(
                 settings.topic(name),
-                num_partitions=settings.topic_partitions,
+                num_partitions=partitions_for(settings, name),
                 replication_factor=settings.replication_factor,
                 topic_configs=topic_configs(name),
             )

@@ -77,7 +77,9 @@ def encoded(doc: dict[str, object]) -> tuple[bytes, bytes]:
     return str(doc["agent_id"]).encode(), json.dumps(doc).encode()
 
 
-async def test_events_fold_into_baseline_and_agent_view(settings: Settings) -> None:
+async def test_events_fold_into_baseline_and_agent_view(
+    settings: Settings, auth: dict[str, str]
+) -> None:
     worker = create_app(settings)
     async with running_app(worker):
         await produce(settings, [encoded(event(i)) for i in range(30)])
@@ -85,7 +87,7 @@ async def test_events_fold_into_baseline_and_agent_view(settings: Settings) -> N
         await wait_for(
             lambda: "a1" in stage.engine.baselines and stage.engine.baselines["a1"].count == 30
         )
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=auth) as http:
             async with http.get(f"{worker.web_url}/agents/a1") as resp:
                 assert resp.status == 200
                 view = await resp.json()

@@ -16,7 +16,9 @@ from agentwatch.streams.runner import running_app
 pytestmark = pytest.mark.integration
 
 
-async def test_sdk_events_reach_baseline_and_agent_view(settings: Settings) -> None:
+async def test_sdk_events_reach_baseline_and_agent_view(
+    settings: Settings, auth: dict[str, str]
+) -> None:
     worker = create_app(settings)
     async with running_app(worker):
         monitor = Monitor(
@@ -51,7 +53,7 @@ async def test_sdk_events_reach_baseline_and_agent_view(settings: Settings) -> N
                 break
             await asyncio.sleep(0.05)
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=auth) as http,
             http.get(f"{worker.web_url}/agents/e2e-agent") as resp,
         ):
             assert resp.status == 200

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from agentwatch.config import Settings
 from agentwatch.schemas import Notification
 
-__all__ = ["NOTIFIERS", "DeliveryError", "Notifier", "register_notifier"]
+__all__ = [
+    "NOTIFIERS",
+    "DeliveryError",
+    "Notifier",
+    "parse_retry_after",
+    "redact",
+    "register_notifier",
+    "truncate",
+]
+
+ELLIPSIS = "…"
 
 
 class DeliveryError(Exception):
@@ -20,12 +33,23 @@ class DeliveryError(Exception):
     ``Retry-After``) when it gave one. Non-retryable errors (the service rejected the payload)
     are recorded on the audit topic and counted, never retried forever. The message never
     contains a secret (routing key, webhook URL).
+
+    ``reason`` is a short, bounded label for metrics: ``rate_limited``, ``server_error``,
+    ``timeout``, ``connection``, ``rejected`` or ``error``.
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.reason = reason or ("error" if retryable else "rejected")
 
 
 class Notifier(ABC):
@@ -51,8 +75,67 @@ def register_notifier(
 ) -> Callable[[Callable[[Settings], Notifier | None]], Callable[[Settings], Notifier | None]]:
     """Register a notifier factory under ``name`` (plugins resolve by name)."""
 
-    def deco(factory: Callable[[Settings], Notifier | None]) -> Callable[[Settings], Notifier | None]:
+    def deco(
+        factory: Callable[[Settings], Notifier | None],
+    ) -> Callable[[Settings], Notifier | None]:
         NOTIFIERS[name] = factory
         return factory
 
     return deco
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in an ellipsis when it was cut.
+
+    Cuts on code points (never inside a UTF-16 surrogate pair or an escape), so the result is
+    always valid text of at most ``limit`` characters.
+
+    Examples
+    --------
+    >>> truncate("cost spike", 20), truncate("cost spike", 6)
+    ('cost spike', 'cost…')
+    """
+    if limit <= 0:
+        return ""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each non-empty secret replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact("bad key abc123", ["abc123"])
+    'bad key ***'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    Examples
+    --------
+    >>> parse_retry_after("3"), parse_retry_after(None), parse_retry_after("soon")
+    (3.0, None, None)
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        current = time.time() if now is None else now
+        seconds = when.timestamp() - current
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)

@@ -1,0 +1,381 @@
+"""The response stage: anomalies → responder → control, audit and outbox; outbox → notifiers.
+
+The anomalies and notifications topics have one partition (see
+:data:`~agentwatch.streams.topics.SINGLE_PARTITION`), so exactly one worker owns every incident,
+every agent's control state and every delivery; the control API routes to it.
+
+Crash safety, in order, for every change:
+
+1. the outputs (ControlState, notifications, audit entries) are produced and **acknowledged by
+   the broker**;
+2. then the new incident/control state is written to its table (changelog);
+3. then faust commits the input offset.
+
+A crash before 2 replays the input: the responder recognises a replayed anomaly (its id is in
+the incident) or recomputes the same notification with the same deterministic id, and the
+delivery stage skips ids already delivered (the ``deliveries`` table), so a crash yields
+neither a lost nor a second page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from faust.streams import _current_event
+from pydantic import ValidationError
+
+from agentwatch.alerting.dispatch import DeliveryResult, Dispatcher
+from agentwatch.alerting.incidents import IncidentState
+from agentwatch.alerting.responder import Command, Outcome, Responder, audit_id
+from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Incident, Notification
+from agentwatch.streams.metrics import WorkerMetrics
+
+__all__ = ["DeliveryStage", "NotFound", "ResponseStage", "TableLog"]
+
+log = logging.getLogger(__name__)
+
+_INDEX = b"\x00index"  # incidents table: {"open": [agent...], "recent": [[incident, agent]...]}
+MAX_RECENT = 500
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+
+
+class _PartitionEvent:
+    """Stands in for faust's current event when a timer or web request writes a table.
+
+    faust's stores pick the partition of a write from the current event; the responder's
+    tables have one partition, so writes outside a stream name partition 0 of the anomalies
+    topic.
+    """
+
+    def __init__(self, topic: str, partition: int = 0) -> None:
+        self.message = _Message(topic, partition)
+
+
+class NotFound(LookupError):
+    """No such incident on the responder."""
+
+
+class ResponseStage:
+    """Runs the :class:`~agentwatch.alerting.responder.Responder` against faust tables/topics.
+
+    Parameters
+    ----------
+    responder
+        The pure response logic.
+    controls, incidents
+        Faust tables ``agent_id -> ControlState JSON`` and ``agent_id -> IncidentState JSON``.
+    topics
+        Faust topics by short name (``control``, ``audit``, ``notifications``, ``deadletter``).
+    anomalies_topic
+        Full name of the anomalies topic (the tables' source).
+    owns
+        Whether this worker currently owns the responder partition.
+    metrics
+        Counters and gauges.
+    clock
+        Wall clock (tests inject one).
+    """
+
+    def __init__(
+        self,
+        *,
+        responder: Responder,
+        controls: Any,
+        incidents: Any,
+        topics: dict[str, Any],
+        anomalies_topic: str,
+        owns: Callable[[], bool],
+        metrics: WorkerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.responder = responder
+        self.controls = controls
+        self.incidents = incidents
+        self.topics = topics
+        self.anomalies_topic = anomalies_topic
+        self.owns = owns
+        self.metrics = metrics
+        self.clock = clock
+        self._shim = _PartitionEvent(anomalies_topic)
+
+    # -- table access ----------------------------------------------------------------------
+    def control(self, agent_id: str) -> ControlState | None:
+        raw = self.controls.get(agent_id.encode())
+        return None if raw is None else ControlState.model_validate_json(raw)
+
+    def incident_state(self, agent_id: str) -> IncidentState | None:
+        raw = self.incidents.get(agent_id.encode())
+        return None if raw is None else IncidentState.model_validate_json(raw)
+
+    def _index(self) -> dict[str, list[Any]]:
+        raw = self.incidents.get(_INDEX)
+        return {"open": [], "recent": []} if raw is None else orjson.loads(raw)
+
+    def incidents_list(self, status: str | None = None) -> list[Incident]:
+        """Open and recent incidents, newest first (``status`` filters)."""
+        out = []
+        for incident_id, agent_id in reversed(self._index()["recent"]):
+            state = self.incident_state(agent_id)
+            if state is None or state.incident.incident_id != incident_id:
+                continue
+            if status is None or state.incident.status == status:
+                out.append(state.incident)
+        return out
+
+    def find(self, incident_id: str) -> IncidentState:
+        for known, agent_id in self._index()["recent"]:
+            if known == incident_id:
+                state = self.incident_state(agent_id)
+                if state is not None and state.incident.incident_id == incident_id:
+                    return state
+        raise NotFound(incident_id)
+
+    # -- inputs ----------------------------------------------------------------------------
+    async def process_anomalies(self, events: Sequence[Any]) -> None:
+        """Respond to a batch of anomaly messages (faust events)."""
+        for fevent in events:
+            message = fevent.message
+            try:
+                anomaly = Anomaly.model_validate_json(message.value)
+            except ValidationError as exc:
+                reason = "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+                )
+                log.error(
+                    "invalid anomaly topic=%s partition=%s offset=%s reason=%s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    reason,
+                )
+                await self.topics["deadletter"].send(
+                    key=message.key,
+                    value=message.value or b"",
+                    headers=[
+                        ("agentwatch.reason", b"invalid_anomaly"),
+                        ("agentwatch.detail", reason.encode()[:1024]),
+                        ("agentwatch.source.topic", message.topic.encode()),
+                        ("agentwatch.source.offset", str(message.offset).encode()),
+                    ],
+                )
+                self.metrics.deadletters.labels("invalid_anomaly").inc()
+                continue
+            agent = anomaly.agent_id
+            outcome = self.responder.on_anomaly(
+                anomaly, self.control(agent), self.incident_state(agent), self.clock()
+            )
+            await self._apply(agent, outcome, fevent)
+
+    async def tick(self) -> int:
+        """Send whatever is due (first pages, escalations, repeats, auto-resolves)."""
+        if not self.owns():
+            return 0
+        now = self.clock()
+        done = 0
+        index = self._index()
+        for agent in list(index["open"]):
+            state = self.incident_state(agent)
+            if state is None or not state.is_open:
+                continue
+            due = self.responder.book.next_due(state)
+            if due is None or due > now:
+                continue
+            outcome = self.responder.tick(state, self.control(agent), now)
+            await self._apply(agent, outcome, None)
+            done += 1
+        self.metrics.incidents_open.set(len(self._index()["open"]))
+        return done
+
+    async def control_command(
+        self,
+        op: Command,
+        agent_id: str,
+        *,
+        actions: list[str],
+        actor: str,
+        reason: str,
+        incident_id: str | None = None,
+    ) -> ControlState:
+        """A person changes an agent's control state (API/CLI); returns the new state."""
+        outcome = self.responder.control_command(
+            op,
+            agent_id,
+            self.control(agent_id),
+            actions=actions,
+            actor=actor,
+            reason=reason,
+            now=self.clock(),
+            incident_id=incident_id,
+        )
+        await self._apply(agent_id, outcome, None)
+        assert outcome.control is not None
+        return outcome.control
+
+    async def incident_command(
+        self, op: Literal["ack", "resolve"], incident_id: str, *, actor: str, reason: str
+    ) -> Incident:
+        """A person acknowledges or resolves an incident; returns it."""
+        state = self.find(incident_id)
+        agent = state.incident.agent_id
+        outcome = self.responder.incident_command(
+            op, state, self.control(agent), actor=actor, reason=reason, now=self.clock()
+        )
+        await self._apply(agent, outcome, None)
+        return (outcome.incident or state).incident
+
+    # -- outputs ---------------------------------------------------------------------------
+    async def _apply(self, agent: str, outcome: Outcome, fevent: Any | None) -> None:
+        """Publish (and wait for the broker's ack), then store the state."""
+        pending = []
+        if outcome.control is not None:
+            control = outcome.control
+            pending.append(
+                await self.topics["control"].send(
+                    key=agent.encode(), value=control.model_dump_json().encode()
+                )
+            )
+        for note in outcome.notifications:
+            pending.append(
+                await self.topics["notifications"].send(
+                    key=agent.encode(), value=note.model_dump_json().encode()
+                )
+            )
+            self.metrics.incident_transitions.labels(note.reason).inc()
+        for entry in outcome.audit:
+            pending.append(
+                await self.topics["audit"].send(
+                    key=agent.encode(), value=entry.model_dump_json().encode()
+                )
+            )
+            self._count(entry)
+        for fut in pending:
+            await fut
+        if outcome.control is None and outcome.incident is None:
+            return
+        token = _current_event.set(weakref.ref(fevent if fevent is not None else self._shim))  # type: ignore[arg-type]
+        try:
+            if outcome.control is not None:
+                self.controls[agent.encode()] = outcome.control.model_dump_json().encode()
+            if outcome.incident is not None:
+                self.incidents[agent.encode()] = outcome.incident.model_dump_json().encode()
+                self._reindex(agent, outcome.incident)
+        finally:
+            _current_event.reset(token)
+
+    def _reindex(self, agent: str, state: IncidentState) -> None:
+        index = self._index()
+        open_agents: list[str] = index["open"]
+        recent: list[list[str]] = index["recent"]
+        changed = False
+        if state.is_open and agent not in open_agents:
+            open_agents.append(agent)
+            changed = True
+        elif not state.is_open and agent in open_agents:
+            open_agents.remove(agent)
+            changed = True
+        entry = [state.incident.incident_id, agent]
+        if entry not in recent:
+            recent.append(entry)
+            del recent[:-MAX_RECENT]
+            changed = True
+        if changed:
+            self.incidents[_INDEX] = orjson.dumps(index)
+
+    def _count(self, entry: AuditEntry) -> None:
+        if entry.dry_run:
+            self.metrics.dry_run_actions.labels(entry.action).inc()
+        elif entry.action in ("halt", "resume", "revoke", "grant"):
+            self.metrics.control_changes.labels(entry.action, entry.actor_kind).inc()
+
+
+class TableLog:
+    """The dispatcher's delivery log in a faust table (``"<dest>:<notification_id>"`` keys)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def delivered(self, key: str) -> bool:
+        return self.table.get(key.encode()) is not None
+
+    def record(self, key: str) -> None:
+        self.table[key.encode()] = b"1"
+
+
+class DeliveryStage:
+    """Delivers outbox notifications through the dispatcher; audits each delivery."""
+
+    def __init__(self, *, dispatcher: Dispatcher, audit: Any, clock: Callable[[], float]) -> None:
+        self.dispatcher = dispatcher
+        self.audit = audit
+        self.clock = clock
+
+    async def process(self, fevent: Any) -> None:
+        message = fevent.message
+        try:
+            note = Notification.model_validate_json(message.value)
+        except ValidationError as exc:
+            log.error(
+                "invalid notification topic=%s partition=%s offset=%s reason=%s",
+                message.topic,
+                message.partition,
+                message.offset,
+                exc.errors()[0]["msg"] if exc.errors() else exc,
+            )
+            return
+        result = await self.dispatcher.deliver(note)
+        for entry in _delivery_audit(note, result, self.clock()):
+            await self.audit.send(
+                key=note.agent_id.encode(), value=entry.model_dump_json().encode()
+            )
+
+
+def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:
+    out = []
+    ts = datetime.fromtimestamp(now, UTC)
+    for dest in result.sent:
+        out.append(
+            AuditEntry(
+                audit_id=audit_id(note.notification_id, dest, "delivered"),
+                ts=ts,
+                actor="agentwatch",
+                actor_kind="system",
+                action="delivered",
+                agent_id=note.agent_id,
+                incident_id=note.incident_id,
+                reason=f"{note.event} ({note.reason}) via {dest}",
+                detail={"notification_id": note.notification_id, "notifier": dest},
+            )
+        )
+    for failed in result.failed:
+        dest = failed.destination
+        log.error(
+            "notification %s rejected by %s (not retried): %s",
+            note.notification_id,
+            dest,
+            failed.error,
+        )
+        out.append(
+            AuditEntry(
+                audit_id=audit_id(note.notification_id, dest, "failed"),
+                ts=ts,
+                actor="agentwatch",
+                actor_kind="system",
+                action="delivery_failed",
+                agent_id=note.agent_id,
+                incident_id=note.incident_id,
+                reason=(failed.error or "rejected")[:1024],
+                detail={"notification_id": note.notification_id, "notifier": dest},
+            )
+        )
+    return out

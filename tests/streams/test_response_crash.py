@@ -1,0 +1,94 @@
+"""SIGKILL the worker between an anomaly and its page; after a restart there is exactly one page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentwatch.config import Settings
+from agentwatch.streams.runner import EMBEDDED_OVERRIDES
+from tests.alerting.fakes import PAGERDUTY_ROUTING_KEY, FakePagerDuty
+from tests.streams.test_pipeline import produce
+from tests.streams.test_response import read_topic, risky, rules_file, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def start_worker(settings: Settings, tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+    values: dict[str, Any] = {
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "app_id": settings.app_id,
+        "topic_prefix": settings.topic_prefix,
+        "topic_partitions": settings.topic_partitions,
+        **EMBEDDED_OVERRIDES,
+        "store": "rocksdb",
+        "data_dir": tmp_path / "state",
+        "web_port": 0,
+        "commit_interval_s": 0.5,
+        "rules_file": rules_file(tmp_path),
+        "pagerduty_url": pd.url,
+        "pagerduty_routing_key": PAGERDUTY_ROUTING_KEY,
+        "routes": '{"critical": ["pagerduty"]}',
+        "notify_max_backoff_s": 0.5,
+        "incident_resolve_after_s": 600,
+        "log_level": "INFO",
+        **extra,
+    }
+    env.update({f"AGENTWATCH_{k.upper()}": str(v) for k, v in values.items()})
+    log = (tmp_path / "worker.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentwatch.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill(proc: Any) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+async def audit_has(settings: Settings, action: str) -> bool:
+    return any(a["action"] == action for a in await read_topic(settings, "audit", timeout=0.5))
+
+
+@pytest.mark.parametrize("moment", ["incident_open", "outbox"])
+async def test_sigkill_between_anomaly_and_page_still_pages_once(
+    settings: Settings, tmp_path: Path, moment: str
+) -> None:
+    async with FakePagerDuty() as pd:
+        if moment == "outbox":
+            pd.fail_for(3600.0, 503)  # down: the page waits in the outbox
+        worker = start_worker(settings, tmp_path, pd, incident_group_wait_s=4.0)
+        try:
+            await produce(settings, [risky(i, "crashy") for i in range(3)])
+            deadline = time.monotonic() + 60
+            if moment == "incident_open":
+                while not await audit_has(settings, "incident_open"):
+                    assert time.monotonic() < deadline, "no incident opened"
+                # killed inside the group wait: the incident exists, the page does not
+            else:
+                while not pd.requests:
+                    assert time.monotonic() < deadline, "no delivery attempted"
+                    await asyncio.sleep(0.1)
+            kill(worker)
+            assert pd.accepted("trigger") == []
+            pd.failures.clear()  # PagerDuty is back
+            worker = start_worker(settings, tmp_path, pd, incident_group_wait_s=4.0)
+            await wait_for(lambda: len(pd.accepted("trigger")) >= 1, timeout=90)
+            await asyncio.sleep(8.0)  # a duplicate would arrive in this time
+        finally:
+            if worker.poll() is None:
+                kill(worker)
+    assert len(pd.accepted("trigger")) == 1, (tmp_path / "worker.log").read_text()[-3000:]
