@@ -137,11 +137,22 @@ def bench(
     rate: Annotated[float, typer.Option(help="Offered load (events/s) for latency.")] = 2000.0,
     latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 15.0,
     store: Annotated[str, typer.Option(help="rocksdb or memory.")] = "rocksdb",
+    halt_trials: Annotated[
+        int,
+        typer.Option(
+            help="Instead: halt latency of N runaway SDK agents (offending event to AgentHalted)."
+        ),
+    ] = 0,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
     from agentwatch.streams.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
+    if halt_trials:
+        from agentwatch.streams.halt_bench import run_halt_bench
+
+        typer.echo(run_halt_bench(trials=halt_trials))
+        return
     result = run_bench(
         events=events,
         agents=agents,

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     )
 
     # Notifications
+    runbook_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+/$",
+        description="where docs/ is served (ends in /); relative runbook_url values are joined "
+        "to it so pages carry clickable links",
+    )
     pagerduty_routing_key: SecretStr | None = Field(
         None, description="PagerDuty Events API v2 integration (routing) key"
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Literal
+from urllib.parse import urljoin
 
 from agentwatch.alerting.incidents import IncidentBook, IncidentState
 from agentwatch.detectors.rules import Rule, RuleSet
@@ -62,6 +63,8 @@ class Responder:
         The incident state machine.
     agent_url
         Base URL of the agent view (``{base}/agents/{agent_id}``), for links in pages.
+    runbook_base_url
+        Joined to relative ``runbook_url`` annotations (e.g. ``docs/runbook.md#exfiltration``).
 
     Examples
     --------
@@ -80,11 +83,24 @@ class Responder:
     """
 
     def __init__(
-        self, rules: RuleSet, book: IncidentBook | None = None, *, agent_url: str | None = None
+        self,
+        rules: RuleSet,
+        book: IncidentBook | None = None,
+        *,
+        agent_url: str | None = None,
+        runbook_base_url: str | None = None,
     ) -> None:
         self.rules = rules
         self.book = book or IncidentBook()
         self.agent_url = agent_url
+        self.runbook_base_url = runbook_base_url
+
+    def runbook(self, rule: Rule | None) -> str | None:
+        """The rule's runbook link, made absolute when a base URL is configured."""
+        url = rule.annotations.get("runbook_url") if rule is not None else None
+        if url and self.runbook_base_url and "://" not in url:
+            return urljoin(self.runbook_base_url, url)
+        return url
 
     def _rule(self, name: str | None) -> Rule | None:
         if name is None:
@@ -149,7 +165,7 @@ class Responder:
             anomaly,
             now,
             actions_taken=[f"{t} by {actor}" for t in taken],
-            runbook_url=rule.annotations.get("runbook_url") if rule is not None else None,
+            runbook_url=self.runbook(rule),
             agent_url=f"{self.agent_url}/agents/{agent}" if self.agent_url else None,
         )
         if not fresh:

@@ -155,6 +155,7 @@ def create_app(
             engine.rules or rules,
             IncidentBook(IncidentPolicy.from_settings(settings)),
             agent_url=base_url,
+            runbook_base_url=settings.runbook_base_url,
         ),
         controls=controls,
         incidents=incidents,

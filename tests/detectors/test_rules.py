@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,16 @@ def test_cli_validate(tmp_path: Path) -> None:
     assert "needs a 'rules' list" in bad.output
     broken = runner.invoke(app, ["rules", "validate", str(write(tmp_path, "groups: [\n"))])
     assert broken.exit_code == 1 and "not valid YAML" in broken.output
+
+
+def test_default_runbook_links_point_at_runbook_sections() -> None:
+    root = Path(__file__).resolve().parents[2]
+    runbook = (root / "docs" / "runbook.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", runbook, flags=re.M)
+    }
+    for rule in load_rules().rules:
+        path, _, anchor = rule.annotations["runbook_url"].partition("#")
+        assert (root / path).is_file(), rule.alert
+        assert anchor in anchors, (rule.alert, anchor)

@@ -1,0 +1,149 @@
+"""The responder: rule actions, dry runs, idempotence and on-call commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
+from agentwatch.alerting.responder import Responder
+from agentwatch.detectors.rules import load_rules
+from agentwatch.schemas import Anomaly
+
+RULES = """
+groups:
+  - name: t
+    rules:
+      - alert: Halt
+        detector: runaway_loop
+        labels: {severity: critical}
+        annotations: {runbook_url: docs/runbook.md#runaway-loop}
+        action: halt
+      - alert: RevokeInvolved
+        detector: policy
+        action: {type: revoke}
+      - alert: RevokeNamed
+        detector: policy
+        action: {type: revoke, actions: [send_email, http_post]}
+      - alert: Shadow
+        detector: runaway_loop
+        dry_run: true
+        action: halt
+      - alert: Quiet
+        detector: novelty
+        action: none
+"""
+
+
+def responder(tmp_path: Path, **kw: object) -> Responder:
+    path = tmp_path / "rules.yml"
+    path.write_text(RULES)
+    return Responder(load_rules(path), IncidentBook(IncidentPolicy(group_wait=0)), **kw)  # type: ignore[arg-type]
+
+
+def anomaly(n: int, rule: str, actions: list[str] | None = None, agent: str = "a1") -> Anomaly:
+    return Anomaly(
+        anomaly_id=f"an-{n}",
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        agent_id=agent,
+        detector="x",
+        kind="k",
+        severity="critical",
+        score=1.0,
+        threshold=0.5,
+        observed=3.0,
+        baseline=1.0,
+        summary=f"summary {n}",
+        rule=rule,
+        actions=actions or [],
+    )
+
+
+def test_halt_changes_control_once_and_links_the_incident(tmp_path: Path) -> None:
+    r = responder(tmp_path, runbook_base_url="https://docs.example.com/aw/")
+    out = r.on_anomaly(anomaly(1, "Halt"), None, None, now=0)
+    assert out.control is not None and out.control.halted and out.control.version == 1
+    assert out.incident is not None
+    assert out.control.incident_id == out.incident.incident.incident_id
+    assert out.incident.runbook_url == "https://docs.example.com/aw/docs/runbook.md#runaway-loop"
+    assert [a.action for a in out.audit] == ["halt", "incident_open"]
+    assert out.audit[0].anomaly_ids == ["an-1"] and out.audit[0].actor == "Halt"
+    again = r.on_anomaly(anomaly(2, "Halt"), out.control, out.incident, now=1)
+    assert again.control is None  # already halted: no new version
+    assert again.incident is not None and again.incident.incident.anomaly_count == 2
+    assert again.audit == []
+
+
+def test_replayed_anomaly_changes_nothing(tmp_path: Path) -> None:
+    r = responder(tmp_path)
+    out = r.on_anomaly(anomaly(1, "Halt"), None, None, now=0)
+    replay = r.on_anomaly(anomaly(1, "Halt"), out.control, out.incident, now=5)
+    assert replay.control is None and replay.incident is None and replay.audit == []
+
+
+def test_revoke_takes_the_finding_actions_or_the_rule_list(tmp_path: Path) -> None:
+    r = responder(tmp_path)
+    out = r.on_anomaly(anomaly(1, "RevokeInvolved", ["drop_table"]), None, None, now=0)
+    assert out.control is not None and out.control.revoked == ["drop_table"]
+    assert not out.control.halted
+    out2 = r.on_anomaly(anomaly(2, "RevokeNamed", ["x"]), out.control, out.incident, now=1)
+    assert out2.control is not None
+    assert out2.control.revoked == ["drop_table", "http_post", "send_email"]
+    assert out2.control.version == 2
+    assert out2.incident is not None
+    assert "revoked http_post, send_email by RevokeNamed" in out2.incident.actions_taken
+
+
+def test_dry_run_records_what_it_would_do_and_does_nothing(tmp_path: Path) -> None:
+    out = responder(tmp_path).on_anomaly(anomaly(1, "Shadow"), None, None, now=0)
+    assert out.control is None and out.incident is None and out.notifications == []
+    assert [(a.action, a.dry_run, a.detail) for a in out.audit] == [
+        ("halt", True, {"would_change_control": True})
+    ]
+
+
+def test_action_none_opens_no_incident(tmp_path: Path) -> None:
+    out = responder(tmp_path).on_anomaly(anomaly(1, "Quiet"), None, None, now=0)
+    assert out.control is None and out.incident is None and out.audit == []
+
+
+def test_unknown_rule_notifies(tmp_path: Path) -> None:
+    out = responder(tmp_path).on_anomaly(anomaly(1, "Gone"), None, None, now=0)
+    assert out.control is None and out.incident is not None
+
+
+def test_people_commands_are_versioned_and_audited(tmp_path: Path) -> None:
+    r = responder(tmp_path)
+    c = None
+    for op, actions in [
+        ("revoke", ["a", "b"]),
+        ("halt", []),
+        ("resume", []),
+        ("grant", ["a"]),
+        ("grant", []),
+    ]:
+        out = r.control_command(op, "a1", c, actions=actions, actor="alice", reason=op, now=1.0)  # type: ignore[arg-type]
+        assert out.audit[0].actor == "alice" and out.audit[0].actor_kind == "person"
+        assert out.audit[0].action == op and out.audit[0].reason == op
+        c = out.control
+    assert c is not None and c.version == 5 and not c.halted and c.revoked == []
+
+
+def test_ack_and_resolve_notify_pagerduty_after_a_page(tmp_path: Path) -> None:
+    r = responder(tmp_path)
+    out = r.on_anomaly(anomaly(1, "Halt"), None, None, now=0)
+    assert out.incident is not None
+    paged = r.tick(out.incident, out.control, now=1)
+    assert [n.event for n in paged.notifications] == ["trigger"]
+    assert paged.incident is not None
+    acked = r.incident_command(
+        "ack", paged.incident, out.control, actor="bob", reason="looking", now=2
+    )
+    assert [n.event for n in acked.notifications] == ["acknowledge"]
+    assert [(a.action, a.actor) for a in acked.audit] == [("incident_ack", "bob")]
+    assert acked.incident is not None
+    done = r.incident_command(
+        "resolve", acked.incident, out.control, actor="bob", reason="fixed", now=3
+    )
+    assert [n.event for n in done.notifications] == ["resolve"]
+    assert done.incident is not None and done.incident.incident.resolved_by == "bob"
