@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,8 +189,9 @@ async def test_control_api_needs_the_token_and_checks_bodies(
 
 
 async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
-    settings: Settings, auth: dict[str, str]
+    settings: Settings, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     worker = create_app(settings)
     async with running_app(worker):
         url = worker.web_url
@@ -232,6 +234,9 @@ async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
             await wait_for(lambda: monitor.allows("send_email"), timeout=10)
             assert await send_email("bob") == "bob"
         audit = await read_topic(settings, "audit")
+    token = auth["Authorization"].split()[1]
+    assert token not in caplog.text and token not in json.dumps(audit)
+    assert "control: halt sdk-1 by alice" in caplog.text  # who and why are logged, not the token
     people = [(a["action"], a["actor"], a["reason"]) for a in audit if a["actor_kind"] == "person"]
     assert people == [
         ("revoke", "alice", "phish"),

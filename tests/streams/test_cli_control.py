@@ -1,0 +1,79 @@
+"""The on-call CLI (`agentwatch agents ...`, `agentwatch incidents ...`) against a live worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentwatch.config import Settings
+from agentwatch.streams.app import create_app
+from agentwatch.streams.runner import running_app
+from tests.conftest import API_TOKEN
+from tests.streams.test_pipeline import produce
+from tests.streams.test_response import risky, rules_file, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def cli(url: str, *args: str, token: str | None = API_TOKEN) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
+    env["AGENTWATCH_API_URL"] = url
+    env["AGENTWATCH_ACTOR"] = "carol"
+    env["AGENTWATCH_DATA_DIR"] = "/nonexistent"
+    if token is not None:
+        env["AGENTWATCH_API_TOKEN"] = token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentwatch.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_halts_revokes_and_handles_incidents(settings: Settings, tmp_path: Path) -> None:
+    worker = create_app(settings.replace(rules_file=rules_file(tmp_path)))
+    async with running_app(worker):
+        url = worker.web_url
+        code, out, err = await cli(url, "agents", "halt", "cli-1", "--reason", "loop")
+        assert code == 0, err
+        assert "cli-1: HALTED" in out and "by carol: loop" in out
+        code, out, _ = await cli(
+            url, "agents", "revoke", "cli-1", "send_email", "http_post", "-r", "phish"
+        )
+        assert code == 0 and "revoked: http_post, send_email" in out
+        code, out, _ = await cli(url, "agents", "show", "cli-1", "--json")
+        control = json.loads(out)["control"]
+        assert control["halted"] and control["version"] == 2
+        code, out, _ = await cli(url, "agents", "list", "--halted")
+        assert "cli-1" in out and "HALTED" in out
+
+        code, _, err = await cli(url, "agents", "resume", "cli-1", "-r", "x", token="s3cr3t-wrong-token")
+        assert code == 1 and "HTTP 401" in err and "s3cr3t" not in err
+        code, _, err = await cli(url, "agents", "resume", "cli-1", "-r", "x", token=None)
+        assert code == 2 and "AGENTWATCH_API_TOKEN" in err
+        assert worker.response.control("cli-1").halted  # type: ignore[union-attr]
+
+        await produce(worker.settings, [risky(i, "cli-2") for i in range(2)])
+        await wait_for(lambda: bool(worker.response.incidents_list("open")))
+        code, out, _ = await cli(url, "incidents", "list")
+        assert code == 0 and "cli-2" in out
+        incident_id = out.split()[0]
+        code, out, _ = await cli(url, "incidents", "ack", incident_id, "-r", "mine")
+        assert code == 0 and "acknowledged" in out
+        code, out, _ = await cli(url, "incidents", "resolve", incident_id, "-r", "done")
+        assert code == 0 and "resolved" in out
+        code, _, err = await cli(url, "incidents", "ack", "inc-nope", "-r", "x")
+        assert code == 1 and "HTTP 404" in err
+        code, out, _ = await cli(url, "agents", "grant", "cli-1", "-r", "ok")
+        assert code == 0 and "revoked: -" in out
