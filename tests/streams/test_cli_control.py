@@ -58,7 +58,9 @@ async def test_cli_halts_revokes_and_handles_incidents(settings: Settings, tmp_p
         code, out, _ = await cli(url, "agents", "list", "--halted")
         assert "cli-1" in out and "HALTED" in out
 
-        code, _, err = await cli(url, "agents", "resume", "cli-1", "-r", "x", token="s3cr3t-wrong-token")
+        code, _, err = await cli(
+            url, "agents", "resume", "cli-1", "-r", "x", token="s3cr3t-wrong-token"
+        )
         assert code == 1 and "HTTP 401" in err and "s3cr3t" not in err
         code, _, err = await cli(url, "agents", "resume", "cli-1", "-r", "x", token=None)
         assert code == 2 and "AGENTWATCH_API_TOKEN" in err
