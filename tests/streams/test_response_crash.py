@@ -16,6 +16,7 @@ import pytest
 from agentwatch.config import Settings
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 from tests.alerting.fakes import PAGERDUTY_ROUTING_KEY, FakePagerDuty
+from tests.conftest import API_TOKEN
 from tests.streams.test_pipeline import produce
 from tests.streams.test_response import read_topic, risky, rules_file, wait_for
 
@@ -92,3 +93,69 @@ async def test_sigkill_between_anomaly_and_page_still_pages_once(
             if worker.poll() is None:
                 kill(worker)
     assert len(pd.accepted("trigger")) == 1, (tmp_path / "worker.log").read_text()[-3000:]
+
+
+async def test_two_workers_forward_control_requests_to_the_responder(
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    import aiohttp
+
+    from agentwatch.streams.broker import free_port
+
+    ports = [free_port("127.0.0.1"), free_port("127.0.0.1")]
+    async with FakePagerDuty() as pd:
+        procs = []
+        for n, port in enumerate(ports):
+            home = tmp_path / f"w{n}"
+            home.mkdir()
+            procs.append(start_worker(settings, home, pd, web_port=port, api_token=API_TOKEN))
+        try:
+            urls = [f"http://127.0.0.1:{p}" for p in ports]
+            async with aiohttp.ClientSession(headers=auth) as http:
+
+                async def halt(url: str, reason: str) -> tuple[int, dict[str, Any]]:
+                    body = {"actor": "dana", "reason": reason}
+                    try:
+                        async with http.post(f"{url}/agents/fwd-1/halt", json=body) as r:
+                            return r.status, await r.json(content_type=None)
+                    except aiohttp.ClientError:
+                        return 0, {}
+
+                # both workers up and in the group before the requests
+                deadline = time.monotonic() + 90
+                for url in urls:
+                    while True:
+                        assert time.monotonic() < deadline, "workers never started"
+                        try:
+                            async with http.get(f"{url}/healthz") as r:
+                                if r.status == 200:
+                                    break
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.5)
+                await asyncio.sleep(8.0)  # the rebalance that admits the second worker
+                versions: list[int] = []
+                while len(versions) < 2:
+                    assert time.monotonic() < deadline, "workers never settled"
+                    status, doc = await halt(urls[len(versions)], f"via {len(versions)}")
+                    if status == 200:
+                        versions.append(doc["version"])
+                    else:
+                        await asyncio.sleep(0.5)
+                lists = []
+                for url in urls:
+                    async with http.get(f"{url}/agents/fwd-1/response") as r:
+                        assert r.status == 200
+                        lists.append((await r.json())["control"])
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    kill(proc)
+    # one owner applied both (the other forwarded): versions continue instead of both being 1
+    applied = [
+        (tmp_path / f"w{n}" / "worker.log").read_text().count("control: halt fwd-1")
+        for n in range(2)
+    ]
+    assert sorted(applied) == [0, 2]
+    assert sorted(versions) == [versions[0], versions[0] + 1]
+    assert lists[0] == lists[1] and lists[0]["version"] == versions[0] + 1
