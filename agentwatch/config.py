@@ -168,6 +168,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not host:port")
         return ",".join(h.removeprefix("kafka://") for h in hosts)
 
+    @field_validator("api_token", "pagerduty_routing_key", "slack_webhook_url", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _check_heartbeat(self) -> Settings:
         if self.heartbeat_interval_s >= self.session_timeout_s:

@@ -52,7 +52,8 @@ DASHBOARD_METRICS = {
 }
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # A value taken from the environment with no default: ${NAME}, ${NAME?msg} or ${NAME:?msg}.
-REQUIRED_INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}$")
+# ${VAR}, ${VAR:?message} (required) or ${VAR:-} (optional, empty default): never a literal value
+REQUIRED_INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*|:-)?\}$")
 SECRET_KEY_NAME = re.compile(
     r"TOKEN|PASSWORD|PASSWD|SECRET|ROUTING_KEY|WEBHOOK|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I
 )

@@ -79,3 +79,9 @@ def test_every_setting_is_documented() -> None:
     text = DOCS.read_text(encoding="utf-8")
     missing = [f for f in Settings.model_fields if f"AGENTWATCH_{f.upper()}" not in text]
     assert not missing, f"docs/operations.md lacks {missing}"
+
+
+def test_secrets_never_print_and_empty_means_unset() -> None:
+    settings = Settings(api_token="tok-123456", pagerduty_routing_key="", slack_webhook_url=" ")
+    assert "tok-123456" not in repr(settings) and "tok-123456" not in str(settings.model_dump())
+    assert settings.pagerduty_routing_key is None and settings.slack_webhook_url is None
