@@ -231,3 +231,11 @@ def test_parse_retry_after_seconds_and_dates() -> None:
     assert parse_retry_after("-3") == 0.0
     assert parse_retry_after("nan") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_relative_runbook_path_is_a_detail_not_a_link() -> None:
+    from agentwatch.alerting.notifiers.pagerduty import build_event
+
+    event = build_event(sample_notification(runbook_url="docs/runbook.md#exfiltration"))
+    assert all(not link["href"].startswith("docs/") for link in event.get("links", []))
+    assert event["payload"]["custom_details"]["runbook"] == "docs/runbook.md#exfiltration"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from typing import Any
@@ -233,3 +234,12 @@ def test_factory_is_registered_and_needs_a_webhook() -> None:
     assert NOTIFIERS["slack"](notify_settings()) is None
     built = NOTIFIERS["slack"](notify_settings(slack_webhook_url="https://hooks.example.com/x"))
     assert isinstance(built, SlackNotifier)
+
+
+def test_relative_runbook_path_is_shown_not_linked() -> None:
+    from agentwatch.alerting.notifiers.slack import build_message
+
+    text = json.dumps(
+        build_message(sample_notification(runbook_url="docs/runbook.md#exfiltration"))
+    )
+    assert "<docs/runbook.md" not in text and "docs/runbook.md#exfiltration" in text

@@ -127,8 +127,10 @@ def build_event(notification: Notification) -> dict[str, Any]:
         "payload": payload,
     }
     links = []
-    if notification.runbook_url:
+    if notification.runbook_url and notification.runbook_url.startswith(("http://", "https://")):
         links.append({"href": notification.runbook_url, "text": "Runbook"})
+    elif notification.runbook_url:  # relative (no AGENTWATCH_RUNBOOK_BASE_URL): keep it visible
+        payload["custom_details"]["runbook"] = notification.runbook_url
     if notification.agent_url:
         links.append({"href": notification.agent_url, "text": f"Agent {notification.agent_id}"})
         event["client_url"] = notification.agent_url

@@ -65,6 +65,9 @@ def escape(text: str) -> str:
 def _link(url: str | None, label: str) -> str | None:
     if not url or any(c in url for c in "<>| \n"):
         return None
+    if not url.startswith(("http://", "https://")):
+        # a relative runbook path (no AGENTWATCH_RUNBOOK_BASE_URL): show it, do not link it
+        return f"{escape(label)}: `{escape(url)}`"
     return f"<{url}|{escape(label)}>"
 
 
