@@ -341,41 +341,28 @@ class DeliveryStage:
 
 
 def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:
-    out = []
-    ts = datetime.fromtimestamp(now, UTC)
-    for dest in result.sent:
-        out.append(
-            AuditEntry(
-                audit_id=audit_id(note.notification_id, dest, "delivered"),
-                ts=ts,
-                actor="agentwatch",
-                actor_kind="system",
-                action="delivered",
-                agent_id=note.agent_id,
-                incident_id=note.incident_id,
-                reason=f"{note.event} ({note.reason}) via {dest}",
-                detail={"notification_id": note.notification_id, "notifier": dest},
-            )
+    def entry(
+        dest: str, action: Literal["delivered", "delivery_failed"], reason: str
+    ) -> AuditEntry:
+        return AuditEntry(
+            audit_id=audit_id(note.notification_id, dest, action),
+            ts=datetime.fromtimestamp(now, UTC),
+            actor="agentwatch",
+            actor_kind="system",
+            action=action,
+            agent_id=note.agent_id,
+            incident_id=note.incident_id,
+            reason=reason[:1024],
+            detail={"notification_id": note.notification_id, "notifier": dest},
         )
+
+    out = [entry(d, "delivered", f"{note.event} ({note.reason}) via {d}") for d in result.sent]
     for failed in result.failed:
-        dest = failed.destination
         log.error(
             "notification %s rejected by %s (not retried): %s",
             note.notification_id,
-            dest,
+            failed.destination,
             failed.error,
         )
-        out.append(
-            AuditEntry(
-                audit_id=audit_id(note.notification_id, dest, "failed"),
-                ts=ts,
-                actor="agentwatch",
-                actor_kind="system",
-                action="delivery_failed",
-                agent_id=note.agent_id,
-                incident_id=note.incident_id,
-                reason=(failed.error or "rejected")[:1024],
-                detail={"notification_id": note.notification_id, "notifier": dest},
-            )
-        )
+        out.append(entry(failed.destination, "delivery_failed", failed.error or "rejected"))
     return out

@@ -6,20 +6,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from agentwatch.config import Settings
 from agentwatch.sdk import AgentHalted, Monitor, PermissionRevoked
 from agentwatch.streams.app import create_app
 from agentwatch.streams.runner import running_app
 from tests.alerting.fakes import PAGERDUTY_ROUTING_KEY, FakePagerDuty, FakeSlack
-from tests.streams.test_pipeline import encoded, event, produce
+from tests.streams.test_pipeline import encoded, event, produce, wait_for
+from tests.streams.test_pipeline import read_topic as read_records
 
 pytestmark = pytest.mark.integration
 
@@ -58,32 +57,9 @@ def paging(
     return settings.replace(**values)
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def read_topic(settings: Settings, name: str, timeout: float = 3.0) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        settings.topic(name),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                out.extend(json.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return out
+    """Every JSON record on a topic (reads for ``timeout`` seconds)."""
+    return [json.loads(r.value) for r in await read_records(settings, name, 10**9, timeout)]
 
 
 def risky(i: int, agent: str) -> tuple[bytes, bytes]:
