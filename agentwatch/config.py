@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="longest wait between delivery retries"
     )
     routes: dict[Severity, list[str]] = Field(
-        default_factory=lambda: {
+        default_factory=lambda: {  # type: ignore[arg-type]
             "critical": ["pagerduty", "slack"],
             "error": ["pagerduty", "slack"],
             "warning": ["slack"],

@@ -51,7 +51,9 @@ def register_notifier(
 ) -> Callable[[Callable[[Settings], Notifier | None]], Callable[[Settings], Notifier | None]]:
     """Register a notifier factory under ``name`` (plugins resolve by name)."""
 
-    def deco(factory: Callable[[Settings], Notifier | None]) -> Callable[[Settings], Notifier | None]:
+    def deco(
+        factory: Callable[[Settings], Notifier | None],
+    ) -> Callable[[Settings], Notifier | None]:
         NOTIFIERS[name] = factory
         return factory
 
