@@ -1796,7 +1796,13 @@ def _make_incident(
         reads: list[str] = []
         dests: list[str] = []
         for j in range(pairs):
-            t_read = start + span * (j + rng.random()) / pairs
+            # the incident starts with its first secret read, the first step of it that is
+            # in the event stream (as unapproved_high_risk starts with its first action);
+            # further pairs follow at random within the window
+            if j == 0:
+                t_read = start + rng.uniform(0.0, 5.0)
+            else:
+                t_read = start + span * (j + rng.random()) / pairs
             if fleet.name == "coder":
                 secret = (
                     "read_file",

@@ -413,6 +413,40 @@ def test_unapproved_high_risk_actions_lack_approval(
     assert {e.action for e in unapproved} <= set(lab["details"]["actions"])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exfiltration_and_unapproved_labels_start_at_their_first_offending_event(
+    seed: int,
+) -> None:
+    # A label starts when the misbehaviour does, so time to detect measures the detector,
+    # not a quiet lead-in: an exfiltration at its first secret read (then the egress),
+    # an unapproved high-risk incident at its first unapproved call.
+    sim = Simulation(
+        SimConfig(agents=16, minutes=60, seed=seed, incidents_per_kind=2, benign_changes=(),
+                  incidents=("exfiltration", "unapproved_high_risk"), error_bursts_per_hour=0)
+    )  # fmt: skip
+    events = sim.event_list()
+    labels = [lab for lab in sim.labels() if not lab["benign"]]
+    assert len(labels) == 4
+    for lab in labels:
+        start, end = _ts(lab["start"]), _ts(lab["end"])
+        mine = [e for e in events if e.agent_id == lab["agent_id"]]
+        if lab["kind"] == "exfiltration":
+            details = lab["details"]
+            offending = [
+                e for e in mine if e.target in (*details["secrets"], *details["destinations"])
+            ]
+            first = offending[0]
+            assert first.target == details["secrets"][0]  # the secret read comes first
+            assert any(e.target in details["destinations"] for e in offending)
+        else:
+            offending = [
+                e for e in mine if e.risk in HIGH and e.approved_by is None and e.status == "ok"
+            ]
+        assert offending, lab
+        assert all(start <= e.ts < end for e in offending), lab
+        assert offending[0].ts - start <= timedelta(seconds=5), lab
+
+
 def test_explicit_incident_lands_where_asked() -> None:
     start = DEFAULT_START + timedelta(minutes=12)
     spec = IncidentSpec("unapproved_high_risk", "ops-000", start, start + timedelta(minutes=4))

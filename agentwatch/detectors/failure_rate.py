@@ -91,12 +91,19 @@ class FailureRate(AgentDetector):
 
     Two kinds of finding:
 
-    * ``error_storm``: at least ``min_failures`` failures with a score (``-log10`` p-value)
-      of at least ``threshold``, *and* still ``min_spread`` failures scoring
-      ``spread_threshold`` once the actions that peers fail on too (one other agent with
-      three failures of it within ``peer_window_s``, or two with two each) and then the
-      most failing remaining action are left out (their failures and calls): the agent is
-      failing across its work, not on one broken tool. A tool outage (``error_burst``) or a
+    * ``error_storm``: too many failures, by either of two tests, *and* still
+      ``min_spread`` failures scoring ``spread_threshold`` once the actions that peers fail
+      on too (one other agent with three failures of it within ``peer_window_s``, or two
+      with two each) and then the most failing remaining action are left out (their
+      failures and calls): the agent is failing across its work, not on one broken tool.
+      The tests: at least ``min_failures`` failures in the time window with a score
+      (``-log10`` p-value) of at least ``threshold``; or a *streak*, ``j >= min_streak``
+      errors among the agent's last ``n <= streak_events`` events (counted in events, not
+      seconds, so a slow agent's window is not padded with time it was idle), scored
+      against the same failure probability with the best ``j`` and a Bonferroni
+      correction for the ``j`` tried, at least ``streak_threshold``. The streak test
+      needs fewer failures when the agent rarely fails (three in a row at a 0.3 % share
+      score 7.6); denials do not count toward it. A tool outage (``error_burst``) or a
       provider incident fails one action, usually for several agents at once, and is not
       the agent's fault. Nor is a fleet-wide outage: when at least ``min_peers`` other
       agents of the fleet, and at least ``fleet_share`` of it, have three or more failures
@@ -138,12 +145,19 @@ class FailureRate(AgentDetector):
         Share of the fleet's agents that must be failing for that, at least (default 0.1).
     peer_window_s
         How recent the peers' failures must be, seconds (default 120).
+    streak_threshold
+        Minimum score of the streak test, after its correction (default 6.5: p < 3e-7).
+    min_streak
+        Minimum errors in a streak (default 3).
+    streak_events
+        Longest streak, in the agent's events (default 12).
 
     Notes
     -----
     Catches ``error_storm`` (most calls failing across tools) after a handful of failed
-    calls and ``privilege_probing`` after two or three denials; stays quiet on a tool outage
-    that hits a few agents (``error_burst``: one action) and on the occasional failure.
+    calls (three in a row for an agent that rarely fails) and ``privilege_probing`` after
+    two or three denials; stays quiet on a tool outage that hits a few agents
+    (``error_burst``: one action) and on the occasional failure.
     Limits: a storm confined to a single action of a single agent (its own credentials
     expired for one tool) is not an ``error_storm`` here; nor is a storm while a tenth of
     the fleet is failing too. Agents with very few events need a higher share of failures
@@ -193,6 +207,9 @@ class FailureRate(AgentDetector):
         min_peers: int = 3,
         fleet_share: float = 0.1,
         peer_window_s: float = 120.0,
+        streak_threshold: float = 6.5,
+        min_streak: int = 3,
+        streak_events: int = 12,
     ) -> None:
         self.window_s = window_s
         self.threshold = threshold
@@ -208,6 +225,9 @@ class FailureRate(AgentDetector):
         self.min_peers = min_peers
         self.fleet_share = fleet_share
         self.peer_window_s = peer_window_s
+        self.streak_threshold = streak_threshold
+        self.min_streak = min_streak
+        self.streak_events = streak_events
         self._fails = RateTest(
             trials="n",
             half_life=half_life,
@@ -245,13 +265,15 @@ class FailureRate(AgentDetector):
         self._fails.learn_zeros(state["f"], ok)
         self._denials.learn_zeros(state["d"], ok)
         state["ok"] = 0
+        index = state.get("i", 0) + ok + 1  # this event's number among the agent's events
+        state["i"] = index
 
         ts = event.ts_epoch
         fleet = fleet_state["failure_rate"]
         fleet.record(event.agent_id, event.action, ts)
         denied = status == "denied"
         ring = state["r"]
-        ring.append([ts, event.action, 1 if denied else 0, event.event_id])
+        ring.append([ts, event.action, 1 if denied else 0, event.event_id, index])
         horizon = ts - 2.0 * self.window_s  # the window covers at most one bucket more
         while ring and (ring[0][0] < horizon or len(ring) > _RING):
             del ring[0]
@@ -270,40 +292,95 @@ class FailureRate(AgentDetector):
                 if score >= self.denial_threshold:
                     findings.append(
                         self._finding(
-                            "denial_burst", event, items=denials, trials=trials,
-                            score=score, usual=usual, seconds=seconds,
+                            "denial_burst", event, items=denials, trials=trials, score=score,
+                            threshold=self.denial_threshold, usual=usual, seconds=seconds,
                         )
                     )  # fmt: skip
         usual = self._fails.expected(state["f"])
         failures = len(recent)
         score = self._fails.score_value(state["f"], failures, trials)
-        if failures >= self.min_failures and score >= self.threshold:
-            per_action: dict[str, int] = {}
-            for item in recent:
-                per_action[item[1]] = per_action.get(item[1], 0) + 1
-            # leave out actions its peers are failing on too (a shared cause), then the
-            # most failing remaining one: what is left must still be significant
-            agent, horizon = event.agent_id, self.peer_window_s
-            own = [
-                n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)
-            ]
-            top = max(own, default=0)
-            rest = sum(own) - top
-            excluded = failures - rest
-            spread = 0.0
-            if rest >= self.min_spread:
-                spread = -binomial_tail_log10(rest, trials - excluded, usual)
-            if spread >= self.spread_threshold and not self._fleet_wide(fleet, event, ts):
-                findings.append(
-                    self._finding(
-                        "error_storm", event, items=recent, trials=trials,
-                        score=score, usual=usual, seconds=seconds,
-                    )
-                )  # fmt: skip
+        storm = None
+        if (
+            failures >= self.min_failures
+            and score >= self.threshold
+            and self._spread(recent, trials, usual, fleet=fleet, agent=event.agent_id, ts=ts)
+        ):
+            storm = (recent, trials, score, seconds, self.threshold)
+        elif not denied and len(ring) >= self.min_streak:
+            streak = self._streak(ring, index, usual)
+            if streak is not None and streak[2] >= self.streak_threshold:
+                items, events, streak_score = streak
+                if self._spread(items, events, usual, fleet=fleet, agent=event.agent_id, ts=ts):
+                    span = ts - items[0][0]
+                    storm = (items, events, streak_score, span, self.streak_threshold)
+        if storm is not None and not self._fleet_wide(fleet, event, ts):
+            items, events, storm_score, span, threshold = storm
+            findings.append(
+                self._finding(
+                    "error_storm", event, items=items, trials=events, score=storm_score,
+                    threshold=threshold, usual=usual, seconds=span,
+                )
+            )  # fmt: skip
         if not findings and score < 0.5 * self.threshold:
             self._fails.learn_value(state["f"], 1.0, 1.0)
             self._denials.learn_value(state["d"], 1.0 if denied else 0.0, 1.0)
         return findings
+
+    def _streak(
+        self, ring: list[list[Any]], index: int, usual: float
+    ) -> tuple[list[list[Any]], int, float] | None:
+        """The most significant run of recent errors: for each of the last ``j`` errors
+        (``j >= min_streak``) within the agent's last ``streak_events`` events, ``j``
+        errors out of the ``n`` events since the ``j``-th last one; the score is the best
+        ``-log10`` p-value less ``log10`` of the number of runs tried (Bonferroni).
+        Denials are left out: a burst of them is a ``denial_burst``."""
+        errors = [item for item in ring if not item[2]]
+        best: tuple[int, int, float] | None = None
+        tried = 0
+        for j in range(self.min_streak, len(errors) + 1):
+            first = errors[-j]
+            if len(first) < 5:  # a failure recorded before event numbers were kept
+                break
+            events = index - first[4] + 1
+            if events > self.streak_events:
+                break
+            tried += 1
+            value = -binomial_tail_log10(j, events, usual)
+            if best is None or value > best[2]:
+                best = (j, events, value)
+        if best is None:
+            return None
+        j, events, value = best
+        return errors[-j:], events, value - math.log10(tried)
+
+    def _spread(
+        self,
+        items: list[list[Any]],
+        trials: int,
+        usual: float,
+        *,
+        fleet: _Fleet,
+        agent: str,
+        ts: float,
+    ) -> bool:
+        """Whether the failures are across the agent's work, not one broken tool.
+
+        Leave out the actions its peers are failing on too (a shared cause), then the most
+        failing remaining one: at least ``min_spread`` failures must be left, and they must
+        still score ``spread_threshold`` among the calls left.
+        """
+        per_action: dict[str, int] = {}
+        for item in items:
+            per_action[item[1]] = per_action.get(item[1], 0) + 1
+        horizon = self.peer_window_s
+        own = [n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)]
+        top = max(own, default=0)
+        rest = sum(own) - top
+        if rest < self.min_spread:
+            return False
+        excluded = len(items) - rest
+        spread = -binomial_tail_log10(rest, trials - excluded, usual)
+        return spread >= self.spread_threshold
 
     def _fleet_wide(self, fleet: _Fleet, event: ActionEvent, ts: float) -> bool:
         peers = fleet.peers_failing(event.agent_id, ts, self.peer_window_s)
@@ -317,6 +394,7 @@ class FailureRate(AgentDetector):
         items: list[list[Any]],
         trials: int,
         score: float,
+        threshold: float,
         usual: float,
         seconds: float,
     ) -> Finding:
@@ -335,7 +413,7 @@ class FailureRate(AgentDetector):
         return Finding(
             kind=kind,
             score=score,
-            threshold=self.threshold if kind == "error_storm" else self.denial_threshold,
+            threshold=threshold,
             observed=count / trials,
             baseline=usual,
             summary=summary,

@@ -5,19 +5,136 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from river import anomaly, stats
+from river import anomaly
+from river.tree import padded
 
-from agentwatch.detectors.base import register_scorer
+from agentwatch.detectors.base import Params, register_scorer
 
 __all__ = ["HalfSpaceTreesScorer"]
 
 _TINY = 1e-12
+_Branch: Any = padded.PaddedBranch  # river's tree nodes (untyped)
+_Leaf: Any = padded.PaddedLeaf
+
+
+class _P2Quantile:
+    """Running quantile by the P² algorithm (Jain & Chlamtac, 1985), state in plain floats.
+
+    The same arithmetic, step for step, as river's ``stats.Quantile`` (whose state is a
+    Rust object), so the estimates are identical; here the state is five marker heights,
+    their positions and desired positions, which serialize to JSON.
+    """
+
+    __slots__ = ("count", "desired", "heights", "positions", "q")
+
+    def __init__(self, q: float) -> None:
+        self.q = q
+        self.count = 0  # the first five observations are kept; 6 once the markers run
+        self.heights = [0.0] * 5
+        self.positions = [1.0, 2.0, 3.0, 4.0, 5.0]
+        self.desired = [1.0, 1.0 + 2.0 * q, 1.0 + 4.0 * q, 3.0 + 2.0 * q, 5.0]
+
+    def update(self, x: float) -> None:
+        h = self.heights
+        if self.count < 5:
+            h[self.count] = x
+            self.count += 1
+            return
+        if self.count == 5:
+            h.sort()
+            self.count = 6
+        if x < h[0]:
+            h[0] = x
+            k = 1
+        else:
+            k = 4
+            for i in range(1, 5):
+                if h[i - 1] <= x < h[i]:
+                    k = i
+                    break
+            else:
+                h[4] = max(h[4], x)
+        pos = self.positions
+        for i in range(k, 5):
+            pos[i] += 1.0
+        q = self.q
+        steps = (0.0, q / 2.0, q, (1.0 + q) / 2.0, 1.0)
+        desired = self.desired
+        for i in range(5):
+            desired[i] += steps[i]
+        for i in range(1, 4):
+            n = pos[i]
+            d = desired[i] - n
+            if (d >= 1.0 and pos[i + 1] - n > 1.0) or (d <= -1.0 and pos[i - 1] - n < -1.0):
+                d = math.copysign(1.0, d)
+                here, up, down = h[i], h[i + 1], h[i - 1]
+                n_up, n_down = pos[i + 1], pos[i - 1]
+                outer = d / (n_up - n_down)
+                left = (n - n_down + d) * (up - here) / (n_up - n)
+                right = (n_up - n - d) * (here - down) / (n - n_down)
+                parabolic = here + outer * (left + right)
+                if down < parabolic < up:
+                    h[i] = parabolic
+                else:
+                    j = i + int(d)
+                    h[i] = here + d * (h[j] - here) / (pos[j] - n)
+                pos[i] = n + d
+
+    def get(self) -> float | None:
+        """The estimate; ``None`` before the first observation."""
+        count = self.count
+        if count == 0:
+            return None
+        if count > 5:
+            return self.heights[2]
+        first = sorted(self.heights[:count])
+        return first[int(min(count - 1.0, count * self.q))]
+
+    def to_state(self) -> list[Any]:
+        return [self.count, list(self.heights), list(self.positions), list(self.desired)]
+
+    @classmethod
+    def from_state(cls, q: float, state: list[Any]) -> _P2Quantile:
+        quantile = cls(q)
+        count, heights, positions, desired = state
+        quantile.count = int(count)
+        quantile.heights = [float(v) for v in heights]
+        quantile.positions = [float(v) for v in positions]
+        quantile.desired = [float(v) for v in desired]
+        return quantile
+
+
+def _tree_to_list(node: Any) -> list[Any]:
+    """A padded tree in depth-first order: ``[feature, threshold, l_mass, r_mass]`` per
+    branch, ``[l_mass, r_mass]`` per leaf."""
+    out: list[Any] = []
+    for item in node.iter_dfs():
+        if isinstance(item, _Branch):
+            out.append([item.feature, item.threshold, item.l_mass, item.r_mass])
+        else:
+            out.append([item.l_mass, item.r_mass])
+    return out
+
+
+def _tree_from_list(nodes: list[Any]) -> Any:
+    """The inverse of :func:`_tree_to_list`."""
+    items = iter(nodes)
+
+    def build() -> Any:
+        item = next(items)
+        if len(item) == 2:
+            return _Leaf(l_mass=int(item[0]), r_mass=int(item[1]))
+        left = build()
+        right = build()
+        return _Branch(left, right, item[0], float(item[1]), int(item[2]), int(item[3]))
+
+    return build()
 
 
 @register_scorer("half_space_trees")
-class HalfSpaceTreesScorer:
+class HalfSpaceTreesScorer(Params):
     """Half-Space Trees (Tan, Ting & Liu, 2011) over numeric feature dicts, robustly scaled.
 
     A river-compatible scorer (``learn_one`` / ``score_one``, higher = more anomalous, in
@@ -27,16 +144,23 @@ class HalfSpaceTreesScorer:
     * with ``limits`` (``{feature: (low, high)}``) the bounds are fixed and given to the
       trees as they are (features without limits are taken to lie in ``[0, 1]``);
     * without ``limits`` (default) each feature is centred on its running median and scaled
-      by its running inter-quartile range (river's P-square ``stats.Quantile`` and
-      ``stats.IQR``), then mapped so that ``span`` IQRs either side of the median fill
-      ``[0, 1]``. Unlike a min-max scaler, one wild value moves neither the median nor the
-      IQR, so it cannot squash the scale of everything after it.
+      by its running inter-quartile range (P² estimates, identical to river's
+      ``stats.Quantile`` and ``stats.IQR`` but kept in plain floats), then mapped so that
+      ``span`` IQRs either side of the median fill ``[0, 1]``. Unlike a min-max scaler, one
+      wild value moves neither the median nor the IQR, so it cannot squash the scale of
+      everything after it.
 
     The trees are random (``seed``) and score a point by the mass of normal data around it
     in the previous window of ``window_size`` learned points, so the score is 0 until one
     window has been learned. Learn only from points you did not flag (wrap the scorer in
     :class:`~agentwatch.detectors.thresholded.Thresholded`), or a lasting anomaly becomes
     the norm one window later.
+
+    The learned state (the scaling quantiles, and each tree's splits and window masses)
+    round-trips through JSON with :meth:`to_state` and :meth:`from_state`; it grows with
+    ``n_trees * 2 ** height`` (about 0.3 MB of JSON at the defaults), so it suits a scorer per
+    fleet or per stream, not one per agent. The class declares river's ``_supervised =
+    False``, so it can end a ``river.compose.Pipeline``.
 
     Good at: points that fall where the recent data had little mass, on any mix of features
     (window vectors from :func:`~agentwatch.detectors.features.window_features`, per-call
@@ -76,7 +200,12 @@ class HalfSpaceTreesScorer:
     (0.98, 0.99)
     >>> HalfSpaceTreesScorer(**scorer.params()).params() == scorer.params()
     True
+    >>> restored = HalfSpaceTreesScorer.from_state(scorer.to_state(), **scorer.params())
+    >>> round(restored.score_one({"events_per_min": 6.0, "failure_share": 0.6}), 2)
+    0.98
     """
+
+    _supervised: ClassVar[bool] = False  # river's pipelines ask every step this
 
     def __init__(
         self,
@@ -109,8 +238,8 @@ class HalfSpaceTreesScorer:
             ),
             seed=seed,
         )
-        self._median: dict[str, Any] = {}
-        self._iqr: dict[str, Any] = {}
+        # per feature: running median, lower and upper quartile
+        self._scale: dict[str, tuple[_P2Quantile, _P2Quantile, _P2Quantile]] = {}
 
     # ------------------------------------------------------------------ river interface
 
@@ -119,12 +248,15 @@ class HalfSpaceTreesScorer:
         self._hst.learn_one(self.transform_one(x))
         if self.limits is None:
             for key, value in x.items():
-                median = self._median.get(key)
-                if median is None:
-                    median = self._median[key] = stats.Quantile(0.5)
-                    self._iqr[key] = stats.IQR(0.25, 0.75)
-                median.update(value)
-                self._iqr[key].update(value)
+                scale = self._scale.get(key)
+                if scale is None:
+                    scale = self._scale[key] = (
+                        _P2Quantile(0.5),
+                        _P2Quantile(0.25),
+                        _P2Quantile(0.75),
+                    )
+                for quantile in scale:
+                    quantile.update(value)
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """Anomaly score in ``[0, 1]`` (0 until one window has been learned)."""
@@ -137,25 +269,54 @@ class HalfSpaceTreesScorer:
         out: dict[str, float] = {}
         width = 2.0 * self.span
         for key, value in x.items():
-            median = self._median.get(key)
-            if median is None:
+            quantiles = self._scale.get(key)
+            if quantiles is None:
                 out[key] = 0.5
                 continue
+            median, low, high = quantiles
             centre = median.get() or 0.0
-            iqr = self._iqr[key].get() or 0.0
+            iqr = (high.get() or 0.0) - (low.get() or 0.0)
             scale = max(iqr, _TINY, 1e-9 * abs(centre))
             out[key] = 0.5 + (float(value) - centre) / (width * scale)
         return out
 
-    # ------------------------------------------------------------------ params
+    # ------------------------------------------------------------------ state
 
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+    def to_state(self) -> dict[str, Any]:
+        """The learned state as a JSON-able dict: the scaling quantiles and the trees.
 
-    def clone(self) -> HalfSpaceTreesScorer:
-        """A fresh, untrained scorer with the same parameters."""
-        return type(self)(**self.params())
+        Each tree is its nodes in depth-first order (split feature and threshold, and the
+        latest and reference window masses), so a restored scorer needs no random draws.
+        """
+        hst = self._hst
+        return {
+            "scale": {
+                key: [quantile.to_state() for quantile in quantiles]
+                for key, quantiles in self._scale.items()
+            },
+            "counter": hst.counter,
+            "first_window": hst._first_window,
+            "trees": [_tree_to_list(tree) for tree in hst.trees],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], **params: Any) -> HalfSpaceTreesScorer:
+        """A scorer with ``params`` and the learned ``state`` of :meth:`to_state`."""
+        scorer = cls(**params)
+        scorer._scale = {
+            key: (
+                _P2Quantile.from_state(0.5, quantiles[0]),
+                _P2Quantile.from_state(0.25, quantiles[1]),
+                _P2Quantile.from_state(0.75, quantiles[2]),
+            )
+            for key, quantiles in state["scale"].items()
+        }
+        hst = scorer._hst
+        hst.trees = [_tree_from_list(nodes) for nodes in state["trees"]]
+        hst._tree_nodes = [list(tree.iter_dfs()) for tree in hst.trees]
+        hst.counter = int(state["counter"])
+        hst._first_window = bool(state["first_window"])
+        return scorer
 
     # ------------------------------------------------------------------ conformance
 

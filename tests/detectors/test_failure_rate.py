@@ -70,6 +70,51 @@ def test_an_error_storm_across_tools_fires_with_the_numbers() -> None:
     assert len(first.actions) >= 2 and first.evidence[0] == e.event_id
 
 
+def reliable(replay: Replay, agent: str = "a0", upto: int = 3000) -> None:
+    for i in range(upto):  # never fails: its failure share falls to the prior's floor
+        replay(event(agent, i))
+
+
+def test_a_streak_catches_a_reliable_agents_storm_at_its_third_error() -> None:
+    replay = Replay(FailureRate())
+    reliable(replay)
+    assert replay(event("a0", 3000, "error")) == []
+    assert replay(event("a0", 3001, "error")) == []
+    [found] = replay(event("a0", 3002, "error"))  # three tools failed in a row
+    assert found.kind == "error_storm" and found.score >= found.threshold == 6.5
+    assert found.summary.startswith("a0 failed 3 of 3 events in the last 12 s (100%)")
+    assert found.evidence == ("a0-3002", "a0-3001", "a0-3000")
+    assert set(found.actions) == {"read_logs", "chat", "query_metrics"}
+    # the time-window test alone needs a fourth failure
+    slow = Replay(FailureRate(min_streak=99))
+    reliable(slow)
+    assert [slow(event("a0", i, "error")) for i in range(3000, 3003)] == [[], [], []]
+
+
+def test_a_streak_on_one_tool_or_spread_out_is_not_a_storm() -> None:
+    replay = Replay(FailureRate())
+    reliable(replay)
+    for i in range(3000, 3005):  # one tool failing, retried: an outage, not a storm
+        assert replay(event("a0", i, "error", "http_get")) == []
+    spread = Replay(FailureRate())
+    reliable(spread)
+    for i in range(3000, 3030):  # three failures over fifteen events
+        assert spread(event("a0", i, "error" if i in (3000, 3007, 3014) else "ok")) == []
+
+
+def test_a_streak_needs_event_numbers_from_this_version() -> None:
+    replay = Replay(FailureRate())
+    reliable(replay, upto=500)
+    replay(event("a0", 500, "error"))
+    replay(event("a0", 501, "error"))
+    state = replay.states["a0"]
+    del state["i"]  # as persisted before streaks: no event numbers
+    state["r"] = [item[:4] for item in state["r"]]
+    assert replay(event("a0", 502, "error")) == []  # old failures are not counted
+    assert replay(event("a0", 503, "error")) == []
+    assert len(state["r"][-1]) == 5 and state["i"] > 0
+
+
 def test_a_single_tool_outage_is_not_a_storm() -> None:
     replay = Replay(FailureRate())
     normal(replay, 500)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -99,3 +100,66 @@ def test_fixed_limits_skip_the_scaling() -> None:
         scorer.learn_one(normal(rng))
     storm = scorer.score_one({"events_per_min": 6.0, "failure_share": 0.7})
     assert storm > scorer.score_one({"events_per_min": 6.0, "failure_share": 0.03})
+
+
+def test_scaling_quantiles_are_rivers_p_square_estimates() -> None:
+    from river import stats
+
+    from agentwatch.detectors.half_space_trees import _P2Quantile
+
+    rng = random.Random(5)
+    for q in (0.25, 0.5, 0.75):
+        ours, rivers = _P2Quantile(q), stats.Quantile(q)
+        assert ours.get() is None
+        for _ in range(3000):
+            x = rng.choice((rng.gauss(0.0, 1.0), rng.lognormvariate(0.0, 2.0), 3.0))
+            ours.update(x)
+            rivers.update(x)
+            assert ours.get() == rivers.get()  # exactly: the same arithmetic
+
+
+@pytest.mark.parametrize("learned", [0, 30, 149, 150, 400])
+def test_state_is_json_and_restores_exactly(learned: int) -> None:
+    rng = random.Random(6)
+    scorer = HalfSpaceTreesScorer(n_trees=5, height=4, window_size=150, seed=3)
+    for _ in range(learned):
+        scorer.learn_one(normal(rng))
+    state = scorer.to_state()
+    text = json.dumps(state)
+    restored = HalfSpaceTreesScorer.from_state(json.loads(text), **scorer.params())
+    assert restored.to_state() == state
+    for _ in range(300):  # the two go on identically, through window pivots
+        x = normal(rng)
+        assert restored.score_one(x) == scorer.score_one(x)
+        assert restored.transform_one(x) == scorer.transform_one(x)
+        restored.learn_one(x)
+        scorer.learn_one(x)
+    assert restored.to_state() == scorer.to_state()
+
+
+def test_state_with_fixed_limits_has_no_scaling() -> None:
+    limits = {"events_per_min": (0.0, 20.0), "failure_share": (0.0, 1.0)}
+    scorer = HalfSpaceTreesScorer(window_size=50, limits=limits)
+    rng = random.Random(7)
+    for _ in range(120):
+        scorer.learn_one(normal(rng))
+    state = json.loads(json.dumps(scorer.to_state()))
+    assert state["scale"] == {}
+    restored = HalfSpaceTreesScorer.from_state(state, **scorer.params())
+    probe = {"events_per_min": 6.0, "failure_share": 0.7}
+    assert restored.score_one(probe) == scorer.score_one(probe) > 0.0
+
+
+def test_a_river_pipeline_step() -> None:
+    from river import compose
+
+    assert HalfSpaceTreesScorer._supervised is False
+    pipeline = compose.Pipeline(HalfSpaceTreesScorer(window_size=50))
+    direct = HalfSpaceTreesScorer(window_size=50)
+    rng = random.Random(8)
+    for _ in range(120):
+        x = normal(rng)
+        assert pipeline.score_one(x) == direct.score_one(x)
+        pipeline.learn_one(x)
+        direct.learn_one(x)
+    assert repr(direct).startswith("HalfSpaceTreesScorer(n_trees=25, height=8, window_size=50")
