@@ -641,7 +641,8 @@ def evaluate(
       label (``agent_id`` None: ``model_upgrade``, ``tool_rollout``) whose first anomaly is
       within ``[change start, change start + change_window_s]``, counted per change kind
       (an episode matching two kinds counts for both; :attr:`Evaluation.benign_change_total`
-      counts it once). False episodes whose span ``[first, last anomaly]`` overlaps a benign
+      counts it once), unless a benign per-agent label of its own agent explains it (below).
+      False episodes whose span ``[first, last anomaly]`` overlaps a benign
       per-agent label's ``[start, end + grace_s]`` (``error_burst``) are counted per label
       kind too.
     * **Per detector**: its anomalies, the true and false episodes it took part in, the false
@@ -853,16 +854,19 @@ def _episode(
     )
     causes: set[str] = set()
     if not hit:
-        causes.update(
-            c.kind
-            for c in changes
-            if c.fleet == fleet and c.start <= start <= c.start + change_window_s
-        )
+        # the agent's own benign label (an error burst on it) is the more specific cause: an
+        # episode it explains is not blamed on a fleet-wide change that happened nearby
         causes.update(
             lab.kind
             for lab in benign_agent.get(agent_id, ())
             if start <= lab.end + grace_s and lab.start <= end
         )
+        if not causes:
+            causes.update(
+                c.kind
+                for c in changes
+                if c.fleet == fleet and c.start <= start <= c.start + change_window_s
+            )
     return Episode(
         agent_id=agent_id,
         fleet=fleet,

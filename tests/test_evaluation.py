@@ -244,6 +244,19 @@ def test_false_episodes_overlapping_benign_error_bursts_are_counted() -> None:
     assert ev2.benign_agent_episodes == {"error_burst": 1}
 
 
+def test_an_error_burst_on_the_agent_is_blamed_before_a_nearby_fleet_change() -> None:
+    labels = [
+        label("model_upgrade", None, 0, 120, benign=True),  # fleet "support" (the default)
+        label("error_burst", "s1", 900, 1000, benign=True),
+    ]
+    anomalies = [anomaly("s1", 950, detector="fleet_outlier"), anomaly("s2", 960)]
+    ev = evaluate(anomalies, labels, summary())
+    causes = {e.agent_id: e.benign_causes for e in ev.episodes}
+    assert causes == {"s1": ("error_burst",), "s2": ("model_upgrade",)}
+    assert ev.false_episodes == 2  # both are still false episodes
+    assert ev.benign_change_total == 1 and ev.benign_agent_episodes == {"error_burst": 1}
+
+
 # -- per detector, output ------------------------------------------------------------------
 
 
