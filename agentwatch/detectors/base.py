@@ -133,6 +133,21 @@ class AgentDetector(Params, ABC):
             on several workers each sees the fleet agents of its own partitions.
         """
 
+    def prepare(self) -> None:
+        """Load what the first :meth:`update` would otherwise load (heavy imports).
+
+        The engine calls it once, when it builds the detector, so that the first event
+        that needs it does not stall the stream. The default does nothing.
+        """
+
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Whether events of ``kind``, with a cost or without, are none of its business.
+
+        ``True`` promises that :meth:`update` returns no finding for such events and changes
+        no state, so the engine does not call it for them. The default is ``False``.
+        """
+        return False
+
 
 DETECTORS: dict[str, type[AgentDetector]] = {}
 SCORERS: dict[str, type[Any]] = {}

@@ -28,6 +28,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from hashlib import blake2b
 from itertools import chain
 from typing import Any, Final
@@ -132,6 +133,7 @@ class TransitionCount:
     error: int
 
 
+@lru_cache(maxsize=4096)  # agents revisit their targets: most lookups hit
 def _hash64(text: str) -> int:
     """Stable 64-bit hash (``hash()`` is salted per process, this is not)."""
     digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
@@ -405,7 +407,7 @@ class AgentBaseline:
             raise ValueError(
                 f"event of agent {event.agent_id!r} folded into baseline of {self._agent_id!r}"
             )
-        ts = event.ts.timestamp()
+        ts = event.ts_epoch
         action = event.action
         status = event.status
         target = event.target
@@ -692,13 +694,20 @@ class AgentBaseline:
         start = min(first * width, end)
         count = errors = denied = cost = 0
         size = self._nbuckets
+        index, events, failed, refused, spent = (
+            self._b_idx,
+            self._b_n,
+            self._b_err,
+            self._b_denied,
+            self._b_cost,
+        )
         for bucket in range(first, last + 1):
             slot = bucket % size
-            if self._b_idx[slot] == bucket:
-                count += self._b_n[slot]
-                errors += self._b_err[slot]
-                denied += self._b_denied[slot]
-                cost += self._b_cost[slot]
+            if index[slot] == bucket:
+                count += events[slot]
+                errors += failed[slot]
+                denied += refused[slot]
+                cost += spent[slot]
         return WindowStats(count, errors, denied, cost / _NANO, start, end)
 
     def action_count(self, action: str) -> int:

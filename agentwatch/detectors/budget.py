@@ -89,6 +89,7 @@ class Budget(AgentDetector):
             unknown = sorted(set(overrides) - _LIMIT_KEYS)
             if unknown:
                 raise ValueError(f"fleet {fleet!r}: unknown budget keys {unknown}")
+        self._by_fleet: dict[str, tuple[float | None, float | None, float]] = {}  # _limits
 
     def _limits(self, fleet: str) -> tuple[float | None, float | None, float]:
         overrides = None if self.fleets is None else self.fleets.get(fleet)
@@ -108,7 +109,10 @@ class Budget(AgentDetector):
         fleet_state: dict[str, JSON],
     ) -> list[Finding]:
         """Flag the event if it takes the agent's window total over a limit."""
-        max_cost, max_actions, window_s = self._limits(event.fleet)
+        limits = self._by_fleet.get(event.fleet)
+        if limits is None:
+            limits = self._by_fleet[event.fleet] = self._limits(event.fleet)
+        max_cost, max_actions, window_s = limits
         if max_cost is None and max_actions is None:
             return []
         cost = event.cost_usd
@@ -125,7 +129,7 @@ class Budget(AgentDetector):
             state["c"] = ub_cost
             state["n"] = ub_n
             return []
-        window = baseline.window(window_s, at=max(event.ts.timestamp(), baseline.watermark or 0.0))
+        window = baseline.window(window_s, at=max(event.ts_epoch, baseline.watermark or 0.0))
         total_cost = window.cost_usd + cost
         total_n = window.count + 1
         state["c"] = total_cost

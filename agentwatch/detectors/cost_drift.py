@@ -141,6 +141,10 @@ class CostDrift(AgentDetector):
         )
         self._recent = -math.expm1(-math.log(2.0) / recent_calls)
 
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Events without a cost are skipped (the engine does not even call)."""
+        return not costed
+
     def update(
         self,
         event: ActionEvent,

@@ -151,6 +151,10 @@ class CostSpike(AgentDetector):
         self._price_alpha = -math.expm1(-math.log(2.0) / 200.0)
         self._fleet_alpha = -math.expm1(-math.log(2.0) / 50.0)  # on every 4th call
 
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Events without a cost are skipped (the engine does not even call)."""
+        return not costed
+
     def update(
         self,
         event: ActionEvent,

@@ -28,6 +28,34 @@ __all__ = ["Engine"]
 FOR_RESET_S = 60.0
 
 AgentState = dict[str, dict[str, Any]]
+#: One rule as the engine runs it for one agent: rule, ``detector.update``, the detector's
+#: state for the agent and for the agent's fleet.
+_Step = tuple[Rule, Callable[..., list[Finding]], dict[str, Any], dict[str, Any]]
+
+
+class _Plan:
+    """The rules as the engine runs them for one agent (in memory only, rebuilt at will).
+
+    ``steps`` pairs every rule of the agent's fleet, in file order, with its detector;
+    ``by_kind`` holds, per event kind, the steps whose detector looks at events of that kind
+    without a cost and with one (see :meth:`AgentDetector.skips`).
+    """
+
+    __slots__ = ("by_kind", "fleet", "state", "steps")
+
+    def __init__(self, state: AgentState, fleet: str, steps: list[tuple[AgentDetector, _Step]]):
+        self.state = state
+        self.fleet = fleet
+        self.steps = steps
+        self.by_kind: dict[str, tuple[list[_Step], list[_Step]]] = {}
+
+    def for_kind(self, kind: str) -> tuple[list[_Step], list[_Step]]:
+        free, costed = (
+            [step for detector, step in self.steps if not detector.skips(kind, with_cost)]
+            for with_cost in (False, True)
+        )
+        self.by_kind[kind] = (free, costed)
+        return free, costed
 
 
 def _new_state() -> AgentState:
@@ -42,7 +70,8 @@ class Engine:
     Parameters
     ----------
     rules
-        The rules to evaluate; ``None`` keeps baselines only (no detection).
+        The rules to evaluate; ``None`` keeps baselines only (no detection). Their detectors
+        are built, and prepared (:meth:`AgentDetector.prepare`), here.
     dedup_window
         Duplicate ``event_id`` values are dropped if they are among the last ``dedup_window/2``
         to ``dedup_window`` ids seen (two generations of sets: O(1) per event).
@@ -75,17 +104,38 @@ class Engine:
         self.baselines: dict[str, AgentBaseline] = {}
         self.states: dict[str, AgentState] = {}
         self.fleet_states: dict[tuple[str, str], dict[str, Any]] = {}
-        self._compiled: list[tuple[Rule, AgentDetector, frozenset[str] | None]] | None = None
+        self._compiled = [
+            (rule, rule.build(), frozenset(rule.fleets) if rule.fleets else None)
+            for rule in (rules or ())
+        ]
+        for _, detector, _ in self._compiled:
+            detector.prepare()
+        self._plans: dict[str, _Plan] = {}
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
+        self._dedup_half = dedup_window // 2
 
-    def _rules(self) -> list[tuple[Rule, AgentDetector, frozenset[str] | None]]:
-        if self._compiled is None:
-            self._compiled = [
-                (rule, rule.build(), frozenset(rule.fleets) if rule.fleets else None)
-                for rule in (self.rules or ())
-            ]
-        return self._compiled
+    def _plan(self, agent_id: str, fleet: str, state: AgentState) -> _Plan:
+        """The rules that apply to ``fleet``, each with its detector and its two states.
+
+        Built on an agent's first event (and again if its state or fleet changes), so that
+        the per-event loop does no dictionary lookups and no fleet filtering.
+        """
+        det_states = state["d"]
+        steps: list[tuple[AgentDetector, _Step]] = []
+        for rule, detector, fleets in self._compiled:
+            if fleets is not None and fleet not in fleets:
+                continue
+            alert = rule.alert
+            det_state = det_states.get(alert)
+            if det_state is None:
+                det_state = det_states[alert] = {}
+            fleet_state = self.fleet_states.get((alert, fleet))
+            if fleet_state is None:
+                fleet_state = self.fleet_states[(alert, fleet)] = {}
+            steps.append((detector, (rule, detector.update, det_state, fleet_state)))
+        plan = self._plans[agent_id] = _Plan(state, fleet, steps)
+        return plan
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
         """Run the rules on one event and fold it in; ``None`` if it is a duplicate."""
@@ -94,34 +144,29 @@ class Engine:
         if event_id in seen or event_id in self._seen_before:
             return None
         seen.add(event_id)
-        if len(seen) >= self.dedup_window // 2:
+        if len(seen) >= self._dedup_half:
             self._seen_before, self._seen = seen, set()
         agent_id = event.agent_id
+        fleet = event.fleet
         baseline = self.baselines.get(agent_id)
         if baseline is None:
-            baseline = self.baselines[agent_id] = self.baseline_factory(agent_id, event.fleet)
+            baseline = self.baselines[agent_id] = self.baseline_factory(agent_id, fleet)
         state = self.states.get(agent_id)
         if state is None:
             state = self.states[agent_id] = _new_state()
+        plan = self._plans.get(agent_id)
+        if plan is None or plan.state is not state or plan.fleet != fleet:
+            plan = self._plan(agent_id, fleet, state)
+        kind = event.kind
+        by_cost = plan.by_kind.get(kind)
+        if by_cost is None:
+            by_cost = plan.for_kind(kind)
+        steps = by_cost[event.cost_usd > 0.0]  # (without a cost, with one)
         anomalies: list[Anomaly] = []
-        compiled = self._compiled if self._compiled is not None else self._rules()
-        if compiled:
-            fleet = event.fleet
-            det_states = state["d"]
-            fleet_states = self.fleet_states
-            for rule, detector, fleets in compiled:
-                if fleets is not None and fleet not in fleets:
-                    continue
-                alert = rule.alert
-                det_state = det_states.get(alert)
-                if det_state is None:
-                    det_state = det_states[alert] = {}
-                fleet_state = fleet_states.get((alert, fleet))
-                if fleet_state is None:
-                    fleet_state = fleet_states[(alert, fleet)] = {}
-                findings = detector.update(event, baseline, det_state, fleet_state)
-                if findings:
-                    self._fire(rule, event, state, findings, anomalies)
+        for rule, update, det_state, fleet_state in steps:
+            findings = update(event, baseline, det_state, fleet_state)
+            if findings:
+                self._fire(rule, event, state, findings, anomalies)
         baseline.update(event)
         return anomalies
 
@@ -181,3 +226,4 @@ class Engine:
         for agent_id in agent_ids:
             self.baselines.pop(agent_id, None)
             self.states.pop(agent_id, None)
+            self._plans.pop(agent_id, None)

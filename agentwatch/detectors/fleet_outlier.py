@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from itertools import chain
+from operator import attrgetter
 from typing import Any, Final
 
 import numpy as np
@@ -24,6 +25,8 @@ _SCALE_FLOOR: Final = (0.1, 0.1, 0.1, 0.02, 0.5)  # least robust spread of each 
 _MAD_TO_SIGMA: Final = 1.4826
 _Z_CLIP: Final = 1e6
 _RING: Final = 40  # recent events kept per agent for evidence (in memory)
+_RING_ITEM: Final = attrgetter("event_id", "action", "status", "cost_usd")  # what it keeps
+_NEVER: Final = -math.inf
 _EULER_GAMMA: Final = 0.5772156649015329
 _LN2: Final = math.log(2.0)
 
@@ -47,7 +50,7 @@ class _Forest:
     __slots__ = ("norm", "trees")
 
     def __init__(self, train: np.ndarray[Any, Any], n_estimators: int, seed: int) -> None:
-        from sklearn.ensemble import IsolationForest  # heavy import, only when first needed
+        from sklearn.ensemble import IsolationForest  # heavy: see FleetOutlier.prepare
 
         model = IsolationForest(
             n_estimators=n_estimators, random_state=seed, contamination="auto"
@@ -266,6 +269,10 @@ class FleetOutlier(AgentDetector):
         self.n_estimators = n_estimators
         self.seed = seed
 
+    def prepare(self) -> None:
+        """Import scikit-learn now (~1 s) rather than in the middle of the stream."""
+        import sklearn.ensemble  # noqa: F401 - the first forest fit needs it
+
     # ------------------------------------------------------------------ per event
 
     def update(
@@ -283,9 +290,9 @@ class FleetOutlier(AgentDetector):
         ring = fleet.recent.get(agent)
         if ring is None:
             ring = fleet.recent[agent] = deque(maxlen=_RING)
-        ring.append((event.event_id, event.action, event.status, event.cost_usd))
+        ring.append(_RING_ITEM(event))
         ts = event.ts_epoch
-        if ts - state.get("t", -math.inf) < self.score_every_s:
+        if ts - state.get("t", _NEVER) < self.score_every_s:
             if state.get("h", 0) >= self.confirm:
                 cached = fleet.findings.get(agent)
                 if cached is not None:
@@ -343,7 +350,7 @@ class FleetOutlier(AgentDetector):
         if ts - fleet.stats_t >= self.stats_every_s:
             self._refresh(fleet, ts)
         center = fleet.center
-        z_best = -math.inf
+        z_best = _NEVER
         best = 0
         if center is not None:
             epoch = int(ts // self.refit_s)

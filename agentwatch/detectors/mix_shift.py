@@ -121,6 +121,10 @@ class MixShift(AgentDetector):
         self.fleet_memory_s = fleet_memory_s
         self.ignore_kinds = list(ignore_kinds)
 
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
+        return kind in self.ignore_kinds
+
     def update(
         self,
         event: ActionEvent,
@@ -145,7 +149,7 @@ class MixShift(AgentDetector):
         recent: list[int] = state["c"]
         history: list[float] = state["h"]
         action = event.action
-        ts = event.ts.timestamp()
+        ts = event.ts_epoch
         fleet: _FleetMix | None = fleet_state.get("m")
         if fleet is None:
             fleet = fleet_state["m"] = _FleetMix(ts, self.fleet_recent_s, self.fleet_memory_s)
@@ -189,7 +193,7 @@ class MixShift(AgentDetector):
         expected = [max(h / total + d, 0.0) for h, d in zip(history, shifts, strict=True)]
         norm = sum(expected) or 1.0
         expected = [e / norm for e in expected]
-        tvd = 0.5 * sum(abs(r / n - e) for r, e in zip(recent, expected, strict=True))
+        tvd = 0.5 * sum([abs(r / n - e) for r, e in zip(recent, expected, strict=True)])
         flagged = tvd >= self.threshold
         state["f"] = flagged
         if not flagged:

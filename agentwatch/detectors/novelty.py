@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
@@ -70,6 +71,9 @@ def target_domain(target: str | None) -> str | None:
     labels = host.split(".")
     keep = 3 if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL else 2
     return ".".join(labels[-keep:])
+
+
+_domain = lru_cache(maxsize=4096)(target_domain)  # the same few targets over and over
 
 
 def _iso(ts: float) -> str:
@@ -208,7 +212,8 @@ class Novelty(AgentDetector):
         if agent not in fleet.agents:
             fleet.register(agent, baseline.first_seen, known_actions, known_domains)
         action = event.action
-        domain = target_domain(event.target)
+        target = event.target
+        domain = _domain(target) if target else None
         ts = event.ts_epoch
         if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
             fleet.born = ts

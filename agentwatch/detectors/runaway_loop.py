@@ -14,6 +14,7 @@ __all__ = ["RunawayLoop"]
 
 _TOTAL: Final = "*"  # the state key of the all-calls counter
 _MAX_IDS: Final = 10
+_MAX_CACHED: Final = 4096  # state keys of recent (action, target) pairs kept at hand
 
 
 @register_detector
@@ -109,6 +110,11 @@ class RunawayLoop(AgentDetector):
         self.window_s = window_s
         self.ignore_kinds = list(ignore_kinds)
         self.max_keys = max_keys
+        self._keys: dict[tuple[str, str], str] = {}  # (action, target) -> state key (a cache)
+
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
+        return kind in self.ignore_kinds
 
     def update(
         self,
@@ -121,15 +127,25 @@ class RunawayLoop(AgentDetector):
         if event.kind in self.ignore_kinds:
             return []
         width = self.window_s
-        ts = event.ts.timestamp()
+        ts = event.ts_epoch
         win = int(ts // width)
         overlap = 1.0 - (ts - win * width) / width  # share of the previous window still in
         target = event.target or ""
-        key = str(crc32(f"{event.action}\x00{target}".encode("utf-8", "surrogatepass")))
+        pair = (event.action, target)
+        key = self._keys.get(pair)
+        if key is None:
+            key = str(crc32(f"{pair[0]}\x00{target}".encode("utf-8", "surrogatepass")))
+            if len(self._keys) >= _MAX_CACHED:
+                self._keys.clear()
+            self._keys[pair] = key
         total_entry = state.get(_TOTAL)
         if total_entry is None:
             total_entry = state[_TOTAL] = [win, 0, 0]
-        total = _bump(total_entry, win, overlap)
+        if total_entry[0] == win:  # the common case of _bump, inlined
+            total_entry[1] += 1
+            total = total_entry[1] + total_entry[2] * overlap
+        else:
+            total = _bump(total_entry, win, overlap)
         entry = state.get(key)
         if entry is None:
             if len(state) > self.max_keys:  # the total counter is one of the entries

@@ -164,9 +164,14 @@ class SequenceSurprise(AgentDetector):
             frozenset(self.secret_actions),
             frozenset(self.egress_actions),
             {},  # target -> is it a secret (a bounded cache)
+            bool(self.secret_targets or self.secret_actions),  # is the egress check on?
         )
         self._compiled = compiled
         return compiled
+
+    def skips(self, kind: str, costed: bool) -> bool:
+        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
+        return kind in self.ignore_kinds
 
     def update(
         self,
@@ -178,55 +183,60 @@ class SequenceSurprise(AgentDetector):
         """Check the transition into the event and the secret-then-egress pattern."""
         if event.kind in self.ignore_kinds:
             return []
-        secret_re, secret_actions, egress, cache = self._compiled or self._compile()
+        secret_re, secret_actions, egress, cache, secrets = self._compiled or self._compile()
         fleet: _Fleet | None = fleet_state.get("f")
         if fleet is None:
             fleet = fleet_state["f"] = _Fleet()
-        agent = event.agent_id
-        ts = event.ts.timestamp()
-        if agent not in fleet.agents:
-            fleet.register(agent, baseline.first_seen, state.get("e"))
-        if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
-            fleet.born = ts
+        ts = event.ts_epoch
         action = event.action
-        prev: str = state.get("p") or _START
-        retry = prev == action and state.get("x", False)
-        session = event.session_id
-        if session != state.get("q"):
-            prev = _START
-            state["q"] = session
         out: list[Finding] = []
-        if action in egress:
-            found = self._egress(event, baseline, state, fleet, ts)
-            if found is not None:
-                out.append(found)
-        if not retry:
-            # common path inlined: a transition the fleet makes often is learned, not judged
-            row = fleet.model.get(prev)
-            seen = 0 if row is None else row.get(action, 0)
-            if row is not None and seen and seen >= self.max_probability * fleet.out[prev]:
-                row[action] = seen + 1
-                fleet.out[prev] += 1
-                fleet.calls[action] += 1
-            else:
-                rare = self._transition(event, prev, fleet, ts) if self.max_probability else None
-                if rare is None:
-                    fleet.learn(prev, action, ts)
+        # Each check keeps its own bookkeeping, and only while it is on: nothing else reads
+        # it (the default rules run one check per rule).
+        if secrets:
+            agent = event.agent_id
+            if agent not in fleet.agents:
+                fleet.register(agent, baseline.first_seen, state.get("e"))
+            if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
+                fleet.born = ts
+            if action in egress:
+                found = self._egress(event, baseline, state, fleet, ts)
+                if found is not None:
+                    out.append(found)
+        if self.max_probability:
+            prev: str = state.get("p") or _START
+            retry = prev == action and state.get("x", False)
+            session = event.session_id
+            if session != state.get("q"):
+                prev = _START
+                state["q"] = session
+            if not retry:
+                # common path inlined: a transition the fleet makes often is learned, not judged
+                row = fleet.model.get(prev)
+                seen = 0 if row is None else row.get(action, 0)
+                if row is not None and seen and seen >= self.max_probability * fleet.out[prev]:
+                    row[action] = seen + 1
+                    fleet.out[prev] += 1
+                    fleet.calls[action] += 1
                 else:
-                    out.append(rare)
-        state["p"] = action
-        state["x"] = event.status == "error"
-        target = event.target
-        secret = action in secret_actions
-        if not secret and target and secret_re is not None:
-            secret = cache.get(target)
-            if secret is None:
-                secret = secret_re.search(target) is not None
-                if len(cache) >= 4096:
-                    cache.clear()
-                cache[target] = secret
-        if secret:
-            state["s"] = [ts, event.event_id, action, (target or "")[:120]]
+                    rare = self._transition(event, prev, fleet, ts)
+                    if rare is None:
+                        fleet.learn(prev, action, ts)
+                    else:
+                        out.append(rare)
+            state["p"] = action
+            state["x"] = event.status == "error"
+        if secrets:
+            target = event.target
+            secret = action in secret_actions
+            if not secret and target and secret_re is not None:
+                secret = cache.get(target)
+                if secret is None:
+                    secret = secret_re.search(target) is not None
+                    if len(cache) >= 4096:
+                        cache.clear()
+                    cache[target] = secret
+            if secret:
+                state["s"] = [ts, event.event_id, action, (target or "")[:120]]
         return out
 
     def _egress(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self, overload
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
@@ -22,6 +23,27 @@ MAX_ATTRIBUTES = 64
 
 Scalar = str | int | float | bool | None
 NonNegInt = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class _EpochOnce:
+    """``ts`` as POSIX seconds, computed on first access and kept in the instance.
+
+    Every detector reads an event's time, and ``datetime.timestamp()`` with pydantic's
+    ``tzinfo`` is slow; ``functools.cached_property`` would do, but on Python 3.11 its
+    first access takes a lock that costs as much again.
+    """
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Self: ...
+
+    @overload
+    def __get__(self, instance: ActionEvent, owner: type[Any] | None = None) -> float: ...
+
+    def __get__(self, instance: ActionEvent | None, owner: type[Any] | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__["ts_epoch"] = instance.ts.timestamp()
+        return value
 
 
 class ActionEvent(BaseModel):
@@ -72,10 +94,14 @@ class ActionEvent(BaseModel):
                 raise ValueError(f"attribute {key!r} is not a finite number")
         return value
 
-    @property
-    def ts_epoch(self) -> float:
-        """Event time as POSIX seconds."""
-        return self.ts.timestamp()
+    ts_epoch: ClassVar[_EpochOnce] = _EpochOnce()
+    """Event time as POSIX seconds (computed once: every detector reads it)."""
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (see pydantic); it computes its own :attr:`ts_epoch`."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("ts_epoch", None)
+        return copy
 
 
 _ADAPTER: TypeAdapter[ActionEvent] = TypeAdapter(ActionEvent)

@@ -114,3 +114,35 @@ def test_evict_forgets_only_the_named_agents() -> None:
     e.process(ev(2, agent="b"))
     e.evict({"a"})
     assert set(e.baselines) == {"b"} and set(e.states) == {"b"}
+
+
+class CostedOnly(FlagBad):
+    """Flags 'bad' events like FlagBad, but declares events without a cost none of its business."""
+
+    name: ClassVar[str] = "test_costed_only"
+
+    def skips(self, kind: str, costed: bool) -> bool:
+        return not costed
+
+
+DETECTORS[CostedOnly.name] = CostedOnly
+
+
+def test_detectors_are_not_called_for_events_they_skip() -> None:
+    e = engine(detector="test_costed_only")
+    free = ev(0, "bad")
+    costed = free.model_copy(update={"event_id": "a-1", "cost_usd": 0.01})
+    assert e.process(free) == []  # skipped: not even called
+    assert e.states["a"]["d"]["Bad"] == {}
+    [anomaly] = e.process(costed) or []
+    assert anomaly.evidence == ["a-1"]
+    assert e.states["a"]["d"]["Bad"]["seen"] == 1
+
+
+def test_a_replaced_agent_state_is_picked_up() -> None:
+    e = engine()
+    e.process(ev(0))
+    restored: dict[str, dict[str, Any]] = {"d": {"Bad": {"seen": 41}}, "p": {}, "c": {}}
+    e.states["a"] = restored  # as the worker does when it loads an agent from its table
+    e.process(ev(1))
+    assert restored["d"]["Bad"]["seen"] == 42

@@ -212,3 +212,15 @@ def test_simulated_exfiltration_caught_within_a_minute_of_the_egress() -> None:
         mine = [e for e, _ in found if e.agent_id == label["agent_id"]]
         assert mine[0].target == label["details"]["destinations"][0]
     assert max(len(json.dumps(s)) for s in states.values()) < 1024
+
+
+def test_a_check_that_is_off_keeps_no_bookkeeping() -> None:
+    # the default rules run the two checks as two rules: neither keeps the other's state
+    exfiltration = Fleet(detector(max_probability=0.0))
+    exfiltration.routine(agents=5, start=0, until=300)
+    assert exfiltration.fleet_state["f"].model == {}
+    assert all(set(s) <= {"e", "s"} for s in exfiltration.states.values())
+    transitions = Fleet(detector(secret_actions=[], secret_targets=[]))
+    transitions.routine(agents=5, start=0, until=300)
+    assert transitions.fleet_state["f"].dest == {}
+    assert all(set(s) <= {"p", "q", "x"} for s in transitions.states.values())

@@ -94,6 +94,16 @@ def test_rejects_oversized_before_parsing() -> None:
     assert info.value.code == "too_large"
 
 
+def test_epoch_time_is_computed_once_and_not_serialized() -> None:
+    event = decode_event(raw())
+    assert event.ts_epoch == event.ts.timestamp() == 1772366400.25
+    assert event.ts_epoch is event.ts_epoch  # kept in the instance after the first read
+    assert "ts_epoch" not in json.loads(encode_event(event))
+    assert event == decode_event(raw())  # a cached value is no field
+    later = event.model_copy(update={"ts": event.ts.replace(second=30)})
+    assert later.ts_epoch == 1772366430.25 and event.ts_epoch == 1772366400.25
+
+
 def test_model_is_frozen() -> None:
     event = decode_event(raw())
     with pytest.raises(ValueError, match="frozen"):
