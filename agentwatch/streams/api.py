@@ -96,6 +96,21 @@ def register_api(worker: WorkerApp) -> None:
             ]
             return _problem(view, 400, "invalid body", problems=problems)
 
+    def is_self(dest: Any) -> bool:
+        canonical = app.conf.canonical_url  # what the other workers know this one by
+        return bool((dest.host, dest.port) == (canonical.host, canonical.port))
+
+    async def forward(view: Any, request: Any, dest: Any, body: bytes | None = None) -> Any:
+        """The same request, answered by the worker at ``dest`` (token passed along)."""
+        url = request.url.with_host(dest.host).with_port(dest.port)
+        headers = {
+            k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type")
+        }
+        async with app.http_client.request(
+            method=request.method, url=url, headers=headers, data=body
+        ) as resp:
+            return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
+
     async def on_responder(view: Any, request: Any, body: bytes | None = None) -> Any | None:
         """Forward to the worker owning the responder; None when that is this worker."""
         if response.owns():
@@ -105,16 +120,9 @@ def register_api(worker: WorkerApp) -> None:
         except Exception as exc:  # no assignment yet (starting, rebalancing)
             log.warning("control API: responder owner unknown: %r", exc)
             return _problem(view, 503, "responder not assigned yet; retry in a few seconds")
-        if (dest.host, dest.port) == (settings.web_host, worker.web_port):
+        if is_self(dest):
             return _problem(view, 503, "responder partition is recovering; retry shortly")
-        url = request.url.with_host(dest.host).with_port(dest.port)
-        headers = {
-            k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type")
-        }
-        async with app.http_client.request(
-            method=request.method, url=url, headers=headers, data=body
-        ) as resp:
-            return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
+        return await forward(view, request, dest, body)
 
     def count(endpoint: str, resp: Any) -> Any:
         metrics.api_requests.labels(endpoint, str(getattr(resp, "status", 200))).inc()
@@ -152,17 +160,8 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count("agent", denied)
             dest = app.router.key_store(worker.table.name, agent_id)
-            if (dest.host, dest.port) != (settings.web_host, worker.web_port):
-                # baseline lives elsewhere: let that worker answer
-                headers = {"Authorization": request.headers.get("Authorization", "")}
-                url = request.url.with_host(dest.host).with_port(dest.port)
-                async with app.http_client.get(url, headers=headers) as resp:
-                    return count(
-                        "agent",
-                        self.bytes(
-                            await resp.read(), content_type=resp.content_type, status=resp.status
-                        ),
-                    )
+            if not is_self(dest):  # the baseline lives elsewhere: that worker answers
+                return count("agent", await forward(self, request, dest))
             baseline = worker.stage.baseline(agent_id)
             control = await response_part(request, agent_id)
             if baseline is None and not control.get("control"):
