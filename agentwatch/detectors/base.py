@@ -17,7 +17,7 @@ A detector must not learn from an observation it flagged.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -107,6 +107,11 @@ class AgentDetector(Params, ABC):
     """
 
     name: ClassVar[str]
+    #: Whether :meth:`update` looks only at events with a cost (``cost_usd > 0``).
+    needs_cost: ClassVar[bool] = False
+    #: Event kinds :meth:`update` ignores; detectors that take an ``ignore_kinds``
+    #: parameter store it here.
+    ignore_kinds: Sequence[str] = ()
 
     @abstractmethod
     def update(
@@ -144,9 +149,10 @@ class AgentDetector(Params, ABC):
         """Whether events of ``kind``, with a cost or without, are none of its business.
 
         ``True`` promises that :meth:`update` returns no finding for such events and changes
-        no state, so the engine does not call it for them. The default is ``False``.
+        no state, so the engine does not call it for them. The default skips the kinds in
+        :attr:`ignore_kinds` and, when :attr:`needs_cost` is set, events without a cost.
         """
-        return False
+        return (self.needs_cost and not costed) or kind in self.ignore_kinds
 
 
 DETECTORS: dict[str, type[AgentDetector]] = {}

@@ -79,13 +79,15 @@ _NO_BUCKET: Final = -(1 << 63)
 _MAX_CAPACITY: Final = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowStats:
     """Events of one agent in an event-time interval ``[start, end]`` (epoch seconds).
 
     ``end`` is the time the window was asked "as of" (the agent's watermark by default) and
     ``start`` the start of the oldest whole bucket included, so ``seconds`` can exceed the
     requested length by up to one bucket width (or fall short of it when the ring is shorter).
+    Every call returns a new object (not frozen: a frozen dataclass takes four times as long
+    to build, and detectors ask for a window on many events).
     """
 
     count: int
@@ -138,6 +140,10 @@ def _hash64(text: str) -> int:
     """Stable 64-bit hash (``hash()`` is salted per process, this is not)."""
     digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+_HASHES: dict[str, int] = {}  # _hash64 of recent targets: agents reuse a few paths and URLs
+_HASHES_MAX: Final = 1 << 16
 
 
 def _epoch_to_rfc3339(value: float | None) -> str | None:
@@ -535,7 +541,11 @@ class AgentBaseline:
         # distinct targets and the current run of identical (action, target)
         last_target = self._last_target
         if target is not None and target != last_target:
-            h = _hash64(target)
+            h = _HASHES.get(target)
+            if h is None:
+                if len(_HASHES) >= _HASHES_MAX:
+                    _HASHES.clear()
+                h = _HASHES[target] = _hash64(target)
             rank = _HLL_RANK0 - (h >> _HLL_BITS).bit_length()
             registers = self._hll
             if rank > registers[h & _HLL_MASK]:  # noqa: PLR1730

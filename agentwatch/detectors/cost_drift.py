@@ -109,6 +109,7 @@ class CostDrift(AgentDetector):
     """
 
     name: ClassVar[str] = "cost_drift"
+    needs_cost = True  # events without a cost are skipped (the engine does not call)
 
     def __init__(
         self,
@@ -140,10 +141,6 @@ class CostDrift(AgentDetector):
             half_life=reference_calls,
         )
         self._recent = -math.expm1(-math.log(2.0) / recent_calls)
-
-    def skips(self, kind: str, costed: bool) -> bool:
-        """Events without a cost are skipped (the engine does not even call)."""
-        return not costed
 
     def update(
         self,

@@ -119,6 +119,7 @@ class CostSpike(AgentDetector):
     """
 
     name: ClassVar[str] = "cost_spike"
+    needs_cost = True  # events without a cost are skipped (the engine does not call)
 
     def __init__(
         self,
@@ -150,10 +151,6 @@ class CostSpike(AgentDetector):
         self._recent = -math.expm1(-math.log(2.0) / recent_calls)
         self._price_alpha = -math.expm1(-math.log(2.0) / 200.0)
         self._fleet_alpha = -math.expm1(-math.log(2.0) / 50.0)  # on every 4th call
-
-    def skips(self, kind: str, costed: bool) -> bool:
-        """Events without a cost are skipped (the engine does not even call)."""
-        return not costed
 
     def update(
         self,

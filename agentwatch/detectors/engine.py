@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from hashlib import blake2b
-from typing import Any
+from typing import Any, cast
 
 from agentwatch.detectors.base import AgentDetector, Finding
 from agentwatch.detectors.baseline import AgentBaseline
@@ -56,6 +56,21 @@ class _Plan:
         )
         self.by_kind[kind] = (free, costed)
         return free, costed
+
+
+class _Fields:
+    """An event's fields as plain attributes: what the detectors and the baseline read.
+
+    pydantic models define ``__getattr__``, which keeps CPython 3.11 from specialising
+    attribute reads on them: each takes ~30 ns instead of ~8 ns, and the rules read an
+    event's fields some 70 times. This view shares the event's ``__dict__`` (nothing is
+    copied), so it costs one small allocation per event and reads the same values.
+    """
+
+    ts_epoch = ActionEvent.ts_epoch  # computed once, cached in the shared dict
+
+
+_new_fields = object.__new__
 
 
 def _new_state() -> AgentState:
@@ -139,6 +154,9 @@ class Engine:
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
         """Run the rules on one event and fold it in; ``None`` if it is a duplicate."""
+        fields = _new_fields(_Fields)
+        fields.__dict__ = event.__dict__
+        event = cast(ActionEvent, fields)
         event_id = event.event_id
         seen = self._seen
         if event_id in seen or event_id in self._seen_before:

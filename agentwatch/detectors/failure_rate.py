@@ -73,6 +73,14 @@ class _Fleet:
                 twice += 1
         return twice >= 2
 
+    def lone(self, action: str, agent: str, ts: float, horizon: float) -> bool:
+        """Whether no other agent failed ``action`` within ``horizon`` seconds."""
+        agents = self.by_action.get(action)
+        if not agents:
+            return True
+        since = ts - horizon
+        return not any(key != agent and times[2] >= since for key, times in agents.items())
+
 
 @register_detector
 class FailureRate(AgentDetector):
@@ -96,6 +104,10 @@ class FailureRate(AgentDetector):
       on too (one other agent with three failures of it within ``peer_window_s``, or two
       with two each) and then the most failing remaining action are left out (their
       failures and calls): the agent is failing across its work, not on one broken tool.
+      Or, sooner, still ``lone_spread`` failures (one) once those are left out while no
+      other agent of the fleet has failed the most failing action at all within
+      ``peer_window_s``: a broken tool fails for the other agents that use it too, so one
+      failure elsewhere is enough when nobody shares the first one.
       The tests: at least ``min_failures`` failures in the time window with a score
       (``-log10`` p-value) of at least ``threshold``; or a *streak*, ``j >= min_streak``
       errors among the agent's last ``n <= streak_events`` events (counted in events, not
@@ -151,18 +163,26 @@ class FailureRate(AgentDetector):
         Minimum errors in a streak (default 3).
     streak_events
         Longest streak, in the agent's events (default 12).
+    lone_spread
+        Minimum failures without the shared and the most failing action when no peer failed
+        that action within ``peer_window_s`` (default 1; ``min_spread`` or more turns this
+        off).
 
     Notes
     -----
     Catches ``error_storm`` (most calls failing across tools) after a handful of failed
-    calls (three in a row for an agent that rarely fails) and ``privilege_probing`` after
-    two or three denials; stays quiet on a tool outage that hits a few agents
-    (``error_burst``: one action) and on the occasional failure.
+    calls (three in a row for an agent that rarely fails; a failing call, its retries and
+    one failure of a second tool when no peer fails the first) and ``privilege_probing``
+    after two or three denials; stays quiet on a tool outage that hits a few agents
+    (``error_burst``: one action, usually failed by a peer too) and on the occasional
+    failure.
     Limits: a storm confined to a single action of a single agent (its own credentials
     expired for one tool) is not an ``error_storm`` here; nor is a storm while a tenth of
     the fleet is failing too. Agents with very few events need a higher share of failures
     before the test is significant; two outages of different tools hitting one agent at
-    the same moment look like a storm until the peers' failures show.
+    the same moment look like a storm until the peers' failures show, and so does an
+    outage that reaches the agent before any peer calls the broken tool, if an ordinary
+    failure of another tool coincides.
 
     Examples
     --------
@@ -210,6 +230,7 @@ class FailureRate(AgentDetector):
         streak_threshold: float = 6.5,
         min_streak: int = 3,
         streak_events: int = 12,
+        lone_spread: int = 1,
     ) -> None:
         self.window_s = window_s
         self.threshold = threshold
@@ -228,6 +249,7 @@ class FailureRate(AgentDetector):
         self.streak_threshold = streak_threshold
         self.min_streak = min_streak
         self.streak_events = streak_events
+        self.lone_spread = lone_spread
         self._fails = RateTest(
             trials="n",
             half_life=half_life,
@@ -367,20 +389,29 @@ class FailureRate(AgentDetector):
 
         Leave out the actions its peers are failing on too (a shared cause), then the most
         failing remaining one: at least ``min_spread`` failures must be left, and they must
-        still score ``spread_threshold`` among the calls left.
+        still score ``spread_threshold`` among the calls left; or at least ``lone_spread``
+        must be left while no other agent of the fleet failed the most failing action (any
+        of them, on a tie) within ``peer_window_s``.
         """
         per_action: dict[str, int] = {}
         for item in items:
             per_action[item[1]] = per_action.get(item[1], 0) + 1
         horizon = self.peer_window_s
-        own = [n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)]
-        top = max(own, default=0)
-        rest = sum(own) - top
-        if rest < self.min_spread:
-            return False
-        excluded = len(items) - rest
-        spread = -binomial_tail_log10(rest, trials - excluded, usual)
-        return spread >= self.spread_threshold
+        own = {
+            name: n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)
+        }
+        top = max(own.values(), default=0)
+        rest = sum(own.values()) - top
+        if rest >= self.min_spread:
+            excluded = len(items) - rest
+            spread = -binomial_tail_log10(rest, trials - excluded, usual)
+            if spread >= self.spread_threshold:
+                return True
+        # a tool outage fails that tool for several agents: if nobody else failed the most
+        # failing action lately, one failure elsewhere is enough
+        return rest >= max(self.lone_spread, 1) and all(
+            fleet.lone(name, agent, ts, horizon) for name, n in own.items() if n == top
+        )
 
     def _fleet_wide(self, fleet: _Fleet, event: ActionEvent, ts: float) -> bool:
         peers = fleet.peers_failing(event.agent_id, ts, self.peer_window_s)

@@ -121,10 +121,6 @@ class MixShift(AgentDetector):
         self.fleet_memory_s = fleet_memory_s
         self.ignore_kinds = list(ignore_kinds)
 
-    def skips(self, kind: str, costed: bool) -> bool:
-        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
-        return kind in self.ignore_kinds
-
     def update(
         self,
         event: ActionEvent,
@@ -245,9 +241,10 @@ class _FleetMix:
     """A fleet's action mix over the recent past and over a longer memory (event time).
 
     Exponentially decayed counts with time constants ``recent_s`` and ``memory_s``, kept as
-    sums of ``exp((t - origin) / tau)`` (``t`` rounded down to 10 s) so that adding a call
-    costs at most two ``exp`` (calls in the same 10 s share them) and shares need none (the
-    common factor cancels); the origin moves forward before the weights could overflow.
+    sums of ``exp((t - origin) / tau)`` (``t`` rounded down to 10 s) so that shares need no
+    ``exp`` (the common factor cancels); the origin moves forward before the weights could
+    overflow. Calls of one 10 s tick share their weights, so they are counted in
+    ``pending`` and folded in once, when the tick ends or a share is read.
     """
 
     __slots__ = (
@@ -257,10 +254,10 @@ class _FleetMix:
         "long_total",
         "memory_s",
         "origin",
+        "pending",
         "recent",
         "recent_s",
         "recent_total",
-        "weights",
     )
 
     def __init__(self, origin: float, recent_s: float, memory_s: float) -> None:
@@ -272,32 +269,42 @@ class _FleetMix:
         self.recent_total = 0.0
         self.long_total = 0.0
         self.agents: set[str] = set()  # contributing agents, up to _MIN_FLEET_AGENTS
-        self.last_tick = -1  # calls in the same tick share their weights
-        self.weights = (1.0, 1.0)
+        self.last_tick = -1
+        self.pending: dict[str, int] = {}  # calls of the current tick, not yet folded in
 
     def add(self, action: str, ts: float) -> None:
         tick = int(ts // _TICK_S)
-        if tick == self.last_tick:
-            w_recent, w_long = self.weights
-        else:
-            x = tick * _TICK_S - self.origin
-            if x > 30.0 * self.recent_s:
-                self._rebase(tick * _TICK_S)
-                x = 0.0
-            w_recent = math.exp(x / self.recent_s)
-            w_long = math.exp(x / self.memory_s)
-            self.weights = (w_recent, w_long)
+        if tick != self.last_tick:
+            if self.pending:
+                self._fold()
             self.last_tick = tick
-        recent = self.recent
-        if action not in recent and len(recent) >= _MAX_FLEET_ACTIONS:
-            return
-        recent[action] = recent.get(action, 0.0) + w_recent
-        self.long[action] = self.long.get(action, 0.0) + w_long
-        self.recent_total += w_recent
-        self.long_total += w_long
+        pending = self.pending
+        pending[action] = pending.get(action, 0) + 1
+
+    def _fold(self) -> None:
+        """Add the current tick's calls, with the tick's weights, to the decayed counts."""
+        x = self.last_tick * _TICK_S - self.origin
+        if x > 30.0 * self.recent_s:
+            self._rebase(self.last_tick * _TICK_S)
+            x = 0.0
+        w_recent = math.exp(x / self.recent_s)
+        w_long = math.exp(x / self.memory_s)
+        recent, long = self.recent, self.long
+        calls = 0
+        for action, count in self.pending.items():
+            if action not in recent and len(recent) >= _MAX_FLEET_ACTIONS:
+                continue
+            recent[action] = recent.get(action, 0.0) + count * w_recent
+            long[action] = long.get(action, 0.0) + count * w_long
+            calls += count
+        self.recent_total += calls * w_recent
+        self.long_total += calls * w_long
+        self.pending = {}
 
     def shifts(self, actions: list[str], ts: float) -> list[float]:
         """Recent share minus long-memory share of each action (0 while data is thin)."""
+        if self.pending:
+            self._fold()
         mass = self.recent_total * math.exp(-(ts - self.origin) / self.recent_s)
         if mass < _MIN_FLEET_CALLS or len(self.agents) < _MIN_FLEET_AGENTS:
             return [0.0] * len(actions)
@@ -306,7 +313,6 @@ class _FleetMix:
         return [recent.get(a, 0.0) / rt - long.get(a, 0.0) / lt for a in actions]
 
     def _rebase(self, ts: float) -> None:
-        self.last_tick = -1
         f_recent = math.exp(-(ts - self.origin) / self.recent_s)
         f_long = math.exp(-(ts - self.origin) / self.memory_s)
         self.recent = {a: v * f_recent for a, v in self.recent.items()}

@@ -112,10 +112,6 @@ class RunawayLoop(AgentDetector):
         self.max_keys = max_keys
         self._keys: dict[tuple[str, str], str] = {}  # (action, target) -> state key (a cache)
 
-    def skips(self, kind: str, costed: bool) -> bool:
-        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
-        return kind in self.ignore_kinds
-
     def update(
         self,
         event: ActionEvent,

@@ -169,10 +169,6 @@ class SequenceSurprise(AgentDetector):
         self._compiled = compiled
         return compiled
 
-    def skips(self, kind: str, costed: bool) -> bool:
-        """Events of the ``ignore_kinds`` are skipped (the engine does not even call)."""
-        return kind in self.ignore_kinds
-
     def update(
         self,
         event: ActionEvent,

@@ -25,6 +25,9 @@ Scalar = str | int | float | bool | None
 NonNegInt = Annotated[int, Field(ge=0, le=2**53)]
 
 
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+
+
 class _EpochOnce:
     """``ts`` as POSIX seconds, computed on first access and kept in the instance.
 
@@ -42,7 +45,17 @@ class _EpochOnce:
     def __get__(self, instance: ActionEvent | None, owner: type[Any] | None = None) -> Any:
         if instance is None:
             return self
-        value = instance.__dict__["ts_epoch"] = instance.ts.timestamp()
+        ts = instance.ts  # UTC (validated): whole microseconds since the epoch, then seconds
+        micros = (
+            (
+                (ts.toordinal() - _EPOCH_ORDINAL) * 86400
+                + ts.hour * 3600
+                + ts.minute * 60
+                + ts.second
+            )
+            * 1_000_000
+        ) + ts.microsecond
+        value = instance.__dict__["ts_epoch"] = micros / 1e6  # == ts.timestamp(), twice as fast
         return value
 
 

@@ -126,6 +126,44 @@ def test_a_single_tool_outage_is_not_a_storm() -> None:
     assert replay.found == []
 
 
+def early_storm(replay: Replay, agent: str = "a0", at: int = 3000) -> list[Finding]:
+    """One call failing with two retries, two successes, then a second tool failing."""
+    steps = [("error", "http_get")] * 3 + [("ok", "chat"), ("ok", "query_metrics")]
+    for n, (status, action) in enumerate(steps):
+        assert replay(event(agent, at + n, status, action)) == []
+    return replay(event(agent, at + len(steps), "error", "read_logs"))
+
+
+def test_a_second_tool_failing_alone_in_the_fleet_is_an_early_storm() -> None:
+    replay = Replay(FailureRate())
+    reliable(replay)
+    [found] = early_storm(replay)  # 30 s in: 4 failures on 2 tools, nobody else failing them
+    assert found.kind == "error_storm" and found.score >= found.threshold
+    assert found.actions == ("http_get", "read_logs")
+    assert found.summary.startswith("a0 failed 4 of ")
+    # before: one failure outside the most failing tool was never enough
+    strict = Replay(FailureRate(lone_spread=99))
+    reliable(strict)
+    assert early_storm(strict) == []
+
+
+def test_a_second_tool_failing_during_a_peers_outage_is_not_a_storm() -> None:
+    replay = Replay(FailureRate())
+    reliable(replay)
+    assert replay(event("a1", 2999, "error", "http_get")) == []  # a peer failed it too
+    assert early_storm(replay) == []
+    # peers' failures older than peer_window_s do not count
+    late = Replay(FailureRate())
+    reliable(late)
+    late(event("a1", 2970, "error", "http_get"))  # three minutes before
+    assert [f.kind for f in early_storm(late)] == ["error_storm"]
+    # nor do the peers' failures of the other tool: the most failing one is the suspect
+    other = Replay(FailureRate())
+    reliable(other)
+    other(event("a1", 2999, "error", "read_logs"))
+    assert [f.kind for f in early_storm(other)] == ["error_storm"]
+
+
 def test_a_fleet_wide_outage_pages_nobody_per_agent() -> None:
     replay = Replay(FailureRate())
     normal(replay, 500, agents=20)
