@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, overload
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from agentwatch.schemas._types import (
+    UTC_ERRORS,
     WIRE_CONFIG,
     AgentId,
     Name,
@@ -22,6 +22,9 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_ATTRIBUTES = 64
 
 Scalar = str | int | float | bool | None
+#: An attribute value: pydantic-core checks it (no Python call per event); floats must be
+#: finite (``allow_inf_nan=False`` in the wire config).
+AttributeValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
 NonNegInt = Annotated[int, Field(ge=0, le=2**53)]
 
 
@@ -93,19 +96,9 @@ class ActionEvent(BaseModel):
     input_tokens: NonNegInt = 0
     output_tokens: NonNegInt = 0
     latency_ms: NonNegFloat = 0.0
-    attributes: dict[Annotated[str, Field(max_length=128)], Scalar] = Field(default_factory=dict)
-
-    @field_validator("attributes")
-    @classmethod
-    def _bounded_attributes(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(value)}")
-        for key, item in value.items():
-            if isinstance(item, str) and len(item) > 1024:
-                raise ValueError(f"attribute {key!r} longer than 1024 characters")
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"attribute {key!r} is not a finite number")
-        return value
+    attributes: dict[Annotated[str, Field(max_length=128)], AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES
+    )
 
     ts_epoch: ClassVar[_EpochOnce] = _EpochOnce()
     """Event time as POSIX seconds (computed once: every detector reads it)."""
@@ -132,14 +125,33 @@ class DecodeError(ValueError):
         self.detail = detail
 
 
+def _where(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """An error's field: an attribute's value errs once per member of its type's union."""
+    if len(loc) >= 3 and loc[0] == "attributes":
+        return ("attributes", str(loc[1])[:40], "[key]" if loc[2] == "[key]" else "")
+    return loc
+
+
 def _describe(exc: ValidationError) -> tuple[Literal["bad_json", "invalid"], str]:
     errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0] if errors else {"loc": (), "msg": str(exc), "type": ""}
+    if not errors:
+        return "invalid", str(exc)
+    first = errors[0]
     if first.get("type") == "json_invalid":
         return "bad_json", str(first["msg"])
-    loc = ".".join(str(p) for p in first["loc"]) or "event"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return "invalid", f"{loc}: {first['msg']}{more}"
+    where = _where(first["loc"])
+    msg = UTC_ERRORS.get(first["type"], first["msg"])
+    if where != first["loc"]:
+        msg = (
+            "attribute names are at most 128 characters"
+            if where[2]
+            else "must be a string of at most 1024 characters, a finite number, a boolean or null"
+        )
+        where = where[:2]
+    others = len({_where(e["loc"]) for e in errors}) - 1
+    loc = ".".join(str(p) for p in where) or "event"
+    more = f" (+{others} more)" if others else ""
+    return "invalid", f"{loc}: {msg}{more}"
 
 
 def decode_event(
