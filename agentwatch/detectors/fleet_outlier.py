@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from itertools import chain
-from operator import attrgetter
 from typing import Any, Final
 
 import numpy as np
@@ -25,7 +24,6 @@ _SCALE_FLOOR: Final = (0.1, 0.1, 0.1, 0.02, 0.5)  # least robust spread of each 
 _MAD_TO_SIGMA: Final = 1.4826
 _Z_CLIP: Final = 1e6
 _RING: Final = 40  # recent events kept per agent for evidence (in memory)
-_RING_ITEM: Final = attrgetter("event_id", "action", "status", "cost_usd")  # what it keeps
 _NEVER: Final = -math.inf
 _EULER_GAMMA: Final = 0.5772156649015329
 _LN2: Final = math.log(2.0)
@@ -290,7 +288,7 @@ class FleetOutlier(AgentDetector):
         ring = fleet.recent.get(agent)
         if ring is None:
             ring = fleet.recent[agent] = deque(maxlen=_RING)
-        ring.append(_RING_ITEM(event))
+        ring.append((event.event_id, event.action, event.status, event.cost_usd))
         ts = event.ts_epoch
         if ts - state.get("t", _NEVER) < self.score_every_s:
             if state.get("h", 0) >= self.confirm:

@@ -128,61 +128,91 @@ class MixShift(AgentDetector):
         state: dict[str, JSON],
         fleet_state: dict[str, JSON],
     ) -> list[Finding]:
-        """Push the event's action into the ring; every few calls compare the mixes."""
+        """Queue the event's action; every ``check_every`` calls fold them in and compare."""
         if event.kind in self.ignore_kinds:
             return []
-        vocab: list[str] | None = state.get("v")
-        if vocab is None:
-            vocab = state["v"] = []
-            state["r"] = []  # ring of vocabulary indices
-            state["i"] = 0  # next ring slot to overwrite once full
-            state["c"] = []  # counts in the ring, per vocabulary index
-            state["h"] = []  # long-run counts, per vocabulary index
-            state["t"] = 0.0  # their total
-            state["n"] = 0  # calls since the last check
-            state["f"] = False  # was the last check flagged?
+        queue: list[str] | None = state.get("q")
+        if queue is None:
+            queue = self._start(state, self.window)
+        action = event.action
+        fleet: _FleetMix | None = fleet_state.get("m")
+        if fleet is None:
+            fleet = fleet_state["m"] = _FleetMix(
+                event.ts_epoch, self.fleet_recent_s, self.fleet_memory_s
+            )
+        if not state["f"]:  # flagged agents do not move their fleet's mix
+            fleet.add(action, event.ts_epoch)
+            if len(fleet.agents) < _MIN_FLEET_AGENTS:
+                fleet.agents.add(event.agent_id)
+        queue.append(action)
+        # the ring changes only when it is read: at a check, or call by call until it is full
+        if len(queue) < self.check_every and state["x"]:
+            return []
+        return self._check(event, state, fleet, queue)
+
+    @staticmethod
+    def _start(state: dict[str, JSON], window: int) -> list[str]:
+        queue: list[str] = []
+        state["q"] = queue  # actions not yet in the ring (fewer than check_every)
+        if "v" in state:  # a state saved before the queue existed
+            state["x"] = len(state["r"]) >= window
+            return queue
+        state["v"] = []  # vocabulary: the agent's actions, in order of first use
+        state["r"] = []  # ring of vocabulary indices
+        state["i"] = 0  # next ring slot to overwrite once full
+        state["c"] = []  # counts in the ring, per vocabulary index
+        state["h"] = []  # long-run counts, per vocabulary index
+        state["t"] = 0.0  # their total
+        state["n"] = 0  # calls since the last check
+        state["f"] = False  # was the last check flagged?
+        state["x"] = False  # is the ring full?
+        return queue
+
+    def _check(
+        self, event: ActionEvent, state: dict[str, JSON], fleet: _FleetMix, queue: list[str]
+    ) -> list[Finding]:
+        """Fold the queued actions into the ring and the long-run counts; compare if due."""
+        vocab: list[str] = state["v"]
         ring: list[int] = state["r"]
         recent: list[int] = state["c"]
         history: list[float] = state["h"]
-        action = event.action
-        ts = event.ts_epoch
-        fleet: _FleetMix | None = fleet_state.get("m")
-        if fleet is None:
-            fleet = fleet_state["m"] = _FleetMix(ts, self.fleet_recent_s, self.fleet_memory_s)
         flagged: bool = state["f"]
-        if not flagged:
-            fleet.add(action, ts)
-            if len(fleet.agents) < _MIN_FLEET_AGENTS:
-                fleet.agents.add(event.agent_id)
-        try:
-            slot = vocab.index(action)
-        except ValueError:
-            slot = self._slot(vocab, recent, history, action)
         window = self.window
-        if len(ring) < window:
-            ring.append(slot)
-        else:
-            pos: int = state["i"]
-            old = ring[pos]
-            recent[old] -= 1
-            if not flagged:
-                history[old] += 1
-                total_now: float = state["t"] + 1
-                state["t"] = total_now
-                if total_now >= self.memory:
-                    state["h"] = history = [h / 2 for h in history]
-                    state["t"] = sum(history)
-            ring[pos] = slot
-            pos += 1
-            state["i"] = 0 if pos == window else pos
-        recent[slot] += 1
-        due: int = state["n"] + 1
-        if due < self.check_every or len(ring) < window:
+        pos: int = state["i"]
+        total: float = state["t"]
+        for action in queue:
+            try:
+                slot = vocab.index(action)
+            except ValueError:
+                slot = self._slot(vocab, recent, history, action)
+            if len(ring) < window:
+                ring.append(slot)
+            else:
+                old = ring[pos]
+                recent[old] -= 1
+                if not flagged:
+                    history[old] += 1
+                    total += 1
+                    if total >= self.memory:
+                        history[:] = [h / 2 for h in history]
+                        total = sum(history)
+                ring[pos] = slot
+                pos += 1
+                if pos == window:
+                    pos = 0
+            recent[slot] += 1
+        state["i"] = pos
+        state["t"] = total
+        due: int = state["n"] + len(queue)
+        queue.clear()
+        full = len(ring) >= window
+        state["x"] = full
+        if due < self.check_every or not full:
             state["n"] = due
             return []
         state["n"] = 0
-        total: float = state["t"]
-        if total < self.min_history:
+        ts = event.ts_epoch
+        if total < self.min_history or total <= 0.0:  # nothing learned yet to compare with
             return []
         n = len(ring)
         shifts = fleet.shifts(vocab, ts)

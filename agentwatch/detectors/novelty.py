@@ -213,7 +213,8 @@ class Novelty(AgentDetector):
             fleet.register(agent, baseline.first_seen, known_actions, known_domains)
         action = event.action
         target = event.target
-        domain = _domain(target) if target else None
+        # most targets are paths: only URLs and e-mail addresses have a domain
+        domain = _domain(target) if target and ("://" in target or "@" in target) else None
         ts = event.ts_epoch
         if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
             fleet.born = ts

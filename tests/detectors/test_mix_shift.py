@@ -164,3 +164,26 @@ def test_a_fleet_wide_change_moves_every_agents_expectation() -> None:
     alone = {"refund": 0.6, "reply_ticket": 0.4}
     flagged = [agent for _ in range(60) for agent in step(rolled, lone=alone)]
     assert set(flagged) == {"s0"}
+
+
+def test_checks_when_the_ring_fills_then_every_check_every_calls() -> None:
+    # threshold 0 reports every check that has a long run to compare with
+    agent = Agent(MixShift(threshold=0.0, window=32, check_every=5, min_history=0))
+    reported = [i for i in range(32) if agent.feed(f"tool{i % 3}")]
+    assert reported == [] and agent.state["n"] == 0  # checked at the 32nd: nothing learned
+    reported = [i for i in range(32, 60) if agent.feed(f"tool{i % 3}")]
+    assert reported == [36, 41, 46, 51, 56]
+    assert agent.state["q"] == ["tool0", "tool1", "tool2"]  # calls 57-59 wait for the next
+    assert len(agent.state["r"]) == 32
+
+
+def test_a_state_saved_before_the_queue_existed_continues() -> None:
+    agent = Agent(MixShift(threshold=2.0, window=10, check_every=5, min_history=0))
+    for i in range(40):
+        agent.feed(f"tool{i % 4}")
+    assert agent.state["q"] == [] and sum(agent.state["h"]) == 30  # 30 left the ring
+    del agent.state["q"], agent.state["x"]  # the format before this version
+    for _ in range(5):
+        agent.feed("tool1")
+    assert agent.state["q"] == [] and agent.state["n"] == 0  # folded and checked at the 5th
+    assert sum(agent.state["h"]) == 35
