@@ -209,8 +209,6 @@ class Novelty(AgentDetector):
             known_actions = state["a"] = {}
             state["d"] = {}
         known_domains: dict[str, int] = state["d"]
-        if agent not in fleet.agents:
-            fleet.register(agent, baseline.first_seen, known_actions, known_domains)
         action = event.action
         target = event.target
         # most targets are paths: only URLs and e-mail addresses have a domain
@@ -218,6 +216,15 @@ class Novelty(AgentDetector):
         ts = event.ts_epoch
         if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
             fleet.born = ts
+        if (
+            action in known_actions
+            and (domain is None or domain in known_domains)
+            and agent in fleet.warm  # so registered too
+            and not state.get("p")
+        ):
+            return []  # the common case: nothing new, nothing held, nothing to learn
+        if agent not in fleet.agents:
+            fleet.register(agent, baseline.first_seen, known_actions, known_domains)
         if baseline.count < self.min_agent_events or ts - fleet.born < self.warmup_s:
             if action not in known_actions:
                 self._learn(known_actions, fleet, "a", action, agent)
