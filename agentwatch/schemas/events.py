@@ -21,7 +21,6 @@ __all__ = ["MAX_EVENT_BYTES", "ActionEvent", "DecodeError", "decode_event", "enc
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ATTRIBUTES = 64
 
-Scalar = str | int | float | bool | None
 #: An attribute value: pydantic-core checks it (no Python call per event); floats must be
 #: finite (``allow_inf_nan=False`` in the wire config).
 AttributeValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
