@@ -251,10 +251,7 @@ class MixShift(AgentDetector):
         ]
 
     def _slot(self, vocab: list[str], recent: list[int], history: list[float], action: str) -> int:
-        try:
-            return vocab.index(action)
-        except ValueError:
-            pass
+        """The slot of an action not in the vocabulary: a new one, or the shared "other"."""
         if len(vocab) >= self.max_actions - 1:
             if _OTHER not in vocab:
                 vocab.append(_OTHER)
