@@ -28,7 +28,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from hashlib import blake2b
 from itertools import chain
 from typing import Any, Final
@@ -135,14 +134,13 @@ class TransitionCount:
     error: int
 
 
-@lru_cache(maxsize=4096)  # agents revisit their targets: most lookups hit
 def _hash64(text: str) -> int:
     """Stable 64-bit hash (``hash()`` is salted per process, this is not)."""
     digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
-_HASHES: dict[str, int] = {}  # _hash64 of recent targets: agents reuse a few paths and URLs
+_HASHES: dict[str, int] = {}  # _hash64 of recent targets (read inline: agents reuse paths)
 _HASHES_MAX: Final = 1 << 16
 
 
