@@ -1094,7 +1094,9 @@ class _Runner:
             idle = _exp1(rng) * p.idle_mean / self.slow
             self.t = min(self.t + idle, max(self._next_incident_start(self.t), self.t))
         else:
-            self.t += _exp1(rng) * p.gap_mean
+            gap = _exp1(rng) * p.gap_mean
+            if inc is None or self.t > inc.start_s:  # at an incident's start: at once
+                self.t += gap
         self.sessions += 1
         sid = f"sess-{rng.getrandbits(48):012x}"
         self.sess = p.new_session(rng, sid)
@@ -1116,7 +1118,7 @@ class _Runner:
                 return
         rng = self.rng
         p = self.p
-        t = self.t
+        t = began = self.t
         kind = inc.spec.kind if inc is not None else ""
         # 1. the LLM decides (most steps)
         llm_p = 1.0 if kind == "cost_explosion" else p.llm_share
@@ -1145,6 +1147,11 @@ class _Runner:
         self.remaining -= 1
         gap = -math.log(1.0 - rng.random()) * p.gap_mean
         self.t = t + gap / self.slow
+        if self.incidents:
+            # an incident starts with the agent's next step (at once if it began during this
+            # one): its label's start is when the first affected event happens, not a
+            # moment of the agent's pause before it
+            self.t = min(self.t, max(self._next_incident_start(began), t))
 
     def _llm(self, t: float, inc: _Incident | None, kind: str) -> float:
         rng = self.rng

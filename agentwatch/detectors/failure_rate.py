@@ -73,13 +73,22 @@ class _Fleet:
                 twice += 1
         return twice >= 2
 
-    def lone(self, action: str, agent: str, ts: float, horizon: float) -> bool:
-        """Whether no other agent failed ``action`` within ``horizon`` seconds."""
+    def lone(self, action: str, agent: str, ts: float, horizon: float, peers: int = 0) -> bool:
+        """Whether at most ``peers`` other agents failed ``action`` within ``horizon``
+        seconds, once each (a broken tool fails again, and for everyone who calls it)."""
         agents = self.by_action.get(action)
         if not agents:
             return True
         since = ts - horizon
-        return not any(key != agent and times[2] >= since for key, times in agents.items())
+        seen = 0
+        for key, (_, second, last) in agents.items():
+            if key != agent and last >= since:
+                if second >= since:
+                    return False
+                seen += 1
+                if seen > peers:
+                    return False
+        return True
 
 
 @register_detector
@@ -105,9 +114,10 @@ class FailureRate(AgentDetector):
       with two each) and then the most failing remaining action are left out (their
       failures and calls): the agent is failing across its work, not on one broken tool.
       Or, sooner, still ``lone_spread`` failures (one) once those are left out while no
-      other agent of the fleet has failed the most failing action at all within
-      ``peer_window_s``: a broken tool fails for the other agents that use it too, so one
-      failure elsewhere is enough when nobody shares the first one.
+      other agent of the fleet has failed the most failing action within
+      ``peer_window_s`` twice, and at most ``lone_peers`` (one) have failed it once: a
+      broken tool fails again, and for the other agents that use it too, so one failure
+      elsewhere is enough when nobody shares the first one.
       The tests: at least ``min_failures`` failures in the time window with a score
       (``-log10`` p-value) of at least ``threshold``; or a *streak*, ``j >= min_streak``
       errors among the agent's last ``n <= streak_events`` events (counted in events, not
@@ -167,6 +177,10 @@ class FailureRate(AgentDetector):
         Minimum failures without the shared and the most failing action when no peer failed
         that action within ``peer_window_s`` (default 1; ``min_spread`` or more turns this
         off).
+    lone_peers
+        Peers that may each have failed that action once within ``peer_window_s`` for it
+        to count as failing for this agent alone (default 1: an ordinary failure of a peer
+        in a busy fleet is not an outage; 0: no peer failure at all).
 
     Notes
     -----
@@ -231,6 +245,7 @@ class FailureRate(AgentDetector):
         min_streak: int = 3,
         streak_events: int = 12,
         lone_spread: int = 1,
+        lone_peers: int = 1,
     ) -> None:
         self.window_s = window_s
         self.threshold = threshold
@@ -250,6 +265,7 @@ class FailureRate(AgentDetector):
         self.min_streak = min_streak
         self.streak_events = streak_events
         self.lone_spread = lone_spread
+        self.lone_peers = lone_peers
         self._fails = RateTest(
             trials="n",
             half_life=half_life,
@@ -410,7 +426,9 @@ class FailureRate(AgentDetector):
         # a tool outage fails that tool for several agents: if nobody else failed the most
         # failing action lately, one failure elsewhere is enough
         return rest >= max(self.lone_spread, 1) and all(
-            fleet.lone(name, agent, ts, horizon) for name, n in own.items() if n == top
+            fleet.lone(name, agent, ts, horizon, self.lone_peers)
+            for name, n in own.items()
+            if n == top
         )
 
     def _fleet_wide(self, fleet: _Fleet, event: ActionEvent, ts: float) -> bool:

@@ -285,6 +285,7 @@ class _FleetMix:
         "recent",
         "recent_s",
         "recent_total",
+        "shift",
     )
 
     def __init__(self, origin: float, recent_s: float, memory_s: float) -> None:
@@ -298,6 +299,7 @@ class _FleetMix:
         self.agents: set[str] = set()  # contributing agents, up to _MIN_FLEET_AGENTS
         self.last_tick = -1
         self.pending: dict[str, int] = {}  # calls of the current tick, not yet folded in
+        self.shift: dict[str, float] = {}  # shift per action since the last fold (a cache)
 
     def add(self, action: str, ts: float) -> None:
         tick = int(ts // _TICK_S)
@@ -327,6 +329,7 @@ class _FleetMix:
         self.recent_total += calls * w_recent
         self.long_total += calls * w_long
         self.pending = {}
+        self.shift = {}
 
     def shifts(self, actions: list[str], ts: float) -> list[float]:
         """Recent share minus long-memory share of each action (0 while data is thin)."""
@@ -335,9 +338,17 @@ class _FleetMix:
         mass = self.recent_total * math.exp(-(ts - self.origin) / self.recent_s)
         if mass < _MIN_FLEET_CALLS or len(self.agents) < _MIN_FLEET_AGENTS:
             return [0.0] * len(actions)
-        recent, long = self.recent, self.long
-        rt, lt = self.recent_total, self.long_total
-        return [recent.get(a, 0.0) / rt - long.get(a, 0.0) / lt for a in actions]
+        cache = self.shift
+        out = []
+        for action in actions:
+            shift = cache.get(action)
+            if shift is None:
+                shift = cache[action] = (
+                    self.recent.get(action, 0.0) / self.recent_total
+                    - self.long.get(action, 0.0) / self.long_total
+                )
+            out.append(shift)
+        return out
 
     def _rebase(self, ts: float) -> None:
         f_recent = math.exp(-(ts - self.origin) / self.recent_s)
@@ -347,3 +358,4 @@ class _FleetMix:
         self.recent_total *= f_recent
         self.long_total *= f_long
         self.origin = ts
+        self.shift = {}

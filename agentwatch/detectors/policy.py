@@ -28,7 +28,7 @@ DEFAULT_DENY_TARGETS: Final[tuple[str, ...]] = (
 """Targets no agent should touch: the default of :attr:`Policy.deny_targets`."""
 
 _FLAGS: Final = re.compile(r"^\(\?([aiLmsux]+)\)")
-_CACHE_SIZE: Final = 4096
+_CACHE_SIZE: Final = 16_384  # targets; cleared when full (high-cardinality ids miss anyway)
 _SEVERITY: Final = {"critical": "critical", "high": "error"}
 
 

@@ -228,7 +228,7 @@ class SequenceSurprise(AgentDetector):
                 secret = cache.get(target)
                 if secret is None:
                     secret = secret_re.search(target) is not None
-                    if len(cache) >= 4096:
+                    if len(cache) >= 16_384:
                         cache.clear()
                     cache[target] = secret
             if secret:

@@ -150,8 +150,23 @@ def test_a_second_tool_failing_alone_in_the_fleet_is_an_early_storm() -> None:
 def test_a_second_tool_failing_during_a_peers_outage_is_not_a_storm() -> None:
     replay = Replay(FailureRate())
     reliable(replay)
-    assert replay(event("a1", 2999, "error", "http_get")) == []  # a peer failed it too
+    assert replay(event("a1", 2998, "error", "http_get")) == []  # a peer failed it twice
+    assert replay(event("a1", 2999, "error", "http_get")) == []
     assert early_storm(replay) == []
+    two = Replay(FailureRate())  # or two peers once each
+    reliable(two)
+    two(event("a1", 2998, "error", "http_get"))
+    two(event("a2", 2999, "error", "http_get"))
+    assert early_storm(two) == []
+    # one peer's one failure is an ordinary failure (lone_peers=1), unless told otherwise
+    one = Replay(FailureRate())
+    reliable(one)
+    one(event("a1", 2999, "error", "http_get"))
+    assert [f.kind for f in early_storm(one)] == ["error_storm"]
+    strict = Replay(FailureRate(lone_peers=0))
+    reliable(strict)
+    strict(event("a1", 2999, "error", "http_get"))
+    assert early_storm(strict) == []
     # peers' failures older than peer_window_s do not count
     late = Replay(FailureRate())
     reliable(late)
