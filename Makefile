@@ -4,18 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test lint typecheck unit integration bench clean install
+.PHONY: up demo test lint typecheck unit integration bench clean install compile
 
 install: $(STAMP)
+
+## Compile the per-event detection modules (setup.py) again after an edit; only changed ones
+## are rebuilt. A build older than its source is never used (agentwatch/_native.py).
+compile: $(STAMP)
+	$(BIN)/python setup.py --quiet build_ext --inplace --parallel 2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	AGENTWATCH_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'  # compiled below
 	touch $(STAMP)
 
 ## Embedded stack (broker + worker + web) with a simulated fleet so events flow at once.
-up: $(STAMP)
+up: compile
 	$(BIN)/agentwatch up --demo
 
 lint: $(STAMP)
@@ -26,11 +31,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Lint, types, unit and integration tests (integration tests start their own embedded broker).
-test: lint typecheck
+test: lint typecheck compile
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: compile
 	$(BIN)/agentwatch bench --events 200000 --agents 1000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -f agentwatch/detectors/*.so agentwatch/detectors/*.c

@@ -1,10 +1,14 @@
 """Detection: per-agent baselines, river-style scorers, agent detectors, rules and the engine.
 
 Importing this package registers every built-in scorer and detector by name, so rules files
-can refer to them.
+can refer to them. The per-event modules may run compiled (see :mod:`agentwatch._native`).
 """
 
-from agentwatch.detectors import (  # noqa: F401 - imported to register
+from agentwatch import _native
+
+_native.install()  # before the first import of a compiled module: never run a stale build
+
+from agentwatch.detectors import (  # noqa: E402, F401 - imported to register
     budget,
     cost_drift,
     cost_spike,
@@ -21,10 +25,16 @@ from agentwatch.detectors import (  # noqa: F401 - imported to register
     sequence,
     thresholded,
 )
-from agentwatch.detectors.base import DETECTORS, SCORERS, AgentDetector, Finding, Scorer
-from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.engine import Engine
-from agentwatch.detectors.rules import RuleSet, load_rules
+from agentwatch.detectors.base import (  # noqa: E402
+    DETECTORS,
+    SCORERS,
+    AgentDetector,
+    Finding,
+    Scorer,
+)
+from agentwatch.detectors.baseline import AgentBaseline  # noqa: E402
+from agentwatch.detectors.engine import Engine  # noqa: E402
+from agentwatch.detectors.rules import RuleSet, load_rules  # noqa: E402
 
 __all__ = [
     "DETECTORS",

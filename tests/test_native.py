@@ -1,0 +1,97 @@
+"""The compiled detection modules: their doctests, their results, and the stale-build guard."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentwatch import _native
+
+COMPILED = _native.compiled_modules()
+
+
+@pytest.mark.parametrize("name", COMPILED or ["(none compiled)"])
+def test_doctests_of_a_compiled_module_run_and_pass(name: str) -> None:
+    if not COMPILED:
+        pytest.skip("no compiled detection module in this checkout (pure Python)")
+    module = importlib.import_module(f"agentwatch.detectors.{name}")
+    source = (Path(_native.__file__).parent / "detectors" / f"{name}.py").read_text()
+    tests = [t for t in doctest.DocTestFinder().find(module) if t.examples]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    for test in tests:
+        runner.run(test, out=report.append)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, "".join(report)
+    # every example of the source is found in the compiled module
+    assert result.attempted >= source.count(">>> "), (result, source.count(">>> "))
+
+
+def _backtest(tmp_path: Path, trace: Path, out: Path, *, pure: bool) -> str:
+    env = dict(os.environ, AGENTWATCH_PURE_PYTHON="1" if pure else "0")
+    code = (
+        "import sys, agentwatch._native as n; from agentwatch.backtest import run_backtest; "
+        "from agentwatch.detectors import load_rules; "
+        "r = run_backtest(sys.argv[1], load_rules(None)); "
+        "open(sys.argv[2], 'w').write(''.join(a.model_dump_json() + '\\n' for a in r.anomalies)); "
+        "print(','.join(n.compiled_modules()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(trace), str(out)],
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path, timeout=240,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_compiled_and_pure_python_engines_give_identical_anomalies(tmp_path: Path) -> None:
+    if not COMPILED:
+        pytest.skip("no compiled detection module in this checkout (pure Python)")
+    trace = tmp_path / "events.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "agentwatch.cli", "simulate", "--agents", "40", "--minutes", "90",
+         "--seed", "3", "--out", str(trace)],
+        check=True, capture_output=True, timeout=240,
+    )  # fmt: skip
+    compiled = _backtest(tmp_path, trace, tmp_path / "compiled.jsonl", pure=False)
+    pure = _backtest(tmp_path, trace, tmp_path / "pure.jsonl", pure=True)
+    assert compiled.split(",") == COMPILED
+    assert pure == ""
+    anomalies = (tmp_path / "compiled.jsonl").read_bytes()
+    assert anomalies.count(b"\n") >= 5  # the run flags the simulated incidents
+    assert anomalies == (tmp_path / "pure.jsonl").read_bytes()
+
+
+def test_a_build_older_than_its_source_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name, build_newer in (("baseline", True), ("engine", False)):
+        source, build = tmp_path / f"{name}.py", tmp_path / f"{name}{suffix}"
+        source.write_text("")
+        build.write_bytes(b"")
+        older, newer = (source, build) if build_newer else (build, source)
+        os.utime(older, (1_000_000, 1_000_000))
+        os.utime(newer, (2_000_000, 2_000_000))
+    monkeypatch.setattr(_native, "_DIR", tmp_path)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+
+    assert _native.install({}) == ["agentwatch.detectors.engine"]
+    assert "compiled engine older than the source" in caplog.text
+    finder = sys.meta_path[0]
+    spec = finder.find_spec("agentwatch.detectors.engine", None)  # type: ignore[union-attr]
+    assert spec is not None and spec.origin == str(tmp_path / "engine.py")
+    assert finder.find_spec("agentwatch.detectors.baseline", None) is None  # type: ignore[union-attr]
+
+    assert _native.install({"AGENTWATCH_PURE_PYTHON": "1"}) == [
+        "agentwatch.detectors.baseline",
+        "agentwatch.detectors.engine",
+    ]
+    assert _native.install({"AGENTWATCH_PURE_PYTHON": "0"}) == ["agentwatch.detectors.engine"]
+    assert not _native.pure_python_requested({"AGENTWATCH_PURE_PYTHON": "false"})
