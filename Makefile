@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 ## Compile the per-event detection modules (setup.py) again after an edit; only changed ones
-## are rebuilt. A build older than its source is never used (agentwatch/_native.py).
+## are rebuilt. A build not made from the current source is never used (agentwatch/_native.py).
 compile: $(STAMP)
 	$(BIN)/python setup.py --quiet build_ext --inplace --parallel 2
 
@@ -24,8 +24,8 @@ up: compile
 	$(BIN)/agentwatch up --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check agentwatch tests
-	$(BIN)/ruff format --check agentwatch tests
+	$(BIN)/ruff check agentwatch tests setup.py conftest.py
+	$(BIN)/ruff format --check agentwatch tests setup.py conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -39,4 +39,4 @@ bench: compile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
-	rm -f agentwatch/detectors/*.so agentwatch/detectors/*.c
+	rm -f agentwatch/detectors/*.so agentwatch/detectors/*.so.sha256

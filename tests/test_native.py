@@ -1,4 +1,4 @@
-"""The compiled detection modules: their doctests, their results, and the stale-build guard."""
+"""Compiled detection modules: their doctests, their results, the guard against stale builds."""
 
 from __future__ import annotations
 
@@ -68,30 +68,46 @@ def test_compiled_and_pure_python_engines_give_identical_anomalies(tmp_path: Pat
     assert anomalies == (tmp_path / "pure.jsonl").read_bytes()
 
 
-def test_a_build_older_than_its_source_is_not_used(
+def test_a_build_not_made_from_the_current_source_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    for name, build_newer in (("baseline", True), ("engine", False)):
-        source, build = tmp_path / f"{name}.py", tmp_path / f"{name}{suffix}"
-        source.write_text("")
-        build.write_bytes(b"")
-        older, newer = (source, build) if build_newer else (build, source)
-        os.utime(older, (1_000_000, 1_000_000))
-        os.utime(newer, (2_000_000, 2_000_000))
+    for name in ("baseline", "engine", "policy"):
+        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
+        (tmp_path / f"{name}{suffix}").write_bytes(b"")
+    digest = _native.source_digest(tmp_path / "baseline.py")
+    (tmp_path / f"baseline{suffix}.sha256").write_text(digest + "\n")  # built from it
+    (tmp_path / f"engine{suffix}.sha256").write_text(_native.source_digest(tmp_path / "policy.py"))
+    # policy: no record at all
     monkeypatch.setattr(_native, "_DIR", tmp_path)
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
 
-    assert _native.install({}) == ["agentwatch.detectors.engine"]
-    assert "compiled engine older than the source" in caplog.text
+    routed = ["agentwatch.detectors.engine", "agentwatch.detectors.policy"]
+    assert _native.install({}) == routed
+    assert "compiled engine, policy not built from the current source" in caplog.text
     finder = sys.meta_path[0]
     spec = finder.find_spec("agentwatch.detectors.engine", None)  # type: ignore[union-attr]
     assert spec is not None and spec.origin == str(tmp_path / "engine.py")
     assert finder.find_spec("agentwatch.detectors.baseline", None) is None  # type: ignore[union-attr]
 
+    (tmp_path / "baseline.py").write_text("# baseline, edited\n")
+    assert _native.install({"AGENTWATCH_PURE_PYTHON": "0"}) == [
+        "agentwatch.detectors.baseline",
+        *routed,
+    ]
+    (tmp_path / "baseline.py").write_text("# baseline\n")
     assert _native.install({"AGENTWATCH_PURE_PYTHON": "1"}) == [
         "agentwatch.detectors.baseline",
-        "agentwatch.detectors.engine",
+        *routed,
     ]
-    assert _native.install({"AGENTWATCH_PURE_PYTHON": "0"}) == ["agentwatch.detectors.engine"]
     assert not _native.pure_python_requested({"AGENTWATCH_PURE_PYTHON": "false"})
+
+
+def test_every_compiled_module_has_a_matching_record() -> None:
+    if not COMPILED:
+        pytest.skip("no compiled detection module in this checkout (pure Python)")
+    for name in COMPILED:
+        module = importlib.import_module(f"agentwatch.detectors.{name}")
+        record = Path(str(module.__file__) + ".sha256").read_text().strip()
+        source = Path(_native.__file__).parent / "detectors" / f"{name}.py"
+        assert record == _native.source_digest(source), name
