@@ -20,7 +20,6 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import RuleSet
 from agentwatch.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
-from agentwatch.schemas.events import MAX_EVENT_BYTES
 
 __all__ = ["BacktestResult", "read_events", "run_backtest"]
 
@@ -55,30 +54,23 @@ def read_events(
 ) -> Iterator[ActionEvent | None]:
     """Decode a JSONL file line by line; yield ``None`` for an invalid line.
 
-    Valid lines go straight to pydantic-core (the trailing newline is JSON whitespace); an
-    invalid one goes through :func:`~agentwatch.schemas.decode_event` again for its reason.
+    Each line goes to :func:`~agentwatch.schemas.decode_event` as it is (the trailing
+    newline is JSON whitespace); blank lines are skipped.
     """
-    validate = ActionEvent.__pydantic_validator__.validate_json
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
-            if len(line) <= MAX_EVENT_BYTES:
-                try:
-                    event = validate(line)
-                except (ValueError, TypeError, RecursionError):  # ValidationError is a ValueError
-                    event = None
-                if event is not None:
-                    yield event
-                    if on_progress is not None and number % 50_000 == 0:
-                        on_progress(fh.tell())
-                    continue
-            if line.isspace():
-                continue
             try:
-                yield decode_event(line)  # raises, with the reason
+                event = decode_event(line)
             except DecodeError as err:
+                if line.isspace():
+                    continue
                 if errors is not None and len(errors) < 10:
                     errors.append(f"{path}:{number}: {err.code}: {err.detail}")
                 yield None
+                continue
+            yield event
+            if on_progress is not None and number % 50_000 == 0:
+                on_progress(fh.tell())
 
 
 def _progress_printer(total: int, stream: IO[str]) -> Callable[[int], None]:
