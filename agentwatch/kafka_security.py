@@ -293,7 +293,7 @@ async def check_connection(
                 raise
             except Exception as exc:
                 fatal, reason = explain(exc, kwargs)
-                last = f"{host}: {reason}"
+                last = f"{host}: {reason}" if len(hosts) > 1 else reason
                 if fatal:
                     raise KafkaConnectError(_message(bootstrap, kwargs, last)) from None
             finally:
@@ -312,13 +312,17 @@ def explain(exc: BaseException, options: Mapping[str, Any]) -> tuple[bool, str]:
     """``(fatal, reason)`` for a failed connection; fatal = retrying cannot help."""
     protocol = str(options.get("security_protocol", "PLAINTEXT"))
     mechanism = options.get("sasl_mechanism")
-    if isinstance(exc, kafka_errors.SaslAuthenticationFailedError):
+    if isinstance(
+        exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
+    ):
         if mechanism == "OAUTHBEARER":
             hint = "check AGENTWATCH_KAFKA_SASL_OAUTH_TOKEN (or _TOKEN_FILE)"
         else:
             hint = "check AGENTWATCH_KAFKA_SASL_USERNAME and AGENTWATCH_KAFKA_SASL_PASSWORD"
         return True, f"authentication failed (wrong user, password or token): {hint}"
-    if isinstance(exc, kafka_errors.UnsupportedSaslMechanismError):
+    if isinstance(
+        exc, kafka_errors.UnsupportedSaslMechanismError | kafka_errors.IllegalSaslStateError
+    ):
         return True, (
             f"the broker does not offer SASL mechanism {mechanism}: "
             "check AGENTWATCH_KAFKA_SASL_MECHANISM"
@@ -341,9 +345,12 @@ def explain(exc: BaseException, options: Mapping[str, Any]) -> tuple[bool, str]:
         hint = "" if protocol in ("SSL", "SASL_SSL") else " (a TLS listener? then use SSL)"
         return False, f"no answer in time{hint}"
     if isinstance(exc, kafka_errors.KafkaConnectionError):  # accepted, then dropped
+        certificate = ""
+        if protocol in ("SSL", "SASL_SSL"):
+            certificate = ", or a client certificate (AGENTWATCH_KAFKA_SSL_CERTFILE)"
         return True, (
-            f"the broker closed the connection: does this listener expect another "
-            f"security protocol than {protocol}? (AGENTWATCH_KAFKA_SECURITY_PROTOCOL)"
+            "the broker closed the connection: does this listener want another security "
+            f"protocol than {protocol} (AGENTWATCH_KAFKA_SECURITY_PROTOCOL){certificate}?"
         )
     if isinstance(exc, OSError):
         return False, f"{exc.strerror or exc}"

@@ -87,7 +87,9 @@ def _leaf(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def _write(path: Path, cert: x509.Certificate | None, key: ec.EllipticCurvePrivateKey | None) -> Path:
+def _write(
+    path: Path, cert: x509.Certificate | None, key: ec.EllipticCurvePrivateKey | None
+) -> Path:
     if cert is not None:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:

@@ -34,7 +34,9 @@ class Rfc7677Store(UserStore):
 
 
 def test_scram_sha_256_matches_rfc_7677_example() -> None:
-    exchange = ScramExchange("SCRAM-SHA-256", Rfc7677Store(), nonce="%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
+    exchange = ScramExchange(
+        "SCRAM-SHA-256", Rfc7677Store(), nonce="%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    )
     server_first = exchange.step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
     assert server_first == (
         b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
