@@ -88,8 +88,9 @@ async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
 
 
 async def test_worker_and_sdk_agent_end_to_end_over_sasl_ssl(
-    secure_broker: EmbeddedBroker, pki: Pki, tmp_path: Path
+    secure_broker: EmbeddedBroker, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     settings = secure(secure_broker, pki, tmp_path)
     assert secure_broker.security_protocol == "SASL_SSL"
     authenticated_before = secure_broker.listener.authenticated  # type: ignore[union-attr]
@@ -122,6 +123,8 @@ async def test_worker_and_sdk_agent_end_to_end_over_sasl_ssl(
     assert monitor.stats["sent"] == 6  # five calls and the denied one, all over TLS + SCRAM
     listener = secure_broker.listener
     assert listener is not None and listener.authenticated > authenticated_before + 3
+    assert "Authenticated as svc via SCRAM-SHA-512" in caplog.text  # aiokafka's own line
+    assert PASSWORD not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from agentwatch.streams.broker import EmbeddedBroker
+from agentwatch.streams.broker import EmbeddedBroker, free_port, kafka_ready
 from agentwatch.streams.secure_listener import BrokerSecurity
 
 pytestmark = pytest.mark.integration
@@ -121,3 +124,40 @@ async def test_nothing_but_the_login_reaches_the_broker_before_authentication(
         assert struct.unpack_from(">ihh", data, 4)[1] == 34  # IllegalSaslState, then closed
     else:
         assert data == b""
+
+
+def test_tansu_cannot_secure_itself_which_is_why_the_listener_exists(tmp_path: Path) -> None:
+    """If an upgraded Tansu passes this no more, docs/operations.md needs a look."""
+    binary = EmbeddedBroker._resolve_binary()
+    both = subprocess.run(  # TLS needs both options, and they exclude each other
+        [binary, "broker", "--cert", "c.pem", "--key", "k.pem"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert both.returncode != 0 and "cannot be used with" in both.stderr
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    args = ["--listener-url", url, "--advertised-listener-url", url, "--authentication"]
+    broker = subprocess.Popen(
+        [binary, "broker", *args, "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not kafka_ready("127.0.0.1", port):
+            assert time.monotonic() < deadline and broker.poll() is None
+            time.sleep(0.05)
+        user = subprocess.run(  # no user can be made before one has logged in
+            [binary, "user", "create", "--broker", url, "svc", "pw"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert user.returncode != 0
+    finally:
+        broker.terminate()
+        broker.wait(10)
