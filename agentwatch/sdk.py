@@ -497,7 +497,8 @@ class Monitor:
             settings = load_settings()
         kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
-        kwargs["kafka_options"] = {**client_options(settings), **kwargs.get("kafka_options", {})}
+        explicit = kwargs.get("kafka_options") or {}
+        kwargs["kafka_options"] = {**client_options(settings), **explicit}
         return cls(agent_id, fleet, **kwargs)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -1374,7 +1375,8 @@ class SyncMonitor:
             settings = load_settings()
         kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
-        kwargs["kafka_options"] = {**client_options(settings), **kwargs.get("kafka_options", {})}
+        explicit = kwargs.get("kafka_options") or {}
+        kwargs["kafka_options"] = {**client_options(settings), **explicit}
         return cls(agent_id, fleet, **kwargs)
 
     def start(self) -> SyncMonitor:
