@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.schemas import ActionEvent
+from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
@@ -84,6 +85,7 @@ async def _bench(
             web_port=0,
             log_level="WARNING",
         )
+        ensure_key_pair(tmp)  # the worker signs control records with <data_dir>/control.key
         worker_app = create_app(settings)
         processed = 0
         first_at = 0.0

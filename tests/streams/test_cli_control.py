@@ -54,7 +54,10 @@ async def test_cli_halts_revokes_and_handles_incidents(settings: Settings, tmp_p
         assert code == 0 and "revoked: http_post, send_email" in out
         code, out, _ = await cli(url, "agents", "show", "cli-1", "--json")
         control = json.loads(out)["control"]
-        assert control["halted"] and control["version"] == 2
+        assert control["halted"] and control["revoked"] == ["http_post", "send_email"]
+        stored = worker.response.control("cli-1")
+        assert stored is not None and control["version"] == stored.version
+        assert control["signature"] == stored.signature
         code, out, _ = await cli(url, "agents", "list", "--halted")
         assert "cli-1" in out and "HALTED" in out
 
