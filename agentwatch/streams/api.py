@@ -211,8 +211,10 @@ def register_api(worker: WorkerApp) -> None:
                 return count("agent", _problem(self, 404, f"unknown agent {agent_id!r}"))
             body = baseline.to_dict() if baseline is not None else {"agent_id": agent_id}
             body.update(control)
-            version = (control.get("control") or {}).get("version", 0)
-            return count("agent", self.json(body, headers={"ETag": etag(version)}))
+            headers = None
+            if control.get("responder") != "unavailable":  # no tag for a state not read
+                headers = {"ETag": etag((control.get("control") or {}).get("version", 0))}
+            return count("agent", self.json(body, headers=headers))
 
     async def response_part(request: Any, agent_id: str) -> dict[str, Any]:
         if response.owns():
