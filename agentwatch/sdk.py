@@ -1075,6 +1075,9 @@ class Monitor:
             except VerificationError as exc:
                 self._refuse(topic, partition, offset, exc.reason, exc.detail)
                 return
+            except Exception as exc:  # defensive: never let a record stop the control loop
+                self._refuse(topic, partition, offset, "bad_signature", type(exc).__name__)
+                return
         implausible = self._implausible(state)
         if implausible is not None:
             self._refuse(topic, partition, offset, "implausible", implausible)

@@ -120,5 +120,5 @@ async def test_if_match_applies_only_on_the_named_version(
             assert status == 400 and "If-Match" in doc["error"]
             stored = worker.response.control("cas-1")
             assert stored is not None and not stored.halted and stored.version == won["version"]
-        text = worker.metrics.registry.get_sample_value("agentwatch_control_conflicts_total")
-        assert text == 2.0
+        conflicts = worker.metrics.registry.get_sample_value("agentwatch_control_conflicts_total")
+        assert conflicts == 2.0

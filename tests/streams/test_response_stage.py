@@ -189,7 +189,7 @@ async def test_if_match_is_a_compare_and_set() -> None:
     conflicts = [r for r in results if isinstance(r, VersionConflict)]
     assert len(applied) == 1 and len(conflicts) == 1
     assert conflicts[0].current == applied[0].version and conflicts[0].expected == first.version
-    assert stage.metrics.control_conflicts._value.get() == 2
+    assert stage.metrics.registry.get_sample_value("agentwatch_control_conflicts_total") == 2
     assert len(published(stage)) == 2
 
 
@@ -260,4 +260,4 @@ async def test_resign_publishes_foreign_and_unsigned_states_once() -> None:
         assert record.version > 7 and record.halted and record.updated_by == "alice"
         assert stage.control(agent) == record
     assert stage.control("ours") == ours
-    assert stage.metrics.control_resigned._value.get() == 2
+    assert stage.metrics.registry.get_sample_value("agentwatch_control_resigned_total") == 2
