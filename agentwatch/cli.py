@@ -33,6 +33,10 @@ incidents_app = typer.Typer(
     help="Incidents: list, show, acknowledge, resolve (control API).", no_args_is_help=True
 )
 app.add_typer(incidents_app, name="incidents")
+keys_app = typer.Typer(
+    help="Control signing keys: workers sign halts, agents verify them.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 
 ConfigOption = Annotated[
     Path | None,
@@ -63,12 +67,24 @@ def up(
     from agentwatch.streams.runner import run_embedded
 
     settings = _settings(config)
+    if settings.control_signing_key is not None or settings.control_signing_key_file is not None:
+        _check_signing_key(settings, "up")
     tasks = []
     if demo:
         from agentwatch.simulator import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
     raise typer.Exit(run_embedded(settings, tasks=tasks))
+
+
+def _check_signing_key(settings: Settings, command: str) -> None:
+    from agentwatch.schemas.signing import SigningKeyError, signer_from_settings
+
+    try:
+        signer_from_settings(settings)
+    except SigningKeyError as exc:
+        typer.echo(f"agentwatch {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -78,12 +94,38 @@ def worker(config: ConfigOption = None) -> None:
     from agentwatch.streams.runner import run_worker
 
     settings = _settings(config)
+    _check_signing_key(settings, "worker")
     try:
         code = run_worker(settings)
     except KafkaConnectError as exc:
         typer.echo(f"agentwatch: {exc}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Where control.key and control.pub go.")],
+) -> None:
+    """Make the control signing key pair in DIRECTORY once (an existing pair is kept)."""
+    from agentwatch.schemas.signing import (
+        SigningKeyError,
+        ensure_key_pair,
+        key_id_of,
+        load_public_key,
+    )
+
+    try:
+        private, public, created = ensure_key_pair(directory)
+        key_id = key_id_of(load_public_key(str(public)))
+    except (SigningKeyError, OSError) as exc:
+        typer.echo(f"agentwatch keys generate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{'made' if created else 'kept the existing'} control key {key_id}\n"
+        f"  workers: AGENTWATCH_CONTROL_SIGNING_KEY_FILE={private}  (private, mode 0600)\n"
+        f"  agents:  AGENTWATCH_CONTROL_VERIFY_KEYS={public}  (public)"
+    )
 
 
 @app.command()
@@ -274,6 +316,15 @@ ActorOption = Annotated[
     typer.Option("--actor", help="Who (default $AGENTWATCH_ACTOR, else $USER)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
+IfVersionOption = Annotated[
+    int | None,
+    typer.Option(
+        "--if-version",
+        min=0,
+        help="Apply only if the agent's control version is still this one (see `agents show`; "
+        "0 = never changed); otherwise fail and print the current version.",
+    ),
+]
 
 
 def _client(config: Path | None, url: str | None) -> Any:
@@ -304,7 +355,10 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
-        hint = " (check AGENTWATCH_API_TOKEN)" if exc.status == 401 else ""
+        hint = {
+            401: " (check AGENTWATCH_API_TOKEN)",
+            409: " (`agentwatch agents show` prints the current version)",
+        }.get(exc.status, "")
         status = f"HTTP {exc.status}: " if exc.status else ""
         typer.echo(f"agentwatch: {status}{exc}{hint}", err=True)
         raise typer.Exit(1) from None
@@ -379,6 +433,7 @@ def _control(
     config: Path | None,
     actions: list[str] | None = None,
     incident: str | None = None,
+    if_version: int | None = None,
 ) -> None:
     client = _client(config, url)
     doc = _call(
@@ -389,6 +444,7 @@ def _control(
         reason=reason,
         actions=actions,
         incident_id=incident,
+        if_version=if_version,
     )
     _print_control(doc)
 
@@ -399,11 +455,12 @@ def agents_halt(
     reason: ReasonOption,
     incident: Annotated[str | None, typer.Option(help="Incident this halt belongs to.")] = None,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Halt an agent: its next tool call raises AgentHalted."""
-    _control("halt", agent_id, reason, actor, url, config, incident=incident)
+    _control("halt", agent_id, reason, actor, url, config, incident=incident, if_version=if_version)
 
 
 @agents_app.command("resume")
@@ -411,11 +468,12 @@ def agents_resume(
     agent_id: str,
     reason: ReasonOption,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Let a halted agent run again (revoked actions stay revoked)."""
-    _control("resume", agent_id, reason, actor, url, config)
+    _control("resume", agent_id, reason, actor, url, config, if_version=if_version)
 
 
 @agents_app.command("revoke")
@@ -424,11 +482,12 @@ def agents_revoke(
     actions: Annotated[list[str], typer.Argument(help="Actions (tools) to revoke.")],
     reason: ReasonOption,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Revoke specific actions; the agent's other tools keep working."""
-    _control("revoke", agent_id, reason, actor, url, config, actions=actions)
+    _control("revoke", agent_id, reason, actor, url, config, actions=actions, if_version=if_version)
 
 
 @agents_app.command("grant")
@@ -439,6 +498,7 @@ def agents_grant(
     ] = None,
     reason: ReasonOption = "",
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -446,7 +506,16 @@ def agents_grant(
     if not reason:
         typer.echo("agentwatch: --reason is required", err=True)
         raise typer.Exit(2)
-    _control("grant", agent_id, reason, actor, url, config, actions=actions or [])
+    _control(
+        "grant",
+        agent_id,
+        reason,
+        actor,
+        url,
+        config,
+        actions=actions or [],
+        if_version=if_version,
+    )
 
 
 @incidents_app.command("list")

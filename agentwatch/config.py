@@ -11,7 +11,7 @@ import os
 import ssl
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -21,7 +21,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -134,6 +139,30 @@ class Settings(BaseSettings):
         description="where the CLI reaches a worker's control API",
     )
 
+    # Control records: workers sign them (Ed25519), SDK agents verify them (docs/operations.md)
+    control_signing_key_file: Path | None = Field(
+        None,
+        description="worker: Ed25519 private key (PEM, mode 0600); default <data_dir>/control.key"
+        " when it exists (`agentwatch keys generate DIR` makes one)",
+    )
+    control_signing_key: SecretStr | None = Field(
+        None,
+        description="worker: the private key inline (PEM or base64 of 32 bytes); wins over the "
+        "file",
+    )
+    control_verify_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SDK: accepted public keys, comma-separated (files, PEM or base64 of 32 "
+        "bytes; several during a rotation); default <data_dir>/control.pub when it exists",
+    )
+    control_max_clock_skew_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="SDK: a control record whose version or updated_at is further than this "
+        "ahead of the agent's clock is refused as implausible",
+    )
+
     rules_file: Path | None = Field(
         None, description="alerting rules (YAML); default: the shipped rules"
     )
@@ -207,7 +236,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not host:port")
         return ",".join(h.removeprefix("kafka://") for h in hosts)
 
-    @field_validator("api_token", "pagerduty_routing_key", "slack_webhook_url", mode="before")
+    @field_validator("control_verify_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "api_token",
+        "pagerduty_routing_key",
+        "slack_webhook_url",
+        "control_signing_key",
+        mode="before",
+    )
     @classmethod
     def _empty_secret_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

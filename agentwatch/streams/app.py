@@ -21,6 +21,7 @@ from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import RuleSet, load_rules
 from agentwatch.kafka_security import faust_credentials
+from agentwatch.schemas.signing import signer_from_settings
 from agentwatch.streams.api import register_api
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
@@ -72,9 +73,15 @@ def create_app(
 
     ``dispatcher`` (notifier delivery) and ``clock`` (the responder's wall clock) are
     injectable for tests; by default the notifiers come from ``settings``.
+
+    Raises
+    ------
+    agentwatch.schemas.signing.SigningKeyError
+        when there is no usable control signing key (workers sign every control record).
     """
     import time
 
+    signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
     rules: RuleSet = load_rules(settings.rules_file)
     engine = engine if engine is not None else Engine(rules)
@@ -165,6 +172,7 @@ def create_app(
         anomalies_topic=anomalies_name,
         owns=owns,
         metrics=metrics,
+        signer=signer,
         clock=clock,
     )
     if dispatcher is None:

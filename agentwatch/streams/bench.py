@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.schemas import ActionEvent
+from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
@@ -86,6 +87,7 @@ async def _bench(
             log_level="WARNING",
             **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
         )
+        ensure_key_pair(tmp)  # the worker signs control records with <data_dir>/control.key
         worker_app = create_app(settings)
         processed = 0
         first_at = 0.0

@@ -9,7 +9,8 @@ call returned, so *before* it reached the broker: the figure is an upper bound o
 broker") to the moment the agent's next tool call raised ``AgentHalted``.
 
 Broker, worker and agents share one process and one event loop, so the figures are
-conservative.
+conservative. The worker signs every control record and the agents verify them (a key pair made
+in the bench's temporary directory), as in production.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.sdk import AgentHalted, Monitor
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
@@ -80,13 +82,8 @@ async def _trial(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{agent}: history not processed")
         await asyncio.sleep(0.02)
-    monitor = Monitor(
-        agent,
-        "halt-bench",
-        bootstrap=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-        require_control=True,
-    )
+    monitor = Monitor.from_settings(agent, "halt-bench", settings=settings, require_control=True)
+    assert monitor.control_verifier is not None  # the SDK verifies each control record
     async with monitor:
 
         @monitor.tool(target_arg="doc")
@@ -121,11 +118,14 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="agentwatch-halt-") as tmp,
         EmbeddedBroker() as broker,
     ):
+        private, public, _ = ensure_key_pair(f"{tmp}/keys")
         settings = Settings(
             kafka_bootstrap=broker.bootstrap,
             app_id="agentwatch-halt-bench",
             data_dir=f"{tmp}/state",  # type: ignore[arg-type]
             web_port=0,
+            control_signing_key_file=private,
+            control_verify_keys=[str(public)],
             **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
             **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
         )

@@ -100,6 +100,17 @@ class WorkerMetrics:
             "Incidents currently open or acknowledged (on the responder's worker).",
             registry=r,
         )
+        self.control_conflicts = Counter(
+            "agentwatch_control_conflicts",
+            "Control API changes refused because If-Match named another version (409).",
+            registry=r,
+        )
+        self.control_resigned = Counter(
+            "agentwatch_control_resigned",
+            "Stored control states published again, signed with this worker's key "
+            "(unsigned or signed with another key: upgrade, key rotation).",
+            registry=r,
+        )
         self.api_requests = Counter(
             "agentwatch_api_requests",
             "Control API requests, by endpoint and HTTP status.",
