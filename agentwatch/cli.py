@@ -65,7 +65,7 @@ def up(
     settings = _settings(config)
     tasks = []
     if demo:
-        from agentwatch.simulator import demo_task
+        from agentwatch.lab.sim import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
     raise typer.Exit(run_embedded(settings, tasks=tasks))
@@ -100,7 +100,7 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a fleet of agents with injected incidents and benign changes."""
-    from agentwatch import simulator
+    from agentwatch.lab import sim as simulator
 
     if out is None and not kafka:
         typer.echo("agentwatch simulate: give --out FILE or --kafka", err=True)
@@ -145,11 +145,11 @@ def bench(
     ] = 0,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
-    from agentwatch.streams.bench import run_bench
+    from agentwatch.lab.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
     if halt_trials:
-        from agentwatch.streams.halt_bench import run_halt_bench
+        from agentwatch.lab.halt_bench import run_halt_bench
 
         typer.echo(run_halt_bench(trials=halt_trials))
         return
@@ -173,10 +173,10 @@ def backtest(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Replay recorded events through the detection engine; score against labels."""
-    from agentwatch.backtest import run_backtest
     from agentwatch.detectors.rules import RulesError, load_rules
-    from agentwatch.evaluation import evaluate
-    from agentwatch.simulator import load_labels
+    from agentwatch.lab.backtest import run_backtest
+    from agentwatch.lab.evaluation import evaluate
+    from agentwatch.lab.labels import LabelError, load_labels
 
     try:
         ruleset = load_rules(rules)
@@ -205,13 +205,17 @@ def backtest(
             for anomaly in result.anomalies:
                 fh.write(anomaly.model_dump_json() + "\n")
         typer.echo(f"wrote {len(result.anomalies)} anomalies to {out}")
-    label_rows = load_labels(labels) if labels is not None else []
+    try:
+        label_rows = load_labels(labels) if labels is not None else []
+    except (OSError, LabelError) as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
     evaluation = None
     if labels is not None:
         evaluation = evaluate(result.anomalies, label_rows, result.summary)
         typer.echo(evaluation.format_text())
     if report is not None:
-        from agentwatch.report import render_report
+        from agentwatch.lab.report import render_report
 
         report.parent.mkdir(parents=True, exist_ok=True)
         html = render_report(result.anomalies, label_rows, result.summary, evaluation)

@@ -18,7 +18,7 @@ from typing import IO
 
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import RuleSet
-from agentwatch.evaluation import FleetSummary
+from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 
 __all__ = ["BacktestResult", "read_events", "run_backtest"]
