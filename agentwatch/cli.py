@@ -6,11 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from agentwatch.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from agentwatch.detectors.rules import RuleSet
+    from agentwatch.lab.evaluation import Evaluation, Targets
 
 __all__ = ["app", "main"]
 
@@ -81,16 +85,30 @@ def worker(config: ConfigOption = None) -> None:
 
 @app.command()
 def simulate(
-    agents: Annotated[int, typer.Option(help="Number of agents.")] = 50,
-    minutes: Annotated[float, typer.Option(help="Simulated minutes.")] = 60.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 0,
+    agents: Annotated[int | None, typer.Option(help="Number of agents [default: 50].")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Simulated minutes [default: 60].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (same seed, same events) [default: 0].")
+    ] = None,
     incidents: Annotated[
-        str, typer.Option(help="Comma-separated incident kinds, 'all' or 'none'.")
-    ] = "all",
+        str | None,
+        typer.Option(help="Comma-separated incident kinds, 'all' or 'none' [default: all]."),
+    ] = None,
     benign: Annotated[
-        str, typer.Option(help="Comma-separated benign fleet-wide changes, 'all' or 'none'.")
-    ] = "all",
-    shape: Annotated[str, typer.Option(help="Fleet shape.")] = "mixed",
+        str | None,
+        typer.Option(
+            help="Comma-separated benign fleet-wide changes (model_upgrade, tool_rollout, "
+            "prompt_change), 'all' or 'none' [default: model_upgrade,tool_rollout]."
+        ),
+    ] = None,
+    shape: Annotated[str | None, typer.Option(help="Fleet shape [default: mixed].")] = None,
+    world: Annotated[
+        Path | None,
+        typer.Option(help="A world spec (YAML) fixing fleets, changes, incidents and seed."),
+    ] = None,
+    sealed: Annotated[
+        bool, typer.Option(help="Allow a sealed world spec (breaks the seal: only at the end).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write events as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Write incident labels here.")] = None,
     kafka: Annotated[bool, typer.Option(help="Produce to the actions topic.")] = False,
@@ -105,15 +123,34 @@ def simulate(
     if out is None and not kafka:
         typer.echo("agentwatch simulate: give --out FILE or --kafka", err=True)
         raise typer.Exit(2)
+    flags = {
+        "--agents": agents,
+        "--minutes": minutes,
+        "--seed": seed,
+        "--incidents": incidents,
+        "--benign": benign,
+        "--shape": shape,
+    }
     try:
-        sim_config = simulator.SimConfig(
-            agents=agents,
-            minutes=minutes,
-            seed=seed,
-            incidents=simulator.parse_kinds(incidents, simulator.ALL_INCIDENT_KINDS),
-            benign_changes=simulator.parse_kinds(benign, simulator.ALL_BENIGN_CHANGES),
-            shape=shape,
-        )
+        if world is not None:
+            given = [name for name, value in flags.items() if value is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: the world spec sets these; drop them")
+            if sealed:
+                typer.echo(f"agentwatch simulate: BREAKING THE SEAL of {world}", err=True)
+            sim_config = simulator.load_world(world, allow_sealed=sealed).config
+        else:
+            sim_config = simulator.SimConfig(
+                agents=50 if agents is None else agents,
+                minutes=60.0 if minutes is None else minutes,
+                seed=seed or 0,
+                incidents=simulator.parse_kinds(incidents or "all", simulator.ALL_INCIDENT_KINDS),
+                benign_changes=simulator.parse_kinds(
+                    benign or ",".join(simulator.BENIGN_CHANGE_KINDS),
+                    simulator.ALL_BENIGN_CHANGES,
+                ),
+                shape=shape or "mixed",
+            )
     except ValueError as exc:
         typer.echo(f"agentwatch simulate: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -165,62 +202,205 @@ def bench(
 
 @app.command()
 def backtest(
-    events: Annotated[Path, typer.Argument(help="Events as JSONL (one ActionEvent per line).")],
+    events: Annotated[
+        Path | None, typer.Argument(help="Events as JSONL (one ActionEvent per line).")
+    ] = None,
     rules: Annotated[Path | None, typer.Option(help="Rules file (default: shipped).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write anomalies as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Incident labels (JSONL).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    worlds: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of EVENTS: backtest world specs, 'tuning', 'sealed' (needs --sealed), "
+            "a directory of specs or one spec file; one line per world."
+        ),
+    ] = None,
+    sealed: Annotated[
+        bool,
+        typer.Option(help="Allow sealed worlds (breaks the seal: only for the final figures)."),
+    ] = False,
+    traces: Annotated[
+        Path | None,
+        typer.Option(help="With --worlds: keep the generated traces here and reuse them."),
+    ] = None,
+    targets: Annotated[
+        Path | None, typer.Option(help="Targets file (YAML; default: the project's bar).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when a target fails (needs labels or worlds).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Replay recorded events through the detection engine; score against labels."""
+    """Replay recorded events (or world specs) through the detection engine; score them."""
+
     from agentwatch.detectors.rules import RulesError, load_rules
+    from agentwatch.lab.backtest import rules_fingerprint
+    from agentwatch.lab.evaluation.targets import Targets, TargetsError, load_targets
+
+    try:
+        ruleset = load_rules(rules)
+        goal = load_targets(targets) if targets is not None else Targets()
+    except RulesError as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TargetsError as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fingerprint = rules_fingerprint(rules)
+    if worlds is not None:
+        if events is not None or out is not None or labels is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --worlds replaces EVENTS, --out, --labels and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = _backtest_worlds(worlds, ruleset, fingerprint, goal, sealed, traces, as_json)
+        if check and not ok:
+            raise typer.Exit(1)
+        return
+    if events is None:
+        typer.echo("agentwatch backtest: give EVENTS.jsonl or --worlds", err=True)
+        raise typer.Exit(2)
+    if check and labels is None:
+        typer.echo("agentwatch backtest: --check needs --labels (or --worlds)", err=True)
+        raise typer.Exit(2)
+    evaluation = _backtest_file(
+        events, ruleset, fingerprint, out, labels, report, progress, as_json, goal
+    )
+    if check and evaluation is not None and not all(c.ok for c in evaluation.check(goal)):
+        raise typer.Exit(1)
+
+
+def _backtest_file(
+    events: Path,
+    ruleset: RuleSet,
+    fingerprint: dict[str, str],
+    out: Path | None,
+    labels: Path | None,
+    report: Path | None,
+    progress: bool,
+    as_json: bool,
+    goal: Targets,
+) -> Evaluation | None:
+    import json
+
     from agentwatch.lab.backtest import run_backtest
     from agentwatch.lab.evaluation import evaluate
     from agentwatch.lab.labels import LabelError, load_labels
 
-    try:
-        ruleset = load_rules(rules)
-    except RulesError as exc:
-        typer.echo(f"agentwatch backtest: {exc}", err=True)
-        raise typer.Exit(2) from None
     if not events.is_file():
         typer.echo(f"agentwatch backtest: {events}: no such file", err=True)
         raise typer.Exit(2)
-    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
-    for line in result.first_errors:
-        typer.echo(f"invalid event: {line}", err=True)
-    typer.echo(
-        f"{result.events} events, {result.summary.agents} agents, {len(result.anomalies)} "
-        f"anomalies; {result.invalid} invalid, {result.duplicates} duplicate, "
-        f"{result.out_of_order} out of order"
-    )
-    typer.echo(
-        f"throughput: {result.engine_events_per_s:,.0f} events/s in the engine "
-        f"(Engine.process), {result.events_per_s:,.0f} events/s end to end "
-        f"(engine setup, read, decode, detect)"
-    )
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            for anomaly in result.anomalies:
-                fh.write(anomaly.model_dump_json() + "\n")
-        typer.echo(f"wrote {len(result.anomalies)} anomalies to {out}")
     try:
         label_rows = load_labels(labels) if labels is not None else []
     except (OSError, LabelError) as exc:
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
+    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
+    for line in result.first_errors:
+        typer.echo(f"invalid event: {line}", err=True)
+
+    def say(text: str) -> None:  # with --json, stdout carries the JSON only
+        typer.echo(text, err=as_json)
+
+    say(
+        f"{result.events} events, {result.summary.agents} agents, {len(result.anomalies)} "
+        f"anomalies; {result.invalid} invalid, {result.duplicates} duplicate, "
+        f"{result.out_of_order} out of order"
+    )
+    say(
+        f"throughput: {result.engine_events_per_s:,.0f} events/s in the engine "
+        f"(Engine.process), {result.events_per_s:,.0f} events/s end to end "
+        f"(engine setup, read, decode, detect)"
+    )
+    say(f"rules: {fingerprint['source']} sha256 {fingerprint['sha256']}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            for anomaly in result.anomalies:
+                fh.write(anomaly.model_dump_json() + "\n")
+        say(f"wrote {len(result.anomalies)} anomalies to {out}")
     evaluation = None
     if labels is not None:
         evaluation = evaluate(result.anomalies, label_rows, result.summary)
-        typer.echo(evaluation.format_text())
+        if not as_json:
+            typer.echo(evaluation.format_text(targets=goal))
+    if as_json:
+        doc: dict[str, Any] = {
+            "rules": fingerprint,
+            "events": result.events,
+            "events_per_s": round(result.events_per_s),
+            "engine_events_per_s": round(result.engine_events_per_s),
+            "anomalies": len(result.anomalies),
+        }
+        if evaluation is not None:
+            doc["evaluation"] = evaluation.to_dict()
+            doc["checks"] = [
+                {"name": c.name, "ok": c.ok, "detail": c.detail} for c in evaluation.check(goal)
+            ]
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
     if report is not None:
         from agentwatch.lab.report import render_report
 
         report.parent.mkdir(parents=True, exist_ok=True)
         html = render_report(result.anomalies, label_rows, result.summary, evaluation)
         report.write_text(html, encoding="utf-8")
-        typer.echo(f"wrote report to {report}")
+        say(f"wrote report to {report}")
+    return evaluation
+
+
+def _backtest_worlds(
+    selector: str,
+    ruleset: RuleSet,
+    fingerprint: dict[str, str],
+    goal: Targets,
+    sealed: bool,
+    traces: Path | None,
+    as_json: bool,
+) -> bool:
+    import json
+    import time
+
+    from agentwatch.lab.matrix.run import (
+        format_tables,
+        progress_line,
+        run_worlds,
+        runs_to_json,
+        select_worlds,
+    )
+    from agentwatch.lab.sim import WorldError
+
+    try:
+        chosen = select_worlds(selector, allow_sealed=sealed)
+    except (WorldError, ValueError) as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    opened = [w.name for w in chosen if w.half == "sealed"]
+    if opened:
+        typer.echo(
+            f"agentwatch backtest: BREAKING THE SEAL of {len(opened)} sealed world(s): "
+            f"{', '.join(opened)}",
+            err=True,
+        )
+    typer.echo(
+        f"backtesting {len(chosen)} world(s) with {fingerprint['source']} "
+        f"(sha256 {fingerprint['sha256'][:16]}...)",
+        err=True,
+    )
+    started = time.perf_counter()
+    runs = run_worlds(chosen, ruleset, traces=traces, on_world=progress_line())
+    wall = time.perf_counter() - started
+    doc = runs_to_json(runs, goal, fingerprint)
+    if as_json:
+        doc["wall_seconds"] = round(wall, 1)
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        typer.echo(f"rules: {fingerprint['source']} sha256 {fingerprint['sha256']}")
+        typer.echo(format_tables(runs, goal))
+        typer.echo(f"\nwall time: {wall:.0f} s for {len(runs)} world(s), one process")
+    return bool(doc["passed"])
 
 
 @rules_app.command("validate")

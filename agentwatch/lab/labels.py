@@ -68,7 +68,8 @@ class Label:
         Whether a detector should stay quiet about it.
     params
         Kind-specific parameters (JSON-able): which action loops, which model, and for a
-        cost ramp ``crosses_2x_at``, when its cost rate reaches twice the starting one.
+        cost ramp ``crosses_2x_at`` and ``crosses_3x_at``, when its cost rate reaches twice
+        and three times the starting one.
 
     Examples
     --------
@@ -117,6 +118,12 @@ class Label:
     def crosses_2x_s(self) -> float | None:
         """For a cost ramp, when its cost rate reaches twice the starting one (epoch s)."""
         value = self.params.get("crosses_2x_at")
+        return None if value is None else parse_time(value)
+
+    @property
+    def crosses_3x_s(self) -> float | None:
+        """For a cost ramp, when its cost rate reaches three times the starting one."""
+        value = self.params.get("crosses_3x_at")
         return None if value is None else parse_time(value)
 
     def to_dict(self) -> dict[str, Any]:

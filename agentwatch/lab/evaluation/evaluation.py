@@ -127,7 +127,29 @@ class Evaluation:
                     f"{_secs(med)} (<= {t.max_median_ttd_s:g}s)",
                 )
             )
+        fast = self.fast_ramps
+        if fast:
+            ok = sum(self.ramp_in_time(r, t) for r in fast)
+            out.append(
+                TargetCheck(
+                    "fast ramps flagged after 2x",
+                    ok == len(fast),
+                    f"{ok}/{len(fast)} within {t.max_after_2x_s / 60:g} min of crossing 2x",
+                )
+            )
         return out
+
+    @property
+    def fast_ramps(self) -> list[IncidentResult]:
+        """Cost ramps that reach 3x their starting cost rate within 2 h."""
+        return [r for r in self.incidents if r.fast_ramp]
+
+    @staticmethod
+    def ramp_in_time(result: IncidentResult, targets: Targets | None = None) -> bool:
+        """Whether a cost ramp was flagged by ``max_after_2x_s`` after it crossed 2x."""
+        after = result.after_2x_s
+        limit = (targets or Targets()).max_after_2x_s
+        return result.detected and after is not None and after <= limit
 
     # -- output --------------------------------------------------------------------------
     def to_dict(self, *, max_episodes: int = 200) -> dict[str, Any]:

@@ -147,10 +147,22 @@ class IncidentResult:
     first_detector: str | None
     detectors: tuple[str, ...]
     """Every detector with an anomaly in the incident window, sorted."""
+    crosses_2x: float | None = None
+    """For a cost ramp: when its cost rate reaches twice the starting one."""
+    fast_ramp: bool = False
+    """A cost ramp that reaches three times its starting cost rate within two hours."""
+
+    @property
+    def after_2x_s(self) -> float | None:
+        """For a detected cost ramp: first detection minus the 2x crossing (negative when
+        flagged before it)."""
+        if self.crosses_2x is None or self.ttd_s is None:
+            return None
+        return self.start + self.ttd_s - self.crosses_2x
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {
+        out = {
             "id": self.id,
             "kind": self.kind,
             "agent_id": self.agent_id,
@@ -162,6 +174,11 @@ class IncidentResult:
             "first_detector": self.first_detector,
             "detectors": list(self.detectors),
         }
+        if self.crosses_2x is not None:
+            out["crosses_2x"] = iso(self.crosses_2x)
+            out["after_2x_s"] = self.after_2x_s
+            out["fast_ramp"] = self.fast_ramp
+        return out
 
 
 @dataclass(frozen=True)

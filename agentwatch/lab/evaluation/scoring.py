@@ -39,6 +39,10 @@ def evaluate(
       ``start <= ts <= end + grace_s``; **time to detect** (TTD) is the first such anomaly's
       ``ts - start``. Recall (detected / incidents) is reported per kind and overall, with
       the median and p90 (linear interpolation) TTD per kind over detected incidents.
+    * **Cost ramps** (labels with ``crosses_2x_at``): how long after the cost rate crossed
+      twice its starting level the ramp was first flagged; a *fast* ramp reaches 3x within
+      2 h of its start (``crosses_3x_at``), and the target is to flag those within
+      ``Targets.max_after_2x_s`` of crossing 2x.
     * **Episode**: one agent's anomalies sorted by time and chained while each is less than
       ``episode_gap_s`` after the previous one (what would page a human once). An episode
       is **true** if any of its anomalies falls in one of *that agent's* incident windows,
@@ -139,6 +143,8 @@ def evaluate(
                 ttd_s=None if first is None else first[0] - lo,
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),
+                crosses_2x=lab.crosses_2x_s,
+                fast_ramp=_fast_ramp(lab),
             )
         )
 
@@ -288,3 +294,9 @@ def _episode(
         incident_ids=hit,
         benign_causes=tuple(sorted(causes)),
     )
+
+
+def _fast_ramp(lab: Label) -> bool:
+    """A cost ramp that reaches 3x its starting cost rate within 2 h of its start."""
+    three = lab.crosses_3x_s
+    return three is not None and three - lab.start_s <= 7200.0

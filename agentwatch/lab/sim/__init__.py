@@ -23,9 +23,14 @@ therefore aims to look like a real fleet rather than like a textbook distributio
   ``privilege_probing``, ``exfiltration``, ``mix_shift``, ``cost_drift`` and
   ``unapproved_high_risk``. They are sized to be realistic (a handful to a few dozen times the
   baseline, never a thousand) but plainly visible to a good detector.
-* **Benign fleet-wide changes** (:data:`BENIGN_CHANGE_KINDS`) that a detector must *not* page
-  on: ``model_upgrade`` (a whole fleet moves to a pricier model) and ``tool_rollout`` (a whole
-  fleet gains a new tool).
+* **Benign fleet-wide changes** (:data:`ALL_BENIGN_CHANGES`) that a detector must *not* page
+  on: ``model_upgrade`` (a whole fleet moves to a pricier model), ``tool_rollout`` (a whole
+  fleet gains a new tool) and ``prompt_change`` (a new prompt doubles every call's input).
+* **Worlds** (:mod:`~agentwatch.lab.sim.world`): a YAML spec fixes fleets of 3 to thousands
+  of agents, their event rates (0.2 to 30 a minute and more), models (prices 100x apart in
+  one fleet), idle gaps, diurnal swing, benign changes at given times and incidents with an
+  intensity from subtle to blatant (loops with or without LLM calls, in new agents; cost
+  explosions by model switch or context growth; cost ramps over 30 minutes to 8 hours).
 
 Modules: :mod:`~agentwatch.lab.sim.config` (what determines a run),
 :mod:`~agentwatch.lab.sim.catalog` (fleets, tools, domains), :mod:`~agentwatch.lab.sim.prices`,
@@ -75,6 +80,9 @@ from agentwatch.lab.sim.config import (
     BENIGN_CHANGE_KINDS,
     DEFAULT_START,
     AgentProfile,
+    ChangePlan,
+    FleetPlan,
+    IncidentPlan,
     IncidentSpec,
     SimConfig,
 )
@@ -83,6 +91,7 @@ from agentwatch.lab.sim.kafka import demo_config, demo_task, produce
 from agentwatch.lab.sim.output import parse_kinds, write_jsonl
 from agentwatch.lab.sim.prices import MODEL_PRICES, llm_cost
 from agentwatch.lab.sim.simulation import Simulation
+from agentwatch.lab.sim.world import SealedWorldError, World, WorldError, load_world
 
 __all__ = [
     "ALL_BENIGN_CHANGES",
@@ -96,18 +105,25 @@ __all__ = [
     "KNOWN_DOMAINS",
     "MODEL_PRICES",
     "AgentProfile",
+    "ChangePlan",
+    "FleetPlan",
     "FleetSpec",
     "Incident",
+    "IncidentPlan",
     "IncidentSpec",
     "Label",
+    "SealedWorldError",
     "SimConfig",
     "Simulation",
     "ToolSpec",
+    "World",
+    "WorldError",
     "demo_config",
     "demo_task",
     "incident_class",
     "llm_cost",
     "load_labels",
+    "load_world",
     "parse_kinds",
     "produce",
     "write_jsonl",

@@ -116,6 +116,13 @@ class FleetSpec:
     session. ``upgrade_model`` is where a ``model_upgrade`` moves the fleet,
     ``premium_model`` what a ``cost_explosion`` may switch to, ``rollout_tool`` what a
     ``tool_rollout`` adds.
+
+    A world spec derives fleets from the built-in ones (:func:`dataclasses.replace`): ``role``
+    names the built-in fleet whose targets its agents use (default: ``name``). Each agent's
+    rate is lognormal around ``rate_per_min`` with shape ``rate_sigma``, clipped to
+    ``[rate_min, rate_max]``; its LLM share is uniform in ``llm_share``. ``idle_minutes``
+    (median, shape), when set, is the lognormal mean idle gap between an agent's sessions
+    (otherwise the gaps follow from a random duty cycle of 60-95 %).
     """
 
     name: str
@@ -131,6 +138,16 @@ class FleetSpec:
     input_tokens: float
     output_tokens: float
     session_actions: float
+    role: str = ""
+    rate_sigma: float = 0.5
+    rate_min: float = 0.3
+    rate_max: float = 120.0
+    llm_share: tuple[float, float] = (0.55, 0.95)
+    idle_minutes: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.role:
+            object.__setattr__(self, "role", self.name)
 
     def tool(self, name: str) -> ToolSpec:
         """The tool called ``name`` (the rollout tool included)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agentwatch.lab.sim.catalog import FLEET_SHAPES, FLEETS
+from agentwatch.lab.sim.catalog import FLEET_SHAPES, FLEETS, FleetSpec
 
 __all__ = [
     "ALL_BENIGN_CHANGES",
@@ -15,6 +15,9 @@ __all__ = [
     "BENIGN_CHANGE_KINDS",
     "DEFAULT_START",
     "AgentProfile",
+    "ChangePlan",
+    "FleetPlan",
+    "IncidentPlan",
     "IncidentSpec",
     "SimConfig",
 ]
@@ -32,8 +35,10 @@ ALL_INCIDENT_KINDS: Final[tuple[str, ...]] = (
     "cost_drift",
     "unapproved_high_risk",
 )
+ALL_BENIGN_CHANGES: Final[tuple[str, ...]] = ("model_upgrade", "tool_rollout", "prompt_change")
+"""Every benign fleet-wide change kind (a ``prompt_change`` doubles input tokens)."""
 BENIGN_CHANGE_KINDS: Final[tuple[str, ...]] = ("model_upgrade", "tool_rollout")
-ALL_BENIGN_CHANGES: Final = BENIGN_CHANGE_KINDS  # alias
+"""The benign changes a :class:`SimConfig` makes by default."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,50 @@ class IncidentSpec:
     fleet: str = ""
     incident_id: str = ""
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    intensity: float | None = None
+    """0 (subtle) to 1 (blatant); ``None`` keeps the kind's classic parameter ranges."""
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Kind-specific options (the incident class's ``Options``)."""
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """``agents`` agents of fleet ``spec`` (a world's fleet, derived from a built-in role)."""
+
+    spec: FleetSpec
+    agents: int
+
+
+@dataclass(frozen=True)
+class IncidentPlan:
+    """``count`` incidents of ``kind``, each in a different random agent (of ``fleet`` if set).
+
+    ``intensity`` runs from 0 (subtle) to 1 (blatant); ``options`` are the kind's options
+    (see each incident class's ``Options``).
+    """
+
+    kind: str
+    count: int = 1
+    intensity: float = 0.5
+    fleet: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """A benign fleet-wide change of ``kind`` in ``fleet`` (random if ``None``) at
+    ``at_minute`` (random in the first half after the warm-up if ``None``).
+
+    Options: ``model_upgrade``: ``to_model`` (default the fleet's ``upgrade_model``) or
+    ``map`` (``{from: to}``, other models stay); ``tool_rollout``: ``share`` of calls to the
+    new tool (default 0.10-0.18); ``prompt_change``: ``input_factor`` (default 2.0) and
+    ``output_factor`` (default 1.0) on every LLM call's tokens.
+    """
+
+    kind: str
+    fleet: str | None = None
+    at_minute: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -108,6 +157,15 @@ class SimConfig:
         0 makes every unapproved high-risk call an incident).
     id_prefix
         Prepended to every ``event_id`` (keeps ids unique across repeated live runs).
+    fleets
+        The world's fleets and their sizes; when given, ``agents`` must be their total and
+        ``shape`` is not used.
+    incident_plans
+        Incidents with an intensity and options (a world spec's), on top of ``incidents``.
+    change_plans
+        Benign fleet-wide changes at given fleets and times, on top of ``benign_changes``.
+    diurnal_peak_hour
+        UTC hour of the diurnal peak.
     """
 
     agents: int = 50
@@ -125,6 +183,10 @@ class SimConfig:
     diurnal_amplitude: float = 0.2
     benign_unapproved_rate: float = 0.0
     id_prefix: str = ""
+    fleets: Sequence[FleetPlan] = ()
+    incident_plans: Sequence[IncidentPlan] = ()
+    change_plans: Sequence[ChangePlan] = ()
+    diurnal_peak_hour: float = 15.0
 
     def __post_init__(self) -> None:
         if self.agents < 1:
@@ -137,22 +199,34 @@ class SimConfig:
             raise ValueError("start must be timezone-aware (UTC)")
         if self.incidents_per_kind < 0:
             raise ValueError("incidents_per_kind must be >= 0")
-        for kind in (*self.incidents, *(s.kind for s in self.explicit_incidents)):
+        kinds = (
+            *self.incidents,
+            *(s.kind for s in self.explicit_incidents),
+            *(p.kind for p in self.incident_plans),
+        )
+        for kind in kinds:
             if kind not in ALL_INCIDENT_KINDS:
                 raise ValueError(f"unknown incident kind {kind!r}; one of {ALL_INCIDENT_KINDS}")
-        for kind in self.benign_changes:
-            if kind not in BENIGN_CHANGE_KINDS:
-                raise ValueError(f"unknown benign change {kind!r}; one of {BENIGN_CHANGE_KINDS}")
-        shares = self.fleet_shares()
-        unknown = sorted(set(shares) - set(FLEETS))
-        if (
-            unknown
-            or not shares
-            or any(v < 0 for v in shares.values())
-            or not any(v > 0 for v in shares.values())
-        ):
-            raise ValueError(f"bad shape {self.shape!r}: shares over {sorted(FLEETS)}")
+        for kind in (*self.benign_changes, *(c.kind for c in self.change_plans)):
+            if kind not in ALL_BENIGN_CHANGES:
+                raise ValueError(f"unknown benign change {kind!r}; one of {ALL_BENIGN_CHANGES}")
+        if self.fleets:
+            self._check_fleets()
+        else:
+            shares = self.fleet_shares()
+            unknown = sorted(set(shares) - set(FLEETS))
+            if (
+                unknown
+                or not shares
+                or any(v < 0 for v in shares.values())
+                or not any(v > 0 for v in shares.values())
+            ):
+                raise ValueError(f"bad shape {self.shape!r}: shares over {sorted(FLEETS)}")
+        for plan in self.incident_plans:
+            if plan.count < 0 or not 0.0 <= plan.intensity <= 1.0:
+                raise ValueError(f"{plan.kind}: count >= 0 and intensity in [0, 1]")
         count = len(self.incidents) * self.incidents_per_kind
+        count += sum(p.count for p in self.incident_plans)
         if count > self.agents:
             raise ValueError(f"{count} incidents need at least as many agents, got {self.agents}")
         if self.warmup_minutes is not None and self.warmup_minutes < 0:
@@ -161,6 +235,25 @@ class SimConfig:
             raise ValueError("benign_unapproved_rate in [0, 1], diurnal_amplitude in [0, 1)")
         if self.error_bursts_per_hour < 0:
             raise ValueError("error_bursts_per_hour must be >= 0")
+        if not 0.0 <= self.diurnal_peak_hour < 24.0:
+            raise ValueError("diurnal_peak_hour must be in [0, 24)")
+
+    def _check_fleets(self) -> None:
+        names = [f.spec.name for f in self.fleets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"fleet names must be unique, got {names}")
+        if any(f.agents < 1 for f in self.fleets):
+            raise ValueError("every fleet needs at least one agent")
+        if sum(f.agents for f in self.fleets) != self.agents:
+            raise ValueError(f"agents ({self.agents}) must be the fleets' total")
+        if any(f.spec.role not in FLEETS for f in self.fleets):
+            raise ValueError(f"a fleet's role must be one of {sorted(FLEETS)}")
+        known = set(names)
+        wanted = [(p.kind, p.fleet) for p in self.incident_plans]
+        wanted += [(c.kind, c.fleet) for c in self.change_plans]
+        for kind, fleet in wanted:
+            if fleet is not None and fleet not in known:
+                raise ValueError(f"{kind}: unknown fleet {fleet!r}")
 
     def fleet_shares(self) -> Mapping[str, float]:
         """The fleet mix as ``{fleet: share}``."""

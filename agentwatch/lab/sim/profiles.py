@@ -30,6 +30,8 @@ from agentwatch.lab.sim.prices import MODEL_TPS
 
 __all__ = ["Profile", "Session"]
 
+_MIN_DUTY = 0.1  # an agent with idle gaps spends at least this share of its time in sessions
+
 # -- targets -----------------------------------------------------------------------------
 
 _KB_TOPICS = (
@@ -110,9 +112,10 @@ class Profile:
         self.index = index
         self.agent_id = agent_id
         self.fleet = fleet
-        self.rate = min(max(lognormal(rng, fleet.rate_per_min, 0.5), 0.3), 120.0)
+        rate = lognormal(rng, fleet.rate_per_min, fleet.rate_sigma)
+        self.rate = min(max(rate, fleet.rate_min), fleet.rate_max)
         self.duty = rng.uniform(0.6, 0.95)
-        self.llm_share = rng.uniform(0.55, 0.95)  # P(an LLM call precedes a tool call)
+        self.llm_share = rng.uniform(*fleet.llm_share)  # P(an LLM call precedes a tool call)
         self.model: str = rng.choices(list(fleet.models), weights=list(fleet.models.values()))[0]
         self.in_base = lognormal(rng, fleet.input_tokens, 0.35)
         self.out_base = lognormal(rng, fleet.output_tokens, 0.35)
@@ -137,6 +140,11 @@ class Profile:
         self.repo = rng.choice(_REPOS)
         self.services = rng.sample(_SERVICES, rng.randint(3, 6))
         self.tables = rng.sample(_TABLES, rng.randint(4, 8))
+        idle_s = None
+        if fleet.idle_minutes is not None:  # drawn apart: the draws above stay as they were
+            median, sigma = fleet.idle_minutes
+            idle_s = lognormal(seeded(seed, "idle", agent_id), 60.0 * median, sigma)
+            self._fit_idle(idle_s)
         # Pacing: events per minute while in a session, split between LLM gaps and latency.
         active_rate = self.rate / self.duty
         step_s = 60.0 * (1.0 + self.llm_share) / active_rate
@@ -148,7 +156,21 @@ class Profile:
         busy = tool_lat + self.llm_share * llm_lat
         self.gap_mean = max(0.25, (step_s - busy) / (1.0 + self.llm_share))
         session_s = self.session_mean * max(step_s, busy)
-        self.idle_mean = session_s * (1.0 - self.duty) / self.duty
+        self.idle_mean = session_s * (1.0 - self.duty) / self.duty if idle_s is None else idle_s
+
+    def _fit_idle(self, idle_s: float) -> None:
+        """Set the duty cycle that keeps the agent's rate with idle gaps of ``idle_s``.
+
+        One session and one idle gap last ``60 * events / rate`` seconds on average. When the
+        gap alone would take more than 90 % of that, the sessions grow instead (the agent
+        works longer between longer pauses), so rate and gaps both stay as asked.
+        """
+        per_session = self.session_mean * (1.0 + self.llm_share)
+        cycle_s = 60.0 * per_session / self.rate
+        if idle_s > (1.0 - _MIN_DUTY) * cycle_s:
+            cycle_s = idle_s / (1.0 - _MIN_DUTY)
+            self.session_mean = cycle_s * self.rate / 60.0 / (1.0 + self.llm_share)
+        self.duty = 1.0 - idle_s / cycle_s
 
     def public(self) -> AgentProfile:
         return AgentProfile(
@@ -164,7 +186,7 @@ class Profile:
     # -- targets ------------------------------------------------------------------------
     def new_session(self, rng: random.Random, sid: str) -> Session:
         sess = Session(sid)
-        fleet = self.fleet.name
+        fleet = self.fleet.role
         if fleet == "support":
             sess.ticket = f"ticket:{rng.randint(100000, 999999)}"
             sess.order = f"order:ORD-{rng.randint(1000000, 9999999)}"
@@ -183,7 +205,7 @@ class Profile:
 
     def target(self, action: str, rng: random.Random, sess: Session, attrs: dict[str, Any]) -> str:
         """A realistic target for ``action``; may add attributes (amounts, sizes)."""
-        fleet = self.fleet.name
+        fleet = self.fleet.role
         if fleet == "support":
             if action in ("read_ticket", "reply_ticket"):
                 return sess.ticket

@@ -52,6 +52,10 @@ class AgentRunner:
         "idx",
         "incidents",
         "p",
+        "peak_hour",
+        "prompt_at",
+        "prompt_in",
+        "prompt_out",
         "remaining",
         "rng",
         "rolled_chain",
@@ -78,7 +82,11 @@ class AgentRunner:
         self.rollout_at = math.inf
         self.upgrade_at = math.inf
         self.upgrade_model = prof.model
+        self.prompt_at = math.inf
+        self.prompt_in = 1.0
+        self.prompt_out = 1.0
         self.diurnal = cfg.diurnal_amplitude
+        self.peak_hour = cfg.diurnal_peak_hour
         self.slow = 1.0
         self.approve_noise = cfg.benign_unapproved_rate
         self.incidents: list[Incident] = []
@@ -99,7 +107,11 @@ class AgentRunner:
         at = change.per_agent[self.agent_id]
         if change.kind == "model_upgrade":
             self.upgrade_at = at
-            self.upgrade_model = str(change.detail["to_model"])
+            self.upgrade_model = change.new_models.get(self.agent_id, self.p.model)
+        elif change.kind == "prompt_change":
+            self.prompt_at = at
+            self.prompt_in = float(change.detail["input_factor"])
+            self.prompt_out = float(change.detail["output_factor"])
         else:
             share = float(change.detail["share"])
             new = len(self.p.states) - 1
@@ -115,7 +127,9 @@ class AgentRunner:
             self.rollout_at = at
 
     def add_incident(self, inc: Incident) -> None:
-        """Schedule an incident in this agent."""
+        """Schedule an incident in this agent (a newborn one: the agent starts with it)."""
+        if inc.newborn:
+            self.t = max(self.t, inc.start_s)
         self.incidents.append(inc)
         self.incidents.sort(key=lambda i: i.start_s)
         self.sched.extend(inc.injected)
@@ -163,8 +177,8 @@ class AgentRunner:
         return min((i.start_s for i in self.incidents if i.start_s > t), default=math.inf)
 
     def _set_slow(self, t: float) -> None:
-        """Diurnal divisor of gaps at ``t`` (> 1 around the 15:00 UTC peak)."""
-        day = (t / 86400.0 - 15.0 / 24.0) * 2.0 * math.pi
+        """Diurnal divisor of gaps at ``t`` (> 1 around the peak, 15:00 UTC by default)."""
+        day = (t / 86400.0 - self.peak_hour / 24.0) * 2.0 * math.pi
         self.slow = 1.0 + self.diurnal * math.cos(day)
 
     def new_session(self, inc: Incident | None) -> None:
@@ -242,6 +256,9 @@ class AgentRunner:
         f_in = f_out = 1.0
         if inc is not None:
             model, f_in, f_out = inc.llm_call(t, model)
+        if t >= self.prompt_at:
+            f_in *= self.prompt_in
+            f_out *= self.prompt_out
         tokens_in = min(
             int(p.in_base * growth * f_in * math.exp(0.35 * Z[rng.getrandbits(13)])),
             MAX_INPUT_TOKENS,

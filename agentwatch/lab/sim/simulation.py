@@ -14,7 +14,13 @@ from typing import Any, Final
 
 from agentwatch.lab.labels import Label
 from agentwatch.lab.sim.catalog import FLEETS
-from agentwatch.lab.sim.changes import Burst, Change, plan_bursts, plan_changes
+from agentwatch.lab.sim.changes import (
+    Burst,
+    Change,
+    plan_bursts,
+    plan_change_plans,
+    plan_changes,
+)
 from agentwatch.lab.sim.config import AgentProfile, IncidentSpec, SimConfig
 from agentwatch.lab.sim.draws import seeded
 from agentwatch.lab.sim.events import construct, validated
@@ -87,13 +93,17 @@ class Simulation:
     def _profiles_list(self) -> list[Profile]:
         if self._profiles is None:
             cfg = self.config
-            shares = {k: v for k, v in cfg.fleet_shares().items() if v > 0}
-            counts = _apportion(cfg.agents, shares)
+            if cfg.fleets:
+                plan = [(f.spec, f.agents) for f in cfg.fleets]
+            else:
+                shares = {k: v for k, v in cfg.fleet_shares().items() if v > 0}
+                counts = _apportion(cfg.agents, shares)
+                plan = [(FLEETS[name], counts.get(name, 0)) for name in FLEETS]
             profiles: list[Profile] = []
-            for name in FLEETS:
-                for j in range(counts.get(name, 0)):
-                    agent_id = f"{name}-{j:03d}"
-                    profiles.append(Profile(cfg.seed, len(profiles), agent_id, FLEETS[name]))
+            for spec, agents in plan:
+                for j in range(agents):
+                    agent_id = f"{spec.name}-{j:03d}"
+                    profiles.append(Profile(cfg.seed, len(profiles), agent_id, spec))
             self._profiles = profiles
         return self._profiles
 
@@ -147,10 +157,14 @@ class Simulation:
                         start=spec.start.timestamp(),
                         end=spec.end.timestamp(),
                         incident_id=spec.incident_id or f"inc-x-{i:02d}",
+                        intensity=spec.intensity,
+                        options=spec.options,
                     )
                 )
+            incidents += self._planned_incidents(profiles, {i.agent_id for i in incidents}, lo, e1)
 
-        fleets_present = sorted({p.fleet.name for p in profiles}, key=list(FLEETS).index)
+        fleets_present = list(dict.fromkeys(p.fleet.name for p in profiles))
+        specs = {p.fleet.name: p.fleet for p in profiles}
         bursts = plan_bursts(
             cfg.seed,
             k,
@@ -163,11 +177,59 @@ class Simulation:
         )
         changes: list[Change] = []
         if k == 0 and cfg.benign_changes:
-            fleets = {name: FLEETS[name] for name in fleets_present}
             changes = plan_changes(
-                cfg.seed, cfg.benign_changes, lo=lo, hi=e1, profiles=profiles, fleets=fleets
+                cfg.seed, cfg.benign_changes, lo=lo, hi=e1, profiles=profiles, fleets=specs
+            )
+        if k == 0 and cfg.change_plans:
+            changes += plan_change_plans(
+                cfg.seed,
+                cfg.change_plans,
+                t0=self._t0,
+                lo=lo,
+                hi=e1,
+                profiles=profiles,
+                fleets=specs,
             )
         return _Epoch(k, incidents, bursts, changes)
+
+    def _planned_incidents(
+        self, profiles: list[Profile], taken: set[str], lo: float, hi: float
+    ) -> list[Incident]:
+        """The incidents of :attr:`SimConfig.incident_plans`, each in a different agent."""
+        cfg = self.config
+        rng = seeded(cfg.seed, "incident-plans")
+        out: list[Incident] = []
+        for i, plan in enumerate(cfg.incident_plans):
+            pool = [
+                p
+                for p in profiles
+                if p.agent_id not in taken and plan.fleet in (None, p.fleet.name)
+            ]
+            if len(pool) < plan.count:
+                where = f"fleet {plan.fleet!r}" if plan.fleet else "the world"
+                raise ValueError(
+                    f"{plan.count} {plan.kind} incidents need as many agents without an "
+                    f"incident in {where}; {len(pool)} left"
+                )
+            for j, prof in enumerate(rng.sample(pool, plan.count)):
+                taken.add(prof.agent_id)
+                irng = seeded(cfg.seed, "incident-plan", i, j)
+                start, end = incident_class(plan.kind).window(
+                    irng, lo, hi, plan.intensity, plan.options
+                )
+                out.append(
+                    make_incident(
+                        plan.kind,
+                        prof,
+                        irng,
+                        start=start,
+                        end=end,
+                        incident_id=f"inc-p{i:02d}-{j:02d}",
+                        intensity=plan.intensity,
+                        options=plan.options,
+                    )
+                )
+        return out
 
     def _epochs_until(self, until: float) -> Iterator[_Epoch]:
         k = 0
@@ -220,7 +282,7 @@ class Simulation:
             for ch in ep.changes:
                 labels.append(
                     Label(
-                        id=f"change-{ch.kind}",
+                        id=ch.change_id,
                         kind=ch.kind,
                         agent_id=None,
                         fleet=ch.fleet,

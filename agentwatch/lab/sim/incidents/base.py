@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentwatch.lab.sim.config import IncidentSpec
 
@@ -15,7 +18,14 @@ if TYPE_CHECKING:
     from agentwatch.lab.sim.profiles import Profile
     from agentwatch.lab.sim.runner import AgentRunner
 
-__all__ = ["INCIDENTS", "Incident", "incident_class", "make_incident", "register_incident"]
+__all__ = [
+    "INCIDENTS",
+    "Incident",
+    "IncidentOptions",
+    "incident_class",
+    "make_incident",
+    "register_incident",
+]
 
 Injected = tuple[float, dict[str, Any]]
 
@@ -23,6 +33,33 @@ Injected = tuple[float, dict[str, Any]]
 def utc(ts: float) -> datetime:
     """An aware UTC datetime from epoch seconds."""
     return datetime.fromtimestamp(ts, UTC)
+
+
+class IncidentOptions(BaseModel):
+    """Options every incident kind takes (a world spec's incident entry); kinds add theirs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    minutes: tuple[float, float] | None = Field(default=None)
+    """Range of the incident's length in minutes (default: the kind's)."""
+
+    @field_validator("minutes")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 0 < low <= high")
+        return value
+
+
+def lerp(lo: float, hi: float, intensity: float) -> float:
+    """``lo`` at intensity 0 (subtle), ``hi`` at 1 (blatant).
+
+    Examples
+    --------
+    >>> lerp(20.0, 60.0, 0.25)
+    30.0
+    """
+    return lo + (hi - lo) * intensity
 
 
 class Incident(ABC):
@@ -42,6 +79,10 @@ class Incident(ABC):
         The incident window in epoch seconds.
     incident_id
         The label id.
+    intensity
+        0 (subtle) to 1 (blatant), or ``None`` for the kind's classic parameter ranges.
+    options
+        The kind's options (validated by its :attr:`Options`).
     """
 
     kind: ClassVar[str]
@@ -53,24 +94,50 @@ class Incident(ABC):
     storm: ClassVar[bool] = False
     #: Probability that an LLM call fails.
     llm_error_rate: ClassVar[float] = 0.004
+    #: The options the kind takes.
+    Options: ClassVar[type[IncidentOptions]] = IncidentOptions
 
     def __init__(
-        self, agent_id: str, fleet: str, start_s: float, end_s: float, incident_id: str
+        self,
+        agent_id: str,
+        fleet: str,
+        start_s: float,
+        end_s: float,
+        incident_id: str,
+        *,
+        intensity: float | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.fleet = fleet
         self.start_s = start_s
         self.end_s = end_s
         self.incident_id = incident_id
+        self.intensity = intensity
+        self.options = self.Options.model_validate(options or {})
         self.injected: list[Injected] = []
         self.spec = IncidentSpec(self.kind, agent_id, utc(start_s), utc(end_s), fleet, incident_id)
 
+    @property
+    def newborn(self) -> bool:
+        """The agent does nothing before the incident (its first event is the incident's)."""
+        return False
+
     # -- planning --------------------------------------------------------------------------
     @classmethod
-    def window(cls, rng: random.Random, lo: float, hi: float) -> tuple[float, float]:
-        """Draw ``(start, end)`` in ``[lo, hi]``: a duration from :attr:`durations_min`."""
+    def window(
+        cls,
+        rng: random.Random,
+        lo: float,
+        hi: float,
+        intensity: float | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> tuple[float, float]:
+        """Draw ``(start, end)`` in ``[lo, hi]``: a duration from :attr:`durations_min`
+        (or the ``minutes`` option)."""
         avail = hi - lo
-        dmin, dmax = cls.durations_min
+        minutes = cls.Options.model_validate(options or {}).minutes
+        dmin, dmax = minutes or cls.durations_min
         duration = max(min(rng.uniform(dmin, dmax) * 60.0, 0.6 * avail), min(60.0, avail))
         start = math.floor(rng.uniform(lo, max(lo, hi - duration)))
         return float(start), min(start + math.floor(duration), hi)
@@ -145,12 +212,32 @@ def make_incident(
     start: float,
     end: float,
     incident_id: str,
+    intensity: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Incident:
     """Build an incident of ``kind`` in ``prof``'s agent over ``[start, end)`` and plan it."""
-    inc = incident_class(kind)(prof.agent_id, prof.fleet.name, start, end, incident_id)
+    inc = incident_class(kind)(
+        prof.agent_id,
+        prof.fleet.name,
+        start,
+        end,
+        incident_id,
+        intensity=intensity,
+        options=options,
+    )
     params = inc.plan(prof, rng)
+    if intensity is not None:
+        params["intensity"] = round(intensity, 3)
     inc.injected.sort(key=itemgetter(0))
     inc.spec = IncidentSpec(
-        kind, prof.agent_id, utc(start), utc(end), prof.fleet.name, incident_id, params
+        kind,
+        prof.agent_id,
+        utc(start),
+        utc(end),
+        prof.fleet.name,
+        incident_id,
+        params,
+        intensity,
+        inc.options.model_dump(exclude_none=True),
     )
     return inc

@@ -5,29 +5,47 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from agentwatch.lab.sim.catalog import EXFIL_DOMAINS, FIRST_NAMES, INCIDENT_TOOLS
 from agentwatch.lab.sim.draws import lognormal
-from agentwatch.lab.sim.incidents.base import Incident, register_incident
+from agentwatch.lab.sim.incidents.base import Incident, IncidentOptions, register_incident
 
 if TYPE_CHECKING:
     from agentwatch.lab.sim.profiles import Profile
 
-__all__ = ["Exfiltration"]
+__all__ = ["Exfiltration", "ExfiltrationOptions"]
+
+
+class ExfiltrationOptions(IncidentOptions):
+    """Options of an ``exfiltration``."""
+
+    pairs: int | None = Field(default=None, ge=1, le=10)
+    """Secret reads, each followed by an upload (default: 1 at intensity 0 to 3 at 1)."""
 
 
 @register_incident
 class Exfiltration(Incident):
-    """1-3 pairs of a secret read followed 5-60 s later by an upload (``http_post``) or an
-    email to one of :data:`~agentwatch.lab.sim.catalog.EXFIL_DOMAINS`."""
+    """1-3 pairs (1 subtle to 3 blatant with an intensity) of a secret read followed 5-60 s
+    later by an upload (``http_post``) or an email to one of
+    :data:`~agentwatch.lab.sim.catalog.EXFIL_DOMAINS`."""
 
     kind = "exfiltration"
     durations_min = (3.0, 8.0)
+    Options = ExfiltrationOptions
+
+    options: ExfiltrationOptions
 
     def plan(self, prof: Profile, rng: random.Random) -> dict[str, Any]:
         start, end = self.start_s, self.end_s
-        role = prof.fleet.name
+        role = prof.fleet.role
         base = self.base_event()
-        pairs = rng.randint(1, 3)
+        if self.options.pairs is not None:
+            pairs = self.options.pairs
+        elif self.intensity is not None:
+            pairs = 1 + round(2 * self.intensity)
+        else:
+            pairs = rng.randint(1, 3)
         span = max(end - start - 90.0, 1.0)
         reads: list[str] = []
         dests: list[str] = []
