@@ -231,10 +231,20 @@ def backtest(
         bool, typer.Option("--check", help="Exit 1 when a target fails (needs labels or worlds).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two rules files A B: replay both, show what B gains and costs (with --labels "
+            "or --worlds)."
+        ),
+    ] = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(help="With --report: re-run each rule with stricter thresholds for it."),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Replay recorded events (or world specs) through the detection engine; score them."""
-
     from agentwatch.detectors.rules import RulesError, load_rules
     from agentwatch.lab.backtest import rules_fingerprint
     from agentwatch.lab.evaluation.targets import Targets, TargetsError, load_targets
@@ -242,6 +252,7 @@ def backtest(
     try:
         ruleset = load_rules(rules)
         goal = load_targets(targets) if targets is not None else Targets()
+        pair = None if compare is None else (load_rules(compare[0]), load_rules(compare[1]))
     except RulesError as exc:
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -249,6 +260,17 @@ def backtest(
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
     fingerprint = rules_fingerprint(rules)
+    if compare is not None and pair is not None:
+        if rules is not None or out is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --compare A B replaces --rules, --out and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = _backtest_compare(compare, pair, events, labels, worlds, sealed, traces, goal, as_json)
+        if check and not ok:
+            raise typer.Exit(1)
+        return
     if worlds is not None:
         if events is not None or out is not None or labels is not None or report is not None:
             typer.echo(
@@ -267,7 +289,7 @@ def backtest(
         typer.echo("agentwatch backtest: --check needs --labels (or --worlds)", err=True)
         raise typer.Exit(2)
     evaluation = _backtest_file(
-        events, ruleset, fingerprint, out, labels, report, progress, as_json, goal
+        events, ruleset, fingerprint, out, labels, report, progress, as_json, goal, what_if
     )
     if check and evaluation is not None and not all(c.ok for c in evaluation.check(goal)):
         raise typer.Exit(1)
@@ -283,6 +305,7 @@ def _backtest_file(
     progress: bool,
     as_json: bool,
     goal: Targets,
+    what_if: bool,
 ) -> Evaluation | None:
     import json
 
@@ -343,12 +366,102 @@ def _backtest_file(
         typer.echo(json.dumps(doc, indent=2, sort_keys=True))
     if report is not None:
         from agentwatch.lab.report import render_report
+        from agentwatch.lab.whatif import run_whatif
 
+        scenarios = None
+        if what_if:
+            say("re-running every rule with stricter thresholds for the report's what-if")
+            scenarios = run_whatif(events, ruleset, result.anomalies, label_rows, result.summary)
         report.parent.mkdir(parents=True, exist_ok=True)
-        html = render_report(result.anomalies, label_rows, result.summary, evaluation)
+        html = render_report(
+            result.anomalies,
+            label_rows,
+            result.summary,
+            evaluation,
+            whatif=scenarios,
+            rules=fingerprint,
+        )
         report.write_text(html, encoding="utf-8")
         say(f"wrote report to {report}")
     return evaluation
+
+
+def _backtest_compare(
+    files: tuple[Path, Path],
+    pair: tuple[RuleSet, RuleSet],
+    events: Path | None,
+    labels: Path | None,
+    worlds: str | None,
+    sealed: bool,
+    traces: Path | None,
+    goal: Targets,
+    as_json: bool,
+) -> bool:
+    import json
+    import tempfile
+
+    from agentwatch.lab.backtest import rules_fingerprint, run_backtest
+    from agentwatch.lab.compare import Comparison, format_comparison
+    from agentwatch.lab.evaluation import evaluate
+    from agentwatch.lab.labels import LabelError, load_labels
+
+    comparisons: list[Comparison] = []
+    if worlds is not None:
+        from agentwatch.lab.matrix.run import run_world, select_worlds
+        from agentwatch.lab.sim import WorldError
+
+        if events is not None or labels is not None:
+            typer.echo("agentwatch backtest: --worlds replaces EVENTS and --labels", err=True)
+            raise typer.Exit(2)
+        try:
+            chosen = select_worlds(worlds, allow_sealed=sealed)
+        except (WorldError, ValueError) as exc:
+            typer.echo(f"agentwatch backtest: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if any(w.half == "sealed" for w in chosen):
+            typer.echo("agentwatch backtest: BREAKING THE SEAL (sealed worlds)", err=True)
+        with tempfile.TemporaryDirectory(prefix="agentwatch-compare-") as tmp:
+            where = traces or Path(tmp)
+            for world in chosen:
+                a = run_world(world, pair[0], traces=where).evaluation
+                b = run_world(world, pair[1], traces=where).evaluation
+                comparisons.append(Comparison(world.name, a, b))
+                typer.echo(f"  compared {world.name}", err=True)
+    else:
+        if events is None or labels is None:
+            typer.echo("agentwatch backtest: --compare needs EVENTS with --labels, or --worlds")
+            raise typer.Exit(2)
+        try:
+            label_rows = load_labels(labels)
+        except (OSError, LabelError) as exc:
+            typer.echo(f"agentwatch backtest: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if not events.is_file():
+            typer.echo(f"agentwatch backtest: {events}: no such file", err=True)
+            raise typer.Exit(2)
+        sides = []
+        for ruleset in pair:
+            result = run_backtest(events, ruleset)
+            sides.append(evaluate(result.anomalies, label_rows, result.summary))
+        comparisons.append(Comparison(events.name, sides[0], sides[1]))
+    fa, fb = rules_fingerprint(files[0]), rules_fingerprint(files[1])
+    if as_json:
+        doc = {
+            "a": fa,
+            "b": fb,
+            "comparisons": [c.to_dict(goal) for c in comparisons],
+        }
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        typer.echo(
+            format_comparison(
+                comparisons,
+                f"{fa['source']} (sha256 {fa['sha256'][:16]}...)",
+                f"{fb['source']} (sha256 {fb['sha256'][:16]}...)",
+                goal,
+            )
+        )
+    return all(c.ok for comp in comparisons for c in comp.b.check(goal))
 
 
 def _backtest_worlds(

@@ -6,7 +6,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
-from agentwatch.lab.report.style import FALSE_COLOR, RAISES, TRUE_COLOR, esc, num
+from agentwatch.lab.report.style import FALSE_COLOR, TRUE_COLOR, esc, num
 from agentwatch.schemas import Anomaly
 
 __all__ = ["margin", "margin_panels"]
@@ -53,7 +53,7 @@ def margin_panels(
             continue
         per[a.detector].append((m, false_ids is not None and a.anomaly_id in false_ids))
     detectors = sorted(set(per) | set(unusable))
-    cols, panel_w, panel_h, gap = 3, 400.0, 216.0, 16.0
+    cols, panel_w, panel_h, gap = 3, 400.0, 170.0, 16.0
     n_rows = max(1, math.ceil(len(detectors) / cols))
     width = cols * panel_w + (cols - 1) * gap
     height = n_rows * (panel_h + gap)
@@ -70,7 +70,7 @@ def margin_panels(
         values = sorted(m for m, _ in per[det])
         note = f" (+{unusable[det]} without a threshold)" if unusable[det] else ""
         px0, px1 = ox + 34.0, ox + panel_w - 10.0
-        py0, py1 = oy + 28.0, oy + panel_h - 84.0  # plot top / baseline
+        py0, py1 = oy + 28.0, oy + panel_h - 38.0  # plot top / baseline
         parts.append(
             f'<rect x="{num(ox)}" y="{num(oy)}" width="{num(panel_w)}" height="{num(panel_h)}" '
             f'fill="#ffffff" stroke="#eaecf0"/>'
@@ -161,31 +161,5 @@ def margin_panels(
             f'<text x="{num(tx + 3)}" y="{num(py0 + 2)}" font-size="10" stroke="#fff" '
             f'stroke-width="3" paint-order="stroke">threshold</text>'
         )
-        # what raising the threshold would remove
-        n = len(values)
-        ytxt = py1 + 28
-        labels = ["score / threshold (log)", "raise threshold by", "removes anomalies"]
-        if false_ids is not None:
-            labels.append("… of false episodes")
-        for j, text in enumerate(labels):
-            parts.append(
-                f'<text x="{num(ox + 8)}" y="{num(ytxt + 14 * j)}" class="muted">{text}</text>'
-            )
-        x = ox + 170
-        for name, factor in RAISES:
-            gone = [f for m, f in per[det] if m < factor]
-            tip = f"a threshold {factor:g} times higher removes {len(gone)} of {n} anomalies"
-            parts.append(
-                f'<text x="{num(x)}" y="{num(ytxt + 14)}" text-anchor="middle">{esc(name)}</text>'
-                f'<text x="{num(x)}" y="{num(ytxt + 28)}" text-anchor="middle">'
-                f"<title>{esc(tip)}</title>{len(gone)} "
-                f'<tspan class="muted">({len(gone) / n:.0%})</tspan></text>'
-            )
-            if false_ids is not None:
-                parts.append(
-                    f'<text x="{num(x)}" y="{num(ytxt + 42)}" text-anchor="middle" '
-                    f'fill="{FALSE_COLOR}" style="fill:{FALSE_COLOR}">{sum(gone)}</text>'
-                )
-            x += 60
     parts.append("</svg>")
     return "".join(parts)

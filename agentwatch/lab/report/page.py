@@ -9,9 +9,13 @@ answers the questions a person tuning thresholds asks, top to bottom:
    anomaly coloured by detector (hover for its summary).
 3. **How far above threshold** — per detector, a histogram of ``score / threshold`` on a log
    axis with the threshold at 1.0, split into anomalies of true and false episodes when an
-   evaluation is given, and how many anomalies a threshold raised by 10 %, 25 %, 50 % or 100 %
-   would remove.
-4. **The scores** — the :class:`~agentwatch.evaluation.Evaluation` tables.
+   evaluation is given.
+4. **What if a rule were stricter** — per rule, the figures of the backtest re-run with that
+   rule's thresholds 10 %, 25 %, 50 % and 100 % stricter (when a :class:`~agentwatch.lab.
+   whatif.WhatIf` is given): measured, not estimated from the histograms.
+5. **The scores** — the :class:`~agentwatch.lab.evaluation.Evaluation` tables.
+
+The header records the rules file and its SHA-256 when given.
 
 The page has no script and references nothing outside itself; every piece of text from the
 input (summaries, agent ids, label details) is HTML-escaped.
@@ -38,6 +42,8 @@ from agentwatch.lab.report.style import (
     pct,
 )
 from agentwatch.lab.report.timeline import detector_chart, timeline
+from agentwatch.lab.report.whatif import whatif_html
+from agentwatch.lab.whatif import WhatIf
 from agentwatch.schemas import Anomaly
 
 __all__ = ["render_report"]
@@ -220,6 +226,8 @@ def render_report(
     thresholds: Mapping[str, float] | None = None,
     title: str = "agentwatch backtest",
     max_agents: int = 60,
+    whatif: WhatIf | None = None,
+    rules: Mapping[str, str] | None = None,
 ) -> str:
     """Render one self-contained HTML page about a backtest.
 
@@ -242,6 +250,10 @@ def render_report(
         Page title.
     max_agents
         At most this many timelines (agents with incidents first, then by anomaly count).
+    whatif
+        Re-run figures with stricter thresholds (:func:`agentwatch.lab.whatif.run_whatif`).
+    rules
+        The rules file and its SHA-256 (:func:`agentwatch.lab.backtest.rules_fingerprint`).
 
     Returns
     -------
@@ -275,6 +287,11 @@ def render_report(
         f"{len(anomalies)} anomalies from {len(detectors)} detectors · "
         f"{sum(1 for x in labs if not x.benign and x.agent_id)} labelled incidents</p>"
     )
+    if rules is not None:
+        parts.append(
+            f'<p class="note" id="rules">rules: <code>{esc(rules.get("source", "?"))}</code> '
+            f"sha256 <code>{esc(rules.get('sha256', '?'))}</code></p>"
+        )
     cards = [_card(str(len(anomalies)), "anomalies")]
     if evaluation is not None:
         checks = {c.name: c.ok for c in evaluation.check()}
@@ -344,18 +361,22 @@ def render_report(
     parts.append('<section id="margins"><h2>Score over threshold</h2>')
     split = (
         f' Bars: <span style="color:{TRUE_COLOR}">■</span> anomalies of true episodes, '
-        f'<span style="color:{FALSE_COLOR}">■</span> of false episodes; '
-        "the last row counts the false ones a raise would remove."
+        f'<span style="color:{FALSE_COLOR}">■</span> of false episodes.'
         if evaluation is not None
         else ""
     )
     parts.append(
         '<p class="note">Per detector, how far each anomaly\'s score was above its threshold '
-        "(1.0 = exactly at the threshold). Anomalies left of 1.1 disappear if the threshold is "
-        f"raised by 10%, and so on.{split}</p>"
+        f"(1.0 = exactly at the threshold).{split} What a stricter threshold would change is "
+        "measured below by re-running the rules, not read off these bars.</p>"
     )
     parts.append(margin_panels(anomalies, thresholds, false_ids, colors))
     parts.append("</section>")
+
+    if whatif is not None:
+        parts.append('<section id="whatif"><h2>What if a rule were stricter</h2>')
+        parts.append(whatif_html(whatif))
+        parts.append("</section>")
 
     # (d)
     if evaluation is not None:

@@ -13,7 +13,6 @@ __all__ = [
     "DETECTOR_PALETTE",
     "FALSE_COLOR",
     "INCIDENT_FILL",
-    "RAISES",
     "SEVERITIES",
     "SEVERITY_COLORS",
     "TRUE_COLOR",
@@ -57,7 +56,6 @@ FALSE_COLOR = "#e8743b"
 INCIDENT_FILL = "#e15759"
 BENIGN_FILL = "#59a14f"
 CHANGE_FILL = "#8e6bbf"
-RAISES: tuple[tuple[str, float], ...] = (("+10%", 1.1), ("+25%", 1.25), ("+50%", 1.5), ("x2", 2.0))
 
 CSS = """
 :root { --fg:#1d2330; --muted:#667085; --line:#d0d5dd; --bg:#ffffff; --panel:#f7f8fa; }

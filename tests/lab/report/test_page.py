@@ -219,8 +219,10 @@ def test_margins_use_threshold_overrides() -> None:
     summary = FleetSummary(agents=1, start=T0.timestamp(), end=T0.timestamp() + 60)
     page = render_report([a], [], summary, None, thresholds={"rate": 12.0})
     parse(page)
-    # at half the overriding threshold: even a 10% raise removes it
-    assert "a threshold 1.1 times higher removes 1 of 1 anomalies" in page
+    # measured against the overriding threshold: half of it, not twice the anomaly's own
+    assert "margin 0.476-0.513: 1 anomalies" in page
+    own = render_report([a], [], summary, None)
+    assert "margin 1.99-2.11: 1 anomalies" in own and "margin 0.476" not in own
 
 
 def test_false_anomalies_are_split_in_histograms(backtest: Any) -> None:
@@ -229,4 +231,3 @@ def test_false_anomalies_are_split_in_histograms(backtest: Any) -> None:
     assert ev.false_episodes > 0
     page = render_report(anomalies, labels, summary, ev)
     assert "in false episodes" in page and "in true episodes" in page
-    assert "of false episodes" in page
