@@ -1,4 +1,4 @@
-"""``agentwatch.backtest``: reading a JSONL trace, bad lines included."""
+"""``agentwatch.lab.backtest``: reading a JSONL trace, bad lines included."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def render_report(
     summary
         Agents and event-time span of the replayed events (the timelines' time axis).
     evaluation
-        The :func:`~agentwatch.evaluation.evaluate` result, or ``None`` (no tables, no
+        The :func:`~agentwatch.lab.evaluation.evaluate` result, or ``None`` (no tables, no
         true/false split in the histograms).
     thresholds
         Thresholds to measure margins against, by rule name or detector name (see
