@@ -71,7 +71,7 @@ def up(
         _check_signing_key(settings, "up")
     tasks = []
     if demo:
-        from agentwatch.simulator import demo_task
+        from agentwatch.lab.sim import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
     raise typer.Exit(run_embedded(settings, tasks=tasks))
@@ -130,16 +130,30 @@ def keys_generate(
 
 @app.command()
 def simulate(
-    agents: Annotated[int, typer.Option(help="Number of agents.")] = 50,
-    minutes: Annotated[float, typer.Option(help="Simulated minutes.")] = 60.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 0,
+    agents: Annotated[int | None, typer.Option(help="Number of agents [default: 50].")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Simulated minutes [default: 60].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (same seed, same events) [default: 0].")
+    ] = None,
     incidents: Annotated[
-        str, typer.Option(help="Comma-separated incident kinds, 'all' or 'none'.")
-    ] = "all",
+        str | None,
+        typer.Option(help="Comma-separated incident kinds, 'all' or 'none' [default: all]."),
+    ] = None,
     benign: Annotated[
-        str, typer.Option(help="Comma-separated benign fleet-wide changes, 'all' or 'none'.")
-    ] = "all",
-    shape: Annotated[str, typer.Option(help="Fleet shape.")] = "mixed",
+        str | None,
+        typer.Option(
+            help="Comma-separated benign fleet-wide changes (model_upgrade, tool_rollout, "
+            "prompt_change), 'all' or 'none' [default: model_upgrade,tool_rollout]."
+        ),
+    ] = None,
+    shape: Annotated[str | None, typer.Option(help="Fleet shape [default: mixed].")] = None,
+    world: Annotated[
+        Path | None,
+        typer.Option(help="A world spec (YAML) fixing fleets, changes, incidents and seed."),
+    ] = None,
+    sealed: Annotated[
+        bool, typer.Option(help="Allow a sealed world spec (breaks the seal: only at the end).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write events as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Write incident labels here.")] = None,
     kafka: Annotated[bool, typer.Option(help="Produce to the actions topic.")] = False,
@@ -149,20 +163,39 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a fleet of agents with injected incidents and benign changes."""
-    from agentwatch import simulator
+    from agentwatch.lab import sim as simulator
 
     if out is None and not kafka:
         typer.echo("agentwatch simulate: give --out FILE or --kafka", err=True)
         raise typer.Exit(2)
+    flags = {
+        "--agents": agents,
+        "--minutes": minutes,
+        "--seed": seed,
+        "--incidents": incidents,
+        "--benign": benign,
+        "--shape": shape,
+    }
     try:
-        sim_config = simulator.SimConfig(
-            agents=agents,
-            minutes=minutes,
-            seed=seed,
-            incidents=simulator.parse_kinds(incidents, simulator.ALL_INCIDENT_KINDS),
-            benign_changes=simulator.parse_kinds(benign, simulator.ALL_BENIGN_CHANGES),
-            shape=shape,
-        )
+        if world is not None:
+            given = [name for name, value in flags.items() if value is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: the world spec sets these; drop them")
+            if sealed:
+                typer.echo(f"agentwatch simulate: BREAKING THE SEAL of {world}", err=True)
+            sim_config = simulator.load_world(world, allow_sealed=sealed).config
+        else:
+            sim_config = simulator.SimConfig(
+                agents=50 if agents is None else agents,
+                minutes=60.0 if minutes is None else minutes,
+                seed=seed or 0,
+                incidents=simulator.parse_kinds(incidents or "all", simulator.ALL_INCIDENT_KINDS),
+                benign_changes=simulator.parse_kinds(
+                    benign or ",".join(simulator.BENIGN_CHANGE_KINDS),
+                    simulator.ALL_BENIGN_CHANGES,
+                ),
+                shape=shape or "mixed",
+            )
     except ValueError as exc:
         typer.echo(f"agentwatch simulate: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -207,11 +240,11 @@ def bench(
     ] = 0,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
-    from agentwatch.streams.bench import run_bench
+    from agentwatch.lab.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
     if halt_trials:
-        from agentwatch.streams.halt_bench import run_halt_bench
+        from agentwatch.lab.halt_bench import run_halt_bench
 
         typer.echo(run_halt_bench(trials=halt_trials))
         return
@@ -227,58 +260,125 @@ def bench(
 
 @app.command()
 def backtest(
-    events: Annotated[Path, typer.Argument(help="Events as JSONL (one ActionEvent per line).")],
+    events: Annotated[
+        Path | None, typer.Argument(help="Events as JSONL (one ActionEvent per line).")
+    ] = None,
     rules: Annotated[Path | None, typer.Option(help="Rules file (default: shipped).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write anomalies as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Incident labels (JSONL).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    worlds: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of EVENTS: backtest world specs, 'tuning', 'sealed' (needs --sealed), "
+            "a directory of specs or one spec file; one line per world."
+        ),
+    ] = None,
+    sealed: Annotated[
+        bool,
+        typer.Option(help="Allow sealed worlds (breaks the seal: only for the final figures)."),
+    ] = False,
+    traces: Annotated[
+        Path | None,
+        typer.Option(help="With --worlds: keep the generated traces here and reuse them."),
+    ] = None,
+    targets: Annotated[
+        Path | None, typer.Option(help="Targets file (YAML; default: the project's bar).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when a target fails (needs labels or worlds).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two rules files A B: replay both, show what B gains and costs (with --labels "
+            "or --worlds)."
+        ),
+    ] = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(help="With --report: re-run each rule with stricter thresholds for it."),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Replay recorded events through the detection engine; score against labels."""
-    from agentwatch.backtest import run_backtest
+    """Replay recorded events (or world specs) through the detection engine; score them."""
     from agentwatch.detectors.rules import RulesError, load_rules
-    from agentwatch.evaluation import evaluate
-    from agentwatch.simulator import load_labels
+    from agentwatch.lab.backtest import rules_fingerprint
+    from agentwatch.lab.commands import backtest_compare, backtest_file, backtest_worlds
+    from agentwatch.lab.evaluation.targets import Targets, TargetsError, load_targets
 
     try:
         ruleset = load_rules(rules)
+        goal = load_targets(targets) if targets is not None else Targets()
+        pair = None if compare is None else (load_rules(compare[0]), load_rules(compare[1]))
     except RulesError as exc:
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
-    if not events.is_file():
-        typer.echo(f"agentwatch backtest: {events}: no such file", err=True)
+    except TargetsError as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fingerprint = rules_fingerprint(rules)
+    if compare is not None and pair is not None:
+        if rules is not None or out is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --compare A B replaces --rules, --out and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = backtest_compare(
+            compare,
+            pair,
+            events=events,
+            labels=labels,
+            worlds=worlds,
+            sealed=sealed,
+            traces=traces,
+            goal=goal,
+            as_json=as_json,
+        )
+        if check and not ok:
+            raise typer.Exit(1)
+        return
+    if worlds is not None:
+        if events is not None or out is not None or labels is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --worlds replaces EVENTS, --out, --labels and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = backtest_worlds(
+            worlds,
+            ruleset,
+            fingerprint=fingerprint,
+            goal=goal,
+            sealed=sealed,
+            traces=traces,
+            as_json=as_json,
+        )
+        if check and not ok:
+            raise typer.Exit(1)
+        return
+    if events is None:
+        typer.echo("agentwatch backtest: give EVENTS.jsonl or --worlds", err=True)
         raise typer.Exit(2)
-    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
-    for line in result.first_errors:
-        typer.echo(f"invalid event: {line}", err=True)
-    typer.echo(
-        f"{result.events} events, {result.summary.agents} agents, {len(result.anomalies)} "
-        f"anomalies; {result.invalid} invalid, {result.duplicates} duplicate, "
-        f"{result.out_of_order} out of order"
+    if check and labels is None:
+        typer.echo("agentwatch backtest: --check needs --labels (or --worlds)", err=True)
+        raise typer.Exit(2)
+    evaluation = backtest_file(
+        events,
+        ruleset,
+        fingerprint=fingerprint,
+        out=out,
+        labels=labels,
+        report=report,
+        progress=progress,
+        as_json=as_json,
+        goal=goal,
+        what_if=what_if,
     )
-    typer.echo(
-        f"throughput: {result.engine_events_per_s:,.0f} events/s in the engine "
-        f"(Engine.process), {result.events_per_s:,.0f} events/s end to end "
-        f"(engine setup, read, decode, detect)"
-    )
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            for anomaly in result.anomalies:
-                fh.write(anomaly.model_dump_json() + "\n")
-        typer.echo(f"wrote {len(result.anomalies)} anomalies to {out}")
-    label_rows = load_labels(labels) if labels is not None else []
-    evaluation = None
-    if labels is not None:
-        evaluation = evaluate(result.anomalies, label_rows, result.summary)
-        typer.echo(evaluation.format_text())
-    if report is not None:
-        from agentwatch.report import render_report
-
-        report.parent.mkdir(parents=True, exist_ok=True)
-        html = render_report(result.anomalies, label_rows, result.summary, evaluation)
-        report.write_text(html, encoding="utf-8")
-        typer.echo(f"wrote report to {report}")
+    if check and evaluation is not None and not all(c.ok for c in evaluation.check(goal)):
+        raise typer.Exit(1)
 
 
 @rules_app.command("validate")

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from agentwatch.evaluation import FleetSummary, Targets, evaluate, parse_time
+from agentwatch.lab.evaluation import FleetSummary, Targets, evaluate, parse_time
+from agentwatch.lab.labels import Label
+from agentwatch.lab.sim import SimConfig, Simulation
 from agentwatch.schemas import Anomaly, decode_event
 from agentwatch.schemas._types import format_ts
-from agentwatch.simulator import SimConfig, Simulation
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 T0S = T0.timestamp()
@@ -51,17 +52,19 @@ def label(
     benign: bool = False,
     fleet: str = "support",
     id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": id or f"{kind}-{agent}-{start_s:g}",
-        "kind": kind,
-        "agent_id": agent,
-        "fleet": fleet,
-        "start": format_ts(T0 + timedelta(seconds=start_s)),
-        "end": format_ts(T0 + timedelta(seconds=end_s)),
-        "benign": benign,
-        "details": {},
-    }
+) -> Label:
+    return Label.from_dict(
+        {
+            "id": id or f"{kind}-{agent}-{start_s:g}",
+            "kind": kind,
+            "agent_id": agent,
+            "fleet": fleet,
+            "start": format_ts(T0 + timedelta(seconds=start_s)),
+            "end": format_ts(T0 + timedelta(seconds=end_s)),
+            "benign": benign,
+            "params": {},
+        }
+    )
 
 
 def summary(agents: int = 10, hours: float = 10.0) -> FleetSummary:
@@ -329,8 +332,8 @@ def test_bad_inputs() -> None:
         FleetSummary(agents=1, start=10.0, end=5.0)
     with pytest.raises(ValueError, match="agents"):
         FleetSummary(agents=-1, start=0.0, end=5.0)
-    with pytest.raises(ValueError, match="label 0"):
-        evaluate([], [{"kind": "x"}], summary())
+    with pytest.raises(ValueError, match="start"):
+        Label.from_dict({"kind": "x"})
     with pytest.raises(ValueError):
         evaluate([], [], summary(), grace_s=-1)
 
@@ -366,14 +369,14 @@ def test_with_simulator_labels() -> None:
     sim = Simulation(SimConfig(agents=24, minutes=60, seed=5))
     labels = sim.labels()
     fleets = {a.agent_id: a.fleet for a in sim.agents()}
-    incidents = [lab for lab in labels if not lab["benign"]]
+    incidents = [lab for lab in labels if not lab.benign]
     assert incidents
     anomalies = [
         anomaly(
-            lab["agent_id"],
-            parse_time(lab["start"]) - T0S + 15,
-            fleet=fleets[lab["agent_id"]],
-            detector=lab["kind"],
+            lab.agent_id,
+            lab.start_s - T0S + 15,
+            fleet=fleets[lab.agent_id],
+            detector=lab.kind,
         )
         for lab in incidents
     ]

@@ -1,11 +1,11 @@
-"""``agentwatch.backtest``: reading a JSONL trace, bad lines included."""
+"""``agentwatch.lab.backtest``: reading a JSONL trace, bad lines included."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agentwatch.backtest import read_events, run_backtest
 from agentwatch.detectors import load_rules
+from agentwatch.lab.backtest import read_events, run_backtest
 from agentwatch.schemas.events import MAX_EVENT_BYTES
 
 GOOD = b'{"event_id":"e%d","ts":"2026-01-01T00:00:0%dZ","agent_id":"a1","action":"search"}'

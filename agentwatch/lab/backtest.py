@@ -8,20 +8,22 @@ dead-letter them.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from agentwatch.detectors.engine import Engine
-from agentwatch.detectors.rules import RuleSet
-from agentwatch.evaluation import FleetSummary
+from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
+from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 
-__all__ = ["BacktestResult", "read_events", "run_backtest"]
+__all__ = ["BacktestResult", "read_events", "rules_fingerprint", "run_backtest"]
 
 
 @dataclass
@@ -45,6 +47,22 @@ class BacktestResult:
     @property
     def engine_events_per_s(self) -> float:
         return self.events / self.engine_seconds if self.engine_seconds > 0 else 0.0
+
+
+def rules_fingerprint(path: str | Path | None) -> dict[str, str]:
+    """Which rules a figure came from: the file (``<builtin default.yml>`` for the shipped
+    one) and the SHA-256 of its bytes.
+
+    Examples
+    --------
+    >>> fp = rules_fingerprint(None)
+    >>> fp["source"], len(fp["sha256"])
+    ('<builtin default.yml>', 64)
+    """
+    if path is None:
+        data = resources.files("agentwatch.rules").joinpath(DEFAULT_RULES).read_bytes()
+        return {"source": f"<builtin {DEFAULT_RULES}>", "sha256": hashlib.sha256(data).hexdigest()}
+    return {"source": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
 def read_events(

@@ -19,8 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agentwatch.config import Settings
-from agentwatch.schemas import ActionEvent, decode_event, encode_event
-from agentwatch.simulator import (
+from agentwatch.lab.sim import (
     ALL_BENIGN_CHANGES,
     ALL_INCIDENT_KINDS,
     DEFAULT_START,
@@ -28,6 +27,7 @@ from agentwatch.simulator import (
     KNOWN_DOMAINS,
     MODEL_PRICES,
     IncidentSpec,
+    Label,
     SimConfig,
     Simulation,
     demo_config,
@@ -37,12 +37,9 @@ from agentwatch.simulator import (
     produce,
     write_jsonl,
 )
+from agentwatch.schemas import ActionEvent, decode_event, encode_event
 
 HIGH = ("high", "critical")
-
-
-def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def _domain(target: str) -> str:
@@ -74,25 +71,25 @@ FULL = SimConfig(agents=40, minutes=90, seed=5)
 
 
 @pytest.fixture(scope="module")
-def full_run() -> tuple[Simulation, list[ActionEvent], list[dict[str, Any]]]:
+def full_run() -> tuple[Simulation, list[ActionEvent], list[Label]]:
     sim = Simulation(FULL)
     return sim, sim.event_list(validate=True), sim.labels()
 
 
-def _label(labels: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [lab for lab in labels if lab["kind"] == kind]
+def _label(labels: list[Label], kind: str) -> Label:
+    found = [lab for lab in labels if lab.kind == kind]
     assert len(found) == 1, f"expected one {kind} label, got {len(found)}"
     return found[0]
 
 
 def _before_and_during(
-    events: list[ActionEvent], label: dict[str, Any]
+    events: list[ActionEvent], label: Label
 ) -> tuple[list[ActionEvent], list[ActionEvent]]:
-    agent, start, end = label["agent_id"], _ts(label["start"]), _ts(label["end"])
+    agent, start, end = label.agent_id, label.start, label.end
     before = _window(events, agent, DEFAULT_START, start)
     during = _window(events, agent, start, end)
-    assert len(before) >= 20, f"{label['kind']}: too little baseline for {agent}"
-    assert during, f"{label['kind']}: no events of {agent} in the incident window"
+    assert len(before) >= 20, f"{label.kind}: too little baseline for {agent}"
+    assert during, f"{label.kind}: no events of {agent} in the incident window"
     return before, during
 
 
@@ -115,8 +112,8 @@ def test_different_seed_gives_different_events_and_labels() -> None:
     a = Simulation(SimConfig(agents=12, minutes=20, seed=1))
     b = Simulation(SimConfig(agents=12, minutes=20, seed=2))
     assert [encode_event(e) for e in a.events()] != [encode_event(e) for e in b.events()]
-    assert [(x["agent_id"], x["start"]) for x in a.labels()] != [
-        (x["agent_id"], x["start"]) for x in b.labels()
+    assert [(x.agent_id, x.start) for x in a.labels()] != [
+        (x.agent_id, x.start) for x in b.labels()
     ]
 
 
@@ -139,7 +136,7 @@ def test_agents_without_incidents_are_unaffected_by_injection() -> None:
     base = SimConfig(agents=20, minutes=45, seed=9)
     with_incidents = Simulation(base)
     without = Simulation(SimConfig(agents=20, minutes=45, seed=9, incidents=()))
-    hit = {lab["agent_id"] for lab in with_incidents.labels() if not lab["benign"]}
+    hit = {lab.agent_id for lab in with_incidents.labels() if not lab.benign}
     assert len(hit) == len(ALL_INCIDENT_KINDS)
 
     def per_agent(sim: Simulation) -> dict[str, list[bytes]]:
@@ -160,7 +157,7 @@ def test_agents_without_incidents_are_unaffected_by_injection() -> None:
 
 
 def test_events_are_valid_ordered_and_well_identified(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     sim, events, _ = full_run
     end = DEFAULT_START + timedelta(minutes=FULL.minutes or 0)
@@ -181,7 +178,7 @@ def test_events_are_valid_ordered_and_well_identified(
 
 
 def test_llm_cost_follows_the_price_table(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, _ = full_run
     llm = [e for e in events if e.kind == "llm"]
@@ -194,12 +191,10 @@ def test_llm_cost_follows_the_price_table(
 
 
 def test_normal_traffic_approves_high_risk_and_stays_on_known_domains(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
-    incident_windows = [
-        (lab["agent_id"], _ts(lab["start"]), _ts(lab["end"])) for lab in labels if not lab["benign"]
-    ]
+    incident_windows = [(lab.agent_id, lab.start, lab.end) for lab in labels if not lab.benign]
 
     def in_incident(e: ActionEvent) -> bool:
         return any(a == e.agent_id and s <= e.ts < t for a, s, t in incident_windows)
@@ -216,7 +211,7 @@ def test_normal_traffic_approves_high_risk_and_stays_on_known_domains(
 
 
 def test_agents_are_heterogeneous_and_work_in_sessions(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     sim, events, labels = full_run
     rates = [a.rate_per_min for a in sim.agents()]
@@ -226,22 +221,22 @@ def test_agents_are_heterogeneous_and_work_in_sessions(
         sessions[e.agent_id].add(e.session_id or "")
     assert all(len(s) >= 2 for s in sessions.values())
     # Markov structure: in normal support sessions the ticket replied to was read before.
-    odd = {lab["agent_id"] for lab in labels if not lab["benign"]}  # e.g. mix_shift
+    odd = {lab.agent_id for lab in labels if not lab.benign}  # e.g. mix_shift
     replies = [e for e in events if e.action == "reply_ticket" and e.agent_id not in odd]
     reads = {(e.session_id, e.target) for e in events if e.action == "read_ticket"}
     assert replies and all((e.session_id, e.target) in reads for e in replies)
 
 
 def test_benign_error_bursts_are_labelled_and_real(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
-    bursts = [lab for lab in labels if lab["kind"] == "error_burst"]
-    assert bursts and all(lab["benign"] for lab in bursts)
+    bursts = [lab for lab in labels if lab.kind == "error_burst"]
+    assert bursts and all(lab.benign for lab in bursts)
     calls = errors = 0
     for lab in bursts:
-        window = _window(events, lab["agent_id"], _ts(lab["start"]), _ts(lab["end"]))
-        hits = [e for e in window if e.action == lab["details"]["tool"]]
+        window = _window(events, lab.agent_id, lab.start, lab.end)
+        hits = [e for e in window if e.action == lab.params["tool"]]
         calls += len(hits)
         errors += sum(e.status == "error" for e in hits)
     assert calls >= 3
@@ -252,34 +247,32 @@ def test_benign_error_bursts_are_labelled_and_real(
 
 
 def test_every_requested_incident_is_labelled_once_in_distinct_agents(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     sim, _, labels = full_run
-    incidents = [lab for lab in labels if not lab["benign"]]
-    assert sorted(lab["kind"] for lab in incidents) == sorted(ALL_INCIDENT_KINDS)
-    assert len({lab["agent_id"] for lab in incidents}) == len(incidents)
+    incidents = [lab for lab in labels if not lab.benign]
+    assert sorted(lab.kind for lab in incidents) == sorted(ALL_INCIDENT_KINDS)
+    assert len({lab.agent_id for lab in incidents}) == len(incidents)
     fleets = {a.agent_id: a.fleet for a in sim.agents()}
     warmup_end = DEFAULT_START + timedelta(minutes=0.25 * 90)
     for lab in incidents:
-        assert fleets[lab["agent_id"]] == lab["fleet"]
-        assert warmup_end <= _ts(lab["start"]) < _ts(lab["end"])
-        assert lab["start"].endswith("Z") and lab["end"].endswith("Z")
-    json.dumps(labels)  # JSON-able
-    assert [s.incident_id for s in sim.incidents()] == [
-        lab["id"] for lab in labels if not lab["benign"]
-    ]
+        assert fleets[lab.agent_id] == lab.fleet
+        assert warmup_end <= lab.start < lab.end
+        assert lab.to_dict()["start"].endswith("Z") and lab.to_dict()["end"].endswith("Z")
+    json.dumps([lab.to_dict() for lab in labels])  # JSON-able
+    assert [s.incident_id for s in sim.incidents()] == [lab.id for lab in labels if not lab.benign]
 
 
 def test_runaway_loop_repeats_one_call_far_above_the_agent_rate(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "runaway_loop")
     before, during = _before_and_during(events, lab)
-    minutes = (_ts(lab["end"]) - _ts(lab["start"])).total_seconds() / 60
+    minutes = (lab.end - lab.start).total_seconds() / 60
     pairs = collections.Counter((e.action, e.target) for e in during if e.kind != "llm")
     (action, target), repeats = pairs.most_common(1)[0]
-    assert (action, target) == (lab["details"]["action"], lab["details"]["target"])
+    assert (action, target) == (lab.params["action"], lab.params["target"])
     base_minutes = (before[-1].ts - DEFAULT_START).total_seconds() / 60
     base_rate = sum(e.kind != "llm" for e in before) / base_minutes
     assert repeats / minutes >= 10
@@ -288,7 +281,7 @@ def test_runaway_loop_repeats_one_call_far_above_the_agent_rate(
 
 
 def test_cost_explosion_multiplies_cost_per_llm_call(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "cost_explosion")
@@ -298,17 +291,17 @@ def test_cost_explosion_multiplies_cost_per_llm_call(
     llm_during = [e for e in during if e.kind == "llm"]
     tokens_before = statistics.median(e.input_tokens for e in before if e.kind == "llm")
     tokens_during = statistics.median(e.input_tokens for e in llm_during)
-    if lab["details"]["mode"] == "premium_model":
+    if lab.params["mode"] == "premium_model":
         models = collections.Counter(e.model for e in llm_during)
-        assert models.most_common(1)[0][0] == lab["details"]["model"]
+        assert models.most_common(1)[0][0] == lab.params["model"]
         assert tokens_during >= 1.2 * tokens_before
     else:
-        assert lab["details"]["mode"] == "context_stuffing"
+        assert lab.params["mode"] == "context_stuffing"
         assert tokens_during >= 3 * tokens_before
 
 
 def test_error_storm_sustains_a_high_failure_rate(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     before, during = _before_and_during(events, _label(labels, "error_storm"))
@@ -322,7 +315,7 @@ def test_error_storm_sustains_a_high_failure_rate(
 
 
 def test_privilege_probing_is_denied_high_risk_attempts(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     before, during = _before_and_during(events, _label(labels, "privilege_probing"))
@@ -339,7 +332,7 @@ def test_privilege_probing_is_denied_high_risk_attempts(
 
 
 def test_exfiltration_reads_a_secret_then_sends_to_an_unknown_domain(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "exfiltration")
@@ -360,11 +353,11 @@ def test_exfiltration_reads_a_secret_then_sends_to_an_unknown_domain(
     assert any(r.ts < s.ts <= r.ts + timedelta(minutes=2) for r in reads for s in sends)
     # Nobody else ever talks to those domains.
     everywhere = [e for e in events if e.target and _domain(e.target) in EXFIL_DOMAINS]
-    assert {e.agent_id for e in everywhere} == {lab["agent_id"]}
+    assert {e.agent_id for e in everywhere} == {lab.agent_id}
 
 
 def test_mix_shift_changes_the_action_distribution(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "mix_shift")
@@ -373,18 +366,18 @@ def test_mix_shift_changes_the_action_distribution(
     tv = 0.5 * sum(abs(p.get(k, 0) - q.get(k, 0)) for k in set(p) | set(q))
     assert sum(e.kind != "llm" for e in during) >= 10
     assert tv >= 0.3
-    assert lab["details"]["tv_distance"] >= 0.3
+    assert lab.params["tv_distance"] >= 0.3
     # It is a shift in the mix, not new tools: the agent's fleet already has them all.
-    assert set(q) <= {e.action for e in events if e.fleet == lab["fleet"]}
+    assert set(q) <= {e.action for e in events if e.fleet == lab.fleet}
 
 
 def test_cost_drift_creeps_up_slowly(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "cost_drift")
     before, during = _before_and_during(events, lab)
-    start, end = _ts(lab["start"]), _ts(lab["end"])
+    start, end = lab.start, lab.end
     assert end - start >= timedelta(minutes=45)
     span = end - start
     early = [e for e in during if e.ts < start + span / 5]
@@ -401,7 +394,7 @@ def test_cost_drift_creeps_up_slowly(
 
 
 def test_unapproved_high_risk_actions_lack_approval(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     _, events, labels = full_run
     lab = _label(labels, "unapproved_high_risk")
@@ -410,7 +403,7 @@ def test_unapproved_high_risk_actions_lack_approval(
         e for e in during if e.risk in HIGH and e.approved_by is None and e.status == "ok"
     ]
     assert len(unapproved) >= 2
-    assert {e.action for e in unapproved} <= set(lab["details"]["actions"])
+    assert {e.action for e in unapproved} <= set(lab.params["actions"])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -425,13 +418,13 @@ def test_exfiltration_and_unapproved_labels_start_at_their_first_offending_event
                   incidents=("exfiltration", "unapproved_high_risk"), error_bursts_per_hour=0)
     )  # fmt: skip
     events = sim.event_list()
-    labels = [lab for lab in sim.labels() if not lab["benign"]]
+    labels = [lab for lab in sim.labels() if not lab.benign]
     assert len(labels) == 4
     for lab in labels:
-        start, end = _ts(lab["start"]), _ts(lab["end"])
-        mine = [e for e in events if e.agent_id == lab["agent_id"]]
-        if lab["kind"] == "exfiltration":
-            details = lab["details"]
+        start, end = lab.start, lab.end
+        mine = [e for e in events if e.agent_id == lab.agent_id]
+        if lab.kind == "exfiltration":
+            details = lab.params
             offending = [
                 e for e in mine if e.target in (*details["secrets"], *details["destinations"])
             ]
@@ -453,8 +446,8 @@ def test_explicit_incident_lands_where_asked() -> None:
     sim = Simulation(
         SimConfig(agents=8, minutes=20, incidents=(), explicit_incidents=(spec,), seed=4)
     )
-    (label,) = [lab for lab in sim.labels() if not lab["benign"]]
-    assert (label["agent_id"], _ts(label["start"]), _ts(label["end"])) == (
+    (label,) = [lab for lab in sim.labels() if not lab.benign]
+    assert (label.agent_id, label.start, label.end) == (
         "ops-000",
         spec.start,
         spec.end,
@@ -467,16 +460,16 @@ def test_explicit_incident_lands_where_asked() -> None:
 
 
 def test_model_upgrade_moves_the_whole_fleet_to_a_pricier_model(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     sim, events, labels = full_run
     lab = _label(labels, "model_upgrade")
-    assert lab["benign"] is True and lab["agent_id"] is None
-    fleet, new = lab["fleet"], lab["details"]["to_model"]
-    start, end = _ts(lab["start"]), _ts(lab["end"])
+    assert lab.benign is True and lab.agent_id is None
+    fleet, new = lab.fleet, lab.params["to_model"]
+    start, end = lab.start, lab.end
     members = {a.agent_id for a in sim.agents() if a.fleet == fleet}
-    incident_agents = {x["agent_id"] for x in labels if not x["benign"]}
-    assert lab["details"]["agents"] == len(members) >= 2
+    incident_agents = {x.agent_id for x in labels if not x.benign}
+    assert lab.params["agents"] == len(members) >= 2
     assert not any(e.model == new and e.ts < start for e in events if e.agent_id in members)
     for agent in members - incident_agents:
         mine = [e for e in events if e.agent_id == agent and e.kind == "llm"]
@@ -487,20 +480,19 @@ def test_model_upgrade_moves_the_whole_fleet_to_a_pricier_model(
 
 
 def test_tool_rollout_adds_a_tool_to_the_whole_fleet(
-    full_run: tuple[Simulation, list[ActionEvent], list[dict[str, Any]]],
+    full_run: tuple[Simulation, list[ActionEvent], list[Label]],
 ) -> None:
     sim, events, labels = full_run
     lab = _label(labels, "tool_rollout")
-    assert lab["benign"] is True and lab["agent_id"] is None
-    tool, fleet = lab["details"]["tool"], lab["fleet"]
+    assert lab.benign is True and lab.agent_id is None
+    tool, fleet = lab.params["tool"], lab.fleet
     users = [e for e in events if e.action == tool]
-    assert users and all(e.fleet == fleet and e.ts >= _ts(lab["start"]) for e in users)
+    assert users and all(e.fleet == fleet and e.ts >= lab.start for e in users)
     members = {a.agent_id for a in sim.agents() if a.fleet == fleet}
     busy = {
         agent
         for agent in members
-        if sum(e.agent_id == agent and e.kind != "llm" and e.ts >= _ts(lab["end"]) for e in events)
-        >= 40
+        if sum(e.agent_id == agent and e.kind != "llm" and e.ts >= lab.end for e in events) >= 40
     }
     assert busy
     assert busy <= {e.agent_id for e in users}
@@ -554,10 +546,10 @@ def test_endless_simulation_repeats_incident_rounds() -> None:
     last = events[-1].ts
     assert last - DEFAULT_START > timedelta(minutes=13)  # several epochs generated
     labels = sim.labels(until=last)
-    loops = [lab for lab in labels if lab["kind"] == "runaway_loop"]
+    loops = [lab for lab in labels if lab.kind == "runaway_loop"]
     assert len(loops) >= 2
-    assert len({lab["agent_id"] for lab in loops}) >= 2 or len({lab["start"] for lab in loops}) >= 2
-    assert all(_ts(lab["start"]) < last for lab in labels)
+    assert len({lab.agent_id for lab in loops}) >= 2 or len({lab.start for lab in loops}) >= 2
+    assert all(lab.start < last for lab in labels)
     with pytest.raises(ValueError, match="until"):
         sim.labels()
     with pytest.raises(ValueError, match="limit"):
@@ -590,7 +582,7 @@ def test_write_jsonl_round_trips(tmp_path: Path) -> None:
     assert n_labels == len(labels) >= len(ALL_INCIDENT_KINDS) + 2
     assert labels == sim.labels()
     # A JSON array of labels is accepted too.
-    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "labels.json").write_text(json.dumps([lab.to_dict() for lab in labels]))
     assert load_labels(tmp_path / "labels.json") == labels
 
 
@@ -659,7 +651,7 @@ async def test_demo_task_streams_an_endless_fleet_until_cancelled() -> None:
     assert all(started - timedelta(seconds=1) <= e.ts <= datetime.now(UTC) for e in sent)
     # The demo fleet gets its first incidents after a 5-minute warm-up: within the second.
     first = Simulation(demo_config(12)).labels(until=DEFAULT_START + timedelta(minutes=20))
-    assert {lab["kind"] for lab in first if not lab["benign"]} == set(ALL_INCIDENT_KINDS)
+    assert {lab.kind for lab in first if not lab.benign} == set(ALL_INCIDENT_KINDS)
 
 
 @pytest.mark.integration
