@@ -285,6 +285,18 @@ def _readiness(worker: WorkerApp, owned: TP) -> Readiness:
     )
 
 
+def _check_readiness(worker: WorkerApp) -> tuple[dict[str, Any], bool]:
+    """Run the readiness check (it also sets the stage gauges); a failing check is not ready."""
+    if worker.readiness is None:
+        return {"status": "unavailable", "reasons": ["worker: not set up"]}, False
+    try:
+        report = worker.readiness.check()
+    except Exception as exc:  # e.g. the consumer is being replaced during a rebalance
+        log.warning("readiness check failed: %r", exc)
+        return {"status": "unavailable", "reasons": [f"readiness check failed: {exc!r}"]}, False
+    return report.to_dict(), report.ready
+
+
 def _crashed(worker: WorkerApp, probe: StageProbe, exc: BaseException) -> None:
     probe.crashed(exc)
     worker.metrics.stage_crashes.labels(probe.name).inc()
@@ -315,8 +327,7 @@ def _register_agents(worker: WorkerApp) -> None:
     async def update_metrics() -> None:
         stage.update_metrics()
         worker.deadletters.flush_log()
-        if worker.readiness is not None:
-            worker.readiness.check()
+        _check_readiness(worker)
         consumer = app.consumer
         for tp, offset in stage.positions().items():
             if tp.topic != actions_topic:
@@ -383,9 +394,8 @@ def _register_views(worker: WorkerApp) -> None:
 
     @app.page("/readyz")  # type: ignore[untyped-decorator]
     async def readyz(self: Any, request: Any) -> Any:
-        assert worker.readiness is not None
-        report = worker.readiness.check()
-        return self.json(report.to_dict(), status=200 if report.ready else 503)
+        body, ready = _check_readiness(worker)
+        return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(self: Any, request: Any) -> Any:
