@@ -16,7 +16,7 @@ from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.health import Readiness, StageProbe
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.runner import running_app
-from tests.streams.test_pipeline import encoded, event, produce, wait_for
+from tests.streams.test_pipeline import encoded, event, produce, read_topic, wait_for
 
 TOPIC = "aw.actions"
 TP0, TP1 = TP(TOPIC, 0), TP(TOPIC, 1)
@@ -218,3 +218,50 @@ async def test_readyz_turns_503_within_10s_of_a_stall_and_200_when_it_moves(
     assert any(r.startswith("ingest: stalled") for r in body["reasons"]), body
     assert after["status"] == "ready" and after["reasons"] == []
     assert worker.stage.engine.baselines["a1"].count == 5
+
+
+class Refusing:
+    """Wraps a faust topic; every send fails while ``down`` is set (a broker refusing writes)."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+        self.down = True
+        self.refused = 0
+
+    async def send(self, **kwargs: Any) -> Any:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("NotLeaderForPartition: injected")
+        return await self.topic.send(**kwargs)
+
+
+@pytest.mark.integration
+async def test_an_unacknowledged_dead_letter_stalls_ingest_visibly_and_loses_nothing(
+    settings: Settings,
+) -> None:
+    worker = create_app(settings.replace(ready_stall_after_s=2.0))
+    refusing = Refusing(worker.deadletters.topic)
+    worker.deadletters.topic = refusing
+    async with running_app(worker):
+        await until_status(worker, 200, 20)
+        await produce(settings, [(b"a1", b"{not json")])
+        await wait_for(lambda: refusing.refused >= 2)
+        await produce(settings, [encoded(event(i)) for i in range(5)])
+        _, body = await until_status(worker, 503, 10)
+        assert "a1" not in worker.stage.engine.baselines  # nothing past the stuck record
+        refusing.down = False
+        await wait_for(
+            lambda: (
+                worker.stage.engine.baselines.get("a1") is not None
+                and worker.stage.engine.baselines["a1"].count == 5
+            )
+        )
+        await until_status(worker, 200, 10)
+        dead = await read_topic(settings, "deadletter", 1)
+    assert any(r.startswith("ingest: stalled") for r in body["reasons"]), body
+    assert [dict(r.headers)["agentwatch.reason"] for r in dead] == [b"bad_json"]
+    registry = worker.metrics.registry
+    failures = registry.get_sample_value("agentwatch_deadletter_send_failures_total")
+    assert failures is not None and failures >= 2
+    assert registry.get_sample_value("agentwatch_deadletter_retrying") == 0.0
+    assert worker.probes["ingest"].crashes == 0
