@@ -372,6 +372,10 @@ def _register_agents(worker: WorkerApp) -> None:
     async def incidents_due() -> None:
         await worker.response.tick()
 
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        worker.deadletters.flush_log(force=True)  # the last summary line is not lost
+
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)

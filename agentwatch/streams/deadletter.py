@@ -247,6 +247,9 @@ class DeadLetters:
                 escape(repr(exc), 300),
             )
 
-    def flush_log(self) -> bool:
-        """Write the pending summary line if its interval has passed (call it periodically)."""
-        return self._summary.flush()
+    def flush_log(self, force: bool = False) -> bool:
+        """Write the pending summary line if its interval has passed (or ``force``).
+
+        Call it periodically, and with ``force`` at shutdown.
+        """
+        return self._summary.flush(force)

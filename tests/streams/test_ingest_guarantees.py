@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
+import time
 from collections import Counter
 from typing import Any
 
@@ -193,3 +195,30 @@ async def test_second_copy_of_a_rekeyed_event_is_dropped_even_after_a_restart(
         await send_records(settings, [(b"solo", valid(100, "solo"), None)])
         await wait_for(lambda: sample(second, "agentwatch_duplicate_events_total") == 1.0)
         await wait_for(lambda: second.stage.engine.baselines["solo"].count == 4)
+
+
+async def test_ten_thousand_bad_records_are_dead_lettered_with_a_handful_of_log_lines(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agentwatch.streams.deadletter")
+    worker = create_app(settings)
+    async with running_app(worker):
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            for i in range(10_000):
+                await producer.send(settings.topic("actions"), b"{\n" * (1 + i % 3), key=b"x")
+            await producer.flush()
+        finally:
+            await producer.stop()
+        started = time.monotonic()
+        await wait_for(
+            lambda: sample(worker, "agentwatch_deadletters_total", reason="bad_json") == 10_000,
+            timeout=60,
+        )
+        took = time.monotonic() - started
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    print(f"10,000 dead letters in {took:.1f}s, {len(lines)} log line(s)")
+    assert 2 <= len(lines) <= 5  # the first record at once, then summaries (the last at stop)
+    assert all("\n" not in line for line in lines)
+    assert sum(int(line.split()[1]) for line in lines) == 10_000
