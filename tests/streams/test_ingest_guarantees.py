@@ -222,3 +222,29 @@ async def test_ten_thousand_bad_records_are_dead_lettered_with_a_handful_of_log_
     assert 2 <= len(lines) <= 5  # the first record at once, then summaries (the last at stop)
     assert all("\n" not in line for line in lines)
     assert sum(int(line.split()[1]) for line in lines) == 10_000
+
+
+async def test_an_event_whose_processing_raises_is_dead_lettered_and_ingest_goes_on(
+    settings: Settings,
+) -> None:
+    worker = create_app(settings)
+    engine = worker.stage.engine
+    process = engine.process
+
+    def buggy(event: Any) -> Any:
+        if event.event_id == "a1-3":
+            raise ZeroDivisionError("a detector bug")
+        return process(event)
+
+    engine.process = buggy  # type: ignore[method-assign]
+    async with running_app(worker):
+        await send_records(settings, [(b"a1", valid(i, "a1"), None) for i in range(6)])
+        await wait_for(lambda: counts(worker).get("a1") == 5)
+        dead = await read_topic(settings, "deadletter", 1)
+    (record,) = dead
+    headers = dict(record.headers)
+    assert headers["agentwatch.reason"] == b"processing_error"
+    assert headers["agentwatch.detail"] == b"ZeroDivisionError: a detector bug"
+    assert json.loads(record.value)["event_id"] == "a1-3"
+    assert sample(worker, "agentwatch_processing_errors_total", stage="ingest") == 1.0
+    assert worker.probes["ingest"].crashes == 0
