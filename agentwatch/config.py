@@ -34,6 +34,8 @@ ENV_PREFIX = "AGENTWATCH_"
 Severity = Literal["info", "warning", "error", "critical"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 DEFAULT_CONFIG_FILE = "agentwatch.toml"
+#: Room for key, headers and record-batch framing on top of a value (see ``_check_sizes``).
+RECORD_OVERHEAD_BYTES = 4096
 
 
 class ConfigError(ValueError):
@@ -118,7 +120,35 @@ class Settings(BaseSettings):
         le=60,
         description="offsets are committed, and changed baselines written, this often",
     )
-    max_event_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    max_event_bytes: int = Field(
+        64 * 1024, ge=1024, le=1024 * 1024, description="larger events are dead-lettered"
+    )
+
+    # Record size limits (docs/operations.md, "Record sizes"); one coherent set
+    max_message_bytes: int = Field(
+        1_048_588,
+        ge=128 * 1024,
+        le=64 * 1024 * 1024,
+        description="largest record agentwatch's topics accept (max.message.bytes), its "
+        "producer sends and its consumer fetches per partition; Kafka's default",
+    )
+    deadletter_max_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="a dead letter keeps this long a prefix of the rejected record (its full "
+        "length and SHA-256 go in headers)",
+    )
+    deadletter_log_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="one dead-letter summary warning per interval"
+    )
+
+    # Readiness (/readyz)
+    ready_stall_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="a stage with input waiting that has not moved this long is stalled",
+    )
 
     # Web (health, agent views, control API, metrics)
     web_host: str = "127.0.0.1"
@@ -389,6 +419,17 @@ class Settings(BaseSettings):
     def _check_heartbeat(self) -> Settings:
         if self.heartbeat_interval_s >= self.session_timeout_s:
             raise ValueError("heartbeat_interval_s must be below session_timeout_s")
+        return self
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Settings:
+        room = self.max_message_bytes - RECORD_OVERHEAD_BYTES
+        for name in ("max_event_bytes", "deadletter_max_bytes"):
+            if getattr(self, name) > room:
+                raise ValueError(
+                    f"{name} must be at most max_message_bytes - {RECORD_OVERHEAD_BYTES} "
+                    f"({room}): its records must fit the topics' limit"
+                )
         return self
 
     def replace(self, **changes: Any) -> Settings:

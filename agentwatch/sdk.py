@@ -76,6 +76,7 @@ from pydantic import ValidationError
 
 from agentwatch.config import Settings, load_settings
 from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
+from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, ControlState, encode_event
 from agentwatch.schemas._types import AGENT_ID_PATTERN
 from agentwatch.schemas.events import MAX_EVENT_BYTES
@@ -445,7 +446,10 @@ class Monitor:
         if not isinstance(agent_id, str) or not 0 < len(agent_id) <= 128:
             raise ValueError("agent_id must be a string of 1 to 128 characters")
         if not re.fullmatch(AGENT_ID_PATTERN, agent_id):
-            raise ValueError(f"agent_id {agent_id!r} may only contain A-Z a-z 0-9 . _ : @ / -")
+            raise ValueError(
+                f"agent_id {agent_id!r} may only contain A-Z a-z 0-9 . _ : @ - "
+                "and must not be '.' or '..'"
+            )
         if not isinstance(fleet, str) or not 0 < len(fleet) <= 128:
             raise ValueError("fleet must be a string of 1 to 128 characters")
         if buffer_size < 1:
@@ -1152,18 +1156,18 @@ class Monitor:
             log.warning(
                 "agentwatch: agent %s HALTED by %s (incident %s): %s",
                 self.agent_id,
-                new.updated_by,
-                new.incident_id or "-",
-                new.reason or "no reason given",
+                escape(new.updated_by),
+                escape(new.incident_id or "-"),
+                escape(new.reason or "no reason given", 1024),
             )
         elif was_halted and not new.halted:
-            log.warning("agentwatch: agent %s resumed by %s", self.agent_id, new.updated_by)
+            log.warning("agentwatch: agent %s resumed by %s", self.agent_id, escape(new.updated_by))
         if set(new.revoked) != old_revoked:
             log.warning(
                 "agentwatch: agent %s revoked actions now %s (by %s)",
                 self.agent_id,
-                sorted(new.revoked),
-                new.updated_by,
+                escape(sorted(new.revoked), 2048),
+                escape(new.updated_by),
             )
 
     def _bad_control(self, topic: str, partition: int, offset: int, reason: str) -> None:
@@ -1174,7 +1178,7 @@ class Monitor:
             topic,
             partition,
             offset,
-            reason,
+            escape(reason, 500),
         )
 
     async def _control_loop(self) -> None:

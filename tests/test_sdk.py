@@ -730,6 +730,10 @@ def test_decorator_rejects_bad_options() -> None:
         monitor.tool(gen)
     with pytest.raises(ValueError, match="agent_id"):
         Monitor("bad id with spaces")
+    for bad in ("team/a", "..", ".", "a\u202eb"):
+        with pytest.raises(ValueError, match=r"A-Z a-z 0-9 \. _ : @ - and must not be"):
+            Monitor(bad)
+    assert Monitor("svc:7@eu-west_1.a").agent_id == "svc:7@eu-west_1.a"
     with pytest.raises(ValueError, match="kafka_options"):
         Monitor(agent(), kafka_options={"acks": "all"})
 

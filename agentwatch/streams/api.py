@@ -30,6 +30,7 @@ import faust
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentwatch.logtext import escape
 from agentwatch.schemas import ControlState
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
 from agentwatch.streams.response import NotFound, VersionConflict
@@ -49,7 +50,7 @@ class ControlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    actor: Name
     reason: Annotated[str, Field(min_length=1, max_length=1024)]
     actions: Annotated[list[Name], Field(max_length=1024)] = Field(default_factory=list)
     incident_id: Name | None = None
@@ -262,7 +263,7 @@ def register_api(worker: WorkerApp) -> None:
                 return count(endpoint, denied)
             if op not in ("halt", "resume", "revoke", "grant"):
                 return count(endpoint, _problem(self, 404, f"unknown operation {op!r}"))
-            if not agent_re.match(agent_id) or len(agent_id) > 128:
+            if len(agent_id) > 128 or not agent_re.fullmatch(agent_id):
                 return count(endpoint, _problem(self, 400, f"invalid agent id {agent_id!r}"))
             raw = await request.read()
             body = await read_body(self, _Body(raw))
@@ -298,9 +299,9 @@ def register_api(worker: WorkerApp) -> None:
                 "control: %s %s by %s (version %d): %s",
                 op,
                 agent_id,
-                body.actor,
+                escape(body.actor),
                 state.version,
-                body.reason,
+                escape(body.reason, 1024),
             )
             answer = self.json(state.model_dump(mode="json"), headers={"ETag": etag(state.version)})
             return count(endpoint, answer)
@@ -360,7 +361,13 @@ def register_api(worker: WorkerApp) -> None:
                 )
             except NotFound:
                 return count(endpoint, _problem(self, 404, f"unknown incident {incident_id!r}"))
-            log.info("incident: %s %s by %s: %s", op, incident_id, body.actor, body.reason)
+            log.info(
+                "incident: %s %s by %s: %s",
+                op,
+                escape(incident_id),
+                escape(body.actor),
+                escape(body.reason, 1024),
+            )
             return count(endpoint, self.json(incident.model_dump(mode="json")))
 
 

@@ -39,8 +39,10 @@ from pydantic import ValidationError
 from agentwatch.alerting.dispatch import DeliveryResult, Dispatcher
 from agentwatch.alerting.incidents import IncidentState
 from agentwatch.alerting.responder import Command, Outcome, Responder, audit_id, next_version
+from agentwatch.logtext import escape
 from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Incident, Notification
 from agentwatch.schemas.signing import ControlSigner
+from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.keylocks import KeyedLocks
 from agentwatch.streams.metrics import WorkerMetrics
 
@@ -106,6 +108,8 @@ class ResponseStage:
         Counters and gauges.
     signer
         Signs every ControlState this stage publishes.
+    deadletters
+        Where invalid anomalies go.
     clock
         Wall clock (tests inject one).
     """
@@ -121,9 +125,11 @@ class ResponseStage:
         owns: Callable[[], bool],
         metrics: WorkerMetrics,
         signer: ControlSigner,
+        deadletters: DeadLetters,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.responder = responder
+        self.deadletters = deadletters
         self.controls = controls
         self.incidents = incidents
         self.topics = topics
@@ -170,33 +176,13 @@ class ResponseStage:
 
     # -- inputs ----------------------------------------------------------------------------
     async def process_anomalies(self, events: Sequence[Any]) -> None:
-        """Respond to a batch of anomaly messages (faust events)."""
+        """Respond to a batch of anomaly messages (faust events); dead-letter invalid ones."""
         for fevent in events:
             message = fevent.message
             try:
                 anomaly = Anomaly.model_validate_json(message.value)
-            except ValidationError as exc:
-                reason = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-                )
-                log.error(
-                    "invalid anomaly topic=%s partition=%s offset=%s reason=%s",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    reason,
-                )
-                await self.topics["deadletter"].send(
-                    key=message.key,
-                    value=message.value or b"",
-                    headers=[
-                        ("agentwatch.reason", b"invalid_anomaly"),
-                        ("agentwatch.detail", reason.encode()[:1024]),
-                        ("agentwatch.source.topic", message.topic.encode()),
-                        ("agentwatch.source.offset", str(message.offset).encode()),
-                    ],
-                )
-                self.metrics.deadletters.labels("invalid_anomaly").inc()
+            except (ValidationError, ValueError, TypeError) as exc:
+                await self.deadletters.send(message, "invalid_anomaly", _invalid(exc))
                 continue
             agent = anomaly.agent_id
             async with self.locks.hold(agent):
@@ -400,29 +386,42 @@ class TableLog:
 class DeliveryStage:
     """Delivers outbox notifications through the dispatcher; audits each delivery."""
 
-    def __init__(self, *, dispatcher: Dispatcher, audit: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        audit: Any,
+        deadletters: DeadLetters,
+        clock: Callable[[], float],
+    ) -> None:
         self.dispatcher = dispatcher
         self.audit = audit
+        self.deadletters = deadletters
         self.clock = clock
 
     async def process(self, fevent: Any) -> None:
+        """Deliver one outbox message; an invalid one is dead-lettered."""
         message = fevent.message
         try:
             note = Notification.model_validate_json(message.value)
-        except ValidationError as exc:
-            log.error(
-                "invalid notification topic=%s partition=%s offset=%s reason=%s",
-                message.topic,
-                message.partition,
-                message.offset,
-                exc.errors()[0]["msg"] if exc.errors() else exc,
-            )
+        except (ValidationError, ValueError, TypeError) as exc:
+            await self.deadletters.send(message, "invalid_notification", _invalid(exc))
             return
         result = await self.dispatcher.deliver(note)
         for entry in _delivery_audit(note, result, self.clock()):
             await self.audit.send(
                 key=note.agent_id.encode(), value=entry.model_dump_json().encode()
             )
+
+
+def _invalid(exc: Exception) -> str:
+    """A validation error in one line: the first few field errors."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:
@@ -445,9 +444,9 @@ def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> l
     for failed in result.failed:
         log.error(
             "notification %s rejected by %s (not retried): %s",
-            note.notification_id,
-            failed.destination,
-            failed.error,
+            escape(note.notification_id),
+            escape(failed.destination),
+            escape(failed.error or "", 500),
         )
         out.append(entry(failed.destination, "delivery_failed", failed.error or "rejected"))
     return out
