@@ -207,7 +207,9 @@ def create_app(
     probes = {
         "ingest": StageProbe("ingest", actions_name),
         "responder": StageProbe("responder", anomalies_name),
-        "notifier": StageProbe("notifier", settings.topic("notifications")),
+        "notifier": StageProbe(
+            "notifier", settings.topic("notifications"), waiting_on=dispatcher.waiting_on
+        ),
     }
     worker = WorkerApp(
         app=app,

@@ -38,6 +38,10 @@ class StageProbe:
         Full name of the input topic.
     clock, wall
         Monotonic and wall clocks (injected for tests).
+    waiting_on
+        External services the stage is waiting for right now (the notifier: PagerDuty or
+        Slack down or rate-limiting). While it names one, a long batch or input waiting is
+        reported, not counted as a stall: deliveries are delayed, not stuck.
     """
 
     def __init__(
@@ -47,8 +51,10 @@ class StageProbe:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        waiting_on: Callable[[], list[str]] | None = None,
     ) -> None:
         self.name = name
+        self.waiting_on = waiting_on
         self.topic = topic
         self.clock = clock
         self.wall = wall
@@ -165,6 +171,9 @@ class Readiness:
         stages: dict[str, dict[str, Any]] = {}
         for probe in self.probes:
             problems, lag = self._stage(probe, assigned, now)
+            waiting = probe.waiting_on() if probe.waiting_on is not None else []
+            if waiting:  # delayed by an outside service, not stuck: say so, stay ready
+                problems = [p for p in problems if not p.startswith("stalled")]
             reasons.extend(f"{probe.name}: {p}" for p in problems)
             stages[probe.name] = {
                 "up": not problems,
@@ -172,6 +181,8 @@ class Readiness:
                 "crashes": probe.crashes,
                 "last_progress": probe.last_progress_wall or None,
             }
+            if waiting:
+                stages[probe.name]["waiting_on"] = waiting
             self.metrics.stage_up.labels(probe.name).set(0 if problems else 1)
             self.metrics.stage_last_progress.labels(probe.name).set(probe.last_progress_wall)
         held = set(assigned)

@@ -151,6 +151,7 @@ def run_embedded(
                 "agentwatch is up (embedded stack; Ctrl-C stops everything)",
                 f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
                 f"  health    {worker_app.web_url}/healthz",
+                f"  ready     {worker_app.web_url}/readyz  (every stage running and keeping up)",
                 f"  agents    {worker_app.web_url}/agents/<agent_id>",
                 f"  incidents {worker_app.web_url}/incidents",
                 f"  api token {token_note}",

@@ -128,6 +128,20 @@ def test_one_long_batch_is_a_stall_and_a_crash_stays_reported() -> None:
     assert reason.startswith("ingest: crashed 1 time(s), last: RuntimeError: boom\\nINFO forged")
 
 
+def test_a_notifier_held_up_by_pagerduty_is_reported_but_stays_ready() -> None:
+    """An outage of PagerDuty delays pages; it must not take the worker's API out of service."""
+    readiness, probe, clock, _ = setup({TP0: 3})
+    outage = ["pagerduty"]
+    probe.waiting_on = lambda: list(outage)
+    probe.begin()
+    clock.now += 60
+    report = readiness.check()
+    assert report.ready, report.reasons
+    assert report.stages["ingest"]["waiting_on"] == ["pagerduty"]
+    outage.clear()  # service back but the batch still hangs: now it is a stall
+    assert readiness.check().reasons == ["ingest: stalled: one batch in progress for 60s"]
+
+
 def test_revoked_partitions_are_forgotten() -> None:
     highwater = {TP0: 5, TP1: 5}
     readiness, probe, clock, _ = setup(highwater)
