@@ -39,7 +39,7 @@ class WorkerMetrics:
         )
         self.send_failures = Counter(
             "agentwatch_send_failures",
-            "Sends of anomalies and re-keyed events that failed and were retried, by purpose.",
+            "Produce attempts to internal topics that failed and were retried (nothing is dropped), by purpose.",
             ["purpose"],
             registry=r,
         )

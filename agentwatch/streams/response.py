@@ -45,6 +45,7 @@ from agentwatch.schemas.signing import ControlSigner
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.keylocks import KeyedLocks
 from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.produce import Outgoing, send_all_acked
 
 __all__ = ["DeliveryStage", "NotFound", "ResponseStage", "TableLog", "VersionConflict"]
 
@@ -306,31 +307,19 @@ class ResponseStage:
 
         Callers hold the agent's lock. Returns the signed control state, if it changed.
         """
-        pending = []
         control = None
+        key = agent.encode()
         if outcome.control is not None:
             control = self.signer.sign(outcome.control)
-            pending.append(
-                await self.topics["control"].send(
-                    key=agent.encode(), value=control.model_dump_json().encode()
-                )
-            )
+            await self._publish("control", [Outgoing(key, control.model_dump_json().encode())])
+        notes = [Outgoing(key, n.model_dump_json().encode()) for n in outcome.notifications]
+        audit = [Outgoing(key, e.model_dump_json().encode()) for e in outcome.audit]
+        await self._publish("notifications", notes)
+        await self._publish("audit", audit)
         for note in outcome.notifications:
-            pending.append(
-                await self.topics["notifications"].send(
-                    key=agent.encode(), value=note.model_dump_json().encode()
-                )
-            )
             self.metrics.incident_transitions.labels(note.reason).inc()
         for entry in outcome.audit:
-            pending.append(
-                await self.topics["audit"].send(
-                    key=agent.encode(), value=entry.model_dump_json().encode()
-                )
-            )
             self._count(entry)
-        for fut in pending:
-            await fut
         if control is None and outcome.incident is None:
             return None
         token = _current_event.set(weakref.ref(fevent if fevent is not None else self._shim))  # type: ignore[arg-type]
@@ -343,6 +332,28 @@ class ResponseStage:
         finally:
             _current_event.reset(token)
         return control
+
+    async def _publish(self, name: str, records: list[Outgoing]) -> None:
+        """Produce to an internal topic until acknowledged; a broker error waits, never crashes.
+
+        The control record goes first and on its own, so an agent sees its halt without waiting
+        for the page and audit records.
+        """
+        if not records:
+            return
+
+        def failed(exc: BaseException, attempt: int) -> None:
+            self.metrics.send_failures.labels(name).inc()
+            if attempt == 1 or attempt & (attempt - 1) == 0:  # 1, 2, 4, 8 ...: not every retry
+                log.error(
+                    "responder: %s record not acknowledged (attempt %d; retrying, the responder "
+                    "waits): %s",
+                    name,
+                    attempt,
+                    escape(repr(exc), 300),
+                )
+
+        await send_all_acked(self.topics[name], records, on_failure=failed)
 
     def _reindex(self, agent: str, state: IncidentState) -> None:
         index = self._index()
@@ -408,10 +419,22 @@ class DeliveryStage:
             await self.deadletters.send(message, "invalid_notification", _invalid(exc))
             return
         result = await self.dispatcher.deliver(note)
-        for entry in _delivery_audit(note, result, self.clock()):
-            await self.audit.send(
-                key=note.agent_id.encode(), value=entry.model_dump_json().encode()
-            )
+        key = note.agent_id.encode()
+        records = [
+            Outgoing(key, entry.model_dump_json().encode())
+            for entry in _delivery_audit(note, result, self.clock())
+        ]
+
+        def failed(exc: BaseException, attempt: int) -> None:
+            if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8 ...
+                log.error(
+                    "notifier: delivery audit of %s not acknowledged (attempt %d; retrying): %s",
+                    note.notification_id,
+                    attempt,
+                    escape(repr(exc), 300),
+                )
+
+        await send_all_acked(self.audit, records, on_failure=failed)
 
 
 def _invalid(exc: Exception) -> str:

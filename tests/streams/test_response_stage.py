@@ -22,6 +22,7 @@ from agentwatch.alerting.responder import Responder
 from agentwatch.detectors.rules import load_rules
 from agentwatch.schemas import Anomaly, ControlState
 from agentwatch.schemas.signing import ControlSigner, ControlVerifier
+from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import ResponseStage, VersionConflict
 
@@ -41,6 +42,22 @@ class SlowTopic:
         asyncio.get_running_loop().call_later(self.rng.random() / 300, future.set_result, None)
         await asyncio.sleep(0)
         return future
+
+
+class FlakyTopic(SlowTopic):
+    """Every other send fails at the broker (its future raises), like a leader change."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__(rng)
+        self.attempts = 0
+
+    async def send(self, *, key: bytes, value: bytes, **_: Any) -> asyncio.Future[None]:
+        self.attempts += 1
+        if self.attempts % 2:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(RuntimeError("NotLeaderForPartitionError"))
+            return future
+        return await super().send(key=key, value=value)
 
 
 class Clock:
@@ -63,18 +80,23 @@ class FakeEvent:
         self.message = Message(value, offset)
 
 
-def make_stage(signer: ControlSigner, seed: int = 1) -> ResponseStage:
+def make_stage(signer: ControlSigner, seed: int = 1, topic: Any = None) -> ResponseStage:
     rng = random.Random(seed)
     rules = load_rules()
+    metrics = WorkerMetrics()
+    topics = {
+        n: (topic or SlowTopic)(rng) for n in ("control", "audit", "notifications", "deadletter")
+    }
     return ResponseStage(
         responder=Responder(rules, IncidentBook(IncidentPolicy())),
         controls={},
         incidents={},
-        topics={n: SlowTopic(rng) for n in ("control", "audit", "notifications", "deadletter")},
+        topics=topics,
         anomalies_topic="t.anomalies",
         owns=lambda: True,
-        metrics=WorkerMetrics(),
+        metrics=metrics,
         signer=signer,
+        deadletters=DeadLetters(topic=topics["deadletter"], metrics=metrics, max_bytes=65536),
         clock=Clock(),
     )
 
@@ -113,6 +135,23 @@ async def test_twenty_concurrent_revokes_all_land() -> None:
     for before, after in itertools.pairwise(records):
         assert set(before.revoked) < set(after.revoked)
     assert len(stage.locks) == 0
+
+
+async def test_a_broker_refusing_sends_delays_the_responder_and_loses_nothing() -> None:
+    """Half of all produce attempts fail: every change still lands once, in order."""
+    signer = ControlSigner.generate()
+    stage = make_stage(signer, topic=FlakyTopic)
+    tools = [f"tool_{i:02d}" for i in range(5)]
+    for tool in tools:
+        await stage.control_command("revoke", "a1", actions=[tool], actor="p", reason=tool)
+    stored = stage.control("a1")
+    assert stored is not None and stored.revoked == tools
+    records = published(stage)  # acknowledged records only: each change exactly once
+    assert [r.revoked[-1] for r in records] == tools
+    assert [r.version for r in records] == sorted({r.version for r in records})
+    assert records[-1] == stored
+    assert stage.metrics.send_failures.labels("control")._value.get() >= 2
+    assert stage.metrics.send_failures.labels("audit")._value.get() >= 2
 
 
 async def test_without_the_per_agent_lock_the_same_revokes_are_lost() -> None:
