@@ -15,7 +15,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install .
+# the worker extra: faust, detectors, notifiers, OTLP receiver (the base install is the agent SDK)
+RUN pip install '.[worker]'
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -650,7 +650,11 @@ def test_dockerfile_runs_the_worker_as_non_root(services: dict[str, dict[str, An
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "image runs as root"
     assert ("ENTRYPOINT", '["agentwatch"]') in final
     assert ("CMD", '["worker"]') in final
-    assert any(kw == "RUN" and re.search(r"pip install\b.*\s\.$", r) for kw, r in instructions)
+    # the base install is only the agent SDK: the image must install the worker extra
+    assert any(
+        kw == "RUN" and re.search(r"pip install\b.*\s'?\.\[[^\]]*\bworker\b[^\]]*\]'?$", r)
+        for kw, r in instructions
+    )
 
     exposed = {int(p.split("/")[0]) for kw, r in final if kw == "EXPOSE" for p in r.split()}
     volumes = {v for kw, r in final if kw == "VOLUME" for v in json.loads(r)}
