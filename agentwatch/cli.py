@@ -114,6 +114,7 @@ def up(
 ) -> None:
     """Embedded stack: local broker + worker + web; --demo adds a simulated fleet."""
     _needs("worker", "up")
+    from agentwatch.ingest.service import OtlpStartError
     from agentwatch.streams.runner import run_embedded
 
     settings = _settings(config)
@@ -124,7 +125,12 @@ def up(
         from agentwatch.lab.sim import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
-    raise typer.Exit(run_embedded(settings, tasks=tasks))
+    try:
+        code = run_embedded(settings, tasks=tasks)
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch up: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 def _check_signing_key(settings: Settings, command: str) -> None:
@@ -141,6 +147,7 @@ def _check_signing_key(settings: Settings, command: str) -> None:
 def worker(config: ConfigOption = None) -> None:
     """A production worker against AGENTWATCH_KAFKA_BOOTSTRAP."""
     _needs("worker", "worker")
+    from agentwatch.ingest.service import OtlpStartError
     from agentwatch.kafka_security import KafkaConnectError
     from agentwatch.streams.runner import run_worker
 
@@ -151,6 +158,36 @@ def worker(config: ConfigOption = None) -> None:
     except KafkaConnectError as exc:
         typer.echo(f"agentwatch: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch worker: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [default: AGENTWATCH_OTLP_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: AGENTWATCH_OTLP_PORT, 4318].")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """OTLP/HTTP trace receiver alone (no worker): spans become events on the actions topic."""
+    _needs("ingest", "ingest")
+    from agentwatch.ingest.service import OtlpStartError, run_ingest
+    from agentwatch.kafka_security import KafkaConnectError
+
+    settings = _settings(config, otlp_host=host, otlp_port=port)
+    try:
+        code = run_ingest(settings)
+    except KafkaConnectError as exc:
+        typer.echo(f"agentwatch ingest: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
@@ -290,8 +327,22 @@ def bench(
             help="Instead: halt latency of N runaway SDK agents (offending event to AgentHalted)."
         ),
     ] = 0,
+    otlp: Annotated[
+        bool,
+        typer.Option(
+            "--otlp",
+            help="Instead: spans/s of the OTLP receiver's decode and mapping on one core "
+            "(--events spans).",
+        ),
+    ] = False,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
+    if otlp:
+        _needs("ingest", "bench --otlp")
+        from agentwatch.ingest.bench import run_otlp_bench
+
+        typer.echo(run_otlp_bench(spans=events))
+        return
     _needs("lab", "bench")
     from agentwatch.lab.bench import run_bench
 
