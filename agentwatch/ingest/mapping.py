@@ -72,7 +72,6 @@ REJECT_REASONS = (
     "no_agent_id",
     "invalid",
     "too_large",
-    "hold_full",
 )
 """Why a span that looks like an agent action could not be mapped (a metric label and the
 dead letter's ``agentwatch.reason``)."""

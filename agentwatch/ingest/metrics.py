@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from agentwatch.ingest.mapping import IGNORE_REASONS, REJECT_REASONS
+
 __all__ = ["OtlpMetrics"]
 
 
@@ -68,6 +70,10 @@ class OtlpMetrics:
             "Spans received and not yet acknowledged by Kafka (429 above the limit).",
             registry=r,
         )
+        for reason in REJECT_REASONS:  # every reason shows from the start, at 0
+            self.spans_rejected.labels(reason)
+        for reason in IGNORE_REASONS:
+            self.spans_skipped.labels(reason)
         self.send_failures = Counter(
             "agentwatch_otlp_send_failures",
             "Produce attempts to Kafka that failed (the request got 503, or a held span's "

@@ -214,6 +214,9 @@ class TraceJoiner:
                         out.expired_early += 1
 
     def _enforce_bounds(self, out: Joined) -> None:
+        queue = self._queue
+        if len(queue) > 2 * self.held + 1024:  # decided spans behind a waiting one: let go
+            self._queue = deque(w for w in queue if not w.done)
         while self.held > self.max_held and self._queue:
             waiting = self._queue.popleft()
             if not waiting.done:

@@ -152,3 +152,21 @@ def test_link_memory_is_bounded_by_dropping_idle_traces() -> None:
     assert joiner.links <= 50
     assert out.expired_early > 0
     assert joiner.held + out.expired_early == 40
+
+
+def test_decided_spans_behind_a_waiting_one_do_not_pile_up() -> None:
+    clock = Clock()
+    p = pipeline(clock, hold_s=600.0, max_held=100_000)
+    out = Outcome()
+    p.process([tool("first", agent=None, parent=span_id())], out)  # waits all along
+    for _ in range(500):  # each request: children first, then their agent span
+        trace, root = trace_id(), span_id()
+        p.process(
+            [
+                *[tool("t", agent=None, trace=trace, parent=root) for _ in range(8)],
+                agent_span("busy", trace=trace, span=root),
+            ],
+            out,
+        )
+    assert p.held == 1 and len(out.events) == 500 * 9
+    assert len(p.joiner._queue) <= 2 * p.held + 1024 + 8

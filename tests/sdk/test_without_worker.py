@@ -42,19 +42,18 @@ WORKER_ONLY = {
     "opentelemetry-proto": "opentelemetry",
 }
 
-BLOCKER = textwrap.dedent(
+_BLOCKER = textwrap.dedent(
     """
     import sys
 
     BLOCKED = {blocked!r}
-    OURS = ("agentwatch.streams", "agentwatch.detectors", "agentwatch.alerting",
-            "agentwatch.lab", "agentwatch.ingest")
+    OURS = {ours!r}
 
     class Blocker:
-        '''Makes worker-only packages look uninstalled.'''
+        '''Makes the blocked packages look uninstalled.'''
 
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED or name in ("scipy", "mode", "rocksdict"):
+            if name.split(".")[0] in BLOCKED:
                 raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
             return None
 
@@ -66,7 +65,25 @@ BLOCKER = textwrap.dedent(
             if n.split(".")[0] in BLOCKED or n.startswith(OURS)
         )
     """
-).format(blocked=sorted({*WORKER_ONLY.values(), "scipy", "mode", "rocksdict"}))
+)
+
+
+def blocker(blocked: set[str], ours: tuple[str, ...]) -> str:
+    """Python source that makes the ``blocked`` top-level packages unimportable; its
+    ``leaked()`` lists what got imported anyway, of them and of the ``ours`` prefixes."""
+    return _BLOCKER.format(blocked=sorted(blocked), ours=ours)
+
+
+BLOCKER = blocker(
+    {*WORKER_ONLY.values(), "scipy", "mode", "rocksdict"},
+    (
+        "agentwatch.streams",
+        "agentwatch.detectors",
+        "agentwatch.alerting",
+        "agentwatch.lab",
+        "agentwatch.ingest",
+    ),
+)
 
 AGENT = BLOCKER + textwrap.dedent(
     """
