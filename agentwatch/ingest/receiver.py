@@ -255,11 +255,12 @@ class OtlpReceiver:
         self._count(outcome)
         rejected = 0
         message = ""
-        if outcome.rejected:
+        if outcome.rejected:  # this request's (others' held spans may be decided meanwhile)
             mine = {id(span) for span in spans}
-            rejected = sum(1 for span, _, _ in outcome.rejected if id(span) in mine)
+            own = Outcome(rejected=[r for r in outcome.rejected if id(r[0]) in mine])
+            rejected = len(own.rejected)
             if rejected:
-                message = outcome.summary()
+                message = own.summary()
         self.metrics.requests.labels(encoding, "200").inc()
         self.metrics.request_seconds.observe(time.perf_counter() - started)
         return web.Response(

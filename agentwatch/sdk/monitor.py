@@ -134,6 +134,15 @@ class Monitor(AgentSurface):
         A control record whose ``version`` (milliseconds) or ``updated_at`` is further than
         this ahead of this host's clock is refused as implausible.
 
+    Attributes
+    ----------
+    control : ControlBook
+        The agent's verified control state (what :meth:`check` asks).
+    emitter : EventEmitter
+        Builds and sends the agent's events (what :meth:`emit` uses).
+    follower : ControlFollower
+        Reads the control topic into ``control`` while the monitor runs.
+
     Examples
     --------
     Without a broker, tools still run and their events wait in the buffer:
