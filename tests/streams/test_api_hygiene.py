@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import aiohttp
 import pytest
@@ -45,6 +46,8 @@ async def test_ids_and_actors_are_checked_and_reasons_cannot_forge_log_lines(
     assert statuses == {"a%0Ab": 400, "a%E2%80%AEb": 400, "%2E%2E": 404, "a%00": 400}
     assert slash in (404, 405)  # no agent id holds a "/": this is no agent's URL
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("control:")]
-    assert lines == [
-        "control: halt a1 by alice (version 1): drill\\nINFO control: resume a1 by admin"
-    ]
+    (line,) = lines  # one line: the newline in the reason is escaped, not a second record
+    assert re.fullmatch(
+        r"control: halt a1 by alice \(version \d+\): drill\\nINFO control: resume a1 by admin",
+        line,
+    ), line
