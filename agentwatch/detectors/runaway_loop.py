@@ -159,6 +159,8 @@ class RunawayLoop(AgentDetector):
         if state.get("k") != key:
             if "k" in state:
                 self._close(state, fleet_state, ts)
+            else:  # a new agent, or state written by an older version of this detector
+                state.clear()
             state["k"] = key
             state["n"] = 1
             state["t0"] = ts

@@ -296,3 +296,13 @@ def test_many_distinct_targets_keep_the_state_bounded() -> None:
     replay = Replay(RunawayLoop())
     assert replay.feed(events) == []
     assert len(json.dumps(replay.states["a1"])) < 300
+
+
+def test_state_of_the_previous_version_is_dropped_not_misread() -> None:
+    replay = Replay(RunawayLoop())
+    old = {"*": [29000000, 3, 1], "2821353829": [29000000, 3, 0, ["e1", "e2"]]}
+    replay.states["a1"] = dict(old)
+    assert replay.feed(varied("a1", 3, 0.0, 20.0)) == []
+    state = replay.states["a1"]
+    assert not set(old) & set(state)
+    assert state["k"] and state["n"] == 1 and state["t"][1] == 2.0  # two runs learned
