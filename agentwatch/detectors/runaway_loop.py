@@ -202,17 +202,17 @@ class RunawayLoop(AgentDetector):
 
     # -- the run's end: learn it (unless flagged) ---------------------------------------------
     def _close(self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float) -> None:
-        n = float(state["n"])
-        flagged = state.pop("f", 0)
-        bar = state.pop("h", None)
-        for stale in ("ts", "r0", "e"):
-            state.pop(stale, None)
-        if flagged:
-            return
-        if bar is not None and n > bar:
-            # long but at the agent's own pace: censored at the bar, so that one slow poll
-            # does not stretch the tail (and the bar) for fast repeats
-            n = bar
+        n = state["n"]
+        if n > 1:
+            del state["ts"], state["r0"]
+            if n >= self.min_run:
+                del state["e"]
+                bar = state.pop("h")
+                if state.pop("f", 0):
+                    return
+                # a run past the bar at the agent's own pace is censored at the bar, so that
+                # one slow poll does not stretch the tail (and the bar) for fast repeats
+                n = min(n, bar)
         own = state.get("t")
         if own is None:
             own = state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
@@ -286,23 +286,19 @@ class RunawayLoop(AgentDetector):
         )
 
 
-def _learn(tail: list[float | None], score: float, ts: float, keep: float) -> None:
+def _learn(tail: list[float], score: float, ts: float, keep: float) -> None:
     """:meth:`BudgetThreshold.learn_one` (floor 1) on its ``to_state()`` list, in place.
 
     Inlined because every run's end feeds two tails (the agent's and the fleet's) on the
     per-event path; ``tests/detectors/test_runaway_loop.py`` checks it against the method.
     """
-    tail[0] = float(tail[0] or 0.0) * keep + 1.0
-    tail[1] = float(tail[1] or 0.0) + 1.0
-    over = float(tail[2] or 0.0) * keep
-    excess = float(tail[3] or 0.0) * keep
+    tail[0] = tail[0] * keep + 1.0
+    tail[1] += 1.0
     if score > _FLOOR:
-        over += 1.0
-        excess += score - _FLOOR
-    tail[2] = over
-    tail[3] = excess
-    if tail[4] is None:
-        tail[4] = ts
-    last = tail[5]
-    if last is None or ts > last:
+        tail[2] = tail[2] * keep + 1.0
+        tail[3] = tail[3] * keep + (score - _FLOOR)
+    else:
+        tail[2] *= keep
+        tail[3] *= keep
+    if ts > tail[5]:  # noqa: PLR1730 (faster than max() on the per-event path)
         tail[5] = ts
