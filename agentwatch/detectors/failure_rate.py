@@ -307,7 +307,10 @@ class FailureRate(AgentDetector):
         state["i"] = index
 
         ts = event.ts_epoch
-        fleet = fleet_state["failure_rate"]
+        fleet = fleet_state.get("failure_rate")
+        if fleet is None:  # agent state restored (restart) or the agent moved fleets
+            fleet = fleet_state["failure_rate"] = _Fleet()
+            fleet.agents += 1
         fleet.record(event.agent_id, event.action, ts)
         denied = status == "denied"
         ring = state["r"]

@@ -274,3 +274,15 @@ def test_params_round_trip() -> None:
     assert type(detector)(**detector.params()).params() == detector.params()
     assert detector.clone().params() == detector.params()
     assert all(not key.startswith("_") for key in detector.params())
+
+
+def test_a_restored_agent_or_one_that_moved_fleets_does_not_crash_on_its_next_error() -> None:
+    """Per-agent state comes back from the table after a restart; fleet state starts empty."""
+    detector = FailureRate()
+    replay = Replay(detector)
+    for i in range(20):
+        replay(event("a0", i))
+    replay.fleet = {}  # a restarted worker (or the agent's new fleet): no fleet entry yet
+    replay(event("a0", 20, "error"))  # raised KeyError('failure_rate') before
+    assert "failure_rate" in replay.fleet
+    assert replay.fleet["failure_rate"].agents == 1
