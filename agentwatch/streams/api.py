@@ -203,7 +203,13 @@ def register_api(worker: WorkerApp) -> None:
             denied = check_auth(self, request)
             if denied is not None:
                 return count("agent", denied)
-            dest = app.router.key_store(worker.table.name, agent_id)
+            try:
+                dest = app.router.key_store(worker.table.name, agent_id)
+            except KeyError as exc:  # no partition assignment yet: starting or rebalancing
+                log.info("control API: no owner for agent views yet: %r", exc)
+                return count(
+                    "agent", _problem(self, 503, "worker starting or rebalancing; retry shortly")
+                )
             if not is_self(dest):  # the baseline lives elsewhere: that worker answers
                 return count("agent", await forward(self, request, dest))
             baseline = worker.stage.baseline(agent_id)
