@@ -69,12 +69,15 @@ EXTRA_MODULES["lab"] = EXTRA_MODULES["worker"]
 def missing_modules(extra: str) -> list[str]:
     """The modules of ``extra`` that cannot be imported here (empty: the extra is installed)."""
     import importlib.util
+    import sys
 
     missing = []
     for name in EXTRA_MODULES[extra]:
+        if name in sys.modules:  # imported already (faust's lazy module has no __spec__)
+            continue
         try:
             found = importlib.util.find_spec(name) is not None
-        except ImportError:  # a parent package is missing
+        except (ImportError, ValueError):  # a parent package is missing
             found = False
         if not found:
             missing.append(name)
