@@ -34,6 +34,7 @@ def start_worker(settings: Settings, tmp_path: Path, pd: FakePagerDuty, **extra:
         "store": "rocksdb",
         "data_dir": tmp_path / "state",
         "web_port": 0,
+        "otlp_port": 0,  # several workers on one host: each its own free OTLP port
         "commit_interval_s": 0.5,
         "rules_file": rules_file(tmp_path),
         "pagerduty_url": pd.url,
