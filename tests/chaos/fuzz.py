@@ -9,8 +9,9 @@ the same records, byte for byte.
 Bad records cover what a careless producer or an attacker sends: random bytes, truncated and
 deeply nested JSON, NaN and Infinity, wrong types, negative numbers, missing and unknown
 fields, records of 64 KiB to 1.1 MB, odd unicode (NUL, BOM, U+202E, U+FFFF, lone surrogates,
-invalid UTF-8), ids with ``/`` and ``..``, key/agent_id mismatches and tombstones. Valid
-records include events without a Kafka key, odd unicode in free text and extreme numbers.
+invalid UTF-8) in ids and names, ids with ``/`` and ``..``, key/agent_id mismatches and
+tombstones. Valid records include events without a Kafka key, odd unicode in free text,
+extreme numbers, and agents that move to another fleet.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "BAD_AGENT_IDS",
+    "BAD_NAME_CHARS",
     "CATEGORIES",
     "FuzzGenerator",
     "FuzzRecord",
@@ -64,6 +66,10 @@ BAD_AGENT_IDS = (
     "",
 )
 
+#: What no name (action, fleet, event_id) may hold: controls, bidi overrides, the BOM,
+#: non-characters and line separators.
+BAD_NAME_CHARS = ("\x00", "\n", "\x1b[31m", "\u202e", "\ufeff", "\uffff", "\u2028", "\x85")
+
 #: Free text that must pass through untouched (counted, escaped wherever it is logged).
 ODD_TEXT = (
     "nul\x00inside",
@@ -94,6 +100,7 @@ CATEGORIES: tuple[tuple[str, float, object], ...] = (
     ("valid_keyless", 0.06, "count"),
     ("valid_unicode", 0.06, "count"),
     ("valid_extreme", 0.04, "count"),
+    ("valid_refleet", 0.01, "count"),
     ("duplicate", 0.01, "dup"),
     ("random_bytes", 0.05, BAD_JSON),
     ("truncated", 0.06, BAD_JSON),
@@ -107,6 +114,7 @@ CATEGORIES: tuple[tuple[str, float, object], ...] = (
     ("extra_field", 0.02, INVALID),
     ("bad_ts", 0.02, INVALID),
     ("bad_agent_id", 0.05, INVALID),
+    ("bad_name", 0.02, INVALID),
     ("surrogate", 0.02, UNPARSEABLE),
     ("invalid_utf8", 0.02, BAD_JSON),
     ("key_mismatch", 0.03, KEY_MISMATCH),
@@ -273,9 +281,12 @@ class FuzzGenerator:
                 record_key = None
             elif category == "valid_unicode":
                 doc["target"] = rng.choice(ODD_TEXT)
-                doc["attributes"] = {"note": rng.choice(ODD_TEXT), rng.choice(ODD_TEXT): 1}
+                doc["attributes"] = {"note": rng.choice(ODD_TEXT), "n": 1}
                 if doc["status"] == "error":
                     doc["error"] = rng.choice(ODD_TEXT)
+            elif category == "valid_refleet":  # the agent moved to another fleet
+                doc["fleet"] = f"fleet-{rng.randrange(5, 8)}"
+                doc["status"] = rng.choice(("error", "denied"))
             elif category == "valid_extreme":
                 doc["cost_usd"] = rng.choice(EXTREME_FLOATS)
                 doc["latency_ms"] = rng.choice(EXTREME_FLOATS)
@@ -370,6 +381,10 @@ class FuzzGenerator:
             bad_id = rng.choice(BAD_AGENT_IDS)
             doc["agent_id"] = bad_id
             return bad(self._dumps(doc, rng), bad_id.encode() or None)
+        if category == "bad_name":
+            name = rng.choice(("action", "fleet", "event_id"))
+            doc[name] = f"{doc[name]}{rng.choice(BAD_NAME_CHARS)}x"
+            return bad(self._dumps(doc, rng))
         if category == "surrogate":
             doc["target"] = "@@"
             text = self._dumps(doc, rng)

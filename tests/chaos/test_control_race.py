@@ -1,11 +1,14 @@
 """Concurrent control requests on one agent: linearizable, strictly increasing versions.
 
 ``SCALE.control_requests`` halt/resume/revoke/grant requests (seeded mix) hit the control API
-of one worker at once, for one agent; a tenth carry a stale ``If-Match`` and must be refused
-with 409. Every accepted request must get its own version (no gaps, no duplicates), the stored
-state must equal the serial application of the accepted requests in version order (and so
-must each answer, at its version), the control topic must carry the versions in strictly
-increasing order, and the audit topic one entry per accepted request.
+at once, for one agent: of one worker, and at full scale also spread over two worker processes
+(the one that does not own the responder forwards). A tenth carry a stale ``If-Match`` and must
+be refused with 409. Every accepted request must get its own version (no duplicates, and no
+version on the control topic that was not an answer), the stored state must equal the serial
+application of the accepted requests in version order (and so must each answer, at its
+version), the control topic must carry the versions in strictly increasing order, and the
+audit topic one entry per accepted request. A line break in ``actor``/``reason`` must not
+forge a log line.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,7 +31,8 @@ import pytest
 from agentwatch.config import Settings
 from agentwatch.streams.app import create_app
 from agentwatch.streams.runner import running_app
-from tests.chaos.helpers import SCALE, TopicReader, progress
+from tests.alerting.fakes import FakePagerDuty
+from tests.chaos.helpers import SCALE, TopicReader, WorkerProcess, progress
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -77,36 +85,73 @@ def requests(seed: int, n: int, stale: int) -> list[Request]:
     return out
 
 
+@asynccontextmanager
+async def control_apis(
+    settings: Settings, tmp_path: Path, workers: int
+) -> AsyncIterator[tuple[list[str], Callable[[], str]]]:
+    """``workers`` workers' API URLs and their log text: one in this process, or subprocesses
+    (RocksDB) that forward requests to whichever of them owns the responder."""
+    if workers == 1:
+        app = create_app(settings)
+        async with running_app(app):
+            yield [app.web_url], lambda: ""
+        return
+    async with FakePagerDuty() as pd, aiohttp.ClientSession() as http:
+        procs = []
+        for n in range(workers):
+            (tmp_path / f"w{n}").mkdir()
+            procs.append(WorkerProcess(settings, tmp_path / f"w{n}", pd))
+        try:
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                await proc.wait_healthy(http)
+            yield [p.url for p in procs], lambda: "".join(p.log_text() for p in procs)
+        finally:
+            for proc in procs:
+                proc.kill()
+
+
+@pytest.mark.parametrize("workers", [1, 2] if SCALE.full else [1])
 async def test_concurrent_control_requests_are_linearized(
-    settings: Settings, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+    settings: Settings,
+    auth: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    workers: int,
 ) -> None:
     caplog.set_level(logging.INFO)
-    worker = create_app(settings)
-    async with running_app(worker):
-        base = f"{worker.web_url}/agents/{AGENT}"
+    async with control_apis(settings, tmp_path, workers) as (urls, worker_logs):
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(headers=auth, connector=connector) as http:
 
-            async def send(req: Request) -> tuple[int, dict[str, Any]]:
+            async def send(req: Request, via: int = 0) -> tuple[int, dict[str, Any]]:
                 body = {"actor": "chaos", "reason": req.reason, "actions": list(req.actions)}
                 headers = {} if req.if_match is None else {"If-Match": str(req.if_match)}
-                async with http.post(f"{base}/{req.op}", json=body, headers=headers) as resp:
+                url = f"{urls[via % len(urls)]}/agents/{AGENT}/{req.op}"
+                async with http.post(url, json=body, headers=headers) as resp:
                     return resp.status, await resp.json(content_type=None)
 
-            # a first change, so that version 0 is stale for every request that follows
-            status, first = await send(Request(-1, "revoke", ("shell",)))
+            # a first change, so that an older version is stale for every request that follows
+            # (with two workers, retried until the responder is assigned: 503 until then)
+            deadline = time.monotonic() + 60
+            while True:
+                status, first = await send(Request(-1, "revoke", ("shell",)), via=len(urls) - 1)
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
             assert status == 200, first
             burst = requests(SCALE.seed, SCALE.control_requests, stale=first["version"] - 1)
-            answers = await asyncio.gather(*(send(r) for r in burst))
-            async with http.get(base) as resp:
+            answers = await asyncio.gather(*(send(r, via=r.n) for r in burst))
+            async with http.get(f"{urls[0]}/agents/{AGENT}") as resp:
                 assert resp.status == 200
                 stored = (await resp.json())["control"]
             # compare-and-set, one at a time: the current version wins once, then is stale
             status_ok, cas_ok = await send(Request(-2, "halt", (), stored["version"]))
-            status_stale, cas_stale = await send(Request(-3, "resume", (), stored["version"]))
+            status_stale, cas_stale = await send(Request(-3, "resume", (), stored["version"]), 1)
             # user text with a line break is not a forged log line
             forge = {"actor": "mallory\nFORGED actor", "reason": "x\nFORGED reason"}
-            async with http.post(f"{base}/halt", json=forge) as resp:
+            async with http.post(f"{urls[-1]}/agents/{AGENT}/halt", json=forge) as resp:
                 forged_status = resp.status
                 forged_answer = await resp.json(content_type=None)
         async with (
@@ -115,6 +160,7 @@ async def test_concurrent_control_requests_are_linearized(
         ):
             await control.drain(idle_s=1.5)
             await audit.drain(idle_s=1.5)
+        logs = caplog.text + worker_logs()
 
     problems: list[str] = []
     accepted = [(req, doc) for req, (st, doc) in zip(burst, answers, strict=True) if st == 200]
@@ -150,7 +196,7 @@ async def test_concurrent_control_requests_are_linearized(
             f"stored state {State.of(stored)} version {stored['version']}, the serial "
             f"application of {len(accepted)} requests gives {state} version {versions[-1]}"
         )
-    if status_ok != 200 or cas_ok.get("version") != stored["version"] + 1:
+    if status_ok != 200 or not cas_ok.get("version", 0) > stored["version"]:
         problems.append(f"If-Match with the current version: {status_ok} {cas_ok}")
     if status_stale != 409:
         problems.append(f"If-Match with a stale version answered {status_stale}: {cas_stale}")
@@ -179,11 +225,12 @@ async def test_concurrent_control_requests_are_linearized(
         )
     if forged_status not in (200, 400):
         problems.append(f"a request with a line break in actor/reason answered {forged_status}")
-    if "\nFORGED" in caplog.text:
-        at = caplog.text.index("\nFORGED")
-        problems.append(f"forged log line: {caplog.text[max(0, at - 200) : at + 100]!r}")
+    if "\nFORGED" in logs:
+        at = logs.index("\nFORGED")
+        problems.append(f"forged log line: {logs[max(0, at - 200) : at + 100]!r}")
     progress(
-        f"control race: {len(burst)} concurrent requests, {len(accepted)} accepted "
+        f"control race ({workers} worker(s)): {len(burst)} concurrent requests, "
+        f"{len(accepted)} accepted "
         f"(versions {versions[0] if versions else '-'}..{versions[-1] if versions else '-'}, "
         f"{len(set(versions))} distinct), {len(refused)} refused, {len(records)} control records"
     )

@@ -48,11 +48,11 @@ def test_every_category_appears_and_the_summary_adds_up() -> None:
 def test_labels_agree_with_the_event_schema() -> None:
     """Valid records decode to their agent; bad ones fail with a reason they allow.
 
-    Agent ids (the charset) and key checks are the ingest stage's and are asserted end to
+    Ids and names (the charset) and key checks are the ingest stage's and are asserted end to
     end in test_fuzz.py; everything else here is the schema's alone.
     """
     for r in FuzzGenerator(5, N, agents=20).records():
-        if r.category in ("bad_agent_id", "key_mismatch", "tombstone", "duplicate"):
+        if r.category in ("bad_agent_id", "bad_name", "key_mismatch", "tombstone", "duplicate"):
             continue
         try:
             event = decode_event(r.value or b"")
