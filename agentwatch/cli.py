@@ -74,9 +74,16 @@ def up(
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """A production worker against AGENTWATCH_KAFKA_BOOTSTRAP."""
+    from agentwatch.kafka_security import KafkaConnectError
     from agentwatch.streams.runner import run_worker
 
-    raise typer.Exit(run_worker(_settings(config)))
+    settings = _settings(config)
+    try:
+        code = run_worker(settings)
+    except KafkaConnectError as exc:
+        typer.echo(f"agentwatch: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -123,10 +130,23 @@ def simulate(
         n_events, n_labels = simulator.write_jsonl(sim, out, labels_path)
         typer.echo(f"wrote {n_events} events to {out} and {n_labels} labels to {labels_path}")
     if kafka:
+        from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
+
         settings = _settings(config)
-        sent = asyncio.run(
-            simulator.produce(sim, settings.kafka_bootstrap, settings.topic("actions"), speed)
-        )
+        options = client_options(settings)
+
+        async def send() -> int:
+            await check_connection(settings.kafka_bootstrap, options)
+            topic = settings.topic("actions")
+            return await simulator.produce(
+                sim, settings.kafka_bootstrap, topic, speed, kafka_options=options
+            )
+
+        try:
+            sent = asyncio.run(send())
+        except KafkaConnectError as exc:
+            typer.echo(f"agentwatch: {exc}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"produced {sent} events to {settings.topic('actions')}")
 
 

@@ -8,17 +8,26 @@ file (or variable), the key and the reason.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "AGENTWATCH_"
 Severity = Literal["info", "warning", "error", "critical"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 DEFAULT_CONFIG_FILE = "agentwatch.toml"
 
 
@@ -59,6 +68,36 @@ class Settings(BaseSettings):
         16384,
         ge=1,
         description="producer record-batch size; 1 = one record per batch (Tansu, see docs)",
+    )
+
+    # Kafka security: TLS and SASL for every client (workers, CLI, SDK); checked together at
+    # start (validators below). docs/operations.md, "Securing Kafka".
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to the brokers (Kafka security.protocol)"
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="SASL mechanism; required with SASL_SSL and SASL_PLAINTEXT"
+    )
+    kafka_sasl_username: str | None = Field(None, description="PLAIN and SCRAM user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="PLAIN and SCRAM password")
+    kafka_sasl_oauth_token: SecretStr | None = Field(
+        None, description="OAUTHBEARER: a fixed bearer token"
+    )
+    kafka_sasl_oauth_token_file: Path | None = Field(
+        None, description="OAUTHBEARER: a file holding the token, read again when it changes"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificates (PEM) to trust for the brokers; default: the system's"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="password of kafka_ssl_keyfile, if it is encrypted"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="client certificate (PEM) for brokers that require one (mutual TLS)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="private key of kafka_ssl_certfile")
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="verify that the broker's certificate names the host connected to"
     )
 
     # State
@@ -172,6 +211,137 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secret_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    # -- Kafka security: each check sits on the later field of a pair (fields validate in order)
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_sasl_oauth_token",
+        "kafka_sasl_oauth_token_file",
+        "kafka_ssl_cafile",
+        "kafka_ssl_key_password",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _empty_kafka_option_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _check_sasl_mechanism(cls, value: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is None:
+            return value
+        if protocol.startswith("SASL_") and value is None:
+            raise ValueError(
+                f"required with kafka_security_protocol {protocol}: "
+                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+            )
+        if value is not None and not protocol.startswith("SASL_"):
+            raise ValueError(
+                f"set, but kafka_security_protocol is {protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        return value
+
+    @field_validator("kafka_sasl_username", "kafka_sasl_password")
+    @classmethod
+    def _check_sasl_user(cls, value: Any, info: ValidationInfo) -> Any:
+        if "kafka_sasl_mechanism" not in info.data:
+            return value
+        mechanism = info.data["kafka_sasl_mechanism"]
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and value is None:
+            raise ValueError(f"required with kafka_sasl_mechanism {mechanism}")
+        if value is not None and mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ValueError(
+                f"set, but kafka_sasl_mechanism is {mechanism or 'not set'}: "
+                "it is used with PLAIN and SCRAM"
+            )
+        return value
+
+    @field_validator("kafka_sasl_oauth_token")
+    @classmethod
+    def _check_oauth_token(cls, value: Any, info: ValidationInfo) -> Any:
+        mechanism = info.data.get("kafka_sasl_mechanism", "OAUTHBEARER")
+        if value is not None and mechanism != "OAUTHBEARER":
+            raise ValueError(f"set, but kafka_sasl_mechanism is {mechanism or 'not set'}")
+        return value
+
+    @field_validator("kafka_sasl_oauth_token_file")
+    @classmethod
+    def _check_oauth_token_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "kafka_sasl_mechanism" not in info.data:
+            return value
+        mechanism = info.data["kafka_sasl_mechanism"]
+        token = info.data.get("kafka_sasl_oauth_token")
+        if mechanism != "OAUTHBEARER":
+            if value is not None:
+                raise ValueError(f"set, but kafka_sasl_mechanism is {mechanism or 'not set'}")
+            return value
+        if value is None and token is None:
+            raise ValueError(
+                "OAUTHBEARER needs kafka_sasl_oauth_token or kafka_sasl_oauth_token_file"
+            )
+        if value is not None and token is not None:
+            raise ValueError("give kafka_sasl_oauth_token or kafka_sasl_oauth_token_file, not both")
+        if value is not None:
+            try:
+                text = value.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{value}: cannot read the token: {exc}") from None
+            if not text:
+                raise ValueError(f"{value}: the token file is empty")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_key_password", "kafka_ssl_certfile")
+    @classmethod
+    def _check_ssl_file(cls, value: Any, info: ValidationInfo) -> Any:
+        protocol = info.data.get("kafka_security_protocol")
+        if value is None or protocol is None:
+            return value
+        if protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"set, but kafka_security_protocol {protocol} uses no TLS")
+        if isinstance(value, Path):
+            if not value.is_file():
+                raise ValueError(f"{value}: no such file")
+            if info.field_name == "kafka_ssl_cafile":
+                try:
+                    ssl.create_default_context(cafile=str(value))
+                except (ssl.SSLError, OSError, ValueError) as exc:
+                    raise ValueError(f"{value}: not a PEM CA certificate: {exc}") from None
+        return value
+
+    @field_validator("kafka_ssl_keyfile")
+    @classmethod
+    def _check_ssl_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("kafka_security_protocol")
+        certfile = info.data.get("kafka_ssl_certfile")
+        if protocol is None or (value is None and certfile is None):
+            return value
+        if protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"set, but kafka_security_protocol {protocol} uses no TLS")
+        if certfile is None:
+            raise ValueError("set, but kafka_ssl_certfile is not")
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such file")
+        password = info.data.get("kafka_ssl_key_password")
+        try:
+            ssl.create_default_context().load_cert_chain(
+                certfile, value, password.get_secret_value() if password else None
+            )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"{certfile} and {value or certfile} are not a certificate and its key "
+                f"(wrong kafka_ssl_key_password?): {exc}"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _check_heartbeat(self) -> Settings:

@@ -60,6 +60,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
 from agentwatch.config import Settings, load_settings
+from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
 from agentwatch.schemas import ActionEvent, ControlState, encode_event
 from agentwatch.schemas._types import AGENT_ID_PATTERN
 from agentwatch.schemas.events import MAX_EVENT_BYTES
@@ -482,7 +483,8 @@ class Monitor:
         """A monitor configured from :class:`~agentwatch.config.Settings`.
 
         ``settings`` defaults to :func:`~agentwatch.config.load_settings` (``AGENTWATCH_*``
-        environment variables and ``agentwatch.toml``).
+        environment variables and ``agentwatch.toml``). Its Kafka security settings (TLS,
+        SASL) become ``kafka_options``; keys given in ``kafka_options`` take precedence.
 
         Examples
         --------
@@ -495,6 +497,8 @@ class Monitor:
             settings = load_settings()
         kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
+        explicit = kwargs.get("kafka_options") or {}
+        kwargs["kafka_options"] = {**client_options(settings), **explicit}
         return cls(agent_id, fleet, **kwargs)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -515,10 +519,20 @@ class Monitor:
         """Start the event sender and the control consumer; wait for the control state.
 
         Never fails because the broker is down (unless ``require_control``): events then wait
-        in the buffer and both clients keep reconnecting in the background.
+        in the buffer and both clients keep reconnecting in the background. With
+        ``require_control`` one connection is tried first: a refused login or certificate, or no
+        broker within ``startup_timeout``, raises :class:`ControlUnavailable` with the reason.
         """
         if self._loop is not None:
             raise RuntimeError("this Monitor was already started")
+        if self.require_control:  # fail closed at once, with the reason (wrong password, TLS)
+            try:
+                await check_connection(self.bootstrap, self._kafka_options, self.startup_timeout)
+            except KafkaConnectError as exc:
+                await self.aclose()
+                raise ControlUnavailable(
+                    f"agent {self.agent_id!r}: {exc}; require_control is set, refusing to start"
+                ) from None
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -1361,6 +1375,8 @@ class SyncMonitor:
             settings = load_settings()
         kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
+        explicit = kwargs.get("kafka_options") or {}
+        kwargs["kafka_options"] = {**client_options(settings), **explicit}
         return cls(agent_id, fleet, **kwargs)
 
     def start(self) -> SyncMonitor:

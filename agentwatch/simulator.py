@@ -1957,6 +1957,7 @@ async def produce(
     *,
     retime: bool | None = None,
     max_events: int | None = None,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Send the simulation's events to Kafka, key = ``agent_id``, value = wire JSON.
 
@@ -1979,6 +1980,9 @@ async def produce(
         ``s`` event-time rates appear ``s`` times higher.
     max_events
         Stop after this many events.
+    kafka_options
+        Connection security for the producer made here
+        (:func:`agentwatch.kafka_security.client_options`).
 
     Returns
     -------
@@ -1990,7 +1994,9 @@ async def produce(
     do_retime = speed > 0 if retime is None else retime
     own = producer is None
     if producer is None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, acks=1, **dict(kafka_options or {})
+        )
         await producer.start()
     loop = asyncio.get_running_loop()
     sim_t0 = sim.config.start.timestamp()
@@ -2096,9 +2102,16 @@ def demo_task(
     sim = Simulation(demo_config(agents, seed))
 
     async def simulated_fleet(worker_app: _HasSettings) -> None:
+        from agentwatch.kafka_security import client_options
+
         settings = worker_app.settings
         await produce(
-            sim, settings.kafka_bootstrap, settings.topic("actions"), speed, producer=producer
+            sim,
+            settings.kafka_bootstrap,
+            settings.topic("actions"),
+            speed,
+            producer=producer,
+            kafka_options=client_options(settings),
         )
 
     return simulated_fleet

@@ -20,6 +20,7 @@ from agentwatch.alerting.responder import Responder
 from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import RuleSet, load_rules
+from agentwatch.kafka_security import faust_credentials
 from agentwatch.streams.api import register_api
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.metrics import WorkerMetrics
@@ -83,6 +84,7 @@ def create_app(
         settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=settings.broker_url,
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         autodiscover=False,

@@ -22,6 +22,7 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
+from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.schemas import ActionEvent
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
@@ -83,6 +84,7 @@ async def _bench(
             **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
             web_port=0,
             log_level="WARNING",
+            **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
         )
         worker_app = create_app(settings)
         processed = 0

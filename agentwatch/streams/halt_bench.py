@@ -27,6 +27,7 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
+from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.sdk import AgentHalted, Monitor
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
@@ -126,6 +127,7 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
             data_dir=f"{tmp}/state",  # type: ignore[arg-type]
             web_port=0,
             **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
+            **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
         )
         worker = create_app(settings)
         latencies: list[float] = []

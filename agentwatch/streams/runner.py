@@ -17,6 +17,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings
+from agentwatch.kafka_security import PLAINTEXT, check_connection, client_options
 from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.topics import TOPIC_NAMES, ensure_topics
@@ -53,11 +54,25 @@ def run_worker(
     tasks: Sequence[Callable[[WorkerApp], Awaitable[None]]] = (),
     banner: Callable[[WorkerApp], None] | None = None,
 ) -> int:
-    """Run a faust worker until SIGINT/SIGTERM; return its exit code."""
+    """Run a faust worker until SIGINT/SIGTERM; return its exit code.
+
+    Raises
+    ------
+    KafkaConnectError
+        when no broker accepts a connection with the settings' security (one line; the CLI
+        prints it).
+    """
     # The policy, not only this loop: faust's consumer thread creates its own loop (~10% faster).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(
+            check_connection(settings.kafka_bootstrap, client_options(settings))
+        )
+    except BaseException:
+        loop.close()
+        raise
     loop.run_until_complete(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker_app = create_app(settings)
@@ -106,8 +121,11 @@ def run_embedded(
         tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp,
         EmbeddedBroker(log_file=f"{tmp}/broker.log") as broker,
     ):
-        embedded = settings.replace(
-            kafka_bootstrap=broker.bootstrap, data_dir=f"{tmp}/state", **EMBEDDED_OVERRIDES
+        embedded = settings.replace(  # the embedded broker is plaintext, on loopback
+            kafka_bootstrap=broker.bootstrap,
+            data_dir=f"{tmp}/state",
+            **EMBEDDED_OVERRIDES,
+            **PLAINTEXT,
         )
 
         def banner(worker_app: WorkerApp) -> None:

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from agentwatch.config import Settings
+from agentwatch.kafka_security import client_options
 
 __all__ = ["SINGLE_PARTITION", "TOPIC_NAMES", "ensure_topics", "partitions_for", "topic_configs"]
 
@@ -35,7 +36,9 @@ def topic_configs(name: str) -> dict[str, str]:
 async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
     """Create the agentwatch topics that do not exist yet; return the names created."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **client_options(settings),
     )
     await admin.start()
     try:
