@@ -270,6 +270,8 @@ async def test_kill_storm_loses_nothing_and_pages_once(
 
             seen: dict[str, int | None] = {}
             deadline = time.monotonic() + (240 if SCALE.full else 120)
+            progress_at, last = time.monotonic(), None
+            stall_s = 60.0 if SCALE.full else 20.0
             while time.monotonic() < deadline:
                 await anomalies.poll()
                 seen = await counts()
@@ -279,6 +281,11 @@ async def test_kill_storm_loses_nothing_and_pages_once(
                     and paged_agents() >= storm.risky_agents
                 ):
                     break
+                now_state = (seen, len(distinct_anomalies()), len(pd.accepted("trigger")))
+                if now_state != last:
+                    progress_at, last = time.monotonic(), now_state
+                elif time.monotonic() - progress_at > stall_s and None not in seen.values():
+                    break  # no progress: the assertions below say what is missing
                 await asyncio.sleep(0.5)
             await asyncio.sleep(8.0 if SCALE.full else 3.0)  # time for a duplicate page
             await anomalies.drain(idle_s=1.0)
@@ -288,7 +295,13 @@ async def test_kill_storm_loses_nothing_and_pages_once(
                 status, view = await worker.get(http, f"/agents/{agent}")
                 controls[agent] = view.get("control") if status == 200 else None
             log = worker.log_text()
-            crashes = sorted({line for line in log.splitlines() if "Crashed reason=" in line})
+            crashes = list(
+                dict.fromkeys(
+                    line.split("] ", 3)[-1]
+                    for line in log.splitlines()
+                    if "Crashed reason=" in line or "[ERROR]" in line
+                )
+            )
             log_tail = "\n".join(crashes[:5]) or log[-3000:]
         finally:
             producer_task.cancel()
