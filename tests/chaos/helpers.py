@@ -87,7 +87,7 @@ def _scale() -> Scale:
         kills=3,
         storm_agents=6,
         storm_events=50,
-        lifetime_s=(1.5, 3.5),
+        lifetime_s=(1.0, 3.0),
         fuzz_records=5_000,
         fuzz_agents=40,
         control_requests=200,
@@ -228,10 +228,12 @@ class TopicReader:
         return n
 
     async def drain(self, idle_s: float = 2.0, until: Callable[[], bool] | None = None) -> None:
-        """Read until ``until()`` holds, or nothing arrived for ``idle_s`` seconds."""
+        """Read until nothing arrived for ``idle_s`` seconds or, sooner, ``until()`` holds
+        (then one more short read picks up what was already on its way)."""
         quiet_since = time.monotonic()
         while until is None or not until():
             if await self.poll():
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > idle_s:
                 return
+        await self.poll(300)

@@ -196,6 +196,10 @@ async def test_kill_storm_loses_nothing_and_pages_once(
             incident_group_wait_s=1.0,
             incident_group_interval_s=3600,
             incident_resolve_after_s=3600,
+            # a killed member leaves the group after the session timeout: keep it short
+            session_timeout_s=2.0,
+            heartbeat_interval_s=0.5,
+            rebalance_timeout_s=2.0,
         )
 
         def paged_agents() -> set[str]:
@@ -287,7 +291,7 @@ async def test_kill_storm_loses_nothing_and_pages_once(
                 elif time.monotonic() - progress_at > stall_s and None not in seen.values():
                     break  # no progress: the assertions below say what is missing
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(8.0 if SCALE.full else 3.0)  # time for a duplicate page
+            await asyncio.sleep(8.0 if SCALE.full else 2.0)  # time for a duplicate page
             await anomalies.drain(idle_s=1.0)
             seen = await counts()
             controls = {}
