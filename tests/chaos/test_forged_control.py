@@ -8,7 +8,8 @@ relabelled with the worker's key id, genuine records tampered with, another agen
 records, and replays of the agent's own older records. After each wave a genuine change from
 the control API must take effect, the agent's state must be exactly what the worker signed, and
 every forgery must be counted as refused or malformed (replays are ignored). Finally a real
-halt must stop the agent, and forged resumes after it must not start it again.
+halt must stop the agent, and forged resumes after it must not start it again (the worker's
+stored state must be the last change it answered).
 """
 
 from __future__ import annotations
@@ -224,15 +225,18 @@ async def test_forged_control_records_change_nothing_in_an_sdk_agent(
                     ("tombstone", None),
                 ]
                 await forge(resumes)
-                await asyncio.sleep(2.0)
+                last = await change(VICTIM, "revoke", "sentinel_3")  # still halted
+                await obeys(last, "forged resumes")
                 if monitor.allows("search"):
                     problems.append("a forged resume after the real halt started the agent again")
+                if refused() != counted + len(wave2) + len(resumes):
+                    problems.append(f"{refused()} forgeries counted in all, expected more")
                 stats = monitor.stats
             stored = worker.response.control(VICTIM)
         finally:
             await producer.stop()
-    if stored is None or stored.model_dump(mode="json") != halt:
-        problems.append(f"the worker's stored state {stored} is not the halt it answered")
+    if stored is None or stored.model_dump(mode="json") != last:
+        problems.append(f"the worker's stored state {stored} is not the last change it answered")
     progress(
         f"forged control: {len(wave)} unsigned/malformed + {len(wave2)} signed + "
         f"{len(resumes)} forged resumes; agent stats {stats}"

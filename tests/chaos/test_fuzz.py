@@ -41,7 +41,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 BATCH = 5000
 DEFAULT_RULES = Path(agentwatch.rules.__file__).parent / "default.yml"
 EXPECTED = {name: expect for name, _, expect in CATEGORIES} | {HUGE[0]: HUGE[1]}
-KAFKA_RECORD_LIMIT = 1_000_000  # faust's producer refuses larger records
 
 
 def _pos(partition: int, offset: int) -> int:

@@ -261,11 +261,15 @@ async def test_kill_storm_loses_nothing_and_pages_once(
                     await asyncio.sleep(0.5)
             await produce(settings, storm.tail)
 
+            views: dict[str, dict[str, object]] = {}
+
             async def counts() -> dict[str, int | None]:
                 out: dict[str, int | None] = {}
                 for agent in storm.per_agent:
                     status, view = await worker.get(http, f"/agents/{agent}")
                     out[agent] = view.get("events") if status == 200 else None
+                    if status == 200:
+                        views[agent] = view
                 return out
 
             def distinct_anomalies() -> set[str]:
@@ -322,7 +326,14 @@ async def test_kill_storm_loses_nothing_and_pages_once(
     problems: list[str] = []
     wrong = {a: (seen.get(a), n) for a, n in storm.per_agent.items() if seen.get(a) != n}
     if wrong:
-        problems.append(f"baseline counts (got, sent) differ for {len(wrong)} agents: {wrong}")
+        seen_at = {
+            a: (views.get(a, {}).get("first_seen"), views.get(a, {}).get("last_seen"))
+            for a in wrong
+        }
+        problems.append(
+            f"baseline counts (got, sent) differ for {len(wrong)} agents: {wrong}; "
+            f"their first and last event times: {seen_at}"
+        )
     if found - storm.anomaly_ids:
         problems.append(
             f"anomalies a no-kill run does not have: {sorted(found - storm.anomaly_ids)}"
