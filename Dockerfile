@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # agentwatch worker image: `docker build -t agentwatch .`
 # Runs `agentwatch worker` as an unprivileged user; state (RocksDB) lives on the /data volume.
+# /keys (owned by that user) is where docker-compose.yml's control-keys volume holds the
+# control signing key pair (`agentwatch keys generate /keys`).
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -23,8 +25,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 agentwatch \
     && useradd --system --uid 10001 --gid agentwatch --create-home \
        --home-dir /home/agentwatch --shell /usr/sbin/nologin agentwatch \
-    && mkdir -p /data \
-    && chown agentwatch:agentwatch /data
+    && mkdir -p /data /keys \
+    && chown agentwatch:agentwatch /data /keys
 COPY --from=build /opt/venv /opt/venv
 USER agentwatch:agentwatch
 WORKDIR /home/agentwatch

@@ -33,6 +33,10 @@ incidents_app = typer.Typer(
     help="Incidents: list, show, acknowledge, resolve (control API).", no_args_is_help=True
 )
 app.add_typer(incidents_app, name="incidents")
+keys_app = typer.Typer(
+    help="Control signing keys: workers sign halts, agents verify them.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
 
 ConfigOption = Annotated[
     Path | None,
@@ -63,12 +67,24 @@ def up(
     from agentwatch.streams.runner import run_embedded
 
     settings = _settings(config)
+    if settings.control_signing_key is not None or settings.control_signing_key_file is not None:
+        _check_signing_key(settings, "up")
     tasks = []
     if demo:
-        from agentwatch.simulator import demo_task
+        from agentwatch.lab.sim import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
     raise typer.Exit(run_embedded(settings, tasks=tasks))
+
+
+def _check_signing_key(settings: Settings, command: str) -> None:
+    from agentwatch.schemas.signing import SigningKeyError, signer_from_settings
+
+    try:
+        signer_from_settings(settings)
+    except SigningKeyError as exc:
+        typer.echo(f"agentwatch {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -78,6 +94,7 @@ def worker(config: ConfigOption = None) -> None:
     from agentwatch.streams.runner import run_worker
 
     settings = _settings(config)
+    _check_signing_key(settings, "worker")
     try:
         code = run_worker(settings)
     except KafkaConnectError as exc:
@@ -86,18 +103,57 @@ def worker(config: ConfigOption = None) -> None:
     raise typer.Exit(code)
 
 
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Where control.key and control.pub go.")],
+) -> None:
+    """Make the control signing key pair in DIRECTORY once (an existing pair is kept)."""
+    from agentwatch.schemas.signing import (
+        SigningKeyError,
+        ensure_key_pair,
+        key_id_of,
+        load_public_key,
+    )
+
+    try:
+        private, public, created = ensure_key_pair(directory)
+        key_id = key_id_of(load_public_key(str(public)))
+    except (SigningKeyError, OSError) as exc:
+        typer.echo(f"agentwatch keys generate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{'made' if created else 'kept the existing'} control key {key_id}\n"
+        f"  workers: AGENTWATCH_CONTROL_SIGNING_KEY_FILE={private}  (private, mode 0600)\n"
+        f"  agents:  AGENTWATCH_CONTROL_VERIFY_KEYS={public}  (public)"
+    )
+
+
 @app.command()
 def simulate(
-    agents: Annotated[int, typer.Option(help="Number of agents.")] = 50,
-    minutes: Annotated[float, typer.Option(help="Simulated minutes.")] = 60.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 0,
+    agents: Annotated[int | None, typer.Option(help="Number of agents [default: 50].")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Simulated minutes [default: 60].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (same seed, same events) [default: 0].")
+    ] = None,
     incidents: Annotated[
-        str, typer.Option(help="Comma-separated incident kinds, 'all' or 'none'.")
-    ] = "all",
+        str | None,
+        typer.Option(help="Comma-separated incident kinds, 'all' or 'none' [default: all]."),
+    ] = None,
     benign: Annotated[
-        str, typer.Option(help="Comma-separated benign fleet-wide changes, 'all' or 'none'.")
-    ] = "all",
-    shape: Annotated[str, typer.Option(help="Fleet shape.")] = "mixed",
+        str | None,
+        typer.Option(
+            help="Comma-separated benign fleet-wide changes (model_upgrade, tool_rollout, "
+            "prompt_change), 'all' or 'none' [default: model_upgrade,tool_rollout]."
+        ),
+    ] = None,
+    shape: Annotated[str | None, typer.Option(help="Fleet shape [default: mixed].")] = None,
+    world: Annotated[
+        Path | None,
+        typer.Option(help="A world spec (YAML) fixing fleets, changes, incidents and seed."),
+    ] = None,
+    sealed: Annotated[
+        bool, typer.Option(help="Allow a sealed world spec (breaks the seal: only at the end).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write events as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Write incident labels here.")] = None,
     kafka: Annotated[bool, typer.Option(help="Produce to the actions topic.")] = False,
@@ -107,20 +163,39 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a fleet of agents with injected incidents and benign changes."""
-    from agentwatch import simulator
+    from agentwatch.lab import sim as simulator
 
     if out is None and not kafka:
         typer.echo("agentwatch simulate: give --out FILE or --kafka", err=True)
         raise typer.Exit(2)
+    flags = {
+        "--agents": agents,
+        "--minutes": minutes,
+        "--seed": seed,
+        "--incidents": incidents,
+        "--benign": benign,
+        "--shape": shape,
+    }
     try:
-        sim_config = simulator.SimConfig(
-            agents=agents,
-            minutes=minutes,
-            seed=seed,
-            incidents=simulator.parse_kinds(incidents, simulator.ALL_INCIDENT_KINDS),
-            benign_changes=simulator.parse_kinds(benign, simulator.ALL_BENIGN_CHANGES),
-            shape=shape,
-        )
+        if world is not None:
+            given = [name for name, value in flags.items() if value is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: the world spec sets these; drop them")
+            if sealed:
+                typer.echo(f"agentwatch simulate: BREAKING THE SEAL of {world}", err=True)
+            sim_config = simulator.load_world(world, allow_sealed=sealed).config
+        else:
+            sim_config = simulator.SimConfig(
+                agents=50 if agents is None else agents,
+                minutes=60.0 if minutes is None else minutes,
+                seed=seed or 0,
+                incidents=simulator.parse_kinds(incidents or "all", simulator.ALL_INCIDENT_KINDS),
+                benign_changes=simulator.parse_kinds(
+                    benign or ",".join(simulator.BENIGN_CHANGE_KINDS),
+                    simulator.ALL_BENIGN_CHANGES,
+                ),
+                shape=shape or "mixed",
+            )
     except ValueError as exc:
         typer.echo(f"agentwatch simulate: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -165,11 +240,11 @@ def bench(
     ] = 0,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
-    from agentwatch.streams.bench import run_bench
+    from agentwatch.lab.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
     if halt_trials:
-        from agentwatch.streams.halt_bench import run_halt_bench
+        from agentwatch.lab.halt_bench import run_halt_bench
 
         typer.echo(run_halt_bench(trials=halt_trials))
         return
@@ -185,58 +260,125 @@ def bench(
 
 @app.command()
 def backtest(
-    events: Annotated[Path, typer.Argument(help="Events as JSONL (one ActionEvent per line).")],
+    events: Annotated[
+        Path | None, typer.Argument(help="Events as JSONL (one ActionEvent per line).")
+    ] = None,
     rules: Annotated[Path | None, typer.Option(help="Rules file (default: shipped).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write anomalies as JSONL here.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Incident labels (JSONL).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    worlds: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of EVENTS: backtest world specs, 'tuning', 'sealed' (needs --sealed), "
+            "a directory of specs or one spec file; one line per world."
+        ),
+    ] = None,
+    sealed: Annotated[
+        bool,
+        typer.Option(help="Allow sealed worlds (breaks the seal: only for the final figures)."),
+    ] = False,
+    traces: Annotated[
+        Path | None,
+        typer.Option(help="With --worlds: keep the generated traces here and reuse them."),
+    ] = None,
+    targets: Annotated[
+        Path | None, typer.Option(help="Targets file (YAML; default: the project's bar).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when a target fails (needs labels or worlds).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two rules files A B: replay both, show what B gains and costs (with --labels "
+            "or --worlds)."
+        ),
+    ] = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(help="With --report: re-run each rule with stricter thresholds for it."),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Replay recorded events through the detection engine; score against labels."""
-    from agentwatch.backtest import run_backtest
+    """Replay recorded events (or world specs) through the detection engine; score them."""
     from agentwatch.detectors.rules import RulesError, load_rules
-    from agentwatch.evaluation import evaluate
-    from agentwatch.simulator import load_labels
+    from agentwatch.lab.backtest import rules_fingerprint
+    from agentwatch.lab.commands import backtest_compare, backtest_file, backtest_worlds
+    from agentwatch.lab.evaluation.targets import Targets, TargetsError, load_targets
 
     try:
         ruleset = load_rules(rules)
+        goal = load_targets(targets) if targets is not None else Targets()
+        pair = None if compare is None else (load_rules(compare[0]), load_rules(compare[1]))
     except RulesError as exc:
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
-    if not events.is_file():
-        typer.echo(f"agentwatch backtest: {events}: no such file", err=True)
+    except TargetsError as exc:
+        typer.echo(f"agentwatch backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fingerprint = rules_fingerprint(rules)
+    if compare is not None and pair is not None:
+        if rules is not None or out is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --compare A B replaces --rules, --out and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = backtest_compare(
+            compare,
+            pair,
+            events=events,
+            labels=labels,
+            worlds=worlds,
+            sealed=sealed,
+            traces=traces,
+            goal=goal,
+            as_json=as_json,
+        )
+        if check and not ok:
+            raise typer.Exit(1)
+        return
+    if worlds is not None:
+        if events is not None or out is not None or labels is not None or report is not None:
+            typer.echo(
+                "agentwatch backtest: --worlds replaces EVENTS, --out, --labels and --report",
+                err=True,
+            )
+            raise typer.Exit(2)
+        ok = backtest_worlds(
+            worlds,
+            ruleset,
+            fingerprint=fingerprint,
+            goal=goal,
+            sealed=sealed,
+            traces=traces,
+            as_json=as_json,
+        )
+        if check and not ok:
+            raise typer.Exit(1)
+        return
+    if events is None:
+        typer.echo("agentwatch backtest: give EVENTS.jsonl or --worlds", err=True)
         raise typer.Exit(2)
-    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
-    for line in result.first_errors:
-        typer.echo(f"invalid event: {line}", err=True)
-    typer.echo(
-        f"{result.events} events, {result.summary.agents} agents, {len(result.anomalies)} "
-        f"anomalies; {result.invalid} invalid, {result.duplicates} duplicate, "
-        f"{result.out_of_order} out of order"
+    if check and labels is None:
+        typer.echo("agentwatch backtest: --check needs --labels (or --worlds)", err=True)
+        raise typer.Exit(2)
+    evaluation = backtest_file(
+        events,
+        ruleset,
+        fingerprint=fingerprint,
+        out=out,
+        labels=labels,
+        report=report,
+        progress=progress,
+        as_json=as_json,
+        goal=goal,
+        what_if=what_if,
     )
-    typer.echo(
-        f"throughput: {result.engine_events_per_s:,.0f} events/s in the engine "
-        f"(Engine.process), {result.events_per_s:,.0f} events/s end to end "
-        f"(engine setup, read, decode, detect)"
-    )
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            for anomaly in result.anomalies:
-                fh.write(anomaly.model_dump_json() + "\n")
-        typer.echo(f"wrote {len(result.anomalies)} anomalies to {out}")
-    label_rows = load_labels(labels) if labels is not None else []
-    evaluation = None
-    if labels is not None:
-        evaluation = evaluate(result.anomalies, label_rows, result.summary)
-        typer.echo(evaluation.format_text())
-    if report is not None:
-        from agentwatch.report import render_report
-
-        report.parent.mkdir(parents=True, exist_ok=True)
-        html = render_report(result.anomalies, label_rows, result.summary, evaluation)
-        report.write_text(html, encoding="utf-8")
-        typer.echo(f"wrote report to {report}")
+    if check and evaluation is not None and not all(c.ok for c in evaluation.check(goal)):
+        raise typer.Exit(1)
 
 
 @rules_app.command("validate")
@@ -274,6 +416,15 @@ ActorOption = Annotated[
     typer.Option("--actor", help="Who (default $AGENTWATCH_ACTOR, else $USER)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
+IfVersionOption = Annotated[
+    int | None,
+    typer.Option(
+        "--if-version",
+        min=0,
+        help="Apply only if the agent's control version is still this one (see `agents show`; "
+        "0 = never changed); otherwise fail and print the current version.",
+    ),
+]
 
 
 def _client(config: Path | None, url: str | None) -> Any:
@@ -304,7 +455,10 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
-        hint = " (check AGENTWATCH_API_TOKEN)" if exc.status == 401 else ""
+        hint = {
+            401: " (check AGENTWATCH_API_TOKEN)",
+            409: " (`agentwatch agents show` prints the current version)",
+        }.get(exc.status, "")
         status = f"HTTP {exc.status}: " if exc.status else ""
         typer.echo(f"agentwatch: {status}{exc}{hint}", err=True)
         raise typer.Exit(1) from None
@@ -379,6 +533,7 @@ def _control(
     config: Path | None,
     actions: list[str] | None = None,
     incident: str | None = None,
+    if_version: int | None = None,
 ) -> None:
     client = _client(config, url)
     doc = _call(
@@ -389,6 +544,7 @@ def _control(
         reason=reason,
         actions=actions,
         incident_id=incident,
+        if_version=if_version,
     )
     _print_control(doc)
 
@@ -399,11 +555,12 @@ def agents_halt(
     reason: ReasonOption,
     incident: Annotated[str | None, typer.Option(help="Incident this halt belongs to.")] = None,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Halt an agent: its next tool call raises AgentHalted."""
-    _control("halt", agent_id, reason, actor, url, config, incident=incident)
+    _control("halt", agent_id, reason, actor, url, config, incident=incident, if_version=if_version)
 
 
 @agents_app.command("resume")
@@ -411,11 +568,12 @@ def agents_resume(
     agent_id: str,
     reason: ReasonOption,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Let a halted agent run again (revoked actions stay revoked)."""
-    _control("resume", agent_id, reason, actor, url, config)
+    _control("resume", agent_id, reason, actor, url, config, if_version=if_version)
 
 
 @agents_app.command("revoke")
@@ -424,11 +582,12 @@ def agents_revoke(
     actions: Annotated[list[str], typer.Argument(help="Actions (tools) to revoke.")],
     reason: ReasonOption,
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Revoke specific actions; the agent's other tools keep working."""
-    _control("revoke", agent_id, reason, actor, url, config, actions=actions)
+    _control("revoke", agent_id, reason, actor, url, config, actions=actions, if_version=if_version)
 
 
 @agents_app.command("grant")
@@ -439,6 +598,7 @@ def agents_grant(
     ] = None,
     reason: ReasonOption = "",
     actor: ActorOption = None,
+    if_version: IfVersionOption = None,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -446,7 +606,16 @@ def agents_grant(
     if not reason:
         typer.echo("agentwatch: --reason is required", err=True)
         raise typer.Exit(2)
-    _control("grant", agent_id, reason, actor, url, config, actions=actions or [])
+    _control(
+        "grant",
+        agent_id,
+        reason,
+        actor,
+        url,
+        config,
+        actions=actions or [],
+        if_version=if_version,
+    )
 
 
 @incidents_app.command("list")

@@ -55,9 +55,15 @@ class ControlClient:
     def __repr__(self) -> str:
         return f"ControlClient({self.base_url!r})"
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """One request; the decoded JSON answer, or :class:`ApiError`."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         data = None
@@ -100,11 +106,16 @@ class ControlClient:
         reason: str,
         actions: list[str] | None = None,
         incident_id: str | None = None,
+        if_version: int | None = None,
     ) -> Any:
+        """Halt, resume, revoke or grant; ``if_version`` applies it only if the agent's control
+        version is still that one (``If-Match``; 409 otherwise)."""
         body: dict[str, Any] = {"actor": actor, "reason": reason, "actions": actions or []}
         if incident_id:
             body["incident_id"] = incident_id
-        return self.request("POST", f"/agents/{urllib.parse.quote(agent_id, safe='')}/{op}", body)
+        headers = {"If-Match": f'"{if_version}"'} if if_version is not None else None
+        path = f"/agents/{urllib.parse.quote(agent_id, safe='')}/{op}"
+        return self.request("POST", path, body, headers=headers)
 
     # -- incidents -------------------------------------------------------------------------
     def incidents(self, status: str | None = None) -> Any:

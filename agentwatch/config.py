@@ -11,7 +11,7 @@ import os
 import ssl
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -21,7 +21,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -29,6 +34,8 @@ ENV_PREFIX = "AGENTWATCH_"
 Severity = Literal["info", "warning", "error", "critical"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 DEFAULT_CONFIG_FILE = "agentwatch.toml"
+#: Room for key, headers and record-batch framing on top of a value (see ``_check_sizes``).
+RECORD_OVERHEAD_BYTES = 4096
 
 
 class ConfigError(ValueError):
@@ -113,7 +120,35 @@ class Settings(BaseSettings):
         le=60,
         description="offsets are committed, and changed baselines written, this often",
     )
-    max_event_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    max_event_bytes: int = Field(
+        64 * 1024, ge=1024, le=1024 * 1024, description="larger events are dead-lettered"
+    )
+
+    # Record size limits (docs/operations.md, "Record sizes"); one coherent set
+    max_message_bytes: int = Field(
+        1_048_588,
+        ge=128 * 1024,
+        le=64 * 1024 * 1024,
+        description="largest record agentwatch's topics accept (max.message.bytes), its "
+        "producer sends and its consumer fetches per partition; Kafka's default",
+    )
+    deadletter_max_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="a dead letter keeps this long a prefix of the rejected record (its full "
+        "length and SHA-256 go in headers)",
+    )
+    deadletter_log_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="one dead-letter summary warning per interval"
+    )
+
+    # Readiness (/readyz)
+    ready_stall_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="a stage with input waiting that has not moved this long is stalled",
+    )
 
     # Web (health, agent views, control API, metrics)
     web_host: str = "127.0.0.1"
@@ -132,6 +167,30 @@ class Settings(BaseSettings):
         "http://127.0.0.1:6066",
         pattern=r"^https?://[^/\s]+$",
         description="where the CLI reaches a worker's control API",
+    )
+
+    # Control records: workers sign them (Ed25519), SDK agents verify them (docs/operations.md)
+    control_signing_key_file: Path | None = Field(
+        None,
+        description="worker: Ed25519 private key (PEM, mode 0600); default <data_dir>/control.key"
+        " when it exists (`agentwatch keys generate DIR` makes one)",
+    )
+    control_signing_key: SecretStr | None = Field(
+        None,
+        description="worker: the private key inline (PEM or base64 of 32 bytes); wins over the "
+        "file",
+    )
+    control_verify_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SDK: accepted public keys, comma-separated (files, PEM or base64 of 32 "
+        "bytes; several during a rotation); default <data_dir>/control.pub when it exists",
+    )
+    control_max_clock_skew_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="SDK: a control record whose version or updated_at is further than this "
+        "ahead of the agent's clock is refused as implausible",
     )
 
     rules_file: Path | None = Field(
@@ -207,7 +266,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not host:port")
         return ",".join(h.removeprefix("kafka://") for h in hosts)
 
-    @field_validator("api_token", "pagerduty_routing_key", "slack_webhook_url", mode="before")
+    @field_validator("control_verify_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "api_token",
+        "pagerduty_routing_key",
+        "slack_webhook_url",
+        "control_signing_key",
+        mode="before",
+    )
     @classmethod
     def _empty_secret_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -347,6 +419,17 @@ class Settings(BaseSettings):
     def _check_heartbeat(self) -> Settings:
         if self.heartbeat_interval_s >= self.session_timeout_s:
             raise ValueError("heartbeat_interval_s must be below session_timeout_s")
+        return self
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Settings:
+        room = self.max_message_bytes - RECORD_OVERHEAD_BYTES
+        for name in ("max_event_bytes", "deadletter_max_bytes"):
+            if getattr(self, name) > room:
+                raise ValueError(
+                    f"{name} must be at most max_message_bytes - {RECORD_OVERHEAD_BYTES} "
+                    f"({room}): its records must fit the topics' limit"
+                )
         return self
 
     def replace(self, **changes: Any) -> Settings:

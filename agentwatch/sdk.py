@@ -34,6 +34,21 @@ Example
 
 Synchronous agents use :class:`SyncMonitor`, which runs the same machinery on a background
 thread.
+
+Authenticated control
+---------------------
+Workers sign every control record (Ed25519, :mod:`agentwatch.schemas.signing`). Given the
+workers' public keys (``control_verifier``; :meth:`Monitor.from_settings` reads
+``AGENTWATCH_CONTROL_VERIFY_KEYS``, else ``<data_dir>/control.pub``), the monitor obeys only
+records one of them verifies: an unsigned, badly signed or foreign-key record, a tombstone, or
+one whose ``version``/``updated_at`` lies implausibly far ahead of this host's clock is refused,
+counted in :attr:`Monitor.stats` and logged once per reason; it never raises into the agent
+and never changes what the agent may do. A record older than the one held is ignored (a
+replayed record cannot undo a later change).
+
+Without a key the monitor still obeys control records, unverified (fail-open for
+authenticity, so that a missing setting cannot silently disable the kill switch), refuses
+implausible ones all the same, and warns once at start.
 """
 
 from __future__ import annotations
@@ -61,9 +76,11 @@ from pydantic import ValidationError
 
 from agentwatch.config import Settings, load_settings
 from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
+from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, ControlState, encode_event
 from agentwatch.schemas._types import AGENT_ID_PATTERN
 from agentwatch.schemas.events import MAX_EVENT_BYTES
+from agentwatch.schemas.signing import ControlVerifier, VerificationError, verifier_from_settings
 
 __all__ = [
     "AgentHalted",
@@ -93,6 +110,8 @@ TOPIC_POLL_S = 2.0
 """How often to look again for a control topic that does not exist yet."""
 MAX_PERMANENT_FAILURES = 3
 """Attempts before an event the broker rejects for good (not a connection problem) is dropped."""
+CONTROL_REJECTIONS = ("unsigned", "unknown_key", "bad_signature", "implausible")
+"""Why a control record is refused; each is counted as ``stats["control_rejected_<reason>"]``."""
 
 # Connection settings that may be passed to both the producer and the control consumer.
 KAFKA_OPTION_KEYS: frozenset[str] = frozenset(
@@ -320,6 +339,13 @@ class _Pending:
     failures: int = 0
 
 
+def _control_defaults(kwargs: dict[str, Any], settings: Settings) -> None:
+    """Fill in the control verifier and clock-skew bound from ``settings`` (unless given)."""
+    if "control_verifier" not in kwargs:
+        kwargs["control_verifier"] = verifier_from_settings(settings)
+    kwargs.setdefault("max_clock_skew_s", settings.control_max_clock_skew_s)
+
+
 # -- the monitor ------------------------------------------------------------------------------
 
 
@@ -368,6 +394,13 @@ class Monitor:
         Connection settings for both Kafka clients: ``security_protocol``, ``ssl_context``,
         ``sasl_*``, ``client_id``, ``request_timeout_ms``, ``retry_backoff_ms``,
         ``metadata_max_age_ms``, ``connections_max_idle_ms``. They are never logged.
+    control_verifier
+        The workers' public keys (:class:`~agentwatch.schemas.signing.ControlVerifier`):
+        only control records they verify are obeyed. ``None`` obeys records unverified and
+        warns at start (see the module docstring).
+    max_clock_skew_s
+        A control record whose ``version`` (milliseconds) or ``updated_at`` is further than
+        this ahead of this host's clock is refused as implausible.
 
     Examples
     --------
@@ -407,17 +440,24 @@ class Monitor:
         max_error_chars: int = 1024,
         error_detail: bool = True,
         kafka_options: Mapping[str, Any] | None = None,
+        control_verifier: ControlVerifier | None = None,
+        max_clock_skew_s: float = 300.0,
     ) -> None:
         if not isinstance(agent_id, str) or not 0 < len(agent_id) <= 128:
             raise ValueError("agent_id must be a string of 1 to 128 characters")
         if not re.fullmatch(AGENT_ID_PATTERN, agent_id):
-            raise ValueError(f"agent_id {agent_id!r} may only contain A-Z a-z 0-9 . _ : @ / -")
+            raise ValueError(
+                f"agent_id {agent_id!r} may only contain A-Z a-z 0-9 . _ : @ - "
+                "and must not be '.' or '..'"
+            )
         if not isinstance(fleet, str) or not 0 < len(fleet) <= 128:
             raise ValueError("fleet must be a string of 1 to 128 characters")
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
         if startup_timeout < 0 or close_timeout < 0:
             raise ValueError("timeouts must not be negative")
+        if not max_clock_skew_s > 0:
+            raise ValueError("max_clock_skew_s must be positive")
         unknown = set(kafka_options or {}) - KAFKA_OPTION_KEYS
         if unknown:
             raise ValueError(
@@ -440,6 +480,8 @@ class Monitor:
         self._kafka_options = dict(kafka_options or {})
         self._shared_producer = producer
         self._key = agent_id.encode()
+        self.control_verifier = control_verifier
+        self.max_clock_skew_s = max_clock_skew_s
 
         # buffer (shared between the caller's threads and the loop thread)
         self._lock = threading.Lock()
@@ -453,12 +495,16 @@ class Monitor:
             "connect_errors": 0,
             "rejected": 0,
             "control_errors": 0,
+            "control_rejected": 0,
+            **{f"control_rejected_{reason}": 0 for reason in CONTROL_REJECTIONS},
         }
         self._warn = _RateLimited()
         self._unreported_drops = 0
 
         # control state; replaced as a whole (a reference swap), so readers need no lock
         self._state: ControlState | None = None
+        self._version = 0  # highest version obeyed: older records are replays
+        self._refusals_logged: set[str] = set()
 
         # runtime (created by start())
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -484,7 +530,14 @@ class Monitor:
 
         ``settings`` defaults to :func:`~agentwatch.config.load_settings` (``AGENTWATCH_*``
         environment variables and ``agentwatch.toml``). Its Kafka security settings (TLS,
-        SASL) become ``kafka_options``; keys given in ``kafka_options`` take precedence.
+        SASL) become ``kafka_options``; keys given in ``kafka_options`` take precedence. The
+        control verifier comes from ``control_verify_keys``, else ``<data_dir>/control.pub``
+        when it exists.
+
+        Raises
+        ------
+        agentwatch.schemas.signing.SigningKeyError
+            when a configured public key cannot be read.
 
         Examples
         --------
@@ -499,6 +552,7 @@ class Monitor:
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
         explicit = kwargs.get("kafka_options") or {}
         kwargs["kafka_options"] = {**client_options(settings), **explicit}
+        _control_defaults(kwargs, settings)
         return cls(agent_id, fleet, **kwargs)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -533,6 +587,14 @@ class Monitor:
                 raise ControlUnavailable(
                     f"agent {self.agent_id!r}: {exc}; require_control is set, refusing to start"
                 ) from None
+        if self.control_verifier is None:
+            log.warning(
+                "agentwatch: agent %s obeys control records without verifying them (no public "
+                "key: set AGENTWATCH_CONTROL_VERIFY_KEYS); anyone who can write to %s can halt "
+                "or resume it",
+                self.agent_id,
+                self.control_topic,
+            )
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -631,7 +693,10 @@ class Monitor:
         broker), ``dropped`` (buffer overflow, rejected by the broker, or lost at close),
         ``buffered`` (waiting or in flight), ``send_errors`` (failed delivery attempts),
         ``connect_errors`` (failed producer connections), ``rejected`` (invalid or oversized
-        events never buffered) and ``control_errors`` (malformed control messages skipped).
+        events never buffered), ``control_errors`` (malformed control messages skipped) and
+        ``control_rejected`` (control records refused: not authentic or implausible), split
+        by reason into ``control_rejected_unsigned``, ``..._unknown_key``,
+        ``..._bad_signature`` and ``..._implausible``.
         """
         with self._lock:
             out = dict(self._counts)
@@ -996,7 +1061,10 @@ class Monitor:
             return
         if key != self._key:
             return
-        if value is None:  # tombstone: the agent is no longer restricted
+        if value is None and self.control_verifier is not None:
+            self._refuse(topic, partition, offset, "unsigned", "a tombstone cannot be signed")
+            return
+        if value is None:  # tombstone (unverified mode): the agent is no longer restricted
             if self._state is not None:
                 log.warning(
                     "agentwatch: control state of agent %s cleared (tombstone at %s[%d]@%d)",
@@ -1020,17 +1088,66 @@ class Monitor:
                 topic, partition, offset, f"key {self.agent_id!r} but agent_id {state.agent_id!r}"
             )
             return
-        held = self._state
-        if held is not None and state.version < held.version:
+        if self.control_verifier is not None:
+            try:
+                self.control_verifier.verify(state)
+            except VerificationError as exc:
+                self._refuse(topic, partition, offset, exc.reason, exc.detail)
+                return
+            except Exception as exc:  # defensive: never let a record stop the control loop
+                self._refuse(topic, partition, offset, "bad_signature", type(exc).__name__)
+                return
+        implausible = self._implausible(state)
+        if implausible is not None:
+            self._refuse(topic, partition, offset, "implausible", implausible)
+            return
+        if state.version < self._version:
             log.debug(
                 "agentwatch: ignoring control version %d < held %d for %s",
                 state.version,
-                held.version,
+                self._version,
                 self.agent_id,
             )
             return
+        held = self._state
+        self._version = state.version
         self._state = state
         self._log_transition(held, state)
+
+    def _implausible(self, state: ControlState) -> str | None:
+        """Why ``state`` cannot be real (from the future), or None."""
+        now = time.time()
+        ahead = state.version / 1000.0 - now
+        if ahead > self.max_clock_skew_s:
+            return (
+                f"version {state.version} is {ahead:.0f}s ahead of this host's clock "
+                f"(versions are milliseconds; at most {self.max_clock_skew_s:g}s allowed)"
+            )
+        ahead = state.updated_at.timestamp() - now
+        if ahead > self.max_clock_skew_s:
+            return f"updated_at is {ahead:.0f}s ahead of this host's clock"
+        return None
+
+    def _refuse(self, topic: str, partition: int, offset: int, reason: str, detail: str) -> None:
+        """Count a refused control record; log the first of each reason."""
+        with self._lock:
+            self._counts["control_rejected"] += 1
+            self._counts[f"control_rejected_{reason}"] += 1
+        if reason in self._refusals_logged:
+            return
+        self._refusals_logged.add(reason)
+        log.warning(
+            "agentwatch: agent %s refused control record %s[%d]@%d (%s: %s); it changes "
+            "nothing. Further %s records are only counted (stats['control_rejected_%s'])",
+            self.agent_id,
+            topic,
+            partition,
+            offset,
+            reason,
+            detail,
+            reason,
+            reason,
+        )
 
     def _log_transition(self, old: ControlState | None, new: ControlState) -> None:
         was_halted = old is not None and old.halted
@@ -1039,18 +1156,18 @@ class Monitor:
             log.warning(
                 "agentwatch: agent %s HALTED by %s (incident %s): %s",
                 self.agent_id,
-                new.updated_by,
-                new.incident_id or "-",
-                new.reason or "no reason given",
+                escape(new.updated_by),
+                escape(new.incident_id or "-"),
+                escape(new.reason or "no reason given", 1024),
             )
         elif was_halted and not new.halted:
-            log.warning("agentwatch: agent %s resumed by %s", self.agent_id, new.updated_by)
+            log.warning("agentwatch: agent %s resumed by %s", self.agent_id, escape(new.updated_by))
         if set(new.revoked) != old_revoked:
             log.warning(
                 "agentwatch: agent %s revoked actions now %s (by %s)",
                 self.agent_id,
-                sorted(new.revoked),
-                new.updated_by,
+                escape(sorted(new.revoked), 2048),
+                escape(new.updated_by),
             )
 
     def _bad_control(self, topic: str, partition: int, offset: int, reason: str) -> None:
@@ -1061,7 +1178,7 @@ class Monitor:
             topic,
             partition,
             offset,
-            reason,
+            escape(reason, 500),
         )
 
     async def _control_loop(self) -> None:
@@ -1377,6 +1494,7 @@ class SyncMonitor:
         kwargs.setdefault("topic_prefix", settings.topic_prefix)
         explicit = kwargs.get("kafka_options") or {}
         kwargs["kafka_options"] = {**client_options(settings), **explicit}
+        _control_defaults(kwargs, settings)
         return cls(agent_id, fleet, **kwargs)
 
     def start(self) -> SyncMonitor:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from agentwatch.config import Settings
+from agentwatch.schemas.signing import ControlSigner, ControlVerifier, ensure_key_pair
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 
@@ -22,9 +25,33 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield running
 
 
+@dataclass(frozen=True)
+class ControlKeys:
+    """The test session's control key pair: the files, a signer and a verifier."""
+
+    private: Path
+    public: Path
+    signer: ControlSigner
+    verifier: ControlVerifier
+
+
+@pytest.fixture(scope="session")
+def control_keys(tmp_path_factory: pytest.TempPathFactory) -> ControlKeys:
+    """One control signing key pair for the session (workers sign, SDK agents verify)."""
+    private, public, _ = ensure_key_pair(tmp_path_factory.mktemp("keys"))
+    return ControlKeys(
+        private, public, ControlSigner.from_file(private), ControlVerifier.load([str(public)])
+    )
+
+
 @pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory) -> Settings:
-    """Settings pointing at the embedded broker, with topic and group names unique to the test."""
+def settings(
+    broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory, control_keys: ControlKeys
+) -> Settings:
+    """Settings pointing at the embedded broker, with topic and group names unique to the test.
+
+    Workers sign control records with the session key; ``Monitor.from_settings`` verifies them.
+    """
     unique = uuid.uuid4().hex[:8]
     return Settings(
         kafka_bootstrap=broker.bootstrap,
@@ -39,6 +66,8 @@ def settings(broker: EmbeddedBroker, tmp_path: pytest.TempPathFactory) -> Settin
         batch_within_s=0.02,
         api_token=API_TOKEN,  # type: ignore[arg-type]
         incident_group_wait_s=0.5,
+        control_signing_key_file=control_keys.private,
+        control_verify_keys=[str(control_keys.public)],
     )
 
 

@@ -492,6 +492,45 @@ def test_worker_state_on_its_own_named_volume(
     assert named[data_dir] not in others, f"{worker} shares its state volume with another worker"
 
 
+@pytest.mark.parametrize("worker", WORKERS)
+def test_workers_sign_with_the_key_the_keys_service_makes(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], worker: str
+) -> None:
+    """`agentwatch worker` refuses to start without a signing key: the compose file must give
+    every worker the same key, made once by a one-shot `agentwatch keys generate DIR`."""
+    settings = worker_settings(services[worker])
+    key_file = settings.control_signing_key_file
+    assert key_file is not None, f"{worker}: AGENTWATCH_CONTROL_SIGNING_KEY_FILE not set"
+    key_dir = str(PurePosixPath(str(key_file)).parent)
+    mounts = {
+        target: source
+        for source, target in volume_mounts(services[worker])
+        if source and source[0] not in "./~$"
+    }
+    assert key_dir in mounts, f"{worker}: {key_dir} is not on a named volume"
+    volume = mounts[key_dir]
+    assert volume in (compose.get("volumes") or {}), f"volume {volume} undeclared"
+    raw = [v for v in services[worker].get("volumes") or [] if str(v).startswith(volume + ":")]
+    assert raw and str(raw[0]).endswith(":ro"), f"{worker}: mount {volume} read-only"
+
+    makers = {
+        name: svc
+        for name, svc in services.items()
+        if (svc.get("command") or [])[:2] == ["keys", "generate"]
+    }
+    assert makers, "no service runs `agentwatch keys generate`"
+    name, maker = next(iter(makers.items()))
+    assert maker["command"][2] == key_dir and PurePosixPath(str(key_file)).name == "control.key"
+    assert (volume, key_dir) in volume_mounts(maker), f"{name} does not write {volume}"
+    assert maker.get("image") == services[worker].get("image"), f"{name} runs another image"
+    depends = services[worker].get("depends_on") or {}
+    assert depends.get(name, {}).get("condition") == "service_completed_successfully"
+    # the image's user must own the mount point, or the volume is not writable for it
+    mkdirs = " ".join(r for kw, r in dockerfile_instructions() if kw == "RUN")
+    assert re.search(rf"mkdir -p [^&]*{re.escape(key_dir)}\b", mkdirs)
+    assert re.search(rf"chown agentwatch:agentwatch [^&]*{re.escape(key_dir)}\b", mkdirs)
+
+
 def test_kafka_is_single_node_kraft(services: dict[str, dict[str, Any]]) -> None:
     kafka = services["kafka"]
     image = str(kafka["image"])

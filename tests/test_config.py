@@ -85,3 +85,13 @@ def test_secrets_never_print_and_empty_means_unset() -> None:
     settings = Settings(api_token="tok-123456", pagerduty_routing_key="", slack_webhook_url=" ")
     assert "tok-123456" not in repr(settings) and "tok-123456" not in str(settings.model_dump())
     assert settings.pagerduty_routing_key is None and settings.slack_webhook_url is None
+
+
+def test_record_size_limits_are_coherent() -> None:
+    settings = Settings()
+    assert settings.max_message_bytes == 1_048_588  # Kafka's default message.max.bytes
+    assert settings.deadletter_max_bytes == settings.max_event_bytes == 65536
+    with pytest.raises(ValueError, match="deadletter_max_bytes must be at most"):
+        Settings(max_message_bytes=200_000, deadletter_max_bytes=199_000)
+    with pytest.raises(ValueError, match="max_event_bytes must be at most"):
+        Settings(max_message_bytes=131_072, max_event_bytes=130_000)

@@ -37,7 +37,7 @@ def test_doctests_of_a_compiled_module_run_and_pass(name: str) -> None:
 def _backtest(tmp_path: Path, trace: Path, out: Path, *, pure: bool) -> str:
     env = dict(os.environ, AGENTWATCH_PURE_PYTHON="1" if pure else "0")
     code = (
-        "import sys, agentwatch._native as n; from agentwatch.backtest import run_backtest; "
+        "import sys, agentwatch._native as n; from agentwatch.lab.backtest import run_backtest; "
         "from agentwatch.detectors import load_rules; "
         "r = run_backtest(sys.argv[1], load_rules(None)); "
         "open(sys.argv[2], 'w').write(''.join(a.model_dump_json() + '\\n' for a in r.anomalies)); "

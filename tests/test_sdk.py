@@ -25,6 +25,12 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from agentwatch.config import Settings
 from agentwatch.schemas import ActionEvent, ControlState, decode_event
+from agentwatch.schemas.signing import (
+    ControlSigner,
+    ControlVerifier,
+    ensure_key_pair,
+    signer_from_settings,
+)
 from agentwatch.sdk import (
     AgentHalted,
     ControlError,
@@ -59,13 +65,24 @@ async def create_topics(settings: Settings) -> None:
 
 
 async def write_control(
-    settings: Settings, agent_id: str, value: ControlState | bytes | None, key: str | None = None
+    settings: Settings,
+    agent_id: str,
+    value: ControlState | bytes | None,
+    key: str | None = None,
+    signer: ControlSigner | None = None,
 ) -> float:
-    """Write one control message; return the ``perf_counter`` taken just before producing."""
+    """Write one control message; return the ``perf_counter`` taken just before producing.
+
+    A ``ControlState`` is signed first, as a worker would, with ``signer`` (default: the
+    settings' signing key, which ``Monitor.from_settings`` agents accept).
+    """
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        raw = value.model_dump_json().encode() if isinstance(value, ControlState) else value
+        raw = value
+        if isinstance(value, ControlState):
+            signer = signer or signer_from_settings(settings)
+            raw = signer.sign(value).model_dump_json().encode()
         started = time.perf_counter()
         await producer.send_and_wait(settings.topic("control"), raw, key=(key or agent_id).encode())
         return started
@@ -74,13 +91,8 @@ async def write_control(
 
 
 def control(agent_id: str, version: int, **fields: Any) -> ControlState:
-    return ControlState(
-        agent_id=agent_id,
-        updated_at=datetime.now(UTC),
-        updated_by="test",
-        version=version,
-        **fields,
-    )
+    values: dict[str, Any] = {"updated_at": datetime.now(UTC), **fields}
+    return ControlState(agent_id=agent_id, updated_by="test", version=version, **values)
 
 
 async def read_actions(settings: Settings, count: int, timeout: float = 8.0) -> list[ActionEvent]:
@@ -327,12 +339,183 @@ async def test_control_ignores_other_agents_stale_versions_and_garbage(
         assert len(malformed) == 2
         assert all(settings.topic("control") in m and "@" in m for m in malformed)
 
-        await write_control(settings, agent_id, None)  # tombstone: no restrictions
-        deadline = time.monotonic() + 1.0
-        while monitor.state is not None:
+        # a tombstone cannot be signed: an agent that verifies refuses it (restrictions stay)
+        await write_control(settings, agent_id, None)
+        deadline = time.monotonic() + 2.0
+        while monitor.stats["control_rejected_unsigned"] == 0:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
-        assert monitor.allows("mv")
+        assert monitor.state is not None and not monitor.allows("mv")
+
+
+def test_unverified_monitor_obeys_a_tombstone() -> None:
+    agent_id = agent()
+    monitor = Monitor(agent_id)  # no public key: records are obeyed unverified
+    raw = control(agent_id, 3, revoked=["mv"]).model_dump_json().encode()
+    monitor._apply_record("t.control", 0, 0, agent_id.encode(), raw)
+    assert not monitor.allows("mv")
+    monitor._apply_record("t.control", 0, 1, agent_id.encode(), None)
+    assert monitor.state is None and monitor.allows("mv")
+    # the version high-water mark survives the tombstone: an older record is a replay
+    old = control(agent_id, 2, halted=True).model_dump_json().encode()
+    monitor._apply_record("t.control", 0, 2, agent_id.encode(), old)
+    assert monitor.allows("anything")
+
+
+# -- 3b. authenticated control ----------------------------------------------------------------
+
+SIGNER = ControlSigner.generate()
+STRANGER = ControlSigner.generate()
+
+
+def verified_monitor(agent_id: str) -> Monitor:
+    return Monitor(agent_id, control_verifier=ControlVerifier([SIGNER.public_key]))
+
+
+def now_version() -> int:
+    return int(time.time() * 1000)
+
+
+class Feed:
+    """Hands records to a monitor as its control consumer would (offsets counting up)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.offset = 0
+
+    def __call__(self, record: ControlState | bytes | None, signer: ControlSigner | None) -> None:
+        raw = record
+        if isinstance(record, ControlState):
+            raw = (signer.sign(record) if signer else record).model_dump_json().encode()
+        self.monitor._apply_record("t.control", 0, self.offset, self.monitor.agent_id.encode(), raw)
+        self.offset += 1
+
+
+def test_verified_monitor_obeys_only_records_its_key_signed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent_id = agent()
+    monitor = verified_monitor(agent_id)
+    feed = Feed(monitor)
+    halt = control(agent_id, now_version(), halted=True)
+    with caplog.at_level(logging.WARNING, logger="agentwatch.sdk"):
+        feed(halt, None)  # unsigned
+        feed(halt, None)
+        feed(halt, STRANGER)  # another key
+        tampered = SIGNER.sign(control(agent_id, now_version(), revoked=["rm"]))
+        tampered = tampered.model_copy(update={"halted": True})
+        feed(tampered.model_dump_json().encode(), None)  # a field changed after signing
+        forged = STRANGER.sign(halt).model_copy(update={"key_id": SIGNER.key_id})
+        feed(forged.model_dump_json().encode(), None)  # another key's signature, our key id
+        feed(None, None)  # a tombstone cannot be signed
+    assert monitor.state is None and monitor.allows("rm") and monitor.allows("x")
+    stats = monitor.stats
+    assert stats["control_rejected_unsigned"] == 3
+    assert stats["control_rejected_unknown_key"] == 1
+    assert stats["control_rejected_bad_signature"] == 2
+    assert stats["control_rejected"] == 6 and stats["control_errors"] == 0
+    refusals = [
+        r.getMessage() for r in caplog.records if "refused control record" in r.getMessage()
+    ]
+    assert len(refusals) == 3  # once per reason
+    assert any("unknown_key" in m and STRANGER.key_id in m for m in refusals)
+
+    feed(halt, SIGNER)  # the real one
+    assert monitor.state is not None and monitor.state.halted
+    with pytest.raises(AgentHalted):
+        monitor.check("x")
+
+
+def test_a_far_future_version_cannot_blind_the_kill_switch() -> None:
+    agent_id = agent()
+    for signer in (STRANGER, SIGNER, None):  # forged, authentic-but-implausible, unsigned
+        monitor = verified_monitor(agent_id)
+        feed = Feed(monitor)
+        feed(control(agent_id, 2**62, revoked=["nothing"]), signer)
+        feed(control(agent_id, now_version() + 3600 * 1000), signer)  # an hour ahead
+        assert monitor.state is None
+        feed(control(agent_id, now_version(), halted=True, reason="real"), SIGNER)
+        assert monitor.state is not None and monitor.state.reason == "real"
+        with pytest.raises(AgentHalted):
+            monitor.check("x")
+    assert monitor.stats["control_rejected_unsigned"] == 2
+
+    ahead = verified_monitor(agent_id)
+    feed = Feed(ahead)
+    feed(control(agent_id, 2**62), SIGNER)
+    future = datetime.fromtimestamp(time.time() + 7200, UTC)
+    feed(control(agent_id, now_version(), updated_at=future, halted=True), SIGNER)
+    assert ahead.stats["control_rejected_implausible"] == 2 and ahead.state is None
+    # within the allowed skew (a worker clock a little ahead) is fine
+    feed(control(agent_id, now_version() + 60_000, halted=True), SIGNER)
+    assert ahead.state is not None and ahead.state.halted
+
+
+def test_unverified_monitor_refuses_implausible_versions_too() -> None:
+    agent_id = agent()
+    monitor = Monitor(agent_id, max_clock_skew_s=10)
+    feed = Feed(monitor)
+    feed(control(agent_id, 2**62), None)
+    feed(control(agent_id, now_version() + 60_000), None)
+    assert monitor.stats["control_rejected_implausible"] == 2 and monitor.state is None
+    feed(control(agent_id, 5, halted=True), None)  # old-style small versions still apply
+    assert monitor.state is not None and monitor.state.halted
+
+
+def test_replayed_older_signed_record_cannot_undo_a_halt() -> None:
+    agent_id = agent()
+    monitor = verified_monitor(agent_id)
+    feed = Feed(monitor)
+    v = now_version()
+    resume = SIGNER.sign(control(agent_id, v - 10, halted=False))
+    feed(resume.model_dump_json().encode(), None)
+    feed(control(agent_id, v, halted=True), SIGNER)
+    feed(resume.model_dump_json().encode(), None)  # an attacker replays the older record
+    assert monitor.state is not None and monitor.state.halted and monitor.state.version == v
+
+
+def test_from_settings_finds_the_public_key(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    private, public, _ = ensure_key_pair(tmp_path / "data")
+    kid = ControlSigner.from_file(private).key_id
+    by_dir = Monitor.from_settings("a1", settings=Settings(data_dir=tmp_path / "data"))
+    by_setting = Monitor.from_settings(
+        "a1",
+        settings=Settings(data_dir=tmp_path / "none", control_verify_keys=[str(public)]),
+    )
+    none = Monitor.from_settings("a1", settings=Settings(data_dir=tmp_path / "none"))
+    for monitor in (by_dir, by_setting):
+        assert monitor.control_verifier is not None and list(monitor.control_verifier.keys) == [kid]
+    assert none.control_verifier is None
+    sync = SyncMonitor.from_settings("a1", settings=Settings(data_dir=tmp_path / "data"))
+    assert sync.monitor.control_verifier is not None
+    skew = Monitor.from_settings(
+        "a1", settings=Settings(data_dir=tmp_path / "none", control_max_clock_skew_s=42)
+    )
+    assert skew.max_clock_skew_s == 42
+
+
+async def test_unverified_monitor_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    monitor = Monitor(
+        agent(), bootstrap=f"127.0.0.1:{free_port()}", startup_timeout=0, close_timeout=0.2
+    )
+    with caplog.at_level(logging.WARNING, logger="agentwatch.sdk"):
+        async with monitor:
+            pass
+    assert any("without verifying" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    verified = Monitor(
+        agent(),
+        bootstrap=f"127.0.0.1:{free_port()}",
+        startup_timeout=0,
+        close_timeout=0.2,
+        control_verifier=ControlVerifier([SIGNER.public_key]),
+    )
+    with caplog.at_level(logging.WARNING, logger="agentwatch.sdk"):
+        async with verified:
+            pass
+    assert not any("without verifying" in r.getMessage() for r in caplog.records)
 
 
 # -- 4. broker down ---------------------------------------------------------------------------
@@ -547,6 +730,10 @@ def test_decorator_rejects_bad_options() -> None:
         monitor.tool(gen)
     with pytest.raises(ValueError, match="agent_id"):
         Monitor("bad id with spaces")
+    for bad in ("team/a", "..", ".", "a\u202eb"):
+        with pytest.raises(ValueError, match=r"A-Z a-z 0-9 \. _ : @ - and must not be"):
+            Monitor(bad)
+    assert Monitor("svc:7@eu-west_1.a").agent_id == "svc:7@eu-west_1.a"
     with pytest.raises(ValueError, match="kafka_options"):
         Monitor(agent(), kafka_options={"acks": "all"})
 

@@ -291,6 +291,7 @@ class Dispatcher:
         self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._waiting: dict[str, int] = {}  # destination -> deliveries in backoff/rate limit
         self.unconfigured = frozenset(
             name for name in routed_notifiers(settings) if name not in self.notifiers
         )
@@ -332,6 +333,22 @@ class Dispatcher:
             outcomes=tuple(t.result() for t in tasks),
             unconfigured=tuple(d for d in routed if d not in self.notifiers),
         )
+
+    def waiting_on(self) -> list[str]:
+        """Destinations a delivery is waiting for right now (retry backoff or rate limit).
+
+        Readiness reads it: a notifier held up by PagerDuty or Slack being down is delayed,
+        not stuck, and must not take the worker (and its control API) out of service.
+        """
+        return sorted(d for d, n in self._waiting.items() if n > 0)
+
+    @asynccontextmanager
+    async def _held_by(self, destination: str) -> AsyncIterator[None]:
+        self._waiting[destination] = self._waiting.get(destination, 0) + 1
+        try:
+            yield
+        finally:
+            self._waiting[destination] -= 1
 
     async def aclose(self) -> None:
         """Close every notifier's client."""
@@ -390,7 +407,8 @@ class Dispatcher:
         attempt = 0
         while True:
             if bucket is not None:
-                await bucket.acquire()
+                async with self._held_by(destination):
+                    await bucket.acquire()
             attempt += 1
             try:
                 await notifier.send(notification)
@@ -421,7 +439,8 @@ class Dispatcher:
                     exc,
                     delay,
                 )
-                await self._sleep(delay)
+                async with self._held_by(destination):
+                    await self._sleep(delay)
                 continue
             except Exception as exc:
                 self.metrics.failures.labels(destination, "internal").inc()

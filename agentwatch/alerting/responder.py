@@ -12,9 +12,11 @@ A rule with ``dry_run: true`` changes nothing and pages nobody: the audit topic 
 would have done (``dry_run=true``), so a new rule can shadow live traffic before it acts.
 
 Every control change is a full :class:`~agentwatch.schemas.ControlState` with a higher
-``version`` plus an :class:`~agentwatch.schemas.AuditEntry` naming the rule or person and the
-reason. Anomalies group into incidents (:mod:`agentwatch.alerting.incidents`). Pure logic: the
-streams layer persists the returned state and publishes the outputs.
+``version`` (:func:`next_version`: ``max(previous + 1, now in ms)``) plus an
+:class:`~agentwatch.schemas.AuditEntry` naming the rule or person and the reason. States come
+back unsigned (``key_id``/``signature`` cleared): the streams layer signs what it publishes.
+Anomalies group into incidents (:mod:`agentwatch.alerting.incidents`). Pure logic: the streams
+layer persists the returned state and publishes the outputs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from agentwatch.alerting.incidents import IncidentBook, IncidentState
 from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Notification
 
-__all__ = ["Command", "Outcome", "Responder", "audit_id"]
+__all__ = ["Command", "Outcome", "Responder", "audit_id", "next_version"]
 
 Command = Literal["halt", "resume", "revoke", "grant"]
 
@@ -46,6 +48,27 @@ class Outcome:
 
 def _utc(clock: float) -> datetime:
     return datetime.fromtimestamp(clock, UTC)
+
+
+_UNSIGNED: dict[str, None] = {"key_id": None, "signature": None}
+
+
+def next_version(previous: int, now: float) -> int:
+    """The version of the change after ``previous`` at wall-clock ``now`` (seconds).
+
+    ``max(previous + 1, now in milliseconds)``: strictly increasing per agent (one writer),
+    still increasing after a restart even if the stored state were lost (the clock moved on),
+    and close to the wall clock, so an agent can refuse a version far in the future as
+    implausible instead of ignoring every later change.
+
+    Examples
+    --------
+    >>> next_version(0, 1_767_225_600.0), next_version(1_767_225_600_000, 1_767_225_600.0)
+    (1767225600000, 1767225600001)
+    >>> next_version(4, 0.0)
+    5
+    """
+    return max(previous + 1, int(now * 1000))
 
 
 def audit_id(*parts: object) -> str:
@@ -129,7 +152,7 @@ class Responder:
         out = Outcome()
         agent = anomaly.agent_id
         if rule is not None and rule.dry_run:
-            would = self._apply(action, self._revoke_list(rule, anomaly), control, agent)
+            would = self._apply(action, self._revoke_list(rule, anomaly), control, agent, now)
             out.audit.append(
                 AuditEntry(
                     audit_id=audit_id(anomaly.anomaly_id, "dry_run"),
@@ -150,7 +173,7 @@ class Responder:
         new_control = None
         if action in ("halt", "revoke"):
             revoke = self._revoke_list(rule, anomaly) if action == "revoke" else []
-            new_control = self._apply(action, revoke, control, agent)
+            new_control = self._apply(action, revoke, control, agent, now)
             if action == "revoke" and not revoke:
                 taken.append("revoke requested but the finding named no action: notified only")
         if new_control is not None:
@@ -212,7 +235,7 @@ class Responder:
 
     @staticmethod
     def _apply(
-        action: str, revoke: list[str], control: ControlState | None, agent: str
+        action: str, revoke: list[str], control: ControlState | None, agent: str, now: float
     ) -> ControlState | None:
         """The control state after ``action``, or None when nothing would change."""
         current = control or ControlState(
@@ -221,12 +244,14 @@ class Responder:
         if action == "halt":
             if current.halted:
                 return None
-            return current.model_copy(update={"halted": True, "version": current.version + 1})
+            version = next_version(current.version, now)
+            return current.model_copy(update={"halted": True, "version": version, **_UNSIGNED})
         if action == "revoke":
             merged = sorted(set(current.revoked) | set(revoke))
             if merged == sorted(current.revoked):
                 return None
-            return current.model_copy(update={"revoked": merged, "version": current.version + 1})
+            version = next_version(current.version, now)
+            return current.model_copy(update={"revoked": merged, "version": version, **_UNSIGNED})
         return None
 
     def _control_audit(
@@ -369,7 +394,9 @@ class Responder:
             remaining = [] if not actions else [a for a in current.revoked if a not in actions]
             update = {"revoked": remaining}
         update.update(
-            version=current.version + 1,
+            version=next_version(current.version, now),
+            key_id=None,
+            signature=None,
             reason=reason[:1024],
             updated_at=_utc(now),
             updated_by=actor,

@@ -6,7 +6,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from agentwatch.schemas._types import WIRE_CONFIG, AgentId, Name, Severity, UtcDatetime
+from agentwatch.schemas._types import (
+    WIRE_CONFIG,
+    AgentId,
+    Name,
+    OptionalName,
+    Severity,
+    UtcDatetime,
+)
 
 __all__ = ["Anomaly"]
 
@@ -33,6 +40,6 @@ class Anomaly(BaseModel):
     baseline: Annotated[float, Field(allow_inf_nan=False)]
     summary: Annotated[str, Field(min_length=1, max_length=1024)]
     evidence: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
-    rule: Annotated[str, Field(max_length=128)] | None = None
+    rule: OptionalName | None = None
     actions: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
     """The actions involved (what a ``revoke`` response removes when its rule names none)."""

@@ -23,7 +23,7 @@ class AuditEntry(BaseModel):
 
     audit_id: Name
     ts: UtcDatetime
-    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    actor: Name
     actor_kind: Literal["rule", "person", "system"]
     action: Literal[
         "halt",

@@ -1,4 +1,8 @@
-"""``ControlState``: what an agent may do, on the compacted ``agentwatch.control`` topic."""
+"""``ControlState``: what an agent may do, on the compacted ``agentwatch.control`` topic.
+
+Workers sign every record (``key_id``, ``signature``; see :mod:`agentwatch.schemas.signing`)
+and the SDK obeys only records a key it accepts verifies.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ __all__ = ["ControlState"]
 
 
 class ControlState(BaseModel):
-    """The full control state of one agent (key = ``agent_id``); the latest version wins.
+    """The full control state of one agent (key = ``agent_id``); the highest version wins.
+
+    ``version`` strictly increases per agent: each change takes
+    ``max(previous + 1, now in milliseconds)``, so versions keep increasing across worker
+    restarts even if the stored state were lost, and one far in the future is implausible.
+    ``key_id`` and ``signature`` (Ed25519, unpadded base64url) authenticate the record.
 
     Examples
     --------
@@ -33,6 +42,8 @@ class ControlState(BaseModel):
     updated_at: UtcDatetime
     updated_by: Name
     version: Annotated[int, Field(ge=0)] = 0
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    signature: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{86}$")] | None = None
 
     def allows(self, action: str) -> bool:
         """Whether ``action`` may run now."""

@@ -9,11 +9,14 @@ from typing import Annotated, Any, ClassVar, Literal, Self, overload
 from pydantic import BaseModel, Field, ValidationError
 
 from agentwatch.schemas._types import (
+    AGENT_ID_RULE,
+    NAME_RULE,
     UTC_ERRORS,
     WIRE_CONFIG,
     AgentId,
     Name,
     NonNegFloat,
+    OptionalName,
     UtcDatetime,
 )
 
@@ -78,20 +81,20 @@ class ActionEvent(BaseModel):
     ts: UtcDatetime
     agent_id: AgentId
     fleet: Name = "default"
-    session_id: Annotated[str, Field(max_length=128)] | None = None
+    session_id: OptionalName | None = None
     action: Name
     kind: Literal["tool", "llm", "api", "other"] = "tool"
     status: Literal["ok", "error", "denied"] = "ok"
     error: Annotated[str, Field(max_length=4096)] | None = None
     risk: Literal["low", "medium", "high", "critical"] | None = None
     target: Annotated[str, Field(max_length=1024)] | None = None
-    approved_by: Annotated[str, Field(max_length=128)] | None = None
-    model: Annotated[str, Field(max_length=128)] | None = None
+    approved_by: OptionalName | None = None
+    model: OptionalName | None = None
     cost_usd: NonNegFloat = 0.0
     input_tokens: NonNegInt = 0
     output_tokens: NonNegInt = 0
     latency_ms: NonNegFloat = 0.0
-    attributes: dict[Annotated[str, Field(max_length=128)], AttributeValue] = Field(
+    attributes: dict[OptionalName, AttributeValue] = Field(
         default_factory=dict, max_length=MAX_ATTRIBUTES
     )
 
@@ -138,6 +141,8 @@ def _describe(exc: ValidationError) -> tuple[Literal["bad_json", "invalid"], str
         return "bad_json", str(first["msg"])
     where = _where(first["loc"])
     msg = UTC_ERRORS.get(first["type"], first["msg"])
+    if first["type"] == "string_pattern_mismatch":
+        msg = AGENT_ID_RULE if first["loc"] == ("agent_id",) else NAME_RULE
     if where != first["loc"]:
         msg = (
             "attribute names are at most 128 characters"

@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from agentwatch.schemas._types import WIRE_CONFIG, AgentId, Name, Severity, UtcDatetime
+from agentwatch.schemas._types import (
+    WIRE_CONFIG,
+    AgentId,
+    Name,
+    OptionalName,
+    Severity,
+    UtcDatetime,
+)
 
 __all__ = ["Incident"]
 
@@ -28,5 +35,5 @@ class Incident(BaseModel):
     anomaly_ids: Annotated[list[Name], Field(max_length=256)] = Field(default_factory=list)
     anomaly_count: Annotated[int, Field(ge=0)] = 0
     detectors: Annotated[list[Name], Field(max_length=64)] = Field(default_factory=list)
-    acknowledged_by: Annotated[str, Field(max_length=128)] | None = None
-    resolved_by: Annotated[str, Field(max_length=128)] | None = None
+    acknowledged_by: OptionalName | None = None
+    resolved_by: OptionalName | None = None

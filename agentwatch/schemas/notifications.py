@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from agentwatch.schemas._types import WIRE_CONFIG, AgentId, Name, Severity, UtcDatetime
+from agentwatch.schemas._types import (
+    WIRE_CONFIG,
+    AgentId,
+    Name,
+    OptionalName,
+    Severity,
+    UtcDatetime,
+)
 from agentwatch.schemas.anomalies import Anomaly
 from agentwatch.schemas.control import ControlState
 
@@ -46,4 +53,4 @@ class Notification(BaseModel):
     )
     runbook_url: Annotated[str, Field(max_length=2048)] | None = None
     agent_url: Annotated[str, Field(max_length=2048)] | None = None
-    actor: Annotated[str, Field(max_length=128)] | None = None
+    actor: OptionalName | None = None

@@ -9,6 +9,11 @@
 ``POST /incidents/{id}/ack|resolve``       body ``{"actor", "reason"}``
 =========================================  =================================================
 
+Control changes are linearizable per agent (one writer; each accepted request applies on top of
+the previous one). Answers about an agent's control state carry ``ETag: "<version>"``; a POST
+with ``If-Match: "<version>"`` applies only if that is still the agent's version (0 = never
+changed), else ``409`` with ``current_version`` (compare-and-set).
+
 Every endpoint here needs ``Authorization: Bearer <AGENTWATCH_API_TOKEN>`` (compared in
 constant time; 401 otherwise, 503 when no token is configured). ``/healthz`` and ``/metrics``
 stay open. Requests reach any worker; those that need the responder's state are forwarded to
@@ -25,14 +30,15 @@ import faust
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentwatch.logtext import escape
 from agentwatch.schemas import ControlState
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
-from agentwatch.streams.response import NotFound
+from agentwatch.streams.response import NotFound, VersionConflict
 
 if TYPE_CHECKING:
     from agentwatch.streams.app import WorkerApp
 
-__all__ = ["ControlRequest", "register_api"]
+__all__ = ["ControlRequest", "etag", "parse_if_match", "register_api"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,40 @@ class ControlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    actor: Name
     reason: Annotated[str, Field(min_length=1, max_length=1024)]
     actions: Annotated[list[Name], Field(max_length=1024)] = Field(default_factory=list)
     incident_id: Name | None = None
+
+
+def etag(version: int) -> str:
+    """The ``ETag`` of an agent's control state: its version, quoted.
+
+    >>> etag(17)
+    '"17"'
+    """
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``"17"``, ``17`` or ``W/"17"``).
+
+    Raises
+    ------
+    ValueError
+        for anything else (a list, ``*``, not a number).
+
+    Examples
+    --------
+    >>> parse_if_match('"17"'), parse_if_match("17"), parse_if_match(None)
+    (17, 17, None)
+    """
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 19:
+        raise ValueError(f"If-Match must name one control version, e.g. '\"17\"', not {value!r}")
+    return int(text)
 
 
 def _problem(view: Any, status: int, message: str, **extra: Any) -> Any:
@@ -104,12 +140,20 @@ def register_api(worker: WorkerApp) -> None:
         """The same request, answered by the worker at ``dest`` (token passed along)."""
         url = request.url.with_host(dest.host).with_port(dest.port)
         headers = {
-            k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type")
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "content-type", "if-match")
         }
         async with app.http_client.request(
             method=request.method, url=url, headers=headers, data=body
         ) as resp:
-            return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
+            passed = {"ETag": resp.headers["ETag"]} if "ETag" in resp.headers else None
+            return view.bytes(
+                await resp.read(),
+                content_type=resp.content_type,
+                status=resp.status,
+                headers=passed,
+            )
 
     async def on_responder(view: Any, request: Any, body: bytes | None = None) -> Any | None:
         """Forward to the worker owning the responder; None when that is this worker."""
@@ -168,7 +212,10 @@ def register_api(worker: WorkerApp) -> None:
                 return count("agent", _problem(self, 404, f"unknown agent {agent_id!r}"))
             body = baseline.to_dict() if baseline is not None else {"agent_id": agent_id}
             body.update(control)
-            return count("agent", self.json(body))
+            headers = None
+            if control.get("responder") != "unavailable":  # no tag for a state not read
+                headers = {"ETag": etag((control.get("control") or {}).get("version", 0))}
+            return count("agent", self.json(body, headers=headers))
 
     async def response_part(request: Any, agent_id: str) -> dict[str, Any]:
         if response.owns():
@@ -216,7 +263,7 @@ def register_api(worker: WorkerApp) -> None:
                 return count(endpoint, denied)
             if op not in ("halt", "resume", "revoke", "grant"):
                 return count(endpoint, _problem(self, 404, f"unknown operation {op!r}"))
-            if not agent_re.match(agent_id) or len(agent_id) > 128:
+            if len(agent_id) > 128 or not agent_re.fullmatch(agent_id):
                 return count(endpoint, _problem(self, 400, f"invalid agent id {agent_id!r}"))
             raw = await request.read()
             body = await read_body(self, _Body(raw))
@@ -224,26 +271,40 @@ def register_api(worker: WorkerApp) -> None:
                 return count(endpoint, body)
             if op == "revoke" and not body.actions:
                 return count(endpoint, _problem(self, 400, "revoke needs a non-empty 'actions'"))
+            try:
+                expected = parse_if_match(request.headers.get("If-Match"))
+            except ValueError as exc:
+                return count(endpoint, _problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request, raw)
             if forwarded is not None:
                 return count(endpoint, forwarded)
-            state = await response.control_command(
-                op,  # type: ignore[arg-type]
-                agent_id,
-                actions=body.actions,
-                actor=body.actor,
-                reason=body.reason,
-                incident_id=body.incident_id,
-            )
+            try:
+                state = await response.control_command(
+                    op,  # type: ignore[arg-type]
+                    agent_id,
+                    actions=body.actions,
+                    actor=body.actor,
+                    reason=body.reason,
+                    incident_id=body.incident_id,
+                    expected_version=expected,
+                )
+            except VersionConflict as conflict:
+                answer = self.json(
+                    {"error": str(conflict), "current_version": conflict.current},
+                    status=409,
+                    headers={"ETag": etag(conflict.current)},
+                )
+                return count(endpoint, answer)
             log.info(
                 "control: %s %s by %s (version %d): %s",
                 op,
                 agent_id,
-                body.actor,
+                escape(body.actor),
                 state.version,
-                body.reason,
+                escape(body.reason, 1024),
             )
-            return count(endpoint, self.json(state.model_dump(mode="json")))
+            answer = self.json(state.model_dump(mode="json"), headers={"ETag": etag(state.version)})
+            return count(endpoint, answer)
 
     @app.page("/incidents")  # type: ignore[untyped-decorator]
     class IncidentsView(faust.web.View):  # type: ignore[misc]
@@ -300,7 +361,13 @@ def register_api(worker: WorkerApp) -> None:
                 )
             except NotFound:
                 return count(endpoint, _problem(self, 404, f"unknown incident {incident_id!r}"))
-            log.info("incident: %s %s by %s: %s", op, incident_id, body.actor, body.reason)
+            log.info(
+                "incident: %s %s by %s: %s",
+                op,
+                escape(incident_id),
+                escape(body.actor),
+                escape(body.reason, 1024),
+            )
             return count(endpoint, self.json(incident.model_dump(mode="json")))
 
 

@@ -7,6 +7,7 @@ tools can run several side by side.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,12 @@ from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import RuleSet, load_rules
 from agentwatch.kafka_security import faust_credentials
+from agentwatch.logtext import escape
+from agentwatch.schemas.signing import signer_from_settings
 from agentwatch.streams.api import register_api
 from agentwatch.streams.broker import free_port
+from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.health import Readiness, StageProbe
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
@@ -52,8 +57,11 @@ class WorkerApp:
     controls: Any
     incidents: Any
     deliveries: Any
+    deadletters: DeadLetters
+    probes: dict[str, StageProbe]
     topics: dict[str, Any] = field(default_factory=dict)
     web_port: int = 0
+    readiness: Readiness | None = None
 
     @property
     def web_url(self) -> str:
@@ -72,9 +80,15 @@ def create_app(
 
     ``dispatcher`` (notifier delivery) and ``clock`` (the responder's wall clock) are
     injectable for tests; by default the notifiers come from ``settings``.
+
+    Raises
+    ------
+    agentwatch.schemas.signing.SigningKeyError
+        when there is no usable control signing key (workers sign every control record).
     """
     import time
 
+    signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
     rules: RuleSet = load_rules(settings.rules_file)
     engine = engine if engine is not None else Engine(rules)
@@ -96,6 +110,9 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
+        # one size limit for every record (docs/operations.md, "Record sizes")
+        producer_max_request_size=settings.max_message_bytes,
+        consumer_max_fetch_size=settings.max_message_bytes,
         broker_commit_interval=settings.commit_interval_s,
         # commit by time only: every commit writes each changed agent's state once
         broker_commit_every=COMMIT_EVERY_MESSAGES,
@@ -129,13 +146,24 @@ def create_app(
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
+    deadletters = DeadLetters(
+        topic=topics["deadletter"],
+        metrics=metrics,
+        max_bytes=settings.deadletter_max_bytes,
+        log_interval_s=settings.deadletter_log_interval_s,
+    )
+    actions_name = settings.topic("actions")
+
     stage = BaselineStage(
         settings=settings,
         engine=engine,
         table=table,
-        deadletter=topics["deadletter"],
+        deadletters=deadletters,
         anomalies=topics["anomalies"],
+        actions=topics["actions"],
         metrics=metrics,
+        partitions=lambda: app.consumer.topic_partitions(actions_name),
+        committed=lambda tp: _committed(app, tp),
     )
     app.sensors.add(CommitGuard(stage))
     # The responder's state: one partition each, like its input topics (see topics.py).
@@ -165,13 +193,24 @@ def create_app(
         anomalies_topic=anomalies_name,
         owns=owns,
         metrics=metrics,
+        signer=signer,
+        deadletters=deadletters,
         clock=clock,
     )
     if dispatcher is None:
         dispatcher = Dispatcher.from_settings(
             settings, TableLog(deliveries), metrics=NotificationMetrics(metrics.registry)
         )
-    delivery = DeliveryStage(dispatcher=dispatcher, audit=topics["audit"], clock=clock)
+    delivery = DeliveryStage(
+        dispatcher=dispatcher, audit=topics["audit"], deadletters=deadletters, clock=clock
+    )
+    probes = {
+        "ingest": StageProbe("ingest", actions_name),
+        "responder": StageProbe("responder", anomalies_name),
+        "notifier": StageProbe(
+            "notifier", settings.topic("notifications"), waiting_on=dispatcher.waiting_on
+        ),
+    }
     worker = WorkerApp(
         app=app,
         settings=settings,
@@ -183,27 +222,124 @@ def create_app(
         controls=controls,
         incidents=incidents,
         deliveries=deliveries,
+        deadletters=deadletters,
+        probes=probes,
         topics=topics,
         web_port=web_port,
     )
+    worker.readiness = _readiness(worker, owned)
     _register_agents(worker)
     _register_views(worker)
     register_api(worker)
     return worker
 
 
+def _committed(app: Any, tp: TP) -> int | None:
+    """The last offset faust committed for ``tp`` (the next to read), ``None`` if none yet.
+
+    faust keeps it in ``Consumer._committed_offset`` (no public accessor in 0.15.3).
+    """
+    offset = getattr(app.consumer, "_committed_offset", {}).get(tp)
+    return None if offset is None else int(offset)
+
+
+def _readiness(worker: WorkerApp, owned: TP) -> Readiness:
+    """The readiness check of a worker: its probes against its faust consumer and tables."""
+    app = worker.app
+
+    def recovered() -> bool:
+        return bool(app.tables.recovery.completed.is_set())
+
+    def assignment() -> set[TP]:
+        return set(app.consumer.assignment())
+
+    def highwater(tp: TP) -> int | None:
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:  # unknown right after an assignment
+            return None
+        return None if high is None else int(high)
+
+    agent_of = {"ingest": "baselines", "responder": "responder", "notifier": "notifier"}
+
+    def running(stage: str) -> str | None:
+        agent = app.agents.get(agent_of[stage])
+        states = [a.state for a in getattr(agent, "_actors", ())]  # faust keeps no public view
+        if "running" in states:
+            return None
+        return f"agent not running (actors: {', '.join(states) or 'none'})"
+
+    def worker_problems() -> list[str]:
+        if app.should_stop or app.crashed:
+            return ["worker: stopping"]
+        problems = []
+        if not app.consumer.assignment():
+            problems.append("worker: no partitions assigned yet (starting or rebalancing)")
+        if not recovered():
+            problems.append("worker: tables are recovering from their changelogs")
+        return problems
+
+    def responder() -> str:
+        if owned not in app.assignor.assigned_actives():
+            return "elsewhere"
+        return "here" if recovered() else "recovering"
+
+    return Readiness(
+        probes=list(worker.probes.values()),
+        stall_after_s=worker.settings.ready_stall_after_s,
+        assignment=assignment,
+        highwater=highwater,
+        committed=lambda tp: _committed(app, tp),
+        running=running,
+        worker_problems=worker_problems,
+        responder=responder,
+        metrics=worker.metrics,
+    )
+
+
+def _check_readiness(worker: WorkerApp) -> tuple[dict[str, Any], bool]:
+    """Run the readiness check (it also sets the stage gauges); a failing check is not ready."""
+    if worker.readiness is None:
+        return {"status": "unavailable", "reasons": ["worker: not set up"]}, False
+    try:
+        report = worker.readiness.check()
+    except Exception as exc:  # e.g. the consumer is being replaced during a rebalance
+        log.warning("readiness check failed: %r", exc)
+        return {"status": "unavailable", "reasons": [f"readiness check failed: {exc!r}"]}, False
+    return report.to_dict(), report.ready
+
+
+def _crashed(worker: WorkerApp, probe: StageProbe, exc: BaseException) -> None:
+    probe.crashed(exc)
+    worker.metrics.stage_crashes.labels(probe.name).inc()
+    worker.metrics.stage_up.labels(probe.name).set(0)
+    log.error("stage %s crashed: %s (see /readyz)", probe.name, escape(repr(exc), 500))
+
+
 def _register_agents(worker: WorkerApp) -> None:
     app, stage, settings = worker.app, worker.stage, worker.settings
     actions_topic = worker.settings.topic("actions")
+    probes = worker.probes
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await stage.process_batch(events)
+        probe = probes["ingest"]
+        try:
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+                probe.begin()
+                await stage.process_batch(events)
+                probe.done(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _crashed(worker, probe, exc)
+            raise
 
     @app.timer(METRICS_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def update_metrics() -> None:
         stage.update_metrics()
+        worker.deadletters.flush_log()
+        _check_readiness(worker)
         consumer = app.consumer
         for tp, offset in stage.positions().items():
             if tp.topic != actions_topic:
@@ -218,21 +354,45 @@ def _register_agents(worker: WorkerApp) -> None:
 
     @app.agent(worker.topics["anomalies"], name="responder")  # type: ignore[untyped-decorator]
     async def respond(stream: Any) -> None:
-        async for events in stream.take_events(100, 0.01):
-            await worker.response.process_anomalies(events)
+        probe = probes["responder"]
+        try:
+            async for events in stream.take_events(100, 0.01):
+                probe.begin()
+                await worker.response.process_anomalies(events)
+                probe.done(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _crashed(worker, probe, exc)
+            raise
 
     @app.agent(worker.topics["notifications"], name="notifier")  # type: ignore[untyped-decorator]
     async def notify(stream: Any) -> None:
-        async for event in stream.events():
-            await worker.delivery.process(event)
+        probe = probes["notifier"]
+        try:
+            async for event in stream.events():
+                probe.begin()
+                await worker.delivery.process(event)
+                probe.done((event,))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _crashed(worker, probe, exc)
+            raise
 
     @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def incidents_due() -> None:
         await worker.response.tick()
 
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        worker.deadletters.flush_log(force=True)  # the last summary line is not lost
+
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)
+        for probe in probes.values():
+            probe.forget(revoked)
 
 
 def _register_views(worker: WorkerApp) -> None:
@@ -247,6 +407,11 @@ def _register_views(worker: WorkerApp) -> None:
             "pending_agents": stage.pending,
         }
         return self.json(body, status=200 if ok else 503)
+
+    @app.page("/readyz")  # type: ignore[untyped-decorator]
+    async def readyz(self: Any, request: Any) -> Any:
+        body, ready = _check_readiness(worker)
+        return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(self: Any, request: Any) -> Any:

@@ -27,6 +27,53 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.deadletter_send_failures = Counter(
+            "agentwatch_deadletter_send_failures",
+            "Dead-letter sends that failed and were retried (the stage waits meanwhile).",
+            registry=r,
+        )
+        self.deadletter_retrying = Gauge(
+            "agentwatch_deadletter_retrying",
+            "Dead letters not yet acknowledged after a failed send (each holds up a stage).",
+            registry=r,
+        )
+        self.send_failures = Counter(
+            "agentwatch_send_failures",
+            "Produce attempts to internal topics that failed and were retried (nothing is dropped), by purpose.",
+            ["purpose"],
+            registry=r,
+        )
+        self.events_rekeyed = Counter(
+            "agentwatch_events_rekeyed",
+            "Valid events sent again to their agent's own partition with the agent as key, by "
+            "reason (no_key, wrong_partition); each is counted when it arrives there.",
+            ["reason"],
+            registry=r,
+        )
+        self.processing_errors = Counter(
+            "agentwatch_processing_errors",
+            "Records whose processing raised (a bug): dead-lettered as processing_error.",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_up = Gauge(
+            "agentwatch_stage_up",
+            "1 while a stage runs and makes progress, 0 when it crashed or stalled.",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_crashes = Counter(
+            "agentwatch_stage_crashes",
+            "Crashes of a stage's faust agent (in-flight records may be lost: see /readyz).",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_last_progress = Gauge(
+            "agentwatch_stage_last_progress_timestamp_seconds",
+            "Wall-clock time a stage last finished processing input (0 = not yet).",
+            ["stage"],
+            registry=r,
+        )
         self.anomalies = Counter(
             "agentwatch_anomalies",
             "Anomalies published, by detector and severity.",
@@ -98,6 +145,17 @@ class WorkerMetrics:
         self.incidents_open = Gauge(
             "agentwatch_incidents_open",
             "Incidents currently open or acknowledged (on the responder's worker).",
+            registry=r,
+        )
+        self.control_conflicts = Counter(
+            "agentwatch_control_conflicts",
+            "Control API changes refused because If-Match named another version (409).",
+            registry=r,
+        )
+        self.control_resigned = Counter(
+            "agentwatch_control_resigned",
+            "Stored control states published again, signed with this worker's key "
+            "(unsigned or signed with another key: upgrade, key rotation).",
             registry=r,
         )
         self.api_requests = Counter(

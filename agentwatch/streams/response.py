@@ -15,6 +15,12 @@ A crash before 2 replays the input: the responder recognises a replayed anomaly 
 the incident) or recomputes the same notification with the same deterministic id, and the
 delivery stage skips ids already delivered (the ``deliveries`` table), so a crash yields
 neither a lost nor a second page.
+
+One writer per agent: every read-compute-publish-store of an agent's control and incident
+state (anomaly responses, timer ticks, API commands, incident ack/resolve, re-signing) runs
+under that agent's lock (:class:`~agentwatch.streams.keylocks.KeyedLocks`), so each accepted
+change is applied on top of the previous one and versions strictly increase. Every published
+ControlState is signed with the worker's key (:mod:`agentwatch.schemas.signing`).
 """
 
 from __future__ import annotations
@@ -32,11 +38,16 @@ from pydantic import ValidationError
 
 from agentwatch.alerting.dispatch import DeliveryResult, Dispatcher
 from agentwatch.alerting.incidents import IncidentState
-from agentwatch.alerting.responder import Command, Outcome, Responder, audit_id
+from agentwatch.alerting.responder import Command, Outcome, Responder, audit_id, next_version
+from agentwatch.logtext import escape
 from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Incident, Notification
+from agentwatch.schemas.signing import ControlSigner
+from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.keylocks import KeyedLocks
 from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.produce import Outgoing, send_all_acked
 
-__all__ = ["DeliveryStage", "NotFound", "ResponseStage", "TableLog"]
+__all__ = ["DeliveryStage", "NotFound", "ResponseStage", "TableLog", "VersionConflict"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +77,19 @@ class NotFound(LookupError):
     """No such incident on the responder."""
 
 
+class VersionConflict(Exception):
+    """A compare-and-set change named a version that is not the agent's current one."""
+
+    def __init__(self, agent_id: str, expected: int, current: int) -> None:
+        super().__init__(
+            f"agent {agent_id!r} is at control version {current}, not {expected}: it changed "
+            "meanwhile; read it again and retry"
+        )
+        self.agent_id = agent_id
+        self.expected = expected
+        self.current = current
+
+
 class ResponseStage:
     """Runs the :class:`~agentwatch.alerting.responder.Responder` against faust tables/topics.
 
@@ -83,6 +107,10 @@ class ResponseStage:
         Whether this worker currently owns the responder partition.
     metrics
         Counters and gauges.
+    signer
+        Signs every ControlState this stage publishes.
+    deadletters
+        Where invalid anomalies go.
     clock
         Wall clock (tests inject one).
     """
@@ -97,17 +125,23 @@ class ResponseStage:
         anomalies_topic: str,
         owns: Callable[[], bool],
         metrics: WorkerMetrics,
+        signer: ControlSigner,
+        deadletters: DeadLetters,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.responder = responder
+        self.deadletters = deadletters
         self.controls = controls
         self.incidents = incidents
         self.topics = topics
         self.anomalies_topic = anomalies_topic
         self.owns = owns
         self.metrics = metrics
+        self.signer = signer
         self.clock = clock
         self._shim = _PartitionEvent(anomalies_topic)
+        self.locks = KeyedLocks()
+        self._resigned = False  # stored states re-signed with our key since we own the partition
 
     # -- table access ----------------------------------------------------------------------
     def control(self, agent_id: str) -> ControlState | None:
@@ -143,58 +177,78 @@ class ResponseStage:
 
     # -- inputs ----------------------------------------------------------------------------
     async def process_anomalies(self, events: Sequence[Any]) -> None:
-        """Respond to a batch of anomaly messages (faust events)."""
+        """Respond to a batch of anomaly messages (faust events); dead-letter invalid ones."""
         for fevent in events:
             message = fevent.message
             try:
                 anomaly = Anomaly.model_validate_json(message.value)
-            except ValidationError as exc:
-                reason = "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
-                )
-                log.error(
-                    "invalid anomaly topic=%s partition=%s offset=%s reason=%s",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    reason,
-                )
-                await self.topics["deadletter"].send(
-                    key=message.key,
-                    value=message.value or b"",
-                    headers=[
-                        ("agentwatch.reason", b"invalid_anomaly"),
-                        ("agentwatch.detail", reason.encode()[:1024]),
-                        ("agentwatch.source.topic", message.topic.encode()),
-                        ("agentwatch.source.offset", str(message.offset).encode()),
-                    ],
-                )
-                self.metrics.deadletters.labels("invalid_anomaly").inc()
+            except (ValidationError, ValueError, TypeError) as exc:
+                await self.deadletters.send(message, "invalid_anomaly", _invalid(exc))
                 continue
             agent = anomaly.agent_id
-            outcome = self.responder.on_anomaly(
-                anomaly, self.control(agent), self.incident_state(agent), self.clock()
-            )
-            await self._apply(agent, outcome, fevent)
+            async with self.locks.hold(agent):
+                outcome = self.responder.on_anomaly(
+                    anomaly, self.control(agent), self.incident_state(agent), self.clock()
+                )
+                await self._apply(agent, outcome, fevent)
 
     async def tick(self) -> int:
-        """Send whatever is due (first pages, escalations, repeats, auto-resolves)."""
+        """Send whatever is due (first pages, escalations, repeats, auto-resolves).
+
+        The first tick after this worker gains the responder partition also re-signs stored
+        control states signed with another key (:meth:`resign`).
+        """
         if not self.owns():
+            self._resigned = False
             return 0
-        now = self.clock()
+        if not self._resigned:
+            await self.resign()
+            self._resigned = True
         done = 0
         index = self._index()
         for agent in list(index["open"]):
-            state = self.incident_state(agent)
-            if state is None or not state.is_open:
+            if not self._due(agent, self.clock()):
                 continue
-            due = self.responder.book.next_due(state)
-            if due is None or due > now:
-                continue
-            outcome = self.responder.tick(state, self.control(agent), now)
-            await self._apply(agent, outcome, None)
+            async with self.locks.hold(agent):
+                now = self.clock()
+                state = self._due(agent, now)  # again: a change may have run meanwhile
+                if state is None:
+                    continue
+                outcome = self.responder.tick(state, self.control(agent), now)
+                await self._apply(agent, outcome, None)
             done += 1
         self.metrics.incidents_open.set(len(self._index()["open"]))
+        return done
+
+    def _due(self, agent: str, now: float) -> IncidentState | None:
+        state = self.incident_state(agent)
+        if state is None or not state.is_open:
+            return None
+        due = self.responder.book.next_due(state)
+        return state if due is not None and due <= now else None
+
+    async def resign(self) -> int:
+        """Publish again, signed with this worker's key, every stored control state that is
+        unsigned or signed with another key (after an upgrade or a key rotation), so an agent
+        that (re)reads the control topic finds its state signed by a key it accepts.
+
+        Each gets a new version; nothing else changes. Returns how many were re-signed.
+        """
+        done = 0
+        for key in list(self.controls.keys()):
+            agent = key.decode()
+            async with self.locks.hold(agent):
+                current = self.control(agent)
+                if current is None or current.key_id == self.signer.key_id:
+                    continue
+                version = next_version(current.version, self.clock())
+                await self._apply(
+                    agent, Outcome(control=current.model_copy(update={"version": version})), None
+                )
+            done += 1
+        if done:
+            self.metrics.control_resigned.inc(done)
+            log.info("re-signed %d stored control states with key %s", done, self.signer.key_id)
         return done
 
     async def control_command(
@@ -206,72 +260,100 @@ class ResponseStage:
         actor: str,
         reason: str,
         incident_id: str | None = None,
+        expected_version: int | None = None,
     ) -> ControlState:
-        """A person changes an agent's control state (API/CLI); returns the new state."""
-        outcome = self.responder.control_command(
-            op,
-            agent_id,
-            self.control(agent_id),
-            actions=actions,
-            actor=actor,
-            reason=reason,
-            now=self.clock(),
-            incident_id=incident_id,
-        )
-        await self._apply(agent_id, outcome, None)
-        assert outcome.control is not None
-        return outcome.control
+        """A person changes an agent's control state (API/CLI); returns the new, signed state.
+
+        ``expected_version`` (``If-Match``) makes it a compare-and-set: the change applies only
+        if the agent's current version (0 = no state yet) is that one, else
+        :class:`VersionConflict`. The check and the change are one step under the agent's lock.
+        """
+        async with self.locks.hold(agent_id):
+            current = self.control(agent_id)
+            held = current.version if current is not None else 0
+            if expected_version is not None and expected_version != held:
+                self.metrics.control_conflicts.inc()
+                raise VersionConflict(agent_id, expected_version, held)
+            outcome = self.responder.control_command(
+                op,
+                agent_id,
+                current,
+                actions=actions,
+                actor=actor,
+                reason=reason,
+                now=self.clock(),
+                incident_id=incident_id,
+            )
+            signed = await self._apply(agent_id, outcome, None)
+        assert signed is not None
+        return signed
 
     async def incident_command(
         self, op: Literal["ack", "resolve"], incident_id: str, *, actor: str, reason: str
     ) -> Incident:
         """A person acknowledges or resolves an incident; returns it."""
-        state = self.find(incident_id)
-        agent = state.incident.agent_id
-        outcome = self.responder.incident_command(
-            op, state, self.control(agent), actor=actor, reason=reason, now=self.clock()
-        )
-        await self._apply(agent, outcome, None)
+        agent = self.find(incident_id).incident.agent_id
+        async with self.locks.hold(agent):
+            state = self.find(incident_id)  # again, under the lock: it may have changed
+            outcome = self.responder.incident_command(
+                op, state, self.control(agent), actor=actor, reason=reason, now=self.clock()
+            )
+            await self._apply(agent, outcome, None)
         return (outcome.incident or state).incident
 
     # -- outputs ---------------------------------------------------------------------------
-    async def _apply(self, agent: str, outcome: Outcome, fevent: Any | None) -> None:
-        """Publish (and wait for the broker's ack), then store the state."""
-        pending = []
+    async def _apply(self, agent: str, outcome: Outcome, fevent: Any | None) -> ControlState | None:
+        """Sign and publish (and wait for the broker's ack), then store the state.
+
+        Callers hold the agent's lock. Returns the signed control state, if it changed.
+        """
+        control = None
+        key = agent.encode()
         if outcome.control is not None:
-            control = outcome.control
-            pending.append(
-                await self.topics["control"].send(
-                    key=agent.encode(), value=control.model_dump_json().encode()
-                )
-            )
+            control = self.signer.sign(outcome.control)
+            await self._publish("control", [Outgoing(key, control.model_dump_json().encode())])
+        notes = [Outgoing(key, n.model_dump_json().encode()) for n in outcome.notifications]
+        audit = [Outgoing(key, e.model_dump_json().encode()) for e in outcome.audit]
+        await self._publish("notifications", notes)
+        await self._publish("audit", audit)
         for note in outcome.notifications:
-            pending.append(
-                await self.topics["notifications"].send(
-                    key=agent.encode(), value=note.model_dump_json().encode()
-                )
-            )
             self.metrics.incident_transitions.labels(note.reason).inc()
         for entry in outcome.audit:
-            pending.append(
-                await self.topics["audit"].send(
-                    key=agent.encode(), value=entry.model_dump_json().encode()
-                )
-            )
             self._count(entry)
-        for fut in pending:
-            await fut
-        if outcome.control is None and outcome.incident is None:
-            return
+        if control is None and outcome.incident is None:
+            return None
         token = _current_event.set(weakref.ref(fevent if fevent is not None else self._shim))  # type: ignore[arg-type]
         try:
-            if outcome.control is not None:
-                self.controls[agent.encode()] = outcome.control.model_dump_json().encode()
+            if control is not None:
+                self.controls[agent.encode()] = control.model_dump_json().encode()
             if outcome.incident is not None:
                 self.incidents[agent.encode()] = outcome.incident.model_dump_json().encode()
                 self._reindex(agent, outcome.incident)
         finally:
             _current_event.reset(token)
+        return control
+
+    async def _publish(self, name: str, records: list[Outgoing]) -> None:
+        """Produce to an internal topic until acknowledged; a broker error waits, never crashes.
+
+        The control record goes first and on its own, so an agent sees its halt without waiting
+        for the page and audit records.
+        """
+        if not records:
+            return
+
+        def failed(exc: BaseException, attempt: int) -> None:
+            self.metrics.send_failures.labels(name).inc()
+            if attempt == 1 or attempt & (attempt - 1) == 0:  # 1, 2, 4, 8 ...: not every retry
+                log.error(
+                    "responder: %s record not acknowledged (attempt %d; retrying, the responder "
+                    "waits): %s",
+                    name,
+                    attempt,
+                    escape(repr(exc), 300),
+                )
+
+        await send_all_acked(self.topics[name], records, on_failure=failed)
 
     def _reindex(self, agent: str, state: IncidentState) -> None:
         index = self._index()
@@ -315,29 +397,54 @@ class TableLog:
 class DeliveryStage:
     """Delivers outbox notifications through the dispatcher; audits each delivery."""
 
-    def __init__(self, *, dispatcher: Dispatcher, audit: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        audit: Any,
+        deadletters: DeadLetters,
+        clock: Callable[[], float],
+    ) -> None:
         self.dispatcher = dispatcher
         self.audit = audit
+        self.deadletters = deadletters
         self.clock = clock
 
     async def process(self, fevent: Any) -> None:
+        """Deliver one outbox message; an invalid one is dead-lettered."""
         message = fevent.message
         try:
             note = Notification.model_validate_json(message.value)
-        except ValidationError as exc:
-            log.error(
-                "invalid notification topic=%s partition=%s offset=%s reason=%s",
-                message.topic,
-                message.partition,
-                message.offset,
-                exc.errors()[0]["msg"] if exc.errors() else exc,
-            )
+        except (ValidationError, ValueError, TypeError) as exc:
+            await self.deadletters.send(message, "invalid_notification", _invalid(exc))
             return
         result = await self.dispatcher.deliver(note)
-        for entry in _delivery_audit(note, result, self.clock()):
-            await self.audit.send(
-                key=note.agent_id.encode(), value=entry.model_dump_json().encode()
-            )
+        key = note.agent_id.encode()
+        records = [
+            Outgoing(key, entry.model_dump_json().encode())
+            for entry in _delivery_audit(note, result, self.clock())
+        ]
+
+        def failed(exc: BaseException, attempt: int) -> None:
+            if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8 ...
+                log.error(
+                    "notifier: delivery audit of %s not acknowledged (attempt %d; retrying): %s",
+                    note.notification_id,
+                    attempt,
+                    escape(repr(exc), 300),
+                )
+
+        await send_all_acked(self.audit, records, on_failure=failed)
+
+
+def _invalid(exc: Exception) -> str:
+    """A validation error in one line: the first few field errors."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:
@@ -360,9 +467,9 @@ def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> l
     for failed in result.failed:
         log.error(
             "notification %s rejected by %s (not retried): %s",
-            note.notification_id,
-            failed.destination,
-            failed.error,
+            escape(note.notification_id),
+            escape(failed.destination),
+            escape(failed.error or "", 500),
         )
         out.append(entry(failed.destination, "delivery_failed", failed.error or "rejected"))
     return out

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT, check_connection, client_options
+from agentwatch.schemas.signing import ensure_key_pair, signer_from_settings
 from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.topics import TOPIC_NAMES, ensure_topics
@@ -61,7 +62,10 @@ def run_worker(
     KafkaConnectError
         when no broker accepts a connection with the settings' security (one line; the CLI
         prints it).
+    agentwatch.schemas.signing.SigningKeyError
+        before connecting to anything, when there is no usable control signing key.
     """
+    signer_from_settings(settings)  # fail before touching the broker
     # The policy, not only this loop: faust's consumer thread creates its own loop (~10% faster).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
@@ -111,12 +115,26 @@ def run_embedded(
     *,
     tasks: Sequence[Callable[[WorkerApp], Awaitable[None]]] = (),
 ) -> int:
-    """Start the embedded broker, create topics and run a worker against it."""
+    """Start the embedded broker, create topics and run a worker against it.
+
+    Unless a signing key is configured, the control key pair is made once in ``data_dir``
+    (``control.key``, ``control.pub``); the worker signs with it and the settings handed to
+    tasks name the public key, so SDK agents started beside the worker verify control records.
+    """
     token_note = "AGENTWATCH_API_TOKEN"  # noqa: S105 - where the token comes from
     if settings.api_token is None:
         token_file = ensure_token_file(settings.data_dir)
         settings = settings.replace(api_token=token_file.read_text().strip())
         token_note = f"{token_file} (the agentwatch CLI reads it)"
+    if settings.control_signing_key is None and settings.control_signing_key_file is None:
+        private, public, _ = ensure_key_pair(settings.data_dir)
+        settings = settings.replace(control_signing_key_file=private)
+        if not settings.control_verify_keys:
+            settings = settings.replace(control_verify_keys=[str(public)])
+    signer = signer_from_settings(settings)
+    key_note = f"{signer.key_id}"
+    if settings.control_verify_keys:
+        key_note += f"  (agents: AGENTWATCH_CONTROL_VERIFY_KEYS={settings.control_verify_keys[0]})"
     with (
         tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp,
         EmbeddedBroker(log_file=f"{tmp}/broker.log") as broker,
@@ -133,9 +151,11 @@ def run_embedded(
                 "agentwatch is up (embedded stack; Ctrl-C stops everything)",
                 f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
                 f"  health    {worker_app.web_url}/healthz",
+                f"  ready     {worker_app.web_url}/readyz  (every stage running and keeping up)",
                 f"  agents    {worker_app.web_url}/agents/<agent_id>",
                 f"  incidents {worker_app.web_url}/incidents",
                 f"  api token {token_note}",
+                f"  control   signed with key {key_note}",
                 f"  metrics   {worker_app.web_url}/metrics",
                 "  topics    " + ", ".join(embedded.topic(n) for n in TOPIC_NAMES),
                 f"  state     {embedded.data_dir} ({embedded.store})",

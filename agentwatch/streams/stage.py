@@ -1,17 +1,32 @@
 """The ingest + baseline stage: faust events in, dead letters and durable baselines out.
 
-Per batch it validates every message (failures go to the dead-letter topic with the reason),
-feeds valid events to the :class:`~agentwatch.detectors.engine.Engine`, and keeps the changed
-agents' state in memory. :meth:`BaselineStage.flush` writes each changed agent's state to the
-table once (one changelog message per agent, not per event); :class:`CommitGuard` runs it at
-the start of every offset commit (every ``commit_interval_s``) and it runs on revocation.
+Per batch it validates every message, feeds valid events to the
+:class:`~agentwatch.detectors.engine.Engine`, and keeps the changed agents' state in memory.
+:meth:`BaselineStage.flush` writes each changed agent's state to the table once (one
+changelog message per agent, not per event); :class:`CommitGuard` runs it at the start of
+every offset commit (every ``commit_interval_s``) and it runs on revocation.
+
+Every record ends in exactly one of three places:
+
+- **folded** into its agent's baseline (counted once);
+- **dead-lettered** with a reason (:class:`~agentwatch.streams.deadletter.DeadLetters`:
+  bounded, acknowledged, retried until it is; never raises);
+- **re-keyed**: a valid event without a Kafka key, or keyed by its ``agent_id`` but on another
+  partition than the one that key hashes to (a producer with a non-default partitioner), is
+  produced again to the agent's partition, keyed by ``agent_id``, with an
+  ``agentwatch.origin`` header (``<partition>:<offset>:<floor>``); it is folded when it
+  arrives there. So all of an agent's events are folded from one partition, and the offsets
+  the replay guard compares are comparable.
 
 Offsets never run ahead of state: faust commits only offsets of acknowledged messages, a
-message is acknowledged only after its batch was folded in, the commit first flushes our
-state into the changelog (``on_commit_initiated``), and faust flushes the producer before it
-commits offsets. After a crash, events replayed from the last committed offset are skipped per
-agent by the offset stored next to each agent's state, so a baseline never counts an event
-twice.
+message is acknowledged only after its batch was folded in and its dead letters and re-keyed
+copies were acknowledged by the broker, the commit first flushes our state into the changelog
+(``on_commit_initiated``), and faust flushes the producer before it commits offsets. After a
+crash, events replayed from the last committed offset are skipped per agent by the offset
+stored next to each agent's state, so a baseline never counts an event twice; a key-less
+event replayed at its origin is re-keyed again, and its second copy is recognised by its
+origin (kept per agent next to the state, pruned below the origin's committed offset, the
+``floor``) and dropped as a duplicate.
 """
 
 from __future__ import annotations
@@ -26,34 +41,95 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
 from agentwatch.config import Settings
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.engine import Engine
+from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
+from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.produce import Outgoing, send_all_acked
 
-__all__ = ["BaselineStage", "CommitGuard"]
+__all__ = ["ORIGIN_HEADER", "BaselineStage", "CommitGuard", "home_partition"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">qI")  # source offset of the last event folded in, baseline length
+_HEADER = struct.Struct(">qI")  # v1: source offset of the last event folded in, baseline length
+_HEADER_V2 = struct.Struct(">BqII")  # 2, offset, baseline length, detector-state length
+_V2 = 2
+ORIGIN_HEADER = "agentwatch.origin"
+_MAX_HOMES = 100_000
+
+#: Per agent: origin partition -> [floor, origin offsets folded at or above the floor].
+Origins = dict[int, list[Any]]
 
 
-def encode_state(offset: int, baseline: AgentBaseline, detectors: dict[str, Any]) -> bytes:
-    """Table value: offset and baseline length, the baseline, then detector state (JSON)."""
+def encode_state(
+    offset: int,
+    baseline: AgentBaseline,
+    detectors: dict[str, Any],
+    origins: Origins | None = None,
+) -> bytes:
+    """Table value: offset, baseline, detector state (JSON), re-keyed origins (JSON)."""
     packed = baseline.to_bytes()
-    return _HEADER.pack(offset, len(packed)) + packed + orjson.dumps(detectors)
+    state = orjson.dumps(detectors)
+    tail = orjson.dumps(
+        {str(p): [e[0], sorted(e[1])] for p, e in origins.items()} if origins else {}
+    )
+    return _HEADER_V2.pack(_V2, offset, len(packed), len(state)) + packed + state + tail
 
 
 def decode_state(value: bytes) -> tuple[int, AgentBaseline, dict[str, Any]]:
-    """Inverse of :func:`encode_state`."""
-    offset, size = _HEADER.unpack_from(value)
-    start = _HEADER.size
-    baseline = AgentBaseline.from_bytes(value[start : start + size])
-    detectors = orjson.loads(value[start + size :])
+    """Inverse of :func:`encode_state` without the origins (reads v1 values too)."""
+    offset, baseline, detectors, _ = decode_full_state(value)
     return offset, baseline, detectors
+
+
+def decode_full_state(value: bytes) -> tuple[int, AgentBaseline, dict[str, Any], Origins]:
+    """Inverse of :func:`encode_state` (reads the v1 layout, which had no origins, too)."""
+    if value[0] != _V2:  # v1: the offset's high byte (0x00, or 0xff for -1) comes first
+        offset, size = _HEADER.unpack_from(value)
+        start = _HEADER.size
+        baseline = AgentBaseline.from_bytes(value[start : start + size])
+        return offset, baseline, orjson.loads(value[start + size :]), {}
+    _, offset, size, state_size = _HEADER_V2.unpack_from(value)
+    start = _HEADER_V2.size
+    baseline = AgentBaseline.from_bytes(value[start : start + size])
+    start += size
+    detectors = orjson.loads(value[start : start + state_size])
+    origins = {
+        int(p): [floor, set(offsets)]
+        for p, (floor, offsets) in orjson.loads(value[start + state_size :]).items()
+    }
+    return offset, baseline, detectors, origins
+
+
+def home_partition(agent_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client, aiokafka, faust
+    and the agentwatch SDK) gives the key ``agent_id``: where the agent's events belong.
+
+    Examples
+    --------
+    >>> home_partition("a1", 1)
+    0
+    """
+    return int(murmur2(agent_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _origin(headers: Any) -> tuple[int, int, int] | None:
+    """``(partition, offset, floor)`` from an ``agentwatch.origin`` header, if any."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, raw in items:
+        if name == ORIGIN_HEADER:
+            try:
+                partition, offset, floor = (int(x) for x in bytes(raw).split(b":"))
+            except ValueError:
+                return None
+            return partition, offset, floor
+    return None
 
 
 class BaselineStage:
@@ -67,12 +143,18 @@ class BaselineStage:
         The shared detection engine (holds the hot baselines).
     table
         The faust table ``agent_id (bytes) -> state (bytes)``.
-    deadletter
-        The faust topic malformed messages go to.
+    deadletters
+        Where rejected records go (bounded, acknowledged).
     anomalies
         The faust topic anomalies go to (key = agent_id).
+    actions
+        The faust actions topic (re-keyed events go back to it).
     metrics
         Where counts and timings are recorded.
+    partitions
+        The actions topic's partition count, ``None`` while unknown (no re-keying then).
+    committed
+        The committed offset of an actions partition (the floor of its re-keyed copies).
     """
 
     def __init__(
@@ -81,60 +163,106 @@ class BaselineStage:
         settings: Settings,
         engine: Engine,
         table: Any,
-        deadletter: Any,
+        deadletters: DeadLetters,
         anomalies: Any,
+        actions: Any,
         metrics: WorkerMetrics,
+        partitions: Callable[[], int | None] = lambda: None,
+        committed: Callable[[Any], int | None] = lambda tp: None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.table = table
-        self.deadletter = deadletter
+        self.deadletters = deadletters
         self.anomalies = anomalies
+        self.actions = actions
         self.metrics = metrics
+        self.partitions = partitions
+        self.committed = committed
         self._dirty: dict[str, Any] = {}
         self._offsets: dict[str, int] = {}
+        self._origins: dict[str, Origins] = {}
         self._partitions: dict[str, int] = {}
         self._positions: dict[Any, int] = {}
+        self._homes: dict[str, int] = {}
+        self._homes_of = 0
         self._newest_event_time = 0.0
+        self._errors_logged: set[str] = set()
+        self._failure_logged_at = float("-inf")
         #: Called with every event folded into a baseline (benchmarks, tests); None = off.
         self.on_event: Callable[[ActionEvent], None] | None = None
 
     # -- batch processing ------------------------------------------------------------------
     async def process_batch(self, events: Sequence[Any]) -> None:
-        """Validate and fold one batch of faust events; dead-letter the bad ones."""
+        """Validate and fold one batch of faust events; dead-letter or re-key the rest.
+
+        Returns once every dead letter, re-keyed copy and anomaly of the batch was
+        acknowledged by the broker (retrying as long as it takes); never raises for a record.
+        """
         started = time.perf_counter()
         counts: Counter[tuple[str, str, str]] = Counter()
         rejects: list[tuple[Any, str, str]] = []
+        rekeys: list[tuple[Any, str, str, int | None]] = []
         anomalies: list[Anomaly] = []
         engine = self.engine
         offsets = self._offsets
         dirty = self._dirty
+        positions = self._positions
         max_bytes = self.settings.max_event_bytes
         newest = self._newest_event_time
         probe = self.on_event
+        partitions = self.partitions()
+        if partitions != self._homes_of or len(self._homes) > _MAX_HOMES:
+            self._homes, self._homes_of = {}, partitions or 0
+        homes = self._homes
         for fevent in events:
             message = fevent.message
-            self._positions[message.tp] = message.offset
+            positions[message.tp] = message.offset
             try:
                 event = decode_event(message.value, max_bytes)
             except DecodeError as err:
                 rejects.append((fevent, err.code, err.detail))
                 continue
             agent_id = event.agent_id
-            if message.key is not None and message.key != agent_id.encode():
+            key = message.key
+            origin = None
+            if partitions:
+                home = homes.get(agent_id)
+                if home is None:
+                    home = homes[agent_id] = home_partition(agent_id, partitions)
+            else:
+                home = message.partition
+            if key is None:
+                rekeys.append((fevent, agent_id, "no_key", home if partitions else None))
+                continue
+            if key != agent_id.encode():
                 rejects.append((fevent, "key_mismatch", "message key must equal agent_id"))
                 continue
-            if agent_id not in engine.baselines:
-                self._load(agent_id, fevent)
-                self._partitions[agent_id] = message.partition
-            if message.offset <= offsets.get(agent_id, -1):
-                continue  # replayed after a crash: already in the stored state
-            found = engine.process(event)
+            if message.headers:
+                origin = _origin(message.headers)
+            if message.partition != home and origin is None:
+                rekeys.append((fevent, agent_id, "wrong_partition", home))
+                continue
+            try:
+                if agent_id not in engine.baselines:
+                    self._load(agent_id, fevent)
+                    self._partitions[agent_id] = message.partition
+                if message.offset <= offsets.get(agent_id, -1):
+                    continue  # replayed after a crash: already in the stored state
+                if origin is not None and self._seen_origin(agent_id, origin):
+                    self.metrics.duplicates.inc()  # a second copy of a re-keyed event
+                    continue
+                found = engine.process(event)
+            except Exception as exc:  # a bug must not stop ingestion: set the record aside
+                rejects.append((fevent, "processing_error", self._processing_error(exc)))
+                continue
             if found is None:
                 self.metrics.duplicates.inc()
                 continue
             if found:
                 anomalies.extend(found)
+            if origin is not None:
+                self._note_origin(agent_id, origin)
             offsets[agent_id] = message.offset
             dirty[agent_id] = fevent
             counts[(event.fleet, event.kind, event.status)] += 1
@@ -143,17 +271,77 @@ class BaselineStage:
             ts = event.ts_epoch
             newest = max(newest, ts)
         self._newest_event_time = newest
-        for fevent, code, detail in rejects:
-            await self._dead_letter(fevent, code, detail)
-        for anomaly in anomalies:
-            await self.anomalies.send(
-                key=anomaly.agent_id.encode(), value=anomaly.model_dump_json().encode()
+        if rekeys:
+            await self._rekey(rekeys)
+        if rejects:
+            await self.deadletters.send_all(rejects)
+        if anomalies:
+            await self._publish(
+                self.anomalies,
+                "anomaly",
+                [Outgoing(a.agent_id.encode(), a.model_dump_json().encode()) for a in anomalies],
             )
-            self.metrics.anomalies.labels(anomaly.detector, anomaly.severity).inc()
+            for anomaly in anomalies:
+                self.metrics.anomalies.labels(anomaly.detector, anomaly.severity).inc()
         for (fleet, kind, status), n in counts.items():
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
         self.metrics.batch_events.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _processing_error(self, exc: Exception) -> str:
+        self.metrics.processing_errors.labels("ingest").inc()
+        name = type(exc).__name__
+        if name not in self._errors_logged and len(self._errors_logged) < 100:
+            self._errors_logged.add(name)  # one traceback per kind of error
+            log.exception("processing an event raised %s (dead-lettered as processing_error)", name)
+        return f"{name}: {exc}"
+
+    # -- re-keying -------------------------------------------------------------------------
+    async def _rekey(self, rekeys: list[tuple[Any, str, str, int | None]]) -> None:
+        records = []
+        for fevent, agent_id, reason, home in rekeys:
+            message = fevent.message
+            floor = self.committed(message.tp) or 0
+            origin = f"{message.partition}:{message.offset}:{floor}".encode()
+            records.append(
+                Outgoing(agent_id.encode(), message.value, [(ORIGIN_HEADER, origin)], home)
+            )
+            self.metrics.events_rekeyed.labels(reason).inc()
+        await self._publish(self.actions, "rekey", records)
+
+    def _seen_origin(self, agent_id: str, origin: tuple[int, int, int]) -> bool:
+        partition, offset, _ = origin
+        entry = self._origins.get(agent_id, {}).get(partition)
+        return entry is not None and (offset < entry[0] or offset in entry[1])
+
+    def _note_origin(self, agent_id: str, origin: tuple[int, int, int]) -> None:
+        partition, offset, floor = origin
+        per_agent = self._origins.setdefault(agent_id, {})
+        entry = per_agent.get(partition)
+        if entry is None:
+            entry = per_agent[partition] = [floor, set()]
+        if floor > entry[0]:
+            entry[0] = floor
+            entry[1] = {o for o in entry[1] if o >= floor}
+        entry[1].add(offset)
+
+    # -- producing -------------------------------------------------------------------------
+    async def _publish(self, topic: Any, purpose: str, records: Sequence[Outgoing]) -> None:
+        """Send every record, wait for every ack; a failed one is retried until acked."""
+
+        def failed(exc: BaseException, attempt: int) -> None:
+            self.metrics.send_failures.labels(purpose).inc()
+            now = time.monotonic()
+            if now - self._failure_logged_at >= self.settings.deadletter_log_interval_s:
+                self._failure_logged_at = now
+                log.error(
+                    "%s send not acknowledged (attempt %d; retrying, ingest waits): %s",
+                    purpose,
+                    attempt,
+                    escape(repr(exc), 300),
+                )
+
+        await send_all_acked(topic, records, on_failure=failed, backoff=self.deadletters.backoff)
 
     @property
     def pending(self) -> int:
@@ -167,30 +355,12 @@ class BaselineStage:
         finally:
             _current_event.reset(token)
         if value is not None:
-            offset, baseline, detectors = decode_state(value)
+            offset, baseline, detectors, origins = decode_full_state(value)
             self.engine.baselines[agent_id] = baseline
             self.engine.states[agent_id] = detectors
             self._offsets[agent_id] = offset
-
-    async def _dead_letter(self, fevent: Any, code: str, detail: str) -> None:
-        message = fevent.message
-        log.warning(
-            "dead-lettered message topic=%s partition=%s offset=%s reason=%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            code,
-            detail,
-        )
-        headers = [
-            ("agentwatch.reason", code.encode()),
-            ("agentwatch.detail", detail.encode("utf-8", "replace")[:1024]),
-            ("agentwatch.source.topic", message.topic.encode()),
-            ("agentwatch.source.partition", str(message.partition).encode()),
-            ("agentwatch.source.offset", str(message.offset).encode()),
-        ]
-        await self.deadletter.send(key=message.key, value=message.value or b"", headers=headers)
-        self.metrics.deadletters.labels(code).inc()
+            if origins:
+                self._origins[agent_id] = origins
 
     # -- durability ------------------------------------------------------------------------
     def flush(self) -> int:
@@ -203,7 +373,12 @@ class BaselineStage:
             baseline = engine.baselines.get(agent_id)
             if baseline is None:
                 continue
-            value = encode_state(self._offsets[agent_id], baseline, engine.states[agent_id])
+            value = encode_state(
+                self._offsets[agent_id],
+                baseline,
+                engine.states[agent_id],
+                self._origins.get(agent_id),
+            )
             token = _current_event.set(weakref.ref(fevent))
             try:
                 table[agent_id.encode()] = value
@@ -229,6 +404,7 @@ class BaselineStage:
         for agent_id in agents:
             self._partitions.pop(agent_id, None)
             self._offsets.pop(agent_id, None)
+            self._origins.pop(agent_id, None)
 
     # -- views -----------------------------------------------------------------------------
     def baseline(self, agent_id: str) -> AgentBaseline | None:

@@ -26,11 +26,15 @@ def partitions_for(settings: Settings, name: str) -> int:
     return 1 if name in SINGLE_PARTITION else settings.topic_partitions
 
 
-def topic_configs(name: str) -> dict[str, str]:
-    """Kafka topic configuration for one of :data:`TOPIC_NAMES`."""
+def topic_configs(name: str, max_message_bytes: int = 1_048_588) -> dict[str, str]:
+    """Kafka topic configuration for one of :data:`TOPIC_NAMES`.
+
+    ``max_message_bytes`` is :attr:`Settings.max_message_bytes` (docs/operations.md).
+    """
+    configs = {"max.message.bytes": str(max_message_bytes)}
     if name == "control":
-        return {"cleanup.policy": "compact"}
-    return {}
+        configs["cleanup.policy"] = "compact"
+    return configs
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
@@ -48,7 +52,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str
                 settings.topic(name),
                 num_partitions=partitions_for(settings, name),
                 replication_factor=settings.replication_factor,
-                topic_configs=topic_configs(name),
+                topic_configs=topic_configs(name, settings.max_message_bytes),
             )
             for name in TOPIC_NAMES
             if settings.topic(name) not in existing

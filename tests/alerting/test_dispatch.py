@@ -204,6 +204,21 @@ async def test_retryable_errors_are_retried_until_success_with_capped_backoff() 
     assert max(sleep.asked) == pytest.approx(0.2, abs=0.1)
 
 
+async def test_waiting_on_names_a_destination_only_while_it_backs_off() -> None:
+    seen: list[list[str]] = []
+
+    async def sleep(delay: float) -> None:
+        seen.append(dispatcher.waiting_on())
+
+    slack = ScriptedNotifier("slack", [_retryable(), _retryable()])
+    settings = notify_settings(routes={"warning": ["slack"]}, notify_max_backoff_s=0.2)
+    dispatcher = _dispatcher(settings, {"slack": slack}, sleep=sleep)
+    assert dispatcher.waiting_on() == []
+    await dispatcher.deliver(sample_notification(severity="warning"))
+    assert seen == [["slack"], ["slack"]]
+    assert dispatcher.waiting_on() == []
+
+
 async def test_retry_after_is_honoured_up_to_the_cap() -> None:
     sleep = RecordingSleep()
     slack = ScriptedNotifier("slack", [_retryable(retry_after=1.5), _retryable(retry_after=99)])

@@ -89,7 +89,7 @@ def test_revoke_takes_the_finding_actions_or_the_rule_list(tmp_path: Path) -> No
     out2 = r.on_anomaly(anomaly(2, "RevokeNamed", ["x"]), out.control, out.incident, now=1)
     assert out2.control is not None
     assert out2.control.revoked == ["drop_table", "http_post", "send_email"]
-    assert out2.control.version == 2
+    assert out2.control.version == 1000  # max(1 + 1, now=1 s in ms)
     assert out2.incident is not None
     assert "revoked http_post, send_email by RevokeNamed" in out2.incident.actions_taken
 
@@ -126,7 +126,42 @@ def test_people_commands_are_versioned_and_audited(tmp_path: Path) -> None:
         assert out.audit[0].actor == "alice" and out.audit[0].actor_kind == "person"
         assert out.audit[0].action == op and out.audit[0].reason == op
         c = out.control
-    assert c is not None and c.version == 5 and not c.halted and c.revoked == []
+    assert c is not None and not c.halted and c.revoked == []
+    assert c.version == 1004  # 1 s in ms, then +1 for each change within that millisecond
+
+
+def test_versions_increase_even_if_the_stored_state_is_lost(tmp_path: Path) -> None:
+    r = responder(tmp_path)
+    before = r.control_command(
+        "halt", "a1", None, actions=[], actor="alice", reason="x", now=1_767_225_600.0
+    ).control
+    assert before is not None and before.version == 1_767_225_600_000
+    # the table lost: the next change starts from nothing, one second later
+    after = r.control_command(
+        "resume", "a1", None, actions=[], actor="bob", reason="y", now=1_767_225_601.0
+    ).control
+    assert after is not None and after.version > before.version
+    # a previous state already ahead of the clock: +1, never backwards
+    ahead = before.model_copy(update={"version": 1_767_225_700_000})
+    nxt = r.control_command(
+        "resume", "a1", ahead, actions=[], actor="bob", reason="y", now=1_767_225_601.0
+    ).control
+    assert nxt is not None and nxt.version == 1_767_225_700_001
+
+
+def test_changes_come_back_unsigned(tmp_path: Path) -> None:
+    from agentwatch.schemas.signing import ControlSigner
+
+    r = responder(tmp_path)
+    first = r.control_command("halt", "a1", None, actions=[], actor="a", reason="x", now=5.0)
+    assert first.control is not None
+    signed = ControlSigner.generate().sign(first.control)
+    out = r.control_command("resume", "a1", signed, actions=[], actor="a", reason="y", now=6.0)
+    assert out.control is not None
+    assert out.control.key_id is None and out.control.signature is None
+    out = r.on_anomaly(anomaly(1, "Halt"), signed.model_copy(update={"halted": False}), None, 7)
+    assert out.control is not None
+    assert out.control.key_id is None and out.control.signature is None
 
 
 def test_ack_and_resolve_notify_pagerduty_after_a_page(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ import hashlib
 import math
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentwatch.detectors.baseline import FORMAT_VERSION, AgentBaseline, WindowStats
+from agentwatch.schemas._types import NAME_PATTERN
 from agentwatch.schemas.events import ActionEvent
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -473,8 +475,13 @@ def test_corrupted_records_raise_only_value_error(data: st.DataObject) -> None:
     assert isinstance(restored.to_bytes(), bytes)  # whatever decodes is usable
 
 
+# any character an id or name may hold (docs/operations.md, "Identifiers")
+name_chars = st.characters(exclude_categories=("Cs",)).filter(
+    lambda c: re.fullmatch(NAME_PATTERN, c) is not None
+)
 names = st.one_of(
-    st.sampled_from(["search", "read", "write", "chat"]), st.text(min_size=1, max_size=12)
+    st.sampled_from(["search", "read", "write", "chat"]),
+    st.text(name_chars, min_size=1, max_size=12),
 )
 events_strategy = st.lists(
     st.builds(

@@ -8,8 +8,8 @@ from typing import Any
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.cost_drift import CostDrift
+from agentwatch.lab.sim import llm_cost
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import llm_cost
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 AGENTS = 8

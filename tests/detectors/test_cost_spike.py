@@ -9,8 +9,8 @@ from typing import Any
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.cost_spike import CostSpike
+from agentwatch.lab.sim import MODEL_PRICES, IncidentSpec, SimConfig, Simulation, llm_cost
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import MODEL_PRICES, IncidentSpec, SimConfig, Simulation, llm_cost
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

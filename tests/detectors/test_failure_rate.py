@@ -8,8 +8,8 @@ from typing import Any
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.failure_rate import FailureRate
+from agentwatch.lab.sim import IncidentSpec, SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -241,7 +241,7 @@ def storm_sim() -> Simulation:
 
 def test_simulated_storm_and_probing_caught_bursts_ignored() -> None:
     sim = storm_sim()
-    assert sum(lab["kind"] == "error_burst" for lab in sim.labels()) >= 10  # 3x the default rate
+    assert sum(lab.kind == "error_burst" for lab in sim.labels()) >= 10  # 3x the default rate
     replay = Replay(FailureRate())
     fleets: dict[str, dict[str, Any]] = {}
     for e in sim.events(validate=False):
@@ -251,12 +251,10 @@ def test_simulated_storm_and_probing_caught_bursts_ignored() -> None:
     assert ("coder-001", "error_storm") in kinds and ("support-002", "denial_burst") in kinds
     # no agent hit by a burst fires, unless two outages of different tools overlap for it
     # (two broken tools at once look like a storm until the peers' failures show)
-    bursts: dict[str, list[tuple[str, str, str]]] = {}
+    bursts: dict[str, list[tuple[datetime, datetime, str]]] = {}
     for lab in sim.labels():
-        if lab["kind"] == "error_burst":
-            bursts.setdefault(lab["agent_id"], []).append(
-                (lab["start"], lab["end"], lab["details"]["tool"])
-            )
+        if lab.kind == "error_burst":
+            bursts.setdefault(lab.agent_id, []).append((lab.start, lab.end, lab.params["tool"]))
     double = {
         agent
         for agent, spans in bursts.items()

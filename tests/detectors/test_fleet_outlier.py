@@ -14,8 +14,8 @@ from sklearn.ensemble import IsolationForest
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.fleet_outlier import FleetOutlier, _Forest
+from agentwatch.lab.sim import SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import SimConfig, Simulation
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 START = 50 * 60.0  # planted incidents start 50 minutes in
@@ -230,9 +230,9 @@ def test_simulated_fleet_with_benign_changes() -> None:
             warmup_minutes=35,
         )
     )
-    labels = [label for label in sim.labels() if not label["benign"] and label["agent_id"]]
+    labels = [label for label in sim.labels() if not label.benign and label.agent_id]
     found, _, _, _ = run(FleetOutlier(), list(sim.events(validate=False)))
     # a cost explosion before the fleet's model upgrade, an error storm after it
-    assert sorted(label["kind"] for label in labels) == ["cost_explosion", "error_storm"]
+    assert sorted(label.kind for label in labels) == ["cost_explosion", "error_storm"]
     flagged = {e.agent_id for e, _ in found}
-    assert flagged == {label["agent_id"] for label in labels}  # both caught, nobody else
+    assert flagged == {label.agent_id for label in labels}  # both caught, nobody else

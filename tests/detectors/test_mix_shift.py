@@ -10,8 +10,8 @@ import pytest
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.mix_shift import MixShift
+from agentwatch.lab.sim import IncidentSpec, SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 USUAL = {

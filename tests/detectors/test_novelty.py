@@ -9,8 +9,8 @@ import pytest
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.novelty import Novelty, target_domain
+from agentwatch.lab.sim import IncidentSpec, SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -195,6 +195,6 @@ def test_simulated_exfiltration_is_caught_and_normal_traffic_and_rollout_are_not
     first_event, first = found[0]
     assert first.kind == "new_egress_domain"
     destination = sim.labels()
-    [label] = [lab for lab in destination if lab["kind"] == "exfiltration"]
-    assert first_event.target == label["details"]["destinations"][0]
+    [label] = [lab for lab in destination if lab.kind == "exfiltration"]
+    assert first_event.target == label.params["destinations"][0]
     assert first_event.ts - start < timedelta(minutes=4)

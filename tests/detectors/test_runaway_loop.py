@@ -10,8 +10,8 @@ import pytest
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.runaway_loop import RunawayLoop
+from agentwatch.lab.sim import IncidentSpec, SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 START = datetime(2026, 1, 5, 9, 25, tzinfo=UTC)
@@ -67,14 +67,14 @@ def test_catches_simulated_loops_within_a_minute_and_nothing_else() -> None:
     sim = loop_sim()
     found, states = replay(list(sim.events(validate=False)), RunawayLoop())
     assert {e.agent_id for e, _ in found} == {"support-001", "ops-000"}
-    labels = {lab["agent_id"]: lab for lab in sim.labels() if lab["kind"] == "runaway_loop"}
+    labels = {lab.agent_id: lab for lab in sim.labels() if lab.kind == "runaway_loop"}
     for agent, label in labels.items():
         mine = [(e, f) for e, f in found if e.agent_id == agent]
         first_event, first = mine[0]
         assert START <= first_event.ts <= START + timedelta(seconds=90)
         assert first.kind == "runaway_loop"
-        assert first_event.action == label["details"]["action"] == first.actions[0]
-        assert label["details"]["target"] in first.summary
+        assert first_event.action == label.params["action"] == first.actions[0]
+        assert label.params["target"] in first.summary
         assert first.observed >= 8 and first.score >= 5 and first.threshold == 5
         assert first.score == pytest.approx(first.observed / max(first.baseline, 0.5))
         assert f"{first.observed:.0f} times in the last 60 s" in first.summary

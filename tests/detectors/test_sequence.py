@@ -10,8 +10,8 @@ import pytest
 from agentwatch.detectors.base import DETECTORS, Finding
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.sequence import SequenceSurprise
+from agentwatch.lab.sim import IncidentSpec, SimConfig, Simulation
 from agentwatch.schemas import ActionEvent
-from agentwatch.simulator import IncidentSpec, SimConfig, Simulation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -208,9 +208,9 @@ def test_simulated_exfiltration_caught_within_a_minute_of_the_egress() -> None:
         b.update(e)
     assert {e.agent_id for e, _ in found} == {"ops-001", "coder-000"}
     assert all(f.kind == "exfiltration" for _, f in found)
-    for label in (lab for lab in sim.labels() if lab["kind"] == "exfiltration"):
-        mine = [e for e, _ in found if e.agent_id == label["agent_id"]]
-        assert mine[0].target == label["details"]["destinations"][0]
+    for label in (lab for lab in sim.labels() if lab.kind == "exfiltration"):
+        mine = [e for e, _ in found if e.agent_id == label.agent_id]
+        assert mine[0].target == label.params["destinations"][0]
     assert max(len(json.dumps(s)) for s in states.values()) < 1024
 
 

@@ -12,7 +12,7 @@ from agentwatch.schemas import ActionEvent, DecodeError, decode_event, encode_ev
 GOOD = {
     "event_id": "e-1",
     "ts": "2026-03-01T12:00:00.250Z",
-    "agent_id": "support-7@prod/eu",
+    "agent_id": "support-7@prod:eu.1",
     "fleet": "support",
     "session_id": "s-1",
     "action": "send_email",
@@ -35,7 +35,7 @@ def raw(**changes: object) -> bytes:
 
 def test_decodes_every_field() -> None:
     event = decode_event(raw())
-    assert event.agent_id == "support-7@prod/eu"
+    assert event.agent_id == "support-7@prod:eu.1"
     assert event.cost_usd == pytest.approx(0.002)
     assert event.ts_epoch == pytest.approx(1772366400.25)
     assert event.attributes["retries"] == 1
@@ -89,6 +89,58 @@ def test_rejects_with_reason(payload: bytes, code: str, fragment: str) -> None:
         decode_event(payload)
     assert info.value.code == code
     assert fragment.lower() in info.value.detail.lower()
+
+
+@pytest.mark.parametrize(
+    "agent_id", [".", "..", "team/a", "../../etc", "a\x00b", "a\u202eb", "\ufeffa", "é", "a b", ""]
+)
+def test_agent_ids_are_url_path_segments_of_a_small_charset(agent_id: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_event(raw(agent_id=agent_id))
+    assert info.value.detail.startswith("agent_id:")
+    assert "regex" not in info.value.detail and "pattern" not in info.value.detail
+
+
+@pytest.mark.parametrize("agent_id", ["...", ".hidden", "..x", "a.b", "svc:7@eu-west_1", "A" * 128])
+def test_agent_ids_accepted(agent_id: str) -> None:
+    assert decode_event(raw(agent_id=agent_id)).agent_id == agent_id
+
+
+FORBIDDEN = [
+    "\x00",
+    "\n",
+    "\r",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u202a",
+    "\u202e",
+    "\u2066",
+    "\u2069",
+    "\ufeff",
+    "\ufdd0",
+    "\ufdef",
+    "\ufffe",
+    "\uffff",
+]
+
+
+@pytest.mark.parametrize(
+    "field", ["event_id", "fleet", "action", "session_id", "approved_by", "model"]
+)
+@pytest.mark.parametrize("char", FORBIDDEN)
+def test_ids_and_names_reject_control_bidi_bom_and_noncharacters(field: str, char: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_event(raw(**{field: f"x{char}y"}))
+    assert info.value.detail.startswith(f"{field}: must not contain control characters")
+
+
+def test_names_keep_other_scripts_and_attribute_names_are_checked_too() -> None:
+    event = decode_event(raw(fleet="support-é", action="发送邮件", session_id="🙂"))
+    assert (event.fleet, event.action, event.session_id) == ("support-é", "发送邮件", "🙂")
+    with pytest.raises(DecodeError, match="must not contain"):
+        decode_event(raw(attributes={"key\u202e": 1}))
 
 
 def test_rejects_oversized_before_parsing() -> None:

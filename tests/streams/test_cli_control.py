@@ -54,7 +54,19 @@ async def test_cli_halts_revokes_and_handles_incidents(settings: Settings, tmp_p
         assert code == 0 and "revoked: http_post, send_email" in out
         code, out, _ = await cli(url, "agents", "show", "cli-1", "--json")
         control = json.loads(out)["control"]
-        assert control["halted"] and control["version"] == 2
+        assert control["halted"] and control["revoked"] == ["http_post", "send_email"]
+        stored = worker.response.control("cli-1")
+        assert stored is not None and control["version"] == stored.version
+        assert control["signature"] == stored.signature
+        # compare-and-set: a stale --if-version changes nothing and names the current version
+        code, _, err = await cli(url, "agents", "resume", "cli-1", "-r", "x", "--if-version", "1")
+        assert code == 1 and "HTTP 409" in err and f"control version {stored.version}" in err
+        assert worker.response.control("cli-1") == stored
+        code, out, err = await cli(
+            url, "agents", "halt", "cli-1", "-r", "still", "--if-version", str(stored.version)
+        )
+        assert code == 0, err
+        assert "HALTED" in out and "by carol: still" in out
         code, out, _ = await cli(url, "agents", "list", "--halted")
         assert "cli-1" in out and "HALTED" in out
 

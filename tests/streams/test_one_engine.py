@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agentwatch.backtest import run_backtest
 from agentwatch.config import Settings
 from agentwatch.detectors.rules import load_rules
+from agentwatch.lab.backtest import run_backtest
+from agentwatch.lab.sim import SimConfig, Simulation, write_jsonl
 from agentwatch.schemas import Anomaly
-from agentwatch.simulator import SimConfig, Simulation, write_jsonl
 from agentwatch.streams.app import create_app
 from agentwatch.streams.runner import running_app
 

@@ -171,9 +171,8 @@ async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
     worker = create_app(settings)
     async with running_app(worker):
         url = worker.web_url
-        monitor = Monitor(
-            "sdk-1", "ops", bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix
-        )
+        monitor = Monitor.from_settings("sdk-1", "ops", settings=settings)
+        assert monitor.control_verifier is not None  # obeys only records the worker signed
         async with monitor, aiohttp.ClientSession(headers=auth) as http:
 
             @monitor.tool
@@ -191,24 +190,33 @@ async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
                     assert r.status == 200, await r.text()
                     return dict(await r.json())
 
+            before_ms = int(time.time() * 1000)
             state = await post("/agents/sdk-1/revoke", reason="phish", actions=["send_email"])
-            assert state["revoked"] == ["send_email"] and state["version"] == 1
+            assert state["revoked"] == ["send_email"]
+            assert before_ms <= state["version"] <= int(time.time() * 1000)  # max(0 + 1, now ms)
+            versions = [state["version"]]
             await wait_for(lambda: not monitor.allows("send_email"), timeout=10)
             with pytest.raises(PermissionRevoked):
                 await send_email("bob")
             assert await search("still") == "still"
 
             state = await post("/agents/sdk-1/halt", reason="runaway")
-            assert state["halted"] and state["version"] == 2
+            assert state["halted"] and state["version"] > versions[-1]
+            versions.append(state["version"])
             await wait_for(lambda: not monitor.allows("search"), timeout=10)
             with pytest.raises(AgentHalted):
                 await search("y")
 
-            await post("/agents/sdk-1/resume", reason="fixed")
+            versions.append((await post("/agents/sdk-1/resume", reason="fixed"))["version"])
             state = await post("/agents/sdk-1/grant", reason="ok", actions=[])
-            assert not state["halted"] and state["revoked"] == [] and state["version"] == 4
+            versions.append(state["version"])
+            assert not state["halted"] and state["revoked"] == []
+            assert versions == sorted(set(versions))  # strictly increasing
             await wait_for(lambda: monitor.allows("send_email"), timeout=10)
             assert await send_email("bob") == "bob"
+            assert monitor.state is not None and monitor.state.version == versions[-1]
+            assert monitor.state.key_id == worker.response.signer.key_id
+            assert monitor.stats["control_rejected"] == 0
         audit = await read_topic(settings, "audit")
     token = auth["Authorization"].split()[1]
     assert token not in caplog.text and token not in json.dumps(audit)

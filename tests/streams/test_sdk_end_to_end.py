@@ -21,12 +21,7 @@ async def test_sdk_events_reach_baseline_and_agent_view(
 ) -> None:
     worker = create_app(settings)
     async with running_app(worker):
-        monitor = Monitor(
-            "e2e-agent",
-            "support",
-            bootstrap=settings.kafka_bootstrap,
-            topic_prefix=settings.topic_prefix,
-        )
+        monitor = Monitor.from_settings("e2e-agent", "support", settings=settings)
         async with monitor:
 
             @monitor.tool(risk="low")

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
+from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.sdk import AgentHalted, ControlUnavailable, Monitor
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
@@ -57,6 +58,7 @@ def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def secure(broker: EmbeddedBroker, pki: Pki, tmp_path: Path, **overrides: Any) -> Settings:
     unique = uuid.uuid4().hex[:8]
+    ensure_key_pair(tmp_path)  # workers sign control records (found in data_dir)
     values: dict[str, Any] = {
         "kafka_bootstrap": broker.bootstrap,
         "kafka_security_protocol": "SASL_SSL",
@@ -188,6 +190,7 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[
 
 
 def secure_env(broker: EmbeddedBroker, pki: Pki, tmp_path: Path, **extra: str) -> dict[str, str]:
+    ensure_key_pair(tmp_path)  # so the worker gets as far as connecting
     env = {
         "AGENTWATCH_KAFKA_BOOTSTRAP": broker.bootstrap,
         "AGENTWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",

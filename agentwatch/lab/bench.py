@@ -1,0 +1,185 @@
+"""``agentwatch bench``: one worker on the embedded broker; throughput, latency, memory.
+
+Phase 1 produces ``events`` events for ``agents`` agents, then starts a worker and times how
+fast it drains them (first event folded in to last; startup and rebalance excluded).
+Phase 2 offers a steady ``rate`` events/s for ``latency_seconds`` and measures, per event,
+the time from the producer's ``send`` to the baseline holding the event. The worker, producer
+and probe share one process (uvloop loops), so the figures are conservative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import uvloop
+from aiokafka import AIOKafkaProducer
+
+from agentwatch.config import Settings
+from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.schemas import ActionEvent
+from agentwatch.schemas.signing import ensure_key_pair
+from agentwatch.streams.app import create_app
+from agentwatch.streams.broker import EmbeddedBroker
+from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
+from agentwatch.streams.stage import encode_state
+from agentwatch.streams.topics import ensure_topics
+
+__all__ = ["run_bench"]
+
+_ACTIONS = ("search", "read_file", "write_file", "http_get", "chat", "send_email", "sql_query")
+_KINDS = ("tool", "tool", "tool", "api", "llm", "tool", "tool")
+
+
+def _payloads(n: int, agents: int, seed: int, start: datetime) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    out = []
+    base = start.timestamp()
+    for i in range(n):
+        agent = f"bench-{rng.randrange(agents):05d}"
+        j = rng.randrange(len(_ACTIONS))
+        ts = datetime.fromtimestamp(base + i * 0.005, UTC).isoformat().replace("+00:00", "Z")
+        doc = {
+            "event_id": f"b{seed}-{i}",
+            "ts": ts,
+            "agent_id": agent,
+            "fleet": f"fleet-{int(agent[-5:]) % 4}",
+            "action": _ACTIONS[j],
+            "kind": _KINDS[j],
+            "status": "error" if rng.random() < 0.03 else "ok",
+            "target": f"/data/{rng.randrange(50)}.txt",
+            "cost_usd": round(rng.expovariate(200.0), 6),
+            "input_tokens": rng.randrange(2000),
+            "output_tokens": rng.randrange(500),
+            "latency_ms": round(rng.lognormvariate(3.0, 0.8), 2),
+        }
+        out.append((agent.encode(), json.dumps(doc).encode()))
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _bench(
+    events: int, agents: int, rate: float, latency_seconds: float, store: str
+) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp,
+        EmbeddedBroker() as broker,
+    ):
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap,
+            app_id="agentwatch-bench",
+            store=store,  # type: ignore[arg-type]
+            data_dir=tmp,  # type: ignore[arg-type]
+            **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
+            web_port=0,
+            log_level="WARNING",
+            **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
+        )
+        ensure_key_pair(tmp)  # the worker signs control records with <data_dir>/control.key
+        worker_app = create_app(settings)
+        processed = 0
+        first_at = 0.0
+        last_at = 0.0
+        latencies: list[float] = []
+
+        def probe(event: ActionEvent) -> None:
+            nonlocal processed, first_at, last_at
+            now = time.perf_counter()
+            processed += 1
+            if processed == 1:
+                first_at = now
+            last_at = now
+            sent = event.attributes.get("bench_sent")
+            if isinstance(sent, float):
+                latencies.append((now - sent) * 1000.0)
+
+        worker_app.stage.on_event = probe
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap, linger_ms=5, max_batch_size=256 * 1024
+        )
+        await ensure_topics(settings)
+        await producer.start()
+        try:
+            topic = settings.topic("actions")
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            payloads = _payloads(events, agents, seed=1, start=start)
+            t0 = time.perf_counter()
+            for key, value in payloads:
+                await producer.send(topic, value, key=key)
+            await producer.flush()
+            produce_s = time.perf_counter() - t0
+            del payloads
+
+            async with running_app(worker_app):
+                while processed < events:
+                    await asyncio.sleep(0.01)
+                drain_s = last_at - first_at
+                # Phase 2: steady offered load, latency per event.
+                n_latency = int(rate * latency_seconds)
+                later = start + timedelta(seconds=events * 0.005 + 60)
+                template = _payloads(n_latency, agents, seed=2, start=later)
+                tick = 0.01
+                per_tick = max(1, round(rate * tick))
+                next_at = time.perf_counter()
+                for i in range(0, n_latency, per_tick):
+                    for key, value in template[i : i + per_tick]:
+                        doc = json.loads(value)
+                        doc["attributes"] = {"bench_sent": time.perf_counter()}
+                        await producer.send(topic, json.dumps(doc).encode(), key=key)
+                    next_at += tick
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await producer.flush()
+                deadline = time.perf_counter() + 30
+                while processed < events + n_latency and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.01)
+                sizes = [
+                    len(encode_state(0, b, worker_app.stage.engine.states.get(a, {})))
+                    for a, b in worker_app.stage.engine.baselines.items()
+                ]
+        finally:
+            await producer.stop()
+    rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {
+        "events": events,
+        "agents": agents,
+        "store": store,
+        "events_per_s": round(events / drain_s, 1) if drain_s > 0 else None,
+        "produce_events_per_s": round(events / produce_s, 1),
+        "offered_rate": rate,
+        "latency_events": len(latencies),
+        "p50_ms": round(_percentile(latencies, 0.50), 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "rss_mb": round(rss_peak_mb, 1),
+        "bytes_per_agent": round(sum(sizes) / len(sizes), 1) if sizes else None,
+        "max_bytes_per_agent": max(sizes) if sizes else None,
+    }
+
+
+def run_bench(
+    *,
+    events: int = 200_000,
+    agents: int = 1_000,
+    rate: float = 2000.0,
+    latency_seconds: float = 15.0,
+    store: str = "rocksdb",
+) -> str:
+    """Run the benchmark and return its one-line JSON result."""
+    # The policy, not only the main loop: faust's consumer thread makes its own loop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    result = asyncio.run(_bench(events, agents, rate, latency_seconds, store))
+    return json.dumps(result)

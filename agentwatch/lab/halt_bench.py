@@ -1,0 +1,157 @@
+"""``agentwatch bench --halt-trials N``: how fast a runaway SDK agent is stopped.
+
+Each trial gives a fresh agent 30 minutes of ordinary history (varied actions and targets,
+produced straight to the actions topic), waits until the worker holds that baseline, then runs
+the agent with the SDK: it calls one ``@monitor.tool`` on one target every ``interval_ms`` —
+a runaway loop. The default ``RunawayLoop`` rule halts it. The figure per trial is the time from
+the event time of the event that triggered the halting anomaly (stamped by the SDK when that
+call returned, so *before* it reached the broker: the figure is an upper bound of "from the
+broker") to the moment the agent's next tool call raised ``AgentHalted``.
+
+Broker, worker and agents share one process and one event loop, so the figures are
+conservative. The worker signs every control record and the agents verify them (a key pair made
+in the bench's temporary directory), as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import tempfile
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import uvloop
+from aiokafka import AIOKafkaProducer
+
+from agentwatch.config import Settings
+from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.schemas.signing import ensure_key_pair
+from agentwatch.sdk import AgentHalted, Monitor
+from agentwatch.streams.app import create_app
+from agentwatch.streams.broker import EmbeddedBroker
+from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
+
+__all__ = ["run_halt_bench"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_EVENTS = 200
+HISTORY_SPAN_S = 1800.0
+_ACTIONS = ("search", "read_file", "chat", "http_get")
+
+
+def _history(agent: str, now: float, seed: int) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(seed)
+    out = []
+    for k in range(HISTORY_EVENTS):
+        ts = now - HISTORY_SPAN_S + k * HISTORY_SPAN_S / HISTORY_EVENTS
+        doc = {
+            "event_id": f"{agent}-h{k}",
+            "ts": datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z"),
+            "agent_id": agent,
+            "fleet": "halt-bench",
+            "action": rng.choice(_ACTIONS),
+            "target": f"doc-{rng.randrange(60)}",
+            "cost_usd": 0.001,
+        }
+        out.append((agent.encode(), json.dumps(doc).encode()))
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _trial(
+    worker: Any, settings: Settings, producer: Any, i: int, interval_ms: float
+) -> float:
+    agent = f"runaway-{i:03d}"
+    for key, value in _history(agent, time.time(), i):
+        await producer.send(settings.topic("actions"), value=value, key=key)
+    await producer.flush()
+    deadline = time.monotonic() + 60
+    while True:
+        baseline = worker.stage.engine.baselines.get(agent)
+        if baseline is not None and baseline.count >= HISTORY_EVENTS:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{agent}: history not processed")
+        await asyncio.sleep(0.02)
+    monitor = Monitor.from_settings(agent, "halt-bench", settings=settings, require_control=True)
+    assert monitor.control_verifier is not None  # the SDK verifies each control record
+    async with monitor:
+
+        @monitor.tool(target_arg="doc")
+        async def search(doc: str) -> str:
+            return doc
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await search("doc-1")
+            except AgentHalted:
+                halted_at = time.time()
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{agent}: never halted")
+            await asyncio.sleep(interval_ms / 1000.0)
+    state = worker.response.incident_state(agent)
+    control = worker.response.control(agent)
+    if state is None or control is None or not control.halted:
+        raise RuntimeError(f"{agent}: halted without a recorded incident")
+    trigger = next(
+        (a for a in state.top if a.rule == control.updated_by),
+        None,
+    )
+    if trigger is None:
+        raise RuntimeError(f"{agent}: no anomaly of rule {control.updated_by}")
+    return float(halted_at - trigger.ts.timestamp())
+
+
+async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="agentwatch-halt-") as tmp,
+        EmbeddedBroker() as broker,
+    ):
+        private, public, _ = ensure_key_pair(f"{tmp}/keys")
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap,
+            app_id="agentwatch-halt-bench",
+            data_dir=f"{tmp}/state",  # type: ignore[arg-type]
+            web_port=0,
+            control_signing_key_file=private,
+            control_verify_keys=[str(public)],
+            **EMBEDDED_OVERRIDES,  # type: ignore[arg-type]
+            **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
+        )
+        worker = create_app(settings)
+        latencies: list[float] = []
+        async with running_app(worker):
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+            await producer.start()
+            try:
+                for i in range(trials):
+                    latencies.append(await _trial(worker, settings, producer, i, interval_ms))
+            finally:
+                await producer.stop()
+    ms = [x * 1000.0 for x in latencies]
+    return {
+        "halt_trials": len(ms),
+        "halt_p50_ms": round(_percentile(ms, 0.50), 1),
+        "halt_p99_ms": round(_percentile(ms, 0.99), 1),
+        "halt_max_ms": round(max(ms), 1),
+        "halt_min_ms": round(min(ms), 1),
+        "call_interval_ms": interval_ms,
+    }
+
+
+def run_halt_bench(trials: int = 50, interval_ms: float = 10.0) -> str:
+    """Run the halt-latency benchmark; return one JSON line."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(_bench(trials, interval_ms))
+    return json.dumps(result)

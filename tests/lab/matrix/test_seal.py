@@ -1,0 +1,61 @@
+"""The seal: the sealed specs are exactly what was committed before any tuning."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agentwatch.lab.matrix.seal import MANIFEST, WORLDS_DIR, read_manifest, verify_seal
+from agentwatch.lab.sim import SealedWorldError, load_world
+
+# The manifest's own SHA-256, pinned: changing a sealed spec needs a new manifest AND an edit
+# here, both visible in review. Never update it to make the test pass during tuning.
+MANIFEST_SHA256 = "36535a3bc060729e2a46dd676a92bae8ca34e58dbb16337bfebb54c18e216cc8"
+
+
+def test_the_seal_holds() -> None:
+    assert hashlib.sha256(MANIFEST.read_bytes()).hexdigest() == MANIFEST_SHA256
+    assert verify_seal() == []
+    entries = read_manifest()
+    assert len(entries) == 12
+    assert [e.seed for e in entries] == list(range(7001, 7013))
+
+
+def test_a_sealed_spec_does_not_load_without_leave() -> None:
+    with pytest.raises(SealedWorldError, match="--sealed"):
+        load_world(WORLDS_DIR / "sealed" / read_manifest()[0].name)
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    root = tmp_path / "worlds"
+    shutil.copytree(WORLDS_DIR / "sealed", root / "sealed")
+    return root
+
+
+def test_a_changed_spec_breaks_the_seal(copy: Path) -> None:
+    spec = sorted((copy / "sealed").glob("*.yml"))[3]
+    spec.write_bytes(spec.read_bytes().replace(b"intensity: 0.", b"intensity: 0.0", 1))
+    assert verify_seal(copy) == [
+        f"{spec.name}: SHA-256 differs from the manifest (the spec changed)"
+    ]
+
+
+def test_an_added_or_removed_spec_breaks_the_seal(copy: Path) -> None:
+    first = sorted((copy / "sealed").glob("*.yml"))[0]
+    shutil.copy(first, copy / "sealed" / "s99-extra.yml")
+    first.unlink()
+    assert verify_seal(copy) == [
+        f"{first.name}: in the manifest, missing",
+        "s99-extra.yml: not in the manifest",
+    ]
+
+
+def test_a_bad_manifest_line_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "MANIFEST.sha256"
+    bad.write_text("# seed 1\nnot a hash  x.yml\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=":2: not"):
+        read_manifest(bad)
