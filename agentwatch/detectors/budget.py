@@ -19,22 +19,28 @@ class Budget(AgentDetector):
     """Hard limits: at most ``max_cost_usd`` and ``max_actions`` per agent per ``window_s``.
 
     A budget is not a statistical test: it is the ceiling a platform team writes down
-    ("no agent spends more than $25 in five minutes"), the backstop for runaways that the
-    statistical detectors would take too long to be sure of, or that start before an agent
-    has a baseline. It reads the agent's shared event-time buckets, so it costs nothing to
-    keep and agrees with the live worker and backtests.
+    ("no agent of the support fleet spends more than $5 in five minutes"), a guard rail
+    that holds whatever the agent usually does. It reads the agent's shared event-time
+    buckets, so it costs nothing to keep and agrees with the live worker and backtests.
+
+    The defaults are guard rails that mean the same on every fleet. A dollar figure does
+    not: prices differ up to 100x within one fleet, and a fleet-wide move to a pricier
+    model is a benign change that a spend ceiling tuned on yesterday's prices would halt.
+    So no spend limit is set by default (set one per fleet, from its own bills), and the
+    call limit is a flood guard far above what an LLM-driven agent does (six hundred calls
+    within a minute or two: five to ten a second), not a rate that is busy for one agent
+    and idle for another. Runaways at agent speeds are the statistical detectors' job
+    (``runaway_loop``, ``cost_spike``); the budget stops what no agent should ever do.
 
     Parameters
     ----------
     max_cost_usd
-        Spend limit per agent per window (USD); ``None`` disables it. Default 25.0 (the
-        most expensive simulated agents spend under $3 in five minutes, and under $15 after
-        a fleet-wide move to a five times pricier model).
+        Spend limit per agent per window (USD); ``None`` (the default) disables it.
     max_actions
-        Event-count limit per agent per window; ``None`` disables it. Default 300 (one
-        event a second sustained; busy simulated agents peak near 130 in five minutes).
+        Event-count limit per agent per window; ``None`` disables it. Default 600 (the
+        busiest agents of the tuning worlds peak at 151 events in such a window).
     window_s
-        Window length in seconds of event time. Default 300. Windows are made of the
+        Window length in seconds of event time. Default 60. Windows are made of the
         baseline's whole buckets (60 s by default), so the window actually summed is
         between ``window_s`` and ``window_s`` plus one bucket long: a limit can trip up to
         one bucket early, never late.
@@ -74,9 +80,9 @@ class Budget(AgentDetector):
     def __init__(
         self,
         *,
-        max_cost_usd: float | None = 25.0,
-        max_actions: int | None = 300,
-        window_s: float = 300.0,
+        max_cost_usd: float | None = None,
+        max_actions: int | None = 600,
+        window_s: float = 60.0,
         fleets: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         self.max_cost_usd = max_cost_usd

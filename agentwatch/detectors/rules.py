@@ -7,7 +7,7 @@
         rules:
           - alert: RunawayLoop            # unique name; becomes Anomaly.rule
             detector: runaway_loop        # a registered detector
-            params: {min_repeats: 12}     # the detector's constructor arguments
+            params: {min_run: 6}          # the detector's constructor arguments
             for: 0s                       # findings must persist this long before firing
             cooldown: 15m                 # one anomaly per agent, rule and kind per cooldown
             fleets: [coder, ops]          # optional: only these fleets

@@ -1,66 +1,82 @@
-"""``runaway_loop``: one ``(action, target)`` repeated far above the agent's normal rate."""
+"""``runaway_loop``: one ``(action, target)`` repeated in a run longer than a false-alarm budget
+allows for the agent and its fleet, faster than the agent's pace before the run began."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar, Final
 from zlib import crc32
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.calibration import BudgetThreshold
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["RunawayLoop"]
 
-_TOTAL: Final = "*"  # the state key of the all-calls counter
 _MAX_IDS: Final = 10
-_MAX_CACHED: Final = 4096  # state keys of recent (action, target) pairs kept at hand
+_MAX_CACHED: Final = 4096  # (action, target) -> key entries kept at hand
+_FLOOR: Final = 1.0  # a run of one call is no repeat: the tail starts above it
+_HALF_LIFE: Final = 5_000.0  # runs: BudgetThreshold's default
 
 
 @register_detector
 class RunawayLoop(AgentDetector):
     """An agent stuck calling the same tool on the same target over and over.
 
-    For every call (LLM calls excluded by default: they sit between the looping tool calls
-    and have no target) the detector counts the calls with the same ``(action, target)`` in
-    the last ``window_s`` seconds of event time and fires when all of these hold:
+    Evidence is counted in calls, not minutes. For each of the agent's calls (LLM calls are
+    neither counted nor do they break a run: they sit between the looping tool calls) the
+    detector extends the *run* of consecutive calls with the same ``(action, target)``.
+    Runs that ended without being flagged are the agent's habits: their lengths feed a
+    :class:`~agentwatch.detectors.calibration.BudgetThreshold` (exponential tail of the run
+    length above one call, i.e. a geometric law of repeating), one per agent and one per
+    fleet. A run is flagged when
 
-    * the count is at least ``min_repeats``;
-    * it is at least ``ratio`` times what the agent's baseline predicts for the action
-      (its event rate times the action's share of its events, times ``window_s``; the
-      prediction for one target can only be lower, so this is conservative);
-    * the pair makes up at least ``min_share`` of the agent's (non-LLM) calls in the window,
-      which separates a loop from a busy agent that merely revisits one ticket or file
-      while doing other work.
+    * its length reaches the length that the tail predicts for ``false_alarms_per_agent_day``
+      false alarms a day: per run, a probability ``budget / runs_per_day``. An agent's tail
+      is shrunk towards its fleet's (``fleet_strength`` runs' worth), so a brand-new agent
+      is judged by how often agents of its fleet repeat one call that many times in a row,
+      at its fleet's typical number of runs a day;
+    * it is at least ``min_run`` calls long (a sanity floor);
+    * and, for an agent with a history (``min_history`` events), its calls come at least
+      ``min_speedup`` times faster than the agent's own non-LLM call rate *before the run
+      began* (snapshot at the run's second call, so the loop does not raise its own bar):
+      an agent polling one target at its usual pace is not a runaway.
 
-    Counts are sliding-window estimates from two aligned tumbling windows per pair (the
-    current window's count plus the previous one's, weighted by how much of it still
-    overlaps), kept for at most ``max_keys`` pairs per agent (the oldest goes first; a pair
-    at half the threshold is made young again), keyed by a CRC-32 of the pair. State stays
-    a few hundred bytes.
+    A flagged run is never learned, by the agent nor by the fleet: the bar does not rise
+    with the loop. A run that passed the bar at the agent's own pace is learned as reaching
+    the bar, not beyond it.
 
     Parameters
     ----------
-    min_repeats
-        Minimum calls of one pair in the window. Default 8 (normal simulated agents peak
-        near 9 only in pairs that are a small share of their calls; the slowest simulated
-        loop, 12 calls a minute, gets there in about 40 s).
-    ratio
-        Minimum count relative to the baseline prediction. Default 3.
-    min_share
-        Minimum share of the agent's windowed calls. Default 0.7.
-    window_s
-        Window length in seconds of event time. Default 60.
+    false_alarms_per_agent_day
+        The false-alarm budget: expected false flags per agent-day. Default 0.01.
+    min_run
+        Runs shorter than this are never flagged, whatever the budget. Default 5.
+    min_speedup
+        Minimum ratio of the run's call rate (over its last calls) to the agent's call rate
+        before the run. Default 1.5.
+    min_history
+        Events an agent needs before its own pace is used (younger agents are judged by the
+        run length alone, against their fleet). Default 20.
+    fleet_strength
+        How many runs' worth of the fleet's tail an agent's own tail is shrunk with.
+        Default 200.
     ignore_kinds
-        Event kinds that are neither counted nor flagged. Default ``["llm"]``.
-    max_keys
-        Pairs tracked per agent. Default 8.
+        Event kinds that are neither counted nor break a run. Default ``["llm"]``.
 
     Notes
     -----
-    Findings have kind ``runaway_loop``, ``observed`` = the windowed count, ``baseline`` =
-    the prediction, ``score`` = their ratio (threshold ``ratio``), ``actions`` = the looping
-    action (a ``revoke`` response removes it) and ``evidence`` = the latest calls of the pair.
+    Findings have kind ``runaway_loop``, ``observed`` = ``score`` = the run's length in
+    calls, ``threshold`` = the length the budget allows, ``baseline`` = the mean length of
+    the agent's (and fleet's) runs of repeated calls, ``actions`` = the looping action (a
+    ``revoke`` response removes it) and ``evidence`` = the run's latest calls and its first.
+
+    Per-agent state: the current run (key, length, start, pace before it, its last five
+    call times, up to ten event ids once it is a candidate) and the agent's six-number tail,
+    well under 512 bytes. Per event: a dictionary look-up, a comparison and, when a run
+    ends, a few float operations; the threshold is computed once per candidate run.
 
     Examples
     --------
@@ -68,24 +84,24 @@ class RunawayLoop(AgentDetector):
     >>> from datetime import UTC, datetime, timedelta
     >>> from agentwatch.detectors.baseline import AgentBaseline
     >>> from agentwatch.schemas import ActionEvent
-    >>> detector, baseline, state = RunawayLoop(), AgentBaseline("a1"), {}
+    >>> detector, baseline, state, fleet = RunawayLoop(), AgentBaseline("a1"), {}, {}
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> def feed(i, seconds, action, target):
     ...     event = ActionEvent(event_id=f"e{i}", agent_id="a1", action=action, target=target,
     ...                         ts=t0 + timedelta(seconds=seconds))
-    ...     found = detector.update(event, baseline, state, {})
+    ...     found = detector.update(event, baseline, state, fleet)
     ...     baseline.update(event)
     ...     return found
     >>> normal = [feed(i, 20 * i, ("search", "read", "reply")[i % 3], f"t{i % 7}")
-    ...           for i in range(200)]
+    ...           for i in range(600)]
     >>> sum(map(len, normal))
     0
-    >>> loop = [feed(200 + i, 4000 + 4 * i, "search", "t1") for i in range(12)]
+    >>> loop = [feed(600 + i, 12000 + 2 * i, "search", "t1") for i in range(12)]
     >>> [len(found) for found in loop]
-    [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
-    >>> print(textwrap.fill(loop[8][0].summary, 88))
-    a1 called search on 't1' 8 times in the last 60 s (83% of its calls), 7.2x the 1.1 its
-    baseline predicts.
+    [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    >>> print(textwrap.fill(loop[7][0].summary, 88))
+    a1 called search on 't1' 8 times in a row in 14 s (30 a minute, 10x its pace before the
+    run); its and its fleet's habits allow a run of 7.3 calls 0.01 times a day.
     """
 
     name: ClassVar[str] = "runaway_loop"
@@ -93,24 +109,33 @@ class RunawayLoop(AgentDetector):
     def __init__(
         self,
         *,
-        min_repeats: int = 8,
-        ratio: float = 5.0,
-        min_share: float = 0.7,
-        window_s: float = 60.0,
+        false_alarms_per_agent_day: float = 0.01,
+        min_run: int = 5,
+        min_speedup: float = 1.5,
+        min_history: int = 20,
+        fleet_strength: float = 200.0,
         ignore_kinds: Sequence[str] = ("llm",),
-        max_keys: int = 8,
     ) -> None:
-        if not window_s > 0:
-            raise ValueError(f"window_s must be positive, got {window_s}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
-        self.min_repeats = min_repeats
-        self.ratio = ratio
-        self.min_share = min_share
-        self.window_s = window_s
+        if not false_alarms_per_agent_day > 0:
+            raise ValueError(
+                f"false_alarms_per_agent_day must be positive, got {false_alarms_per_agent_day}"
+            )
+        if min_run < 2:
+            raise ValueError(f"min_run must be >= 2, got {min_run}")
+        if min_speedup < 0:
+            raise ValueError(f"min_speedup must be >= 0, got {min_speedup}")
+        self.false_alarms_per_agent_day = false_alarms_per_agent_day
+        self.min_run = min_run
+        self.min_speedup = min_speedup
+        self.min_history = min_history
+        self.fleet_strength = fleet_strength
         self.ignore_kinds = list(ignore_kinds)
-        self.max_keys = max_keys
-        self._keys: dict[tuple[str, str], str] = {}  # (action, target) -> state key (a cache)
+        self._keys: dict[tuple[str, str], int] = {}  # (action, target) -> run key (a cache)
+        self._keep = 0.5 ** (1.0 / _HALF_LIFE)
+
+    def _tail(self, state: list[float | None] | None) -> BudgetThreshold:
+        tail = BudgetThreshold(self.false_alarms_per_agent_day, _FLOOR, half_life=_HALF_LIFE)
+        return tail if state is None else tail.load_state(state)
 
     def update(
         self,
@@ -119,92 +144,161 @@ class RunawayLoop(AgentDetector):
         state: dict[str, JSON],
         fleet_state: dict[str, JSON],
     ) -> list[Finding]:
-        """Count the event's ``(action, target)`` and flag it when it loops."""
+        """Extend the agent's run of one ``(action, target)``; flag it when it loops."""
         if event.kind in self.ignore_kinds:
             return []
-        width = self.window_s
         ts = event.ts_epoch
-        win = int(ts // width)
-        overlap = 1.0 - (ts - win * width) / width  # share of the previous window still in
         target = event.target or ""
         pair = (event.action, target)
         key = self._keys.get(pair)
         if key is None:
-            key = str(crc32(f"{pair[0]}\x00{target}".encode("utf-8", "surrogatepass")))
+            key = crc32(f"{pair[0]}\x00{target}".encode("utf-8", "surrogatepass"))
             if len(self._keys) >= _MAX_CACHED:
                 self._keys.clear()
             self._keys[pair] = key
-        total_entry = state.get(_TOTAL)
-        if total_entry is None:
-            total_entry = state[_TOTAL] = [win, 0, 0]
-        if total_entry[0] == win:  # the common case of _bump, inlined
-            total_entry[1] += 1
-            total = total_entry[1] + total_entry[2] * overlap
-        else:
-            total = _bump(total_entry, win, overlap)
-        entry = state.get(key)
-        if entry is None:
-            if len(state) > self.max_keys:  # the total counter is one of the entries
-                _evict(state)
-            entry = state[key] = [win, 1, 0]
-            count = 1.0
-        elif entry[0] == win:  # the common case, inlined
-            entry[1] += 1
-            count = entry[1] + entry[2] * overlap
-        else:
-            count = _bump(entry, win, overlap)
-        half = self.min_repeats / 2
-        if count < half:
+        if state.get("k") != key:
+            if "k" in state:
+                self._close(state, fleet_state, ts)
+            else:  # a new agent, or state written by an older version of this detector
+                state.clear()
+            state["k"] = key
+            state["n"] = 1
+            state["t0"] = ts
+            state["i"] = event.event_id
             return []
-        state[key] = state.pop(key)  # a candidate: move it away from eviction
-        ids: list[str] = entry[3] if len(entry) > 3 else []
-        if len(entry) == 3:
-            entry.append(ids)
+        n = state["n"] + 1
+        state["n"] = n
+        times: list[float]
+        if n == 2:
+            times = state["ts"] = [state["t0"], ts]
+            state["r0"] = self._pace(baseline)
+        else:
+            times = state["ts"]
+            times.append(ts)
+            if len(times) > 5:
+                del times[0]
+        if n < self.min_run:
+            return []
+        ids: list[str] = state.setdefault("e", [])
         ids.append(event.event_id)
         if len(ids) > _MAX_IDS:
             del ids[0]
-        share = count / total if total > 0 else 1.0
-        if count < self.min_repeats or share < self.min_share:
+        threshold = state.get("h")
+        if threshold is None:
+            threshold = state["h"] = self._threshold(state, fleet_state)
+        if n < threshold:
             return []
-        n = baseline.count
-        expected = baseline.rate * width * baseline.action_count(event.action) / n if n else 0.0
-        score = count / max(expected, 0.5)
-        if score < self.ratio:
+        span = times[-1] - times[0]
+        pace = (len(times) - 1) / span if span > 0 else math.inf
+        before = state["r0"]
+        if before is not None and pace < self.min_speedup * before:
             return []
-        what = f"{event.action} on {target[:120]!r}" if target else event.action
+        state["f"] = 1
         return [
-            Finding(
-                kind="runaway_loop",
-                score=score,
-                threshold=self.ratio,
-                observed=count,
-                baseline=expected,
-                summary=(
-                    f"{event.agent_id} called {what} {count:.0f} times in the last "
-                    f"{width:.0f} s ({share:.0%} of its calls), {score:.1f}x the "
-                    f"{max(expected, 0.5):.1f} its baseline predicts."
-                ),
-                evidence=tuple(reversed(ids)),
-                actions=(event.action,),
+            self._finding(
+                event, state, fleet_state, n=n, threshold=threshold, pace=pace, before=before
             )
         ]
 
+    # -- the run's end: learn it (unless flagged) ---------------------------------------------
+    def _close(self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float) -> None:
+        n = state["n"]
+        if n > 1:
+            del state["ts"], state["r0"]
+            if n >= self.min_run:
+                del state["e"]
+                bar = state.pop("h")
+                if state.pop("f", 0):
+                    return
+                # a run past the bar at the agent's own pace is censored at the bar, so that
+                # one slow poll does not stretch the tail (and the bar) for fast repeats
+                n = min(n, bar)
+        own = state.get("t")
+        if own is None:
+            own = state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
+            fleet_state["a"] = fleet_state.get("a", 0) + 1
+        _learn(own, n, ts, self._keep)
+        tail = fleet_state.get("t")
+        if tail is None:
+            tail = fleet_state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
+        _learn(tail, n, ts, self._keep)
 
-def _bump(entry: list[JSON], win: int, overlap: float) -> float:
-    """Add one call to a ``[window, current, previous, (ids)]`` entry; return the estimate."""
-    last = entry[0]
-    if last == win:
-        entry[1] += 1
+    # -- judging --------------------------------------------------------------------------------
+    def _pace(self, baseline: AgentBaseline) -> float | None:
+        """The agent's non-LLM call rate (per second) before this run, if it has a history."""
+        count = baseline.count
+        if count < self.min_history:
+            return None
+        ignored = sum(baseline.kinds.get(kind, 0) for kind in self.ignore_kinds)
+        return baseline.rate * (count - ignored) / count
+
+    def _threshold(self, state: dict[str, JSON], fleet_state: dict[str, JSON]) -> float:
+        """The run length the budget allows for this agent, judged with its fleet."""
+        own = self._tail(state.get("t"))
+        fleet = self._tail(fleet_state.get("t"))
+        runs_per_day = own.checks_per_day()
+        first, last = own.first_ts, own.last_ts
+        if first is None or last is None or last - first < own.min_span_s:
+            # young: at least its fleet's typical number of runs a day per agent
+            per_agent = fleet.checks_per_day() / max(int(fleet_state.get("a", 0)), 1)
+            runs_per_day = max(runs_per_day, per_agent)
+        judge = own.shrunk(fleet, self.fleet_strength)
+        return max(float(self.min_run), judge.threshold(runs_per_day))
+
+    def _finding(
+        self,
+        event: ActionEvent,
+        state: dict[str, JSON],
+        fleet_state: dict[str, JSON],
+        *,
+        n: int,
+        threshold: float,
+        pace: float,
+        before: float | None,
+    ) -> Finding:
+        target = event.target or ""
+        what = f"{event.action} on {target[:120]!r}" if target else event.action
+        span = event.ts_epoch - float(state["t0"])
+        speed = f"{pace * 60:.0f} a minute" if math.isfinite(pace) else "at once"
+        if before:
+            speed += f", {pace / before:.0f}x its pace before the run"
+        tail = self._tail(state.get("t")).shrunk(
+            self._tail(fleet_state.get("t")), self.fleet_strength
+        )
+        over = tail.over + tail.prior_checks * tail.prior_share
+        usual = (
+            _FLOOR + (tail.excess + tail.prior_checks * tail.prior_share * tail.prior_excess) / over
+        )
+        ids: list[str] = state.get("e", [])
+        return Finding(
+            kind="runaway_loop",
+            score=float(n),
+            threshold=threshold,
+            observed=float(n),
+            baseline=usual,
+            summary=(
+                f"{event.agent_id} called {what} {n} times in a row in {span:.0f} s ({speed}); "
+                f"its and its fleet's habits allow a run of {threshold:.1f} calls "
+                f"{self.false_alarms_per_agent_day:g} times a day."
+            ),
+            evidence=(*reversed(ids), str(state["i"])),
+            actions=(event.action,),
+        )
+
+
+def _learn(tail: list[float], score: float, ts: float, keep: float) -> None:
+    """:meth:`BudgetThreshold.learn_one` (floor 1) on its ``to_state()`` list, in place.
+
+    Inlined because every run's end feeds two tails (the agent's and the fleet's) on the
+    per-event path; ``tests/detectors/test_runaway_loop.py`` checks it against the method.
+    """
+    tail[0] = tail[0] * keep + 1.0
+    tail[1] += 1.0
+    if score > _FLOOR:
+        tail[2] = tail[2] * keep + 1.0
+        tail[3] = tail[3] * keep + (score - _FLOOR)
     else:
-        entry[2] = entry[1] if last == win - 1 else 0
-        entry[1] = 1
-        entry[0] = win
-    return float(entry[1] + entry[2] * overlap)
-
-
-def _evict(state: dict[str, JSON]) -> None:
-    """Drop the oldest tracked pair (pairs that look like a loop are kept young)."""
-    for key in state:
-        if key != _TOTAL:
-            del state[key]
-            return
+        tail[2] *= keep
+        tail[3] *= keep
+    if ts > tail[5]:  # noqa: PLR1730 (faster than max() on the per-event path)
+        tail[5] = ts

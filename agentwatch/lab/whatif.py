@@ -42,7 +42,7 @@ THRESHOLDS: Final[Mapping[str, tuple[tuple[str, bool], ...]]] = {
     "fleet_outlier": (("z_threshold", True), ("score_threshold", True)),
     "mix_shift": (("threshold", True),),
     "novelty": (("max_fleet_share", False),),
-    "runaway_loop": (("ratio", True), ("min_repeats", True)),
+    "runaway_loop": (("false_alarms_per_agent_day", False), ("min_run", True)),
     "sequence": (("max_probability", False),),
 }
 """The parameters a what-if scales, per detector; detectors not listed (``policy``) have no

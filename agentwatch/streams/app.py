@@ -62,6 +62,7 @@ class WorkerApp:
     topics: dict[str, Any] = field(default_factory=dict)
     web_port: int = 0
     readiness: Readiness | None = None
+    otlp_url: str | None = None
 
     @property
     def web_url(self) -> str:

@@ -39,7 +39,7 @@ class WorkerMetrics:
         )
         self.send_failures = Counter(
             "agentwatch_send_failures",
-            "Produce attempts to internal topics that failed and were retried (nothing is dropped), by purpose.",
+            "Produce attempts to internal topics that failed and were retried, by purpose.",
             ["purpose"],
             registry=r,
         )

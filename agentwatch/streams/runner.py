@@ -62,6 +62,8 @@ def run_worker(
     KafkaConnectError
         when no broker accepts a connection with the settings' security (one line; the CLI
         prints it).
+    agentwatch.ingest.service.OtlpStartError
+        when the OTLP receiver (``otlp_enabled``) cannot bind its port or read its prices.
     agentwatch.schemas.signing.SigningKeyError
         before connecting to anything, when there is no usable control signing key.
     """
@@ -82,6 +84,15 @@ def run_worker(
     worker_app = create_app(settings)
     for task in tasks:
         _add_task(worker_app, task)
+    if settings.otlp_enabled:  # bound now: a port in use stops the worker before it joins
+        from agentwatch.ingest.service import start_in_worker
+
+        try:
+            receiver = loop.run_until_complete(start_in_worker(settings, worker_app))
+        except BaseException:
+            loop.close()
+            raise
+        worker_app.otlp_url = receiver.url
     if banner is not None:
         banner(worker_app)
     worker = faust.Worker(
@@ -153,6 +164,8 @@ def run_embedded(
                 f"  health    {worker_app.web_url}/healthz",
                 f"  ready     {worker_app.web_url}/readyz  (every stage running and keeping up)",
                 f"  agents    {worker_app.web_url}/agents/<agent_id>",
+                f"  otlp      {worker_app.otlp_url or 'off (AGENTWATCH_OTLP_ENABLED=false)'}"
+                "  (OpenTelemetry traces: OTLP/HTTP, protobuf or JSON)",
                 f"  incidents {worker_app.web_url}/incidents",
                 f"  api token {token_note}",
                 f"  control   signed with key {key_note}",

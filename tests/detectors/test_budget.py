@@ -110,14 +110,39 @@ def test_fast_path_agrees_with_summing_the_buckets_every_time() -> None:
     assert 0 < len(expected) < len(events)
 
 
-def test_silent_on_normal_traffic_catches_a_runaway() -> None:
+def test_defaults_are_a_flood_guard_silent_on_agents_at_agent_speed() -> None:
     start = datetime(2026, 1, 5, 9, 20, tzinfo=UTC)
     spec = IncidentSpec("runaway_loop", "coder-000", start, start + timedelta(minutes=8))
     sim = Simulation(
         SimConfig(agents=20, minutes=40, seed=5, incidents=(), explicit_incidents=(spec,))
     )
-    found, _ = feed(Budget(max_actions=150), list(sim.events(validate=False)))
-    assert {e.agent_id for e, _ in found} <= {"coder-000"}
+    # a loop at agent speed is the loop detector's job, not the flood guard's
+    assert feed(Budget(), list(sim.events(validate=False)))[0] == []
+    # a per-fleet budget a team wrote from its own peaks (normal coders peak at 45 here)
+    tight = Budget(max_actions=None, fleets={"coder": {"max_actions": 50}})
+    found, _ = feed(tight, list(sim.events(validate=False)))
+    assert found and {e.agent_id for e, _ in found} == {"coder-000"}
     assert all(start <= e.ts for e, _ in found)
-    normal = Simulation(SimConfig(agents=20, minutes=40, seed=5, incidents=()))
-    assert feed(Budget(), list(normal.events(validate=False)))[0] == []
+    # a flood of distinct calls, 20 a second: over 600 within the first minute
+    flood = [
+        ActionEvent(
+            event_id=f"f{i}",
+            agent_id="crawler",
+            action="fetch",
+            target=f"https://example.com/{i}",
+            ts=T0 + timedelta(seconds=i / 20),
+        )
+        for i in range(2000)
+    ]
+    found, _ = feed(Budget(), flood)
+    assert found[0][1].kind == "action_budget" and found[0][1].observed == 601
+    assert found[0][0].ts - T0 <= timedelta(seconds=31)
+
+
+def test_no_spend_limit_by_default_one_per_fleet_when_set() -> None:
+    pricey = [llm(i, 2.0 * i, 5.0, fleet="research") for i in range(60)]  # $150 a minute
+    assert feed(Budget(), pricey)[0] == []
+    capped = Budget(fleets={"research": {"max_cost_usd": 100.0, "window_s": 300}})
+    found, _ = feed(capped, pricey)
+    assert found[0][1].kind == "cost_budget" and found[0][0].event_id == "e20"
+    assert "over its budget of $100.00 per 300 s" in found[0][1].summary

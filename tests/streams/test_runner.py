@@ -26,7 +26,11 @@ pytestmark = pytest.mark.integration
 
 def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
-    env.update(AGENTWATCH_DATA_DIR=str(data_dir), AGENTWATCH_WEB_PORT=str(port))
+    env.update(
+        AGENTWATCH_DATA_DIR=str(data_dir),
+        AGENTWATCH_WEB_PORT=str(port),
+        AGENTWATCH_OTLP_PORT="0",  # any free port: 4318 may be taken on a shared machine
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "agentwatch.cli", "up"],
         env=env,

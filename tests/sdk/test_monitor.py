@@ -352,13 +352,13 @@ def test_unverified_monitor_obeys_a_tombstone() -> None:
     agent_id = agent()
     monitor = Monitor(agent_id)  # no public key: records are obeyed unverified
     raw = control(agent_id, 3, revoked=["mv"]).model_dump_json().encode()
-    monitor._apply_record("t.control", 0, 0, agent_id.encode(), raw)
+    monitor.control.apply_record("t.control", 0, 0, agent_id.encode(), raw)
     assert not monitor.allows("mv")
-    monitor._apply_record("t.control", 0, 1, agent_id.encode(), None)
+    monitor.control.apply_record("t.control", 0, 1, agent_id.encode(), None)
     assert monitor.state is None and monitor.allows("mv")
     # the version high-water mark survives the tombstone: an older record is a replay
     old = control(agent_id, 2, halted=True).model_dump_json().encode()
-    monitor._apply_record("t.control", 0, 2, agent_id.encode(), old)
+    monitor.control.apply_record("t.control", 0, 2, agent_id.encode(), old)
     assert monitor.allows("anything")
 
 
@@ -387,7 +387,9 @@ class Feed:
         raw = record
         if isinstance(record, ControlState):
             raw = (signer.sign(record) if signer else record).model_dump_json().encode()
-        self.monitor._apply_record("t.control", 0, self.offset, self.monitor.agent_id.encode(), raw)
+        self.monitor.control.apply_record(
+            "t.control", 0, self.offset, self.monitor.agent_id.encode(), raw
+        )
         self.offset += 1
 
 
@@ -775,7 +777,7 @@ def test_local_denial_emits_denied_event_without_running_the_tool() -> None:
         nonlocal calls
         calls += 1
 
-    monitor._apply_record(
+    monitor.control.apply_record(
         "t.control",
         0,
         0,

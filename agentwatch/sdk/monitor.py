@@ -1,0 +1,385 @@
+"""The asyncio :class:`Monitor`: an agent's events out, its halts and revocations enforced.
+
+An agent wraps its tools with :meth:`Monitor.tool`. Before every call the wrapper checks the
+agent's :class:`~agentwatch.schemas.ControlState` (read from the compacted ``<prefix>.control``
+topic by a :class:`~agentwatch.sdk.follower.ControlFollower` into a
+:class:`~agentwatch.sdk.control.ControlBook`) and refuses to run a halted agent's tools or a
+revoked action, raising :class:`~agentwatch.sdk.AgentHalted` or
+:class:`~agentwatch.sdk.PermissionRevoked`. After every call it emits an
+:class:`~agentwatch.schemas.ActionEvent` to ``<prefix>.actions`` through an
+:class:`~agentwatch.sdk.emitter.EventEmitter`, which never blocks the agent and never raises.
+
+Example
+-------
+>>> import asyncio
+>>> async def main():  # doctest: +SKIP
+...     async with Monitor("billing-bot", fleet="finance", bootstrap="kafka:9092") as monitor:
+...         @monitor.tool(risk="high", target_arg="to")
+...         async def send_email(to: str, body: str) -> None: ...
+...         with monitor.context(session_id="conv-17"):
+...             await send_email("ceo@example.com", "hello")
+>>> asyncio.run(main())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from agentwatch.config import Settings, load_settings
+from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
+from agentwatch.schemas._types import AGENT_ID_PATTERN
+from agentwatch.schemas.signing import ControlVerifier, verifier_from_settings
+from agentwatch.sdk.control import ControlBook
+from agentwatch.sdk.emitter import EventEmitter
+from agentwatch.sdk.errors import ControlUnavailable
+from agentwatch.sdk.follower import ControlFollower
+from agentwatch.sdk.surface import AgentSurface
+
+__all__ = ["KAFKA_OPTION_KEYS", "Monitor", "monitor_kwargs_from_settings"]
+
+log = logging.getLogger("agentwatch.sdk")
+
+# Connection settings that may be passed to both the producer and the control consumer.
+KAFKA_OPTION_KEYS: frozenset[str] = frozenset(
+    {
+        "client_id",
+        "security_protocol",
+        "ssl_context",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider",
+        "request_timeout_ms",
+        "retry_backoff_ms",
+        "metadata_max_age_ms",
+        "connections_max_idle_ms",
+    }
+)
+
+
+def monitor_kwargs_from_settings(settings: Settings | None, kwargs: dict[str, Any]) -> None:
+    """Fill ``kwargs`` of a monitor from ``settings`` (default: :func:`load_settings`).
+
+    Broker, topic prefix, Kafka security (explicit ``kafka_options`` keys win), the control
+    verifier and the clock-skew bound; keys already in ``kwargs`` are kept.
+    """
+    if settings is None:
+        settings = load_settings()
+    kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
+    kwargs.setdefault("topic_prefix", settings.topic_prefix)
+    explicit = kwargs.get("kafka_options") or {}
+    kwargs["kafka_options"] = {**client_options(settings), **explicit}
+    if "control_verifier" not in kwargs:
+        kwargs["control_verifier"] = verifier_from_settings(settings)
+    kwargs.setdefault("max_clock_skew_s", settings.control_max_clock_skew_s)
+
+
+class Monitor(AgentSurface):
+    """Runtime monitor and kill switch for one agent (asyncio).
+
+    Parameters
+    ----------
+    agent_id
+        The agent's id (``[A-Za-z0-9._:@-]+``, at most 128 characters, not ``.`` or ``..``);
+        the Kafka key of its events and of its control state.
+    fleet
+        Peer group / role; detectors compare an agent with its fleet.
+    bootstrap
+        Comma-separated ``host:port`` list of Kafka brokers.
+    topic_prefix
+        Events go to ``<prefix>.actions``, control state is read from ``<prefix>.control``.
+    buffer_size
+        Events that may wait in memory for the broker. When full, the oldest are dropped
+        (counted in :attr:`stats`, reported by a rate-limited warning).
+    producer
+        An already started ``AIOKafkaProducer`` (or compatible object with an async
+        ``send(topic, value, key=...)`` returning a delivery future) to share between
+        monitors of one process. It must belong to the running event loop. The monitor uses it
+        but never starts or stops it; by default the monitor owns a producer of its own.
+    session_id
+        Default ``session_id`` of events (overridden by :func:`context` and by arguments).
+    startup_timeout
+        How long entering the monitor waits for the control consumer to read the control topic
+        to its end, so an agent halted before it restarted cannot run a tool meanwhile.
+    close_timeout
+        How long leaving the monitor waits to deliver buffered events (then for each Kafka
+        client to stop). Events still undelivered are counted as dropped and reported.
+    require_control
+        Raise :class:`ControlUnavailable` at start when the control topic could not be read
+        within ``startup_timeout`` (fail closed). By default the agent starts with a warning and
+        enforcement begins as soon as the control state arrives (fail open).
+    fetch_max_wait_ms
+        Long-poll time of control-topic fetches; bounds the halt-to-enforcement latency.
+    max_error_chars
+        Length limit of the ``error`` text of events (exception type and message).
+    error_detail
+        ``False`` sends only the exception type as ``error``, never its message (use it when
+        tool exception messages may contain credentials or personal data).
+    kafka_options
+        Connection settings for both Kafka clients: ``security_protocol``, ``ssl_context``,
+        ``sasl_*``, ``client_id``, ``request_timeout_ms``, ``retry_backoff_ms``,
+        ``metadata_max_age_ms``, ``connections_max_idle_ms``. They are never logged.
+    control_verifier
+        The workers' public keys (:class:`~agentwatch.schemas.signing.ControlVerifier`):
+        only control records they verify are obeyed. ``None`` obeys records unverified and
+        warns at start (see :mod:`agentwatch.sdk.control`).
+    max_clock_skew_s
+        A control record whose ``version`` (milliseconds) or ``updated_at`` is further than
+        this ahead of this host's clock is refused as implausible.
+
+    Attributes
+    ----------
+    control : ControlBook
+        The agent's verified control state (what :meth:`check` asks).
+    emitter : EventEmitter
+        Builds and sends the agent's events (what :meth:`emit` uses).
+    follower : ControlFollower
+        Reads the control topic into ``control`` while the monitor runs.
+
+    Examples
+    --------
+    Without a broker, tools still run and their events wait in the buffer:
+
+    >>> monitor = Monitor("bot-1", buffer_size=100)
+    >>> @monitor.tool(risk="low")
+    ... def search(query: str) -> str:
+    ...     return query.upper()
+    >>> search("kafka")
+    'KAFKA'
+    >>> monitor.stats["emitted"], monitor.stats["buffered"]
+    (1, 1)
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        fleet: str = "default",
+        *,
+        bootstrap: str = "127.0.0.1:9092",
+        topic_prefix: str = "agentwatch",
+        buffer_size: int = 10_000,
+        producer: Any = None,
+        session_id: str | None = None,
+        startup_timeout: float = 5.0,
+        close_timeout: float = 5.0,
+        require_control: bool = False,
+        fetch_max_wait_ms: int = 100,
+        max_error_chars: int = 1024,
+        error_detail: bool = True,
+        kafka_options: Mapping[str, Any] | None = None,
+        control_verifier: ControlVerifier | None = None,
+        max_clock_skew_s: float = 300.0,
+    ) -> None:
+        if not isinstance(agent_id, str) or not 0 < len(agent_id) <= 128:
+            raise ValueError("agent_id must be a string of 1 to 128 characters")
+        if not re.fullmatch(AGENT_ID_PATTERN, agent_id):
+            raise ValueError(
+                f"agent_id {agent_id!r} may only contain A-Z a-z 0-9 . _ : @ - "
+                "and must not be '.' or '..'"
+            )
+        if not isinstance(fleet, str) or not 0 < len(fleet) <= 128:
+            raise ValueError("fleet must be a string of 1 to 128 characters")
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        if startup_timeout < 0 or close_timeout < 0:
+            raise ValueError("timeouts must not be negative")
+        if not max_clock_skew_s > 0:
+            raise ValueError("max_clock_skew_s must be positive")
+        unknown = set(kafka_options or {}) - KAFKA_OPTION_KEYS
+        if unknown:
+            raise ValueError(
+                f"unsupported kafka_options {sorted(unknown)}; allowed: {sorted(KAFKA_OPTION_KEYS)}"
+            )
+        self.agent_id = agent_id
+        self.fleet = fleet
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.actions_topic = f"{topic_prefix}.actions"
+        self.control_topic = f"{topic_prefix}.control"
+        self.startup_timeout = startup_timeout
+        self.close_timeout = close_timeout
+        self.require_control = require_control
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self._kafka_options = dict(kafka_options or {})
+        self.control_verifier = control_verifier
+        self.max_clock_skew_s = max_clock_skew_s
+        self.emitter = EventEmitter(
+            agent_id,
+            fleet,
+            bootstrap=bootstrap,
+            topic=self.actions_topic,
+            buffer_size=buffer_size,
+            producer=producer,
+            session_id=session_id,
+            close_timeout=close_timeout,
+            max_error_chars=max_error_chars,
+            error_detail=error_detail,
+            kafka_options=self._kafka_options,
+        )
+        self.control = ControlBook(agent_id, control_verifier, max_clock_skew_s)
+        self.follower = ControlFollower(
+            bootstrap,
+            self.control_topic,
+            {self.control.key: self.control},
+            kafka_options=self._kafka_options,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            stop_timeout=close_timeout,
+            label=f"agent {agent_id}",
+        )
+        # runtime (created by start())
+        self._started = False
+        self._control_ready: asyncio.Event | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        agent_id: str,
+        fleet: str = "default",
+        *,
+        settings: Settings | None = None,
+        **kwargs: Any,
+    ) -> Monitor:
+        """A monitor configured from :class:`~agentwatch.config.Settings`.
+
+        ``settings`` defaults to :func:`~agentwatch.config.load_settings` (``AGENTWATCH_*``
+        environment variables and ``agentwatch.toml``). Its Kafka security settings (TLS,
+        SASL) become ``kafka_options``; keys given in ``kafka_options`` take precedence. The
+        control verifier comes from ``control_verify_keys``, else ``<data_dir>/control.pub``
+        when it exists.
+
+        Raises
+        ------
+        agentwatch.schemas.signing.SigningKeyError
+            when a configured public key cannot be read.
+
+        Examples
+        --------
+        >>> from agentwatch.config import Settings
+        >>> m = Monitor.from_settings("bot-1", settings=Settings(topic_prefix="staging"))
+        >>> m.actions_topic, m.control_topic
+        ('staging.actions', 'staging.control')
+        """
+        monitor_kwargs_from_settings(settings, kwargs)
+        return cls(agent_id, fleet, **kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Monitor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Start the event sender and the control consumer; wait for the control state.
+
+        Never fails because the broker is down (unless ``require_control``): events then wait
+        in the buffer and both clients keep reconnecting in the background. With
+        ``require_control`` one connection is tried first: a refused login or certificate, or no
+        broker within ``startup_timeout``, raises :class:`ControlUnavailable` with the reason.
+        """
+        if self._started:
+            raise RuntimeError("this Monitor was already started")
+        if self.require_control:  # fail closed at once, with the reason (wrong password, TLS)
+            try:
+                await check_connection(self.bootstrap, self._kafka_options, self.startup_timeout)
+            except KafkaConnectError as exc:
+                await self.aclose()
+                raise ControlUnavailable(
+                    f"agent {self.agent_id!r}: {exc}; require_control is set, refusing to start"
+                ) from None
+        if self.control_verifier is None:
+            log.warning(
+                "agentwatch: agent %s obeys control records without verifying them (no public "
+                "key: set AGENTWATCH_CONTROL_VERIFY_KEYS); anyone who can write to %s can halt "
+                "or resume it",
+                self.agent_id,
+                self.control_topic,
+            )
+        self._started = True
+        self._control_ready = asyncio.Event()
+        self.emitter.start()
+        self._control_task = asyncio.create_task(
+            self.follower.run(self._control_ready), name="agentwatch-control"
+        )
+        try:
+            await asyncio.wait_for(self._control_ready.wait(), self.startup_timeout)
+        except TimeoutError:
+            if self.require_control:
+                await self.aclose()
+                raise ControlUnavailable(
+                    f"agent {self.agent_id!r}: could not read {self.control_topic} from "
+                    f"{self.bootstrap} within {self.startup_timeout:g}s and require_control "
+                    "is set; refusing to start"
+                ) from None
+            log.warning(
+                "agentwatch: agent %s starts without its control state (%s on %s not read "
+                "within %gs); halts and revocations apply as soon as it is read",
+                self.agent_id,
+                self.control_topic,
+                self.bootstrap,
+                self.startup_timeout,
+            )
+
+    async def aclose(self) -> None:
+        """Deliver buffered events (up to ``close_timeout``), then stop both Kafka clients.
+
+        Idempotent. Events that could not be delivered are counted as dropped and reported.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self.emitter.aclose()
+        task = self._control_task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=max(self.close_timeout, 0.5))
+
+    async def flush(self, max_wait: float | None = None) -> bool:
+        """Wait until every buffered event is acknowledged (or ``max_wait`` seconds passed).
+
+        Returns whether the buffer is empty. Needs a started monitor.
+        """
+        return await self.emitter.flush(max_wait)
+
+    # -- monitor-specific views -----------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """Default ``session_id`` of events."""
+        return self.emitter.session_id
+
+    @property
+    def buffer_size(self) -> int:
+        """Events that may wait in memory for the broker."""
+        return self.emitter.buffer_size
+
+    @property
+    def max_error_chars(self) -> int:
+        """Length limit of ``error`` texts."""
+        return self.emitter.max_error_chars
+
+    @property
+    def error_detail(self) -> bool:
+        """Whether ``error`` texts carry the exception message."""
+        return self.emitter.error_detail
+
+    @property
+    def control_ready(self) -> bool:
+        """Whether the control topic has been read to its end at least once."""
+        return self._control_ready is not None and self._control_ready.is_set()

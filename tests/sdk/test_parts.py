@@ -1,0 +1,116 @@
+"""The SDK's parts on their own: a follower serving several agents, tool hooks that wait."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from agentwatch.schemas import ControlState
+from agentwatch.sdk import AgentHalted, PermissionRevoked
+from agentwatch.sdk.control import ControlBook
+from agentwatch.sdk.emitter import EventEmitter
+from agentwatch.sdk.follower import ControlFollower
+from agentwatch.sdk.tools import ToolCall, wrap_tool
+
+
+def state(agent_id: str, version: int, **fields: object) -> bytes:
+    doc = ControlState(
+        agent_id=agent_id,
+        version=version,
+        updated_at=datetime.now(UTC),
+        updated_by="test",
+        **fields,  # type: ignore[arg-type]
+    )
+    return doc.model_dump_json().encode()
+
+
+def test_one_follower_routes_records_to_the_book_of_their_key() -> None:
+    a, b = ControlBook("a", None), ControlBook("b", None)
+    follower = ControlFollower("127.0.0.1:1", "p.control", {a.key: a, b.key: b})
+    follower.apply("p.control", 0, 0, b"a", state("a", 1, halted=True, reason="loop"))
+    follower.apply("p.control", 1, 0, b"b", state("b", 1, revoked=["send_email"]))
+    follower.apply("p.control", 2, 0, b"c", state("c", 1, halted=True))  # nobody's
+    follower.apply("p.control", 3, 0, None, b"{}")  # malformed: every book counts it
+
+    assert isinstance(a.denial("search"), AgentHalted)
+    assert isinstance(b.denial("send_email"), PermissionRevoked)
+    assert b.denial("search") is None
+    assert a.counters.get("control_errors") == b.counters.get("control_errors") == 1
+
+
+def test_a_book_ignores_a_record_whose_body_names_another_agent() -> None:
+    book = ControlBook("a", None)
+    book.apply_record("t", 0, 0, b"a", state("b", 1, halted=True))
+    assert book.state is None and book.allows("anything")
+    assert book.counters.snapshot()["control_errors"] == 1
+
+
+class Gate:
+    """Hooks whose async check waits for a decision, as an approval gate would."""
+
+    def __init__(self) -> None:
+        self.decided = asyncio.Event()
+        self.allow = True
+        self.asked: list[ToolCall] = []
+        self.done: list[tuple[str, BaseException | None]] = []
+
+    def before(self, call: ToolCall) -> None:
+        self.asked.append(call)
+        if not self.allow:
+            raise PermissionRevoked("bot", call.action, "denied by on-call")
+
+    async def abefore(self, call: ToolCall) -> None:
+        await self.decided.wait()
+        self.before(call)
+
+    def after(self, call: ToolCall, latency_ms: float, exc: BaseException | None) -> None:
+        assert latency_ms >= 0
+        self.done.append((call.action, exc))
+
+
+async def test_coroutine_tools_wait_for_the_async_hook_before_running() -> None:
+    gate = Gate()
+    ran: list[str] = []
+
+    async def deploy(service: str) -> str:
+        ran.append(service)
+        return f"deployed {service}"
+
+    wrapped = wrap_tool(deploy, gate, risk="critical", target_arg="service")
+    call = asyncio.create_task(wrapped("billing"))
+    await asyncio.sleep(0.05)
+    assert ran == [] and not call.done(), "the tool ran before the hook decided"
+    gate.decided.set()
+    assert await call == "deployed billing"
+    assert gate.asked == [ToolCall("deploy", "tool", "critical", "billing")]
+    assert gate.done == [("deploy", None)]
+
+    gate.allow = False
+    with pytest.raises(PermissionRevoked):
+        await wrapped(service="payments")
+    assert ran == ["billing"], "a refused call must not run"
+    assert gate.done == [("deploy", None)], "a refused call is not reported as run"
+
+
+def test_an_emitter_builds_events_for_its_agent_without_a_monitor() -> None:
+    emitter = EventEmitter("gw-agent", "mcp", bootstrap="127.0.0.1:1", topic="p.actions")
+    event = emitter.emit("tools/call", kind="api", target="fs.read", latency_ms=2.5)
+    assert event is not None
+    assert (event.agent_id, event.fleet, event.kind, event.target) == (
+        "gw-agent",
+        "mcp",
+        "api",
+        "fs.read",
+    )
+    assert emitter.emit("x", cost_usd=-1.0) is None  # invalid: counted, not raised
+    assert emitter.stats == {
+        "emitted": 1,
+        "sent": 0,
+        "dropped": 0,
+        "send_errors": 0,
+        "connect_errors": 0,
+        "rejected": 1,
+        "buffered": 1,
+    }
