@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test lint typecheck unit integration bench clean install compile
+.PHONY: up demo test lint typecheck unit integration bench chaos clean install compile
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ typecheck: $(STAMP)
 ## Lint, types, unit and integration tests (integration tests start their own embedded broker).
 test: lint typecheck compile
 	$(BIN)/python -m pytest -q
+
+## Chaos and fuzz suite at full size (tests/chaos): 20 SIGKILLs of a worker with incidents in
+## flight, 1,000,000 fuzzed records, 200 concurrent control requests, forged control records.
+## `make test` runs the same scenarios small (CHAOS_SCALE=short); CHAOS_SEED=N changes the seed.
+chaos: compile
+	CHAOS_SCALE=full $(BIN)/python -m pytest -q -s -m chaos --timeout 5400 tests/chaos
 
 bench: compile
 	$(BIN)/agentwatch bench --events 200000 --agents 1000
