@@ -6,7 +6,16 @@ import math
 from typing import Any, ClassVar
 
 from agentwatch.detectors.base import Finding, register_detector
-from agentwatch.detectors.cost_spike import _CALLS, _EVIDENCE, _LAST, _RCOST, _S, _UCOST, CostSpike
+from agentwatch.detectors.cost_spike import (
+    _CALLS,
+    _EVIDENCE,
+    _LAST,
+    _M,
+    _S,
+    _SUM,
+    _UCOST,
+    CostSpike,
+)
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["CostDrift"]
@@ -39,7 +48,8 @@ class CostDrift(CostSpike):
     Parameters
     ----------
     false_alarms_per_agent_day
-        The false-alarm budget: expected anomalies of a normal agent per day (default 0.01).
+        The false-alarm budget: expected anomalies of a normal agent per day (default
+        0.005: a drift warning lasts, so it gets half the spike's budget).
     min_factor
         The growth of the cost per call a ramp must reach to be worth a warning, as a
         multiple (default 3.0).
@@ -51,7 +61,8 @@ class CostDrift(CostSpike):
     min_memory_calls
         The baseline's half-life is at least this many calls (default 200).
     min_calls
-        Calls an agent makes before it is judged (default 30).
+        Calls an agent makes before it is judged (default 100): its baseline must span
+        several sessions, whose prompts grow as they go.
     rollout_s
         The time within which a fleet-wide change reaches every agent (default 120).
     rollout_error
@@ -97,16 +108,19 @@ class CostDrift(CostSpike):
 
     name: ClassVar[str] = "cost_drift"
     watch_prices: ClassVar[bool] = False
+    # four standard errors: a drift's excursions run over many calls, and a benign step of
+    # the whole fleet that reaches the agent before its fleet's shift shows it keeps one going
+    benign_z: ClassVar[float] = 4.0
 
     def __init__(
         self,
         *,
-        false_alarms_per_agent_day: float = 0.01,
+        false_alarms_per_agent_day: float = 0.005,
         min_factor: float = 3.0,
         benign_factor: float = 2.0,
         memory_s: float = 14_400.0,
         min_memory_calls: float = 200.0,
-        min_calls: int = 30,
+        min_calls: int = 100,
         rollout_s: float = 120.0,
         rollout_error: float = 0.01,
         output_weight: float = 4.0,
@@ -131,17 +145,20 @@ class CostDrift(CostSpike):
 
     def _baseline_alpha(self, v: list[Any], n: int, ts: float) -> float:
         """Half-life ``memory_s`` of event time since the last learned call, and never
-        shorter than ``min_memory_calls`` calls; exact running means at first."""
+        shorter than ``min_memory_calls`` calls; exact running means for the first
+        ``min_calls`` (a longer running mean would follow a ramp that starts early)."""
+        if n <= self.min_calls:
+            return 1.0 / n
         gap = ts - v[_LAST]
         alpha = -math.expm1(-self._per_s * gap) if gap > 0.0 else 0.0
-        alpha = min(alpha, self._alpha)
-        return 1.0 / n if n * self._alpha < 1.0 else alpha
+        return alpha if alpha < self._alpha else self._alpha
 
     def _finding(
         self, event: ActionEvent, state: dict[str, Any], h: float, jump: float | None
     ) -> Finding:
         v, ids = state["v"], state["ids"]
-        recent, usual = math.exp(v[_RCOST]), math.exp(v[_UCOST])
+        usual = math.exp(v[_UCOST])
+        recent = usual * math.exp(v[_SUM] / v[_M] if v[_M] else 0.0)  # over the excursion
         summary = (
             f"{event.agent_id} cost per call has grown to {recent / usual:.1f}x its "
             f"long-run level (${recent:.4f} vs ${usual:.4f} per call), while fleet "

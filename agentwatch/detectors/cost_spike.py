@@ -18,14 +18,14 @@ _MAX_MODELS = 4  # models whose share an agent keeps
 _CHEAPER = math.log(1.25)  # a model at most this much pricier than the usual one is no jump
 _PRICE_CALLS = 3  # calls after which an agent's models are known well enough to see a switch
 _FLEET_CALLS = 20_000.0  # the fleet's model shares forget by halving at this many calls
-_Z = 4.0  # standard errors by which a jump must exceed what a benign change brings, alone
 
 # per-agent state "v": learned calls, baseline log size, fleet shift at baseline, typical
 # |deviation|, CUSUM, price CUSUM, pending since (0: not pending), pending verdict (1: alone),
-# pending calls, calls seen, recent log cost, usual log cost, peak of the CUSUM's current
-# excursion (-1: flagged or held, never learned), its calls, its start, the fleet's shift then
-_N, _MU, _PHI, _DEV, _S, _SP, _SINCE, _ALONE, _PEND, _CALLS, _RCOST, _UCOST = range(12)
-_PEAK, _M, _XS, _FS, _LAST, _SUM = range(12, 18)  # ...; baseline learned; the calls' sum
+# pending calls, calls seen, when the baseline last learned, usual log cost, peak of the
+# CUSUM's current excursion (-1: flagged or held, never learned), its calls, its start, the
+# fleet's shift then, the sum of its calls' deviations
+_N, _MU, _PHI, _DEV, _S, _SP, _SINCE, _ALONE, _PEND, _CALLS, _LAST, _UCOST = range(12)
+_PEAK, _M, _XS, _FS, _SUM = range(12, 17)
 
 
 class _Fleet:
@@ -169,6 +169,10 @@ class CostSpike(AgentDetector):
     needs_cost = True  # events without a cost are skipped (the engine does not call)
     #: whether a pricier model's price jump counts (subclasses may watch sizes only)
     watch_prices: ClassVar[bool] = True
+    #: standard errors by which an excursion's mean growth must pass ``benign_factor`` to
+    #: be the agent's own without a fleet verdict (its mean is measured when it crossed the
+    #: threshold, so biased up: three, not two)
+    benign_z: ClassVar[float] = 3.0
 
     def __init__(
         self,
@@ -231,9 +235,10 @@ class CostSpike(AgentDetector):
             )
         v = state.get("v")
         if v is None:
-            v = state["v"] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0]
-            v += [event.ts_epoch, 0.0]
-            state["m"] = {}
+            v = state["v"] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, event.ts_epoch, 0.0]
+            v += [0.0, 0, 0.0, 0.0, 0.0]
+            if self.watch_prices:
+                state["m"] = {}
             state["t"] = BudgetThreshold.new_state()
             state["ids"] = [""] * _EVIDENCE
         size = call_size(event.input_tokens, event.output_tokens, cost, self.output_weight)
@@ -244,24 +249,23 @@ class CostSpike(AgentDetector):
         calls = v[_CALLS]
         state["ids"][calls % _EVIDENCE] = event.event_id
         v[_CALLS] = calls + 1
-        v[_RCOST] += (1.0 if calls == 0 else self._recent) * (log_cost - v[_RCOST])
         n = v[_N]
         shift = fleet.shift.value
         if n == 0:
             v[_MU], v[_PHI], v[_UCOST] = size, shift, log_cost
             v[_N] = 1
-            if model is not None:
+            if model is not None and self.watch_prices:
                 state["m"][model] = [1.0, log_cost - size]
                 state["mm"] = model
             return []
         x = size - v[_MU] - (shift - v[_PHI])  # the call's change against its fleet's
         warm = n >= self.min_calls
-        models: dict[str, list[float]] = state["m"]
         k = self._k
         # a pricier model the agent does not use: its price jump, held until the agent is
         # known to have moved alone (pending: neither counted nor learned)
         jump = 0.0
         if self.watch_prices and n >= _PRICE_CALLS and model is not None:
+            models: dict[str, list[float]] = state["m"]
             entry = models.get(model)
             share = self.model_share
             if (entry is None or entry[0] < share) and (
@@ -322,7 +326,7 @@ class CostSpike(AgentDetector):
         m = v[_M]
         growth = v[_SUM] / m  # mean deviation of the excursion's calls
         sigma = 1.2533 * v[_DEV]  # robust standard deviation of one call
-        if growth - self._benign >= _Z * sigma / math.sqrt(m):
+        if growth - self._benign >= self.benign_z * sigma / math.sqrt(m):
             return 1  # more than a benign fleet-wide change brings
         shift = fleet.shift
         if shift.peers(agent) < 2:
@@ -408,10 +412,10 @@ class CostSpike(AgentDetector):
             if n * a < 1.0:
                 a = 1.0 / n
             keep = 1.0 - a
-            for entry in models.values():
-                entry[0] *= keep
-            entry = models.get(model)
+            for shares in models.values():
+                shares[0] *= keep
             price = log_cost - size
+            entry = models.get(model)
             if entry is None:
                 if len(models) >= _MAX_MODELS:
                     del models[min(models, key=lambda m: models[m][0])]
@@ -463,8 +467,11 @@ class CostSpike(AgentDetector):
     ) -> Finding:
         v, ids = state["v"], state["ids"]
         stat = v[_SP] if jump is not None else v[_S]
-        recent, usual = math.exp(v[_RCOST]), math.exp(v[_UCOST])
-        ratio = recent / usual
+        usual = math.exp(v[_UCOST])
+        # the cost per call over the excursion: its calls' mean growth, and the price jump
+        growth = v[_SUM] / v[_M] if v[_M] else 0.0
+        ratio = math.exp(growth + (jump or 0.0))
+        recent = usual * ratio
         if jump is not None:
             why = (
                 f"it moved alone to {event.model} at {math.exp(jump):.1f}x the price per "
