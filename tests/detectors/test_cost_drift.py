@@ -31,7 +31,7 @@ def test_registered() -> None:
 
 
 def test_silent_on_stationary_traffic() -> None:
-    replay, fleet = warmed(steps=1500)  # 12.5 hours of 8 agents
+    replay, _ = warmed(steps=1500)  # 12.5 hours of 8 agents
     assert replay.found == []
 
 
