@@ -31,8 +31,8 @@ FACTORS: Final[tuple[float, ...]] = (1.1, 1.25, 1.5, 2.0)
 THRESHOLDS: Final[Mapping[str, tuple[tuple[str, bool], ...]]] = {
     # detector -> (parameter, True if a higher value is stricter)
     "budget": (("max_cost_usd", True), ("max_actions", True)),
-    "cost_drift": (("threshold", True), ("fleet_threshold", True)),
-    "cost_spike": (("threshold", True), ("fleet_threshold", True), ("min_ratio", True)),
+    "cost_drift": (("false_alarms_per_agent_day", False),),
+    "cost_spike": (("false_alarms_per_agent_day", False),),
     "failure_rate": (
         ("threshold", True),
         ("denial_threshold", True),
