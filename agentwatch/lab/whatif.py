@@ -40,7 +40,7 @@ THRESHOLDS: Final[Mapping[str, tuple[tuple[str, bool], ...]]] = {
     ),
     "fleet_outlier": (("z_threshold", True), ("score_threshold", True)),
     "mix_shift": (("false_alarms_per_agent_day", False),),
-    "novelty": (("max_fleet_share", False),),
+    "novelty": (("false_alarms_per_agent_day", False),),
     "runaway_loop": (("ratio", True), ("min_repeats", True)),
     "sequence": (("max_probability", False),),
 }

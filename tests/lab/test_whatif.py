@@ -28,7 +28,8 @@ def test_scaled_rules() -> None:
     assert budget is not None and budget.alert == "BudgetExceeded__x200"
     assert budget.params["max_cost_usd"] == 50 and budget.params["max_actions"] == 600
     novelty = scaled_rule(rules.by_alert("NovelDestination"), 2.0)
-    assert novelty is not None and novelty.params["max_fleet_share"] == pytest.approx(0.025)
+    assert novelty is not None
+    assert novelty.params["false_alarms_per_agent_day"] == pytest.approx(0.005)
     loop = scaled_rule(rules.by_alert("RunawayLoop"), 1.5)
     assert loop is not None and loop.params == {"ratio": 7.5, "min_repeats": 12}
     assert scaled_rule(rules.by_alert("UnapprovedHighRiskAction"), 2.0) is None  # policy
