@@ -16,16 +16,18 @@ __all__ = ["FailureRate"]
 
 _RING = 16  # recent failures kept per agent [ts, action, kind, event id, call number]
 _REPORTED = 2  # the kind of a failure an error_storm finding reported (1: denied, 0: error)
+_PRIOR_CHECKS = 10.0  # checks of the fleet's typical agent an agent's check rate starts from
 
 
 class _Fleet:
     """Per-fleet memory of recent failures: per agent (outages) and per action (shared)."""
 
-    __slots__ = ("agents", "by_action", "checks", "failing")
+    __slots__ = ("agents", "by_action", "checks", "failing", "pooled")
 
     def __init__(self) -> None:
         self.agents = 0  # agents of the fleet seen by this detector
         self.checks: dict[str, BudgetThreshold] = {}  # agent -> its storm checks (a cache)
+        self.pooled: BudgetThreshold | None = None  # every agent's storm checks
         self.failing: dict[str, list[float]] = {}  # agent -> its last few failure times
         self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 3 times
 
@@ -351,7 +353,9 @@ class FailureRate(AgentDetector):
                     )  # fmt: skip
         usual = self._fails.expected(state["f"])
         checks = self._checks(agent, state, fleet, ts)
-        threshold = math.log10(checks.checks_per_day() / self.false_alarms_per_agent_day)
+        threshold = math.log10(
+            self._checks_per_day(checks, fleet) / self.false_alarms_per_agent_day
+        )
         score = 0.0
         if not denied:
             storm = self._storm(ring, index, usual)
@@ -374,6 +378,10 @@ class FailureRate(AgentDetector):
             if not findings:  # a check that fired teaches nothing, its rate included
                 checks.learn_one(score, ts)
                 state["b"] = checks.to_state()
+                pooled = fleet.pooled
+                if pooled is None:
+                    pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day)
+                pooled.learn_one(score, ts)
         quiet = index - state.get("s", -self.storm_events) > self.storm_events
         if not findings and score < 0.5 * threshold and quiet:  # not during a storm
             self._fails.learn_value(state["f"], 1.0, 1.0)
@@ -392,6 +400,18 @@ class FailureRate(AgentDetector):
                 checks.load_state(saved)
             fleet.checks[agent] = checks
         return checks
+
+    @staticmethod
+    def _checks_per_day(checks: BudgetThreshold, fleet: _Fleet) -> float:
+        """The agent's checks a day, shrunk toward its fleet's per agent while it has had
+        few (a young agent is judged by its fleet's habits, not by its first storm)."""
+        own = checks.checks_per_day() if checks.seen else 0.0
+        pooled = fleet.pooled
+        if pooled is None or not pooled.seen:
+            return own if checks.seen else checks.checks_per_day()
+        typical = pooled.checks_per_day() / max(fleet.agents, 1)
+        seen = checks.seen
+        return max((seen * own + _PRIOR_CHECKS * typical) / (seen + _PRIOR_CHECKS), 1.0)
 
     def _storm(
         self, ring: list[list[Any]], index: int, usual: float

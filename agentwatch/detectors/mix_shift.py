@@ -18,6 +18,9 @@ _OTHER: Final = ""  # vocabulary slot for actions beyond max_actions
 _MAX_FLEET_ACTIONS: Final = 4096
 _EVIDENCE: Final = 40  # recent calls kept per agent (in memory) to name as evidence
 _REBASE: Final = 1e100  # recent-mix weights are rescaled before they could overflow
+_MIN_USUAL_CALLS: Final = 10.0  # the other agents' calls their long-run mix needs to count
+_TICK_S: Final = 10.0  # calls of one tick of event time share their long-run weight
+_STALE_CALLS: Final = 16  # fleet calls after which an action's expectation is worth updating
 # per action, the agent's test: [cusum, index settled at, run start, hits in run, run max]
 _S, _AT, _START, _HITS, _MAX = 0, 1, 2, 3, 4
 
@@ -105,7 +108,7 @@ class MixShift(AgentDetector):
     >>> found = [f for i in range(3000, 3060) for f in feed(i, rng.choice(shifted))]
     >>> print(textwrap.fill(found[0].summary, 88))
     s1 called refund 9 times in its last 18 calls (50%) vs an expected 5.0% (CUSUM 12.6 >=
-    threshold 12.0, from a budget of 0.005 false alarms per agent-day).
+    threshold 12.1, from a budget of 0.005 false alarms per agent-day).
     """
 
     name: ClassVar[str] = "mix_shift"
@@ -212,7 +215,8 @@ class MixShift(AgentDetector):
             test[_START] = index
             test[_HITS] = 0
             test[_MAX] = 0.0
-        if memo.at != index:  # the called action's expectation, up to date
+        if memo.at != index and fleet.calls - memo.clock[slot] >= _STALE_CALLS:
+            # the fleet moved on since: the called action's expectation, up to date
             self._update_one(
                 fleet=fleet, agent=agent, state=state, memo=memo, slot=slot, action=action, ts=ts
             )
@@ -332,6 +336,7 @@ class MixShift(AgentDetector):
         if memo is None:
             memo = fleet.memo[agent] = _Memo()
         memo.at = index
+        memo.clock = [fleet.calls] * len(expected)
         memo.expected = expected
         memo.hit = hit
         memo.miss = miss
@@ -354,6 +359,7 @@ class MixShift(AgentDetector):
         p0, moved = self._expect(
             fleet, agent=agent, action=action, count=state["h"][slot], total=state["t"], ts=ts
         )
+        memo.clock[slot] = fleet.calls
         if p0 == memo.expected[slot]:
             return
         p1 = p0 + self.shift
@@ -374,10 +380,11 @@ class MixShift(AgentDetector):
         other agents' recent share is above their long-run one (agents follow a fleet-wide
         change unevenly); when they use the action at least twice as often as they used to
         (a rollout, a new habit), at least ``fleet_spread`` times their recent share. The
-        fleet's shares count once its other agents made ``min_fleet_calls`` calls.
+        fleet's recent share counts once its other agents made ``min_fleet_calls`` recent
+        calls, its long-run share once they made ten in the last ``fleet_memory_s``.
         """
         floor = self.min_fleet_calls
-        usual = fleet.usual(agent, action, ts, floor)
+        usual = fleet.usual(agent, action, ts, _MIN_USUAL_CALLS)
         prior = self.prior_calls if usual >= 0.0 else 0.0
         own = (count + prior * usual) / (total + prior) if total + prior > 0.0 else 0.0
         p0 = own if own > usual else usual
@@ -466,10 +473,11 @@ class MixShift(AgentDetector):
 class _Memo:
     """An agent's cached expectation (in memory): recomputed every ``refresh_every`` calls."""
 
-    __slots__ = ("at", "expected", "hit", "miss", "recent", "shifted")
+    __slots__ = ("at", "clock", "expected", "hit", "miss", "recent", "shifted")
 
     def __init__(self) -> None:
         self.at = 0
+        self.clock: list[int] = []  # the fleet's call count when each expectation was set
         self.expected: list[float] = []
         self.hit: list[float] = []
         self.miss: list[float] = []
@@ -496,16 +504,19 @@ class _Fleet:
 
     Recent weights grow by ``1 / (1 - 1 / recent_calls)`` per fleet call (so a call's weight
     relative to the newest decays per call); long-run weights are ``exp((t - origin) /
-    memory_s)``; both are rescaled before they could overflow. Each agent's own part of
+    memory_s)`` (``t`` rounded down to a 10 s tick); both are rescaled before they could
+    overflow. Each agent's own part of
     both is kept alongside, so an agent's view of its fleet leaves itself out.
     """
 
     __slots__ = (
+        "calls",
         "first",
         "growth",
         "guards",
         "long",
         "long_total",
+        "lw",
         "memo",
         "memory_s",
         "origin",
@@ -513,6 +524,7 @@ class _Fleet:
         "pooled",
         "recent",
         "recent_total",
+        "tick",
         "weight",
     )
 
@@ -526,6 +538,9 @@ class _Fleet:
         self.origin = origin
         self.long: dict[str, float] = {}
         self.long_total = 0.0
+        self.calls = 0  # calls added, ever
+        self.tick = -1  # the current tick of event time (its long-run weight is lw)
+        self.lw = 1.0
         self.memo: dict[str, _Memo] = {}
         self.first: dict[str, float] = {}  # action -> when the fleet first called it
         self.guards: dict[str, BudgetThreshold] = {}
@@ -545,16 +560,21 @@ class _Fleet:
             self._rebase_recent(w)
             w = 1.0
         self.weight = w
+        self.calls += 1
         recent[action] = recent.get(action, 0.0) + w
         self.recent_total += w
         mine = own.recent
         mine[action] = mine.get(action, 0.0) + w
         own.recent_total += w
-        x = (ts - self.origin) / self.memory_s
-        if x > 50.0:
-            self._rebase_long(ts)
-            x = 0.0
-        lw = math.exp(x) if x > -50.0 else 0.0
+        tick = int(ts // _TICK_S)
+        if tick != self.tick:  # one weight per tick of event time: no exp() per call
+            self.tick = tick
+            x = (tick * _TICK_S - self.origin) / self.memory_s
+            if x > 50.0:
+                self._rebase_long(tick * _TICK_S)
+                x = 0.0
+            self.lw = math.exp(x) if x > -50.0 else 0.0
+        lw = self.lw
         self.long[action] = self.long.get(action, 0.0) + lw
         self.long_total += lw
         mine = own.long
@@ -566,7 +586,7 @@ class _Fleet:
         ``min_calls`` calls in the last ``memory_s``, give or take)."""
         own = self.own.get(agent)
         mass = self.long_total - (own.long_total if own is not None else 0.0)
-        if mass <= 0.0 or mass * math.exp((self.origin - ts) / self.memory_s) < min_calls:
+        if mass <= 0.0 or mass < min_calls * self.lw:  # lw: the weight of a call now
             return -1.0
         mine = own.long.get(action, 0.0) if own is not None else 0.0
         return (self.long.get(action, 0.0) - mine) / mass
