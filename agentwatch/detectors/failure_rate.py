@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from agentwatch.detectors.base import AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.detectors.rate_test import RateTest, binomial_tail_log10
 from agentwatch.schemas import ActionEvent
 
@@ -302,13 +302,14 @@ class FailureRate(AgentDetector):
                 fleet = fleet_state["failure_rate"] = _Fleet()
             fleet.agents += 1
             ok = 0
-        last = state.get("l")  # the last failed call: [action, its number]
+        ring = state["r"]  # the last failed calls: [ts, action, kind, event id, number]
         if (
-            last is not None
+            self.skip_retries
             and ok == 0
-            and last[1] == state.get("i", 0)
-            and event.action == last[0]
-            and self.skip_retries
+            and ring
+            and len(ring[-1]) > 4
+            and ring[-1][4] == state.get("i", 0)
+            and event.action == ring[-1][1]
         ):
             return []  # a retry of the failed call just before: not a new trial
         if status == "ok":
@@ -319,15 +320,13 @@ class FailureRate(AgentDetector):
         state["ok"] = 0
         index = state.get("i", 0) + ok + 1  # this call's number among the agent's calls
         state["i"] = index
-        state["l"] = [event.action, index]
 
         ts = event.ts_epoch
         agent = event.agent_id
         fleet = fleet_state["failure_rate"]
         fleet.record(agent, event.action, ts)
         denied = status == "denied"
-        ring = state["r"]
-        ring.append([ts, event.action, 1 if denied else 0, event.event_id, index])
+        ring.append([round(ts, 3), event.action, 1 if denied else 0, event.event_id, index])
         oldest = index - self.storm_events
         horizon = ts - 2.0 * self.window_s  # the denial window covers at most a bucket more
         while ring and (
@@ -377,7 +376,7 @@ class FailureRate(AgentDetector):
                     state["s"] = index
             if not findings:  # a check that fired teaches nothing, its rate included
                 checks.learn_one(score, ts)
-                state["b"] = checks.to_state()
+                state["b"] = compact_state(checks)
                 pooled = fleet.pooled
                 if pooled is None:
                     pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day)

@@ -9,7 +9,7 @@ from typing import ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["MixShift"]
@@ -108,7 +108,7 @@ class MixShift(AgentDetector):
     >>> found = [f for i in range(3000, 3060) for f in feed(i, rng.choice(shifted))]
     >>> print(textwrap.fill(found[0].summary, 88))
     s1 called refund 9 times in its last 18 calls (50%) vs an expected 4.9% (CUSUM 12.7 >=
-    threshold 12.5, from a budget of 0.005 false alarms per agent-day).
+    threshold 12.4, from a budget of 0.005 false alarms per agent-day).
     """
 
     name: ClassVar[str] = "mix_shift"
@@ -171,15 +171,18 @@ class MixShift(AgentDetector):
         if event.kind in self.ignore_kinds:
             return []
         action = event.action
-        failed = event.status != "ok"
-        if action == state.get("p") and state.get("x"):  # a retry of a failed call
-            state["x"] = failed
-            return []
-        state["p"] = action
-        state["x"] = failed
         vocab: list[str] | None = state.get("v")
         if vocab is None:
             vocab = self._start(state)
+        try:
+            slot = vocab.index(action)
+        except ValueError:
+            slot = self._slot(state, vocab, action)
+        failed = event.status != "ok"
+        if state.get("x", -1) == slot:  # the call before failed, and this one retries it
+            state["x"] = slot if failed else -1
+            return []
+        state["x"] = slot if failed else -1
         fleet: _Fleet | None = fleet_state.get("m")
         if fleet is None:
             fleet = fleet_state["m"] = _Fleet(
@@ -190,10 +193,6 @@ class MixShift(AgentDetector):
         flagged: int = state["f"]
         if flagged < 0:  # flagged agents do not move their fleet's mix
             fleet.add(agent, action, ts)
-        try:
-            slot = vocab.index(action)
-        except ValueError:
-            slot = self._slot(state, vocab, action)
         index: int = state["i"] + 1
         state["i"] = index
         memo = fleet.memo.get(agent)
@@ -224,6 +223,7 @@ class MixShift(AgentDetector):
             value = 0.0  # new to the fleet: a novelty (or a rollout), not a change of mix
         else:
             value += memo.hit[slot]
+        value = round(value, 3)  # a compact state: three decimals are plenty
         test[_S] = value
         test[_AT] = index
         test[_HITS] += 1
@@ -265,6 +265,7 @@ class MixShift(AgentDetector):
         state["c"] = []  # per action: [cusum, settled at, run start, hits in run, run max]
         state["i"] = 0  # calls counted
         state["f"] = -1  # the flagged action's index, or -1
+        state["x"] = -1  # the last call's index if it failed, or -1
         return vocab
 
     def _slot(self, state: dict[str, JSON], vocab: list[str], action: str) -> int:
@@ -316,7 +317,7 @@ class MixShift(AgentDetector):
             for slot, old in enumerate(memo.miss):
                 test = tests[slot]
                 settled = test[_S] + old * (index - 1 - test[_AT])
-                test[_S] = settled if settled > 0.0 else 0.0
+                test[_S] = round(settled, 3) if settled > 0.0 else 0.0
                 test[_AT] = index - 1
         history: list[float] = state["h"]
         total: float = state["t"]
@@ -421,7 +422,7 @@ class MixShift(AgentDetector):
             return
         guard = self._guard(agent, state, fleet)
         guard.learn_one(peak, ts)
-        state["b"] = guard.to_state()
+        state["b"] = compact_state(guard)
         pooled = fleet.pooled
         if pooled is None:
             pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day, self.floor)

@@ -120,6 +120,19 @@ def test_a_larger_budget_lowers_the_threshold() -> None:
     assert thresholds[0] - thresholds[2] == pytest.approx(3.0, abs=0.3)  # log10 of 1000x
 
 
+def test_retries_can_be_left_out_of_the_evidence() -> None:
+    counted = Replay(FailureRate())
+    skipped = Replay(FailureRate(skip_retries=True))
+    for replay in (counted, skipped):
+        reliable(replay)
+        for n in range(3):  # one failed call retried twice, then the next call
+            replay(event("a0", 3000 + n, "error", "http_get"))
+        replay(event("a0", 3003, "ok", "read_logs"))
+    assert counted.states["a0"]["i"] == 3003  # every try is a call
+    assert skipped.states["a0"]["i"] == 3001  # the retries are not
+    assert len(skipped.states["a0"]["r"]) == 1
+
+
 def test_llm_calls_are_left_out() -> None:
     replay = Replay(FailureRate())
     reliable(replay)
