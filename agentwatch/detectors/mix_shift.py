@@ -21,6 +21,7 @@ _REBASE: Final = 1e100  # recent-mix weights are rescaled before they could over
 _MIN_USUAL_CALLS: Final = 10.0  # the other agents' calls their long-run mix needs to count
 _TICK_S: Final = 10.0  # calls of one tick of event time share their long-run weight
 _STALE_CALLS: Final = 16  # fleet calls after which an action's expectation is worth updating
+_SAVE_EVERY: Final = 16  # run peaks below the floor between two saves of the agent's threshold
 # per action, the agent's test: [cusum, index settled at, run start, hits in run, run max]
 _S, _AT, _START, _HITS, _MAX = 0, 1, 2, 3, 4
 
@@ -214,7 +215,11 @@ class MixShift(AgentDetector):
             test[_START] = index
             test[_HITS] = 0
             test[_MAX] = 0.0
-        if memo.at != index and fleet.calls - memo.clock[slot] >= _STALE_CALLS:
+        if (
+            memo.at != index
+            and value + memo.hit[slot] > 1.0
+            and fleet.calls - memo.clock[slot] >= _STALE_CALLS
+        ):
             # the fleet moved on since: the called action's expectation, up to date
             self._update_one(
                 fleet=fleet, agent=agent, state=state, memo=memo, slot=slot, action=action, ts=ts
@@ -422,7 +427,8 @@ class MixShift(AgentDetector):
             return
         guard = self._guard(agent, state, fleet)
         guard.learn_one(peak, ts)
-        state["b"] = compact_state(guard)
+        if peak > self.floor or not int(guard.seen) % _SAVE_EVERY:
+            state["b"] = compact_state(guard)  # the persisted copy: tail evidence at once
         pooled = fleet.pooled
         if pooled is None:
             pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day, self.floor)
