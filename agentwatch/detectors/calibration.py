@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BudgetThreshold"]
+__all__ = ["BudgetThreshold", "compact_state"]
 
 _SECONDS_PER_DAY = 86_400.0
 _COLD_CHECKS_PER_DAY = 1_440.0  # before any check: assume one a minute (a cautious threshold)
@@ -256,3 +256,31 @@ class BudgetThreshold:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def compact_state(threshold: BudgetThreshold) -> list[float | None]:
+    """:meth:`BudgetThreshold.to_state`, rounded for a small persisted state.
+
+    Counts and sums keep three decimals and times a tenth of a second: a JSON state of about
+    60 bytes instead of 110, with thresholds that differ in the fourth digit at most.
+
+    Examples
+    --------
+    >>> guard = BudgetThreshold()
+    >>> for i in range(100):
+    ...     guard.learn_one(i % 7 / 3.0, ts=1_767_000_000.123456 + 60.0 * i)
+    >>> state = compact_state(guard)
+    >>> state[4], state[5]
+    (1767000000.1, 1767005940.1)
+    >>> round(BudgetThreshold().load_state(state).threshold() - guard.threshold(), 3)
+    0.0
+    """
+    checks, seen, over, excess, first_ts, last_ts = threshold.to_state()
+    return [
+        round(float(checks or 0.0), 3),
+        round(float(seen or 0.0), 3),
+        round(float(over or 0.0), 3),
+        round(float(excess or 0.0), 3),
+        None if first_ts is None else round(first_ts, 1),
+        None if last_ts is None else round(last_ts, 1),
+    ]

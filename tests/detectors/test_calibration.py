@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
 
 import pytest
 
-from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 
 DAY = 86_400.0
 
@@ -117,3 +118,16 @@ def test_a_fleet_weighs_no_more_than_it_has_seen() -> None:
     young.learn_one(0.5, ts=0.0)
     assert young.shrunk(fleet).threshold() > 0.5 * young.threshold()
     assert young.shrunk(fleet).checks == pytest.approx(young.checks + fleet.checks)
+
+
+def test_compact_state_rounds_and_round_trips() -> None:
+    rng = random.Random(2)
+    guard = BudgetThreshold(budget_per_day=0.05, floor=1.0)
+    for i in range(4000):
+        guard.learn_one(rng.expovariate(1.0) * 3.0, ts=1_767_000_000.987654 + 13.7 * i)
+    state = compact_state(guard)
+    assert all(v is None or round(v, 3) == v for v in state)
+    assert state[4] == pytest.approx(1_767_000_001.0) and len(json.dumps(state)) < 90
+    restored = BudgetThreshold(budget_per_day=0.05, floor=1.0).load_state(state)
+    assert restored.threshold() == pytest.approx(guard.threshold(), abs=1e-3)
+    assert compact_state(BudgetThreshold())[4:] == [None, None]
