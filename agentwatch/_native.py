@@ -34,6 +34,8 @@ COMPILED = (
     "base",
     "baseline",
     "budget",
+    "calibration",
+    "cost_context",
     "cost_drift",
     "cost_spike",
     "drift",

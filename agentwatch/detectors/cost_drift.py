@@ -1,223 +1,180 @@
-"""``cost_drift``: slow creep of an agent's cost per call, over hours."""
+"""``cost_drift``: a cost ramp, an agent's calls growing over 30 minutes to hours."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
 
-from agentwatch.detectors.base import AgentDetector, Finding, register_detector
-from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.drift import DriftDetector
+from agentwatch.detectors.base import Finding, register_detector
+from agentwatch.detectors.cost_spike import (
+    _CALLS,
+    _EVIDENCE,
+    _LAST,
+    _M,
+    _S,
+    _SUM,
+    _UCOST,
+    CostSpike,
+)
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["CostDrift"]
 
-_EVIDENCE = 5  # most recent calls kept per agent for the evidence
-_FLEET_EVERY = 4  # every agent feeds every 4th of its calls to the fleet-wide test
-
-
-class _Fleet:
-    """Per-fleet memory: a CUSUM of its agents' standardized deviations, a change epoch."""
-
-    __slots__ = ("epoch", "g")
-
-    def __init__(self) -> None:
-        self.g = 0.0  # upward CUSUM of the agents' deviations from their own references
-        self.epoch = 0  # bumped whenever the whole fleet moved
-
 
 @register_detector
-class CostDrift(AgentDetector):
-    """Slow, lasting creep of an agent's cost per call that its fleet does not share.
+class CostDrift(CostSpike):
+    """A ramp of one agent's cost per call, over half an hour to many hours, that its fleet
+    does not share.
 
-    Every event with a cost is one call. Its size is measured as tokens at constant
-    relative prices, ``input_tokens + output_weight * output_tokens`` (the raw cost for
-    calls without tokens): the part of the cost the agent controls. A model's price is the
-    fleet's decision, so a fleet-wide model upgrade is no drift at all. The log of that
-    size feeds a Page-Hinkley test (a :class:`~agentwatch.detectors.drift.DriftDetector`)
-    whose reference is the agent's own long-run mean (half-life ``reference_calls``
-    calls), in units of the agent's own robust spread, so expensive and cheap agents share
-    one parameter set. Prompts that grow a few percent per hour add up: once the statistic
-    passes ``threshold`` *and* the recent level (half-life ``recent_calls``) is still above
-    the reference, the agent is flagged on every further call, and its reference stops
-    learning (a drift must not become the new normal while it is reported). A statistic
-    that passed the threshold while the recent level is back to normal was a transient
-    (a burst of long prompts): it is cleared.
+    The machinery is :class:`~agentwatch.detectors.cost_spike.CostSpike`'s size path, with a
+    baseline that a ramp cannot drag along and a smaller jump to look for. Every call's size,
+    ``log(input_tokens + output_weight * output_tokens)``, is compared with the agent's own
+    baseline minus its fleet's change over the same period
+    (:class:`~agentwatch.detectors.cost_context.FleetShift`). The baseline's half-life is
+    ``memory_s`` of event time, and never less than ``min_memory_calls`` calls, so a
+    sparse agent and a busy one both remember hours and a ramp stays visible against it
+    (an exponentially weighted mean lags a linear ramp by its mean age, about 1.44 half-lives).
+    An upward CUSUM with reference ``log(min_factor) / 2`` accumulates the deviations, and
+    its threshold comes from the false-alarm budget fitted to the peaks of the agent's own
+    past excursions (:class:`~agentwatch.detectors.calibration.BudgetThreshold`), exactly as
+    for the spike. It fires when the growth is the agent's own: the peers seen since the
+    excursion started did not grow with it, or it grew by more than ``benign_factor`` beyond
+    its noise. A ramp to ``min_factor`` accumulates evidence from about ``sqrt(min_factor)``
+    times its usual cost on, so a ramp is flagged around or soon after it doubles the cost.
 
-    Every fourth call of every warm agent also feeds its standardized deviation into a
-    fleet-wide CUSUM (``fleet_state``). When the fleet's agents deviate from their own
-    references by more than ``fleet_delta`` standard deviations on average (a longer system
-    prompt for everyone), that is a benign fleet-wide change: the fleet's epoch advances
-    and every agent of the fleet restarts its reference on the new level (after
-    ``min_calls`` calls of warm-up).
+    Model prices are not watched (a model's price is the fleet's decision, and a lone
+    switch is the spike's): a fleet-wide model upgrade is no drift at all.
 
     Parameters
     ----------
-    delta
-        Tolerated creep, in the agent's standard deviations (default 0.5).
-    threshold
-        Page-Hinkley threshold, in standard deviations (default 50).
+    false_alarms_per_agent_day
+        The false-alarm budget: expected anomalies of a normal agent per day (default
+        0.005: a drift warning lasts, so it gets half the spike's budget).
+    min_factor
+        The growth of the cost per call a ramp must reach to be worth a warning, as a
+        multiple (default 3.0).
+    benign_factor
+        The largest growth of every call a fleet-wide change may bring unannounced (default
+        2.0).
+    memory_s
+        Half-life of the agent's baseline in seconds of event time (default 14,400: 4 h).
+    min_memory_calls
+        The baseline's half-life is at least this many calls (default 200).
     min_calls
-        Warm-up calls before the reference is trusted (default 100).
-    fleet_delta
-        Mean deviation of the fleet's agents that counts as the fleet moving (default 0.5).
-    fleet_threshold
-        CUSUM threshold of the fleet test (default 30).
-    recent_calls
-        Half-life, in calls, of the recent level (default 20).
-    reference_calls
-        Half-life, in calls, of the agent's long-run reference (default 2000).
+        Calls an agent makes before it is judged (default 100): its baseline must span
+        several sessions, whose prompts grow as they go.
+    rollout_s
+        The time within which a fleet-wide change reaches every agent (default 120).
+    rollout_error
+        Accepted chance of taking an agent of a fleet-wide change for a lone one (default
+        0.05: a warning, not a page; at 0.01 a ramp to 2x in a fleet of eight would need
+        more peers than it has to be told from a new prompt for everyone).
     output_weight
-        Weight of an output token against an input token (default 4, typical of price
-        lists).
-    clip
-        Per-call deviations are winsorized at this many standard deviations (default 1.5),
-        so a short explosion of cost cannot by itself pass for a drift.
+        Weight of an output token against an input token in a call's size (default 4).
 
     Notes
     -----
-    Catches ``cost_drift`` (tokens per call growing x3-5 over hours with no step) usually
-    when the cost has grown by 40-80 %; detection takes one to two hours, which a slow
-    creep allows. Ignores fleet-wide model upgrades and other shared shifts, stationary
-    noise including session-to-session prompt growth, and short explosions (those are
-    :class:`~agentwatch.detectors.cost_spike.CostSpike`'s). Limits: a drift that comes from
-    moving calls to pricier models, not from more tokens, is invisible here; a fleet of
-    fewer than four agents cannot tell one agent's drift from the fleet's; a fleet-wide
-    change restarts every agent of that fleet, including one that was drifting then.
+    Catches cost ramps (tokens per call growing 3-4x over 30 minutes to 8 hours); a fast
+    one typically around the time it doubles the cost, a ramp over many hours once it has
+    grown faster than the baseline's memory. Catches cost explosions too, later than the
+    spike. Silent on fleet-wide model upgrades and prompt changes and on stationary noise,
+    including prompts that grow within each session. Limits: a ramp much slower than
+    ``memory_s`` is absorbed by the baseline; a drift that comes from moving calls to
+    pricier models is invisible here; a ramp while the agent's fleet changes prompts is
+    judged against the fleet's change.
 
     Examples
     --------
     >>> import random
     >>> from datetime import UTC, datetime, timedelta
-    >>> from agentwatch.detectors.baseline import AgentBaseline
     >>> from agentwatch.schemas import ActionEvent
     >>> rng = random.Random(3)
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> det, fleet, states, found = CostDrift(), {}, {}, []
-    >>> b = AgentBaseline("a0", "f")  # not read by this detector
-    >>> for i in range(3000):  # 6 agents, one call each every 30 s; agent a0 creeps 4x
+    >>> for i in range(1200):  # 6 agents, a call each every 30 s; a0's prompt grows 4x in 1 h
     ...     for k in range(6):
-    ...         creep = 1.0 + 3.0 * max(i - 1000, 0) / 2000 if k == 0 else 1.0
+    ...         ramp = 1.0 + 3.0 * min(max(i - 600, 0) / 120, 1.0) if k == 0 else 1.0
+    ...         tokens = int(2000 * ramp * rng.lognormvariate(0, 0.35))
     ...         e = ActionEvent(event_id=f"a{k}-{i}", agent_id=f"a{k}", fleet="f",
     ...                         ts=t0 + timedelta(seconds=30 * i + k), action="chat",
-    ...                         kind="llm", cost_usd=0.01 * creep * rng.lognormvariate(0, 0.4))
-    ...         out = det.update(e, b, states.setdefault(e.agent_id, {}), fleet)
-    ...         found += [(i, f) for f in out]
+    ...                         kind="llm", input_tokens=tokens, output_tokens=200,
+    ...                         cost_usd=tokens * 1.5e-7 + 200 * 6e-7)
+    ...         found += [(i, f) for f in det.update(e, None, states.setdefault(f"a{k}", {}),
+    ...                                              fleet)]
     >>> i, first = found[0]
-    >>> first.kind, {f.evidence[0][:3] for _, f in found}, 1150 < i < 1600
+    >>> # a0's cost per call doubles at i = 656: flagged at most 30 minutes (60 calls) later
+    >>> first.kind, {f.evidence[0][:3] for _, f in found}, 630 < i < 716
     ('cost_drift', {'a0-'}, True)
     """
 
     name: ClassVar[str] = "cost_drift"
-    needs_cost = True  # events without a cost are skipped (the engine does not call)
+    watch_prices: ClassVar[bool] = False
+    # four standard errors: a drift's excursions run over many calls, and a benign step of
+    # the whole fleet that reaches the agent before its fleet's shift shows it keeps one going
+    benign_z: ClassVar[float] = 4.0
 
     def __init__(
         self,
         *,
-        delta: float = 0.5,
-        threshold: float = 50.0,
+        false_alarms_per_agent_day: float = 0.005,
+        min_factor: float = 3.0,
+        benign_factor: float = 2.0,
+        memory_s: float = 14_400.0,
+        min_memory_calls: float = 200.0,
         min_calls: int = 100,
-        fleet_delta: float = 0.5,
-        fleet_threshold: float = 30.0,
-        recent_calls: float = 20.0,
-        reference_calls: float = 2000.0,
+        rollout_s: float = 120.0,
+        rollout_error: float = 0.05,
         output_weight: float = 4.0,
-        clip: float = 1.5,
     ) -> None:
-        self.delta = delta
-        self.threshold = threshold
+        self.false_alarms_per_agent_day = false_alarms_per_agent_day
+        self.min_factor = min_factor
+        self.benign_factor = benign_factor
+        self.memory_s = memory_s
+        self.min_memory_calls = min_memory_calls
         self.min_calls = min_calls
-        self.fleet_delta = fleet_delta
-        self.fleet_threshold = fleet_threshold
-        self.recent_calls = recent_calls
-        self.reference_calls = reference_calls
+        self.rollout_s = rollout_s
+        self.rollout_error = rollout_error
         self.output_weight = output_weight
-        self.clip = clip
-        self._agent = DriftDetector(
-            delta=delta,
-            threshold=threshold,
-            min_observations=min_calls,
-            clip=clip,
-            half_life=reference_calls,
-        )
-        self._recent = -math.expm1(-math.log(2.0) / recent_calls)
+        self.model_share = 0.0  # models are not watched: no share is ever compared
+        self._setup(min_factor, benign_factor, min_memory_calls, false_alarms_per_agent_day)
+        self._per_s = math.log(2.0) / memory_s
 
-    def update(
-        self,
-        event: ActionEvent,
-        baseline: AgentBaseline,
-        state: dict[str, Any],
-        fleet_state: dict[str, Any],
-    ) -> list[Finding]:
-        cost = event.cost_usd
-        if cost <= 0.0:
-            return []
-        fleet: _Fleet | None = fleet_state.get("cost_drift")
-        if fleet is None:
-            fleet = fleet_state["cost_drift"] = _Fleet()
-        tokens = event.input_tokens + self.output_weight * event.output_tokens
-        # tokens at constant relative prices: what the agent controls (a new model price
-        # is a fleet's decision, not the agent's drift); raw cost for untokenized calls
-        value = math.log(tokens) if tokens > 0 else math.log(cost)
-        v = state.get("v")
-        if v is None or v[0] != fleet.epoch:
-            # first call, or the fleet moved: start afresh on the current level
-            v = state["v"] = [fleet.epoch, value, math.log(cost), 0]
-            state["d"] = self._agent.new_state()
-            state["ids"] = [""] * _EVIDENCE
-        # v: fleet epoch, recent level, recent log cost, calls (for the evidence ring)
-        recent = self._recent
-        level = v[1] = v[1] + recent * (value - v[1])
-        v[2] += recent * (math.log(cost) - v[2])
-        calls = v[3]
-        state["ids"][calls % _EVIDENCE] = event.event_id
-        v[3] = calls + 1
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        del params["model_share"]
+        return params
 
-        drift = state["d"]
-        agent = self._agent
-        z = agent.advance(drift, value)  # the statistic moves; the reference learns below
-        if drift[0] >= self.min_calls:
-            # the fleet's view: everyone's standardized deviation from their own reference
-            if calls % _FLEET_EVERY == 0 and self._fleet_step(fleet, z):
-                return []
-            if drift[3] >= self.threshold:
-                if level - drift[1] >= self.delta * agent.scale(drift):
-                    return [self._finding(event, state, drift[3])]
-                drift[3] = 0.0  # back to the usual level: it was a transient, not a drift
-        agent.learn_reference(drift, value)
-        return []
+    def _baseline_alpha(self, v: list[Any], n: int, ts: float) -> float:
+        """Half-life ``memory_s`` of event time since the last learned call, and never
+        shorter than ``min_memory_calls`` calls; exact running means for the first
+        ``min_calls`` (a longer running mean would follow a ramp that starts early)."""
+        if n <= self.min_calls:
+            return 1.0 / n
+        gap = ts - v[_LAST]
+        alpha = -math.expm1(-self._per_s * gap) if gap > 0.0 else 0.0
+        return alpha if alpha < self._alpha else self._alpha
 
-    def _fleet_step(self, fleet: _Fleet, z: float) -> bool:
-        """Feed one agent deviation to the fleet's CUSUM; True if the whole fleet moved."""
-        g = fleet.g + z - self.fleet_delta
-        if g >= self.fleet_threshold:
-            fleet.epoch += 1  # every agent of the fleet restarts on its next call
-            fleet.g = 0.0
-            return True
-        fleet.g = g if g > 0.0 else 0.0
-        return False
-
-    def _finding(self, event: ActionEvent, state: dict[str, Any], g_up: float) -> Finding:
-        drift, v, ids = state["d"], state["v"], state["ids"]
-        recent, usual = math.exp(v[1]), math.exp(drift[1])
+    def _finding(
+        self, event: ActionEvent, state: dict[str, Any], h: float, jump: float | None
+    ) -> Finding:
+        v, ids = state["v"], state["ids"]
+        usual = math.exp(v[_UCOST])
+        recent = usual * math.exp(v[_SUM] / v[_M] if v[_M] else 0.0)  # over the excursion
         summary = (
-            f"{event.agent_id} tokens per call have crept up to {recent / usual:.1f}x their "
-            f"long-run level ({recent:,.0f} vs {usual:,.0f} input + {self.output_weight:g} x "
-            f"output tokens, now ${math.exp(v[2]):.4f} per call): Page-Hinkley "
-            f"{g_up:.0f} >= {self.threshold:.0f} standard deviations over {drift[0]:.0f} "
-            f"calls, while fleet {event.fleet} stayed flat"
+            f"{event.agent_id} cost per call has grown to {recent / usual:.1f}x its "
+            f"long-run level (${recent:.4f} vs ${usual:.4f} per call), while fleet "
+            f"{event.fleet} did not; CUSUM {v[_S]:.2f} >= {h:.2f}, the threshold of its "
+            f"false-alarm budget ({self.false_alarms_per_agent_day:g} per agent-day)"
         )
+        calls = v[_CALLS]
+        recent_ids = (ids[(calls - k) % _EVIDENCE] for k in range(1, _EVIDENCE + 1))
         return Finding(
             kind="cost_drift",
-            score=g_up / self.threshold,
-            threshold=1.0,
+            score=v[_S],
+            threshold=h,
             observed=recent,
             baseline=usual,
             summary=summary,
-            evidence=tuple(
-                ids[(v[3] - k) % _EVIDENCE]
-                for k in range(1, _EVIDENCE + 1)
-                if ids[(v[3] - k) % _EVIDENCE]
-            ),
+            evidence=tuple(item for item in recent_ids if item),
             actions=(event.action,),
         )

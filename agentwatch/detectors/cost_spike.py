@@ -1,4 +1,4 @@
-"""``cost_spike``: an agent's cost per call jumps against its own baseline and its peers."""
+"""``cost_spike``: an agent's cost per call jumps, on its own, far above its own normal."""
 
 from __future__ import annotations
 
@@ -7,280 +7,491 @@ from typing import Any, ClassVar
 
 from agentwatch.detectors.base import AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.robust_zscore import RobustZScore
+from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.cost_context import FleetShift, ModelMoves, call_size
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["CostSpike"]
 
-_EVIDENCE = 5  # recent costed calls kept per agent for the evidence list
-_FLEET_EVERY = 4  # every agent feeds every 4th of its calls to the fleet's statistics
+_EVIDENCE = 4  # most recent calls kept per agent for the evidence list
+_MAX_MODELS = 4  # models whose share an agent keeps
+_CHEAPER = math.log(1.25)  # a model at most this much pricier than the usual one is no jump
+_PRICE_CALLS = 3  # calls after which an agent's models are known well enough to see a switch
+_FLEET_CALLS = 20_000.0  # the fleet's model shares forget by halving at this many calls
+
+# per-agent state "v": learned calls, baseline log size, fleet shift at baseline, typical
+# |deviation|, CUSUM, price CUSUM, pending since (0: not pending), pending verdict (1: alone),
+# pending calls, calls seen, when the baseline last learned, usual log cost, peak of the
+# CUSUM's current excursion (-1: flagged or held, never learned), its calls, its start, the
+# fleet's shift then, the sum of its calls' deviations
+_N, _MU, _PHI, _DEV, _S, _SP, _SINCE, _ALONE, _PEND, _CALLS, _LAST, _UCOST = range(12)
+_PEAK, _M, _XS, _FS, _SUM = range(12, 17)
 
 
 class _Fleet:
-    """Per-fleet memory: model prices, who used which model when, the fleet's level stats."""
+    """Per-fleet memory: its shift in call size, who moved models, its models, its tail."""
 
-    __slots__ = ("level", "prices", "shared", "users")
+    __slots__ = ("calls", "models", "moves", "shift", "tail")
 
-    def __init__(self, level: list[float]) -> None:
-        self.level = level
-        self.prices: dict[str, float] = {}  # model -> EW log price per token
-        self.users: dict[str, dict[str, float]] = {}  # model -> agent -> last use
-        self.shared: dict[str, float] = {}  # model -> until when it counts as shared
+    def __init__(self, shift: FleetShift, moves: ModelMoves) -> None:
+        self.shift = shift
+        self.moves = moves
+        self.tail = BudgetThreshold.new_state()
+        self.models: dict[str, float] = {}  # model -> calls of the fleet's agents (halved)
+        self.calls = 0.0
+
+    def common(self, model: str, share: float) -> bool:
+        """Whether ``model`` has at least ``share`` of the fleet's calls."""
+        return self.models.get(model, 0.0) >= share * self.calls
+
+    def count(self, model: str) -> None:
+        """Count one call of a fleet agent on ``model`` (old calls fade by halving)."""
+        models = self.models
+        models[model] = models.get(model, 0.0) + 1.0
+        calls = self.calls + 1.0
+        if calls >= _FLEET_CALLS:
+            for key in models:
+                models[key] *= 0.5
+            calls *= 0.5
+        self.calls = calls
 
 
 @register_detector
 class CostSpike(AgentDetector):
-    """Sudden cost explosion of one agent: recent cost per call far above its own normal,
-    unusual among its fleet peers, and not explained by a model its peers use too.
+    """Sudden cost explosion of one agent: its cost per call jumps to several times its own
+    normal, while its fleet's does not.
 
-    Every event with a cost is one *call*. Its cost is put on a log scale and normalised by
-    the unit price of its model: ``u = log(cost) - log(price per token)``, where the price
-    is the fleet's typical price of that model when at least ``min_peers`` other agents of
-    the fleet used the model in the last ``peer_window_s`` (a fleet-wide model upgrade is
-    therefore no cost anomaly at all: everyone pays the new price), and the agent's own
-    usual price otherwise (so an agent that alone switches to a premium model shows the
-    whole jump). While a model no peer uses is younger than ``confirm_s`` for the agent,
-    it does not fire yet: the first agents of a fleet-wide upgrade look exactly like that
-    until their peers follow. The agent's *recent level* is an exponentially weighted mean
-    of ``u`` over its last few calls (half-life ``recent_calls``); it restarts when the
-    price reference switches between the fleet's and the agent's own.
+    Every event with a cost is one *call*, and the evidence is counted in calls, so an agent
+    making one call every five minutes and one making thirty a minute are judged on the same
+    evidence. A call's cost is split in two parts its fleet explains differently; no level is
+    ever compared across agents, whose models differ up to 100x in price:
 
-    A finding (kind ``cost_spike``) needs all of:
+    * its **size**, ``log(input_tokens + output_weight * output_tokens)`` (what context
+      stuffing and context growth inflate), against the agent's own baseline (exponentially
+      weighted, half-life ``half_life`` calls) *minus the fleet's change over the same
+      period* (:class:`~agentwatch.detectors.cost_context.FleetShift`: the median over the
+      fleet's active agents of their own recent change), so a prompt change that doubles
+      every input is no agent's anomaly;
+    * its **price** per token, which jumps when the call uses a pricier model the agent does
+      not use (under ``model_share`` of its calls; for a young agent, one its fleet does not
+      use either). The jump counts once the agent is known to have moved *alone*
+      (:class:`~agentwatch.detectors.cost_context.ModelMoves`: the peers seen on their own
+      models since it moved outweigh a fleet-wide rollout at ``rollout_error``); a peer moving
+      too makes it a rollout, and the new price the agent's normal.
 
-    * the recent level at least ``threshold`` robust standard deviations above the agent's
-      own baseline (a :class:`~agentwatch.detectors.robust_zscore.RobustZScore` of the
-      recent level, half-life ``half_life`` calls, warm-up ``min_calls``);
-    * recent cost per call at least ``min_ratio`` times the agent's usual;
-    * the recent level at least ``fleet_threshold`` robust standard deviations above the
-      fleet's (the same statistic over a quarter of the fleet's calls, in ``fleet_state``);
-    * spend over the last one to two minutes (the baseline's buckets plus this call) of at
-      least ``min_spend_per_min`` USD per minute, so cheap agents do not page.
+    The per-call deviation ``x`` feeds an upward CUSUM ``S = max(0, S + x - log(min_factor)
+    / 2)``, Page's test for a jump of ``min_factor`` times the usual cost per call. Its
+    threshold ``h`` is where a :class:`~agentwatch.detectors.calibration.BudgetThreshold`
+    fitted to the peaks of the agent's own past excursions of ``S`` (shrunk to its fleet's
+    while the agent is young) predicts ``false_alarms_per_agent_day``: a CUSUM regenerates
+    at zero, its excursions are independent and their heights have an exponential tail
+    (Siegmund, *Sequential Analysis*, 1985), the model that threshold fits; an excursion is
+    learned when it ends without an alarm, never while it runs. So the alarms of a normal
+    agent number about the budget, whatever its noise or its rate. ``S >= h`` then fires
+    when the growth is the agent's own:
 
-    Flagged calls are learned neither into the agent's baseline nor into the fleet's.
+    * the peers seen since the excursion started did not grow with it
+      (:meth:`FleetShift.verdict <agentwatch.detectors.cost_context.FleetShift.verdict>`,
+      at ``rollout_error``), or the agent has no peers; or
+    * its calls since grew by more than a benign fleet-wide change would bring
+      (``benign_factor``) by three standard errors, so it cannot be one.
+
+    Until then the excursion is held (neither fired nor learned); if the fleet grew too, it
+    is dropped. A 10x jump fires on its first or second call; a 3-5x one once the fleet has
+    shown it did not move, within seconds in a busy fleet.
 
     Parameters
     ----------
-    threshold
-        Robust z-score of the recent level against the agent's own baseline (default 5.0).
-    fleet_threshold
-        Robust z-score of the recent level against the fleet's (default 2.0).
-    min_ratio
-        Recent cost per call over the agent's usual, at least (default 3.0).
-    min_spend_per_min
-        Recent spend in USD per minute, at least (default 0.01).
-    recent_calls
-        Half-life of the recent level, in calls (default 3.0).
+    false_alarms_per_agent_day
+        The false-alarm budget: expected anomalies of a normal agent per day (default 0.01).
+    min_factor
+        The smallest jump of the cost per call worth a page, as a multiple (default 3.0).
+    benign_factor
+        The largest jump of every call a fleet-wide change (a new system prompt) may bring
+        unannounced (default 2.0): larger jumps of an agent's calls need no fleet verdict.
     half_life
-        Half-life of the agent's baseline, in calls (default 500.0).
+        Half-life of the agent's baseline, in calls (default 200).
     min_calls
-        Calls an agent must have made before it can fire (default 50).
-    min_peers
-        Other fleet agents that must use a model for its price to be the fleet's (default 1).
-    peer_window_s
-        How recent that use must be, in seconds of event time (default 1800.0).
-    confirm_s
-        How long a model no peer uses must have been in use before it can fire (default 30).
+        Calls an agent makes before its size is judged (default 20); its threshold leans on
+        its fleet's excursions until it has many of its own.
+    model_share
+        Share of an agent's calls that makes a model one it uses (default 0.05).
+    rollout_s
+        The time within which a fleet-wide change reaches every agent (default 120).
+    rollout_error
+        Accepted chance of taking an agent of a fleet-wide change for a lone one (default
+        0.01).
+    output_weight
+        Weight of an output token against an input token in a call's size (default 4,
+        typical of price lists).
 
     Notes
     -----
-    Catches ``cost_explosion`` (context stuffing: tokens x5-10; a switch to a premium
-    model) typically within 3-5 calls. Stays silent on a fleet-wide model upgrade and on
-    agents whose cost is high but usual. Limits: a slow creep is
-    :class:`~agentwatch.detectors.cost_drift.CostDrift`'s job (the baseline follows it); an
-    explosion that only raises the *number* of calls at an unchanged cost per call is the
-    ``budget`` detector's; a switch to the premium model the fleet has already upgraded to
-    only shows its token growth; events with a cost but no tokens (priced API calls) are
-    compared on their raw cost. The bookkeeping of who uses which model uses the agent's
-    previous event time (cheaper than parsing this one's), so it lags by one event.
+    Catches cost explosions by context stuffing (a prompt several times longer at once),
+    context growth on the same model (once the growth passes about ``min_factor``) and a lone
+    switch to a pricier model (once the peers seen since show it is alone: within seconds in
+    a busy fleet, a few minutes in a sparse one; at once in a fleet of one). Silent on
+    fleet-wide model upgrades and prompt changes, on agents whose cost is high but usual and
+    on a cheap secondary model. Limits: a slow creep moves the baseline with it (that is
+    :class:`~agentwatch.detectors.cost_drift.CostDrift`'s job); more calls at an unchanged
+    cost per call is the ``budget`` detector's; moving calls to a model the agent already
+    uses regularly shows its size change only; an agent that moves to a pricier model while
+    its peers change models is taken for part of that change; in a sparse fleet a jump below
+    ``benign_factor`` plus its noise waits for peers to show up.
 
     Examples
     --------
+    >>> import random
     >>> from datetime import UTC, datetime, timedelta
-    >>> from agentwatch.detectors.baseline import AgentBaseline
-    >>> from agentwatch.schemas import ActionEvent
+    >>> from agentwatch.lab.sim import llm_cost
+    >>> rng = random.Random(7)
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> def call(agent, i, tokens, model="gpt-4o-mini"):
+    ...     out = int(300 * rng.lognormvariate(0.0, 0.4))
     ...     return ActionEvent(event_id=f"{agent}-{i}", agent_id=agent, fleet="support",
     ...                        ts=t0 + timedelta(seconds=10 * i), action="chat", kind="llm",
-    ...                        model=model, input_tokens=tokens, output_tokens=200,
-    ...                        cost_usd=(tokens * 0.15 + 200 * 0.6) / 1e6)
-    >>> det = CostSpike(min_spend_per_min=0.001)
-    >>> fleet, baselines, states = {}, {}, {}
-    >>> found = []
-    >>> for i in range(300):
+    ...                        model=model, input_tokens=tokens, output_tokens=out,
+    ...                        cost_usd=llm_cost(model, tokens, out))
+    >>> det, fleet, states, found = CostSpike(), {}, {}, []
+    >>> for i in range(400):
     ...     for agent in ("a", "b", "c", "d"):
-    ...         tokens = 2500 + 100 * (i % 7) + (30_000 if agent == "a" and i >= 295 else 0)
-    ...         e = call(agent, i, tokens)
-    ...         b = baselines.setdefault(agent, AgentBaseline(agent, "support"))
-    ...         found += det.update(e, b, states.setdefault(agent, {}), fleet)
-    ...         b.update(e)
-    >>> found[0].kind, found[0].evidence[0]
-    ('cost_spike', 'a-29...')
+    ...         tokens = int(2500 * rng.lognormvariate(0.0, 0.35))
+    ...         if agent == "a" and i >= 390:
+    ...             tokens *= 10  # agent a stuffs its context
+    ...         found += det.update(call(agent, i, tokens), None, states.setdefault(agent, {}),
+    ...                             fleet)
+    >>> first = found[0]
+    >>> first.kind, first.evidence[0], {f.evidence[0][0] for f in found}
+    ('cost_spike', 'a-390', {'a'})
     """
 
     name: ClassVar[str] = "cost_spike"
     needs_cost = True  # events without a cost are skipped (the engine does not call)
+    #: whether a pricier model's price jump counts (subclasses may watch sizes only)
+    watch_prices: ClassVar[bool] = True
+    #: standard errors by which an excursion's mean growth must pass ``benign_factor`` to
+    #: be the agent's own without a fleet verdict (its mean is measured when it crossed the
+    #: threshold, so biased up: three, not two)
+    benign_z: ClassVar[float] = 3.0
 
     def __init__(
         self,
         *,
-        threshold: float = 5.0,
-        fleet_threshold: float = 2.0,
-        min_ratio: float = 3.0,
-        min_spend_per_min: float = 0.01,
-        recent_calls: float = 3.0,
-        half_life: float = 500.0,
-        min_calls: int = 50,
-        min_peers: int = 1,
-        peer_window_s: float = 1800.0,
-        confirm_s: float = 30.0,
+        false_alarms_per_agent_day: float = 0.01,
+        min_factor: float = 3.0,
+        benign_factor: float = 2.0,
+        half_life: float = 200.0,
+        min_calls: int = 20,
+        model_share: float = 0.05,
+        rollout_s: float = 120.0,
+        rollout_error: float = 0.01,
+        output_weight: float = 4.0,
     ) -> None:
-        self.threshold = threshold
-        self.fleet_threshold = fleet_threshold
-        self.min_ratio = min_ratio
-        self.min_spend_per_min = min_spend_per_min
-        self.recent_calls = recent_calls
+        self.false_alarms_per_agent_day = false_alarms_per_agent_day
+        self.min_factor = min_factor
+        self.benign_factor = benign_factor
         self.half_life = half_life
         self.min_calls = min_calls
-        self.min_peers = min_peers
-        self.peer_window_s = peer_window_s
-        self.confirm_s = confirm_s
-        self._log_ratio = math.log(min_ratio)
-        self._own = RobustZScore(half_life=half_life, min_observations=min_calls, clip=3.0)
-        self._fleet = RobustZScore(half_life=4.0 * half_life, min_observations=min_calls)
-        self._recent = -math.expm1(-math.log(2.0) / recent_calls)
-        self._price_alpha = -math.expm1(-math.log(2.0) / 200.0)
-        self._fleet_alpha = -math.expm1(-math.log(2.0) / 50.0)  # on every 4th call
+        self.model_share = model_share
+        self.rollout_s = rollout_s
+        self.rollout_error = rollout_error
+        self.output_weight = output_weight
+        self._setup(min_factor, benign_factor, half_life, false_alarms_per_agent_day)
+
+    def _setup(
+        self, min_factor: float, benign_factor: float, half_life: float, budget: float
+    ) -> None:
+        """The constants the parameters imply (no state)."""
+        self._k = 0.5 * math.log(min_factor)
+        self._benign = math.log(benign_factor)
+        self._alpha = -math.expm1(-math.log(2.0) / half_life)
+        self._share_alpha = -math.expm1(-math.log(2.0) / 100.0)
+        self._recent = -math.expm1(-math.log(2.0) / 2.0)  # recent level: half-life 2 calls
+        # a weak prior: five excursions of half the reference's height, until the fleet's
+        # and the agent's own excursions say better
+        self._tail = BudgetThreshold(
+            budget_per_day=budget,
+            floor=0.0,
+            prior_checks=5.0,
+            prior_share=1.0,
+            prior_excess=0.5 * self._k,
+        )
 
     def update(
         self,
         event: ActionEvent,
-        baseline: AgentBaseline,
+        baseline: AgentBaseline | None,
         state: dict[str, Any],
         fleet_state: dict[str, Any],
     ) -> list[Finding]:
         cost = event.cost_usd
         if cost <= 0.0:
             return []
-        fleet: _Fleet | None = fleet_state.get("cost_spike")
+        fleet: _Fleet | None = fleet_state.get(self.name)
         if fleet is None:
-            fleet = fleet_state["cost_spike"] = _Fleet(self._fleet.new_state())
+            fleet = fleet_state[self.name] = _Fleet(
+                FleetShift(rollout_s=self.rollout_s, error=self.rollout_error),
+                ModelMoves(rollout_s=self.rollout_s, error=self.rollout_error),
+            )
         v = state.get("v")
         if v is None:
-            # v: calls, recent level, own usual log price, reference in use (1 = the
-            # fleet's price, 0 = the agent's own), since when it uses a model alone
-            v = state["v"] = [0, 0.0, 0.0, 1, 0.0]
-            state["own"] = self._own.new_state()
+            v = state["v"] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, event.ts_epoch, 0.0]
+            v += [0.0, 0, 0.0, 0.0, 0.0]
+            if self.watch_prices:
+                state["m"] = {}
+            state["t"] = BudgetThreshold.new_state()
             state["ids"] = [""] * _EVIDENCE
-        # bookkeeping time: the agent's previous event (exact enough, cheaper than ts)
-        now = baseline.watermark
-        if now is None:
-            now = event.ts_epoch
-        n = v[0]
+        size = call_size(event.input_tokens, event.output_tokens, cost, self.output_weight)
         log_cost = math.log(cost)
-        tokens = event.input_tokens + event.output_tokens
         model = event.model
-        log_price = 0.0
-        fleet_ref = 1
-        ref = 0.0
-        young = False
-        if tokens > 0 and model is not None:
-            log_price = log_cost - math.log(tokens)
-            users = fleet.users.get(model)
-            if users is None:
-                users = fleet.users[model] = {}
-            users[event.agent_id] = now
-            if now < fleet.shared.get(model, -math.inf) or self._shared(fleet, model, now):
-                ref = fleet.prices.get(model, log_price)
-            else:  # the agent's own usual price: a premium switch shows in full
-                fleet_ref = 0
-                ref = v[2] if n else log_price
-                ts = event.ts_epoch
-                if v[3]:
-                    v[4] = ts  # it just started using a model its peers do not use
-                young = ts - v[4] < self.confirm_s
-        u = log_cost - ref  # cost in units of the reference price per token
-        # the recent level restarts when the reference switches between fleet and own
-        level = u if n == 0 or fleet_ref != v[3] else v[1] + self._recent * (u - v[1])
-        v[0] = n + 1
-        v[1] = level
-        v[3] = fleet_ref
-        state["ids"][n % _EVIDENCE] = event.event_id
-
-        own = state["own"]
-        if n >= self.min_calls:
-            z_own = (level - own[1]) / self._own.spread(own)
-            if z_own >= self.threshold and level - own[1] >= self._log_ratio:
-                z_fleet = self._fleet.zscore_value(fleet.level, level)
-                if z_fleet >= self.fleet_threshold:
-                    spend = self._spend(baseline, event, cost)
-                    if spend >= self.min_spend_per_min:
-                        if young:  # a model new to the agent: wait for its peers to adopt it
-                            return []
-                        return [
-                            self._finding(
-                                event, state=state, ref=ref, z_own=z_own, z_fleet=z_fleet,
-                                spend=spend,
-                            )
-                        ]  # fmt: skip
-        self._own.learn_value(own, level)
-        if model is None or tokens <= 0:
+        agent = event.agent_id
+        ts = event.ts_epoch
+        calls = v[_CALLS]
+        state["ids"][calls % _EVIDENCE] = event.event_id
+        v[_CALLS] = calls + 1
+        n = v[_N]
+        shift = fleet.shift.value
+        if n == 0:
+            v[_MU], v[_PHI], v[_UCOST] = size, shift, log_cost
+            v[_N] = 1
+            if model is not None and self.watch_prices:
+                state["m"][model] = [1.0, log_cost - size]
+                state["mm"] = model
             return []
-        v[2] += (1.0 if n == 0 else self._price_alpha) * (log_price - v[2])
-        if n % _FLEET_EVERY == 0:  # the fleet has plenty of calls: learn from a quarter
-            self._fleet.learn_value(fleet.level, level)
-            if fleet_ref:
-                old = fleet.prices.get(model, log_price)
-                fleet.prices[model] = old + self._fleet_alpha * (log_price - old)
+        x = size - v[_MU] - (shift - v[_PHI])  # the call's change against its fleet's
+        warm = n >= self.min_calls
+        k = self._k
+        # a pricier model the agent does not use: its price jump, held until the agent is
+        # known to have moved alone (pending: neither counted nor learned)
+        jump = 0.0
+        if self.watch_prices and n >= _PRICE_CALLS and model is not None:
+            models: dict[str, list[float]] = state["m"]
+            entry = models.get(model)
+            share = self.model_share
+            if (entry is None or entry[0] < share) and (
+                warm or not fleet.common(model, share)  # a young agent: its fleet's habits
+            ):
+                main = state.get("mm")
+                if main is not None:
+                    price = log_cost - size
+                    step = price - models[main][1]
+                    if step > _CHEAPER and self._pending(
+                        state, fleet, agent=agent, model=model, price=price, ts=ts
+                    ):
+                        jump = step
+        if not jump and v[_SINCE] and model == state.get("mm"):
+            self._end_pending(state, v, accept=False)  # back on its main model: a one-off
+        s = v[_S] + x - k
+        if s <= 0.0:
+            s = 0.0
+        elif v[_S] <= 0.0:  # an excursion starts
+            v[_M], v[_XS], v[_FS], v[_SUM] = 0, ts, shift, 0.0
+        v[_S] = s
+        if s > 0.0:
+            v[_M] += 1
+            v[_SUM] += x
+        if jump:
+            sp = v[_SP] + x + jump - k
+            v[_SP] = sp if sp > 0.0 else 0.0
+            if v[_ALONE] and sp > 0.0:
+                h = self._tail.state_threshold(state["t"], fleet.tail)
+                if sp >= h:
+                    v[_SP] = h  # clears on the first normal call
+                    v[_PEAK] = -1.0
+                    return [self._finding(event, state, h, jump)]
+        held = False
+        if warm and s > 0.0:
+            h = self._tail.state_threshold(state["t"], fleet.tail)
+            if s >= h:
+                verdict = self._own_growth(agent, v, fleet)
+                if verdict > 0:
+                    v[_S] = h  # clears on the first normal call
+                    v[_PEAK] = -1.0
+                    return [self._finding(event, state, h, None)]
+                if verdict < 0:  # the fleet grew too: not this agent's anomaly
+                    v[_S] = s = 0.0
+                    v[_PEAK] = -1.0
+                else:
+                    held = True  # until the fleet shows whether it grew too
+                    v[_PEAK] = -1.0
+        if jump or held:
+            return []
+        self._learn(event, state, fleet, size=size, log_cost=log_cost, x=x)
+        self._calibrate(state, fleet, s=s, warm=warm, ts=ts)
         return []
 
-    def _spend(self, baseline: AgentBaseline, event: ActionEvent, cost: float) -> float:
-        """USD per minute over the last minute or two (this event included)."""
-        ts = event.ts_epoch
-        window = baseline.window(60.0, at=ts)
-        seconds = max(ts - min(window.start, ts - 60.0), 60.0)
-        return (window.cost_usd + cost) * 60.0 / seconds
+    def _own_growth(self, agent: str, v: list[Any], fleet: _Fleet) -> int:
+        """1 if the agent's growth since its excursion started is its own, -1 if its fleet
+        grew too, 0 while that is not known."""
+        m = v[_M]
+        growth = v[_SUM] / m  # mean deviation of the excursion's calls
+        sigma = 1.2533 * v[_DEV]  # robust standard deviation of one call
+        if growth - self._benign >= self.benign_z * sigma / math.sqrt(m):
+            return 1  # more than a benign fleet-wide change brings
+        shift = fleet.shift
+        if shift.peers(agent) < 2:
+            return 1  # no fleet to tell: judged on its own
+        return shift.verdict(agent, since=v[_XS], base=v[_FS], growth=growth)
 
-    def _shared(self, fleet: _Fleet, model: str, now: float) -> bool:
-        """Whether at least ``min_peers`` other agents of the fleet used ``model`` lately."""
-        users = fleet.users[model]
-        since = now - self.peer_window_s
-        recent = sum(1 for seen in users.values() if seen >= since)
-        if len(users) > 2 * recent + 64:  # forget agents that stopped using it
-            for key in [key for key, seen in users.items() if seen < since]:
-                del users[key]
-        if recent - 1 >= self.min_peers:
-            fleet.shared[model] = now + 60.0  # trust it for a minute
-            return True
-        return False
+    def _pending(
+        self,
+        state: dict[str, Any],
+        fleet: _Fleet,
+        *,
+        agent: str,
+        model: str,
+        price: float,
+        ts: float,
+    ) -> bool:
+        """A call on a pricier model the agent does not use: ``True`` while it is pending
+        (its price jump counts once the agent is known to be alone), ``False`` once the
+        fleet is found moving too (the new price is then the agent's normal)."""
+        v = state["v"]
+        moves = fleet.moves
+        moves.moved(agent, model, ts)
+        if not v[_SINCE]:
+            v[_SINCE], v[_SP], v[_ALONE], v[_PEND] = ts, v[_S], 0, 0
+            state["p"] = [model, price]
+        v[_PEND] += 1
+        since = v[_SINCE]
+        if model in moves.adopted or moves.others_moved(agent, model, since):
+            # the fleet is moving too (even after a verdict of "alone", within the rollout
+            # time): the new price is the agent's new normal
+            moves.adopted[model] = ts
+            self._end_pending(state, v, accept=True)
+            state["m"][model] = [self.model_share, price]
+            return False
+        if not v[_ALONE] and (
+            moves.peers(agent) < 2  # no fleet to tell a rollout by: judged on its own
+            or moves.alone(agent, since=since, own_main=state.get("mm"), model=model)
+        ):
+            v[_ALONE] = 1
+        return True
 
-    def _finding(
+    def _end_pending(self, state: dict[str, Any], v: list[Any], *, accept: bool) -> None:
+        """Close a pending move; a one-off's calls count towards the model's share."""
+        pending = state.pop("p", None)
+        if pending is not None and not accept:
+            model, price = pending
+            models: dict[str, list[float]] = state["m"]
+            share = v[_PEND] * self._share_alpha
+            entry = models.get(model)
+            if entry is not None:
+                entry[0] += share
+            elif len(models) < _MAX_MODELS:
+                models[model] = [share, price]
+        v[_SINCE], v[_SP], v[_ALONE], v[_PEND] = 0.0, 0.0, 0, 0
+
+    def _learn(
         self,
         event: ActionEvent,
-        *,
         state: dict[str, Any],
-        ref: float,
-        z_own: float,
-        z_fleet: float,
-        spend: float,
+        fleet: _Fleet,
+        *,
+        size: float,
+        log_cost: float,
+        x: float,
+    ) -> None:
+        """Fold an unflagged call into the baseline and the model shares."""
+        v = state["v"]
+        ts = event.ts_epoch
+        n = v[_N] + 1
+        v[_N] = n
+        alpha = self._baseline_alpha(v, n, ts)
+        v[_LAST] = ts
+        shift = fleet.shift.value
+        v[_MU] += alpha * (size - v[_MU])
+        v[_PHI] += alpha * (shift - v[_PHI])
+        v[_UCOST] += alpha * (log_cost - v[_UCOST])
+        v[_DEV] += alpha * ((x if x >= 0.0 else -x) - v[_DEV])
+        model = event.model
+        warm = n > self.min_calls
+        if model is not None and self.watch_prices:
+            models: dict[str, list[float]] = state["m"]
+            a = self._share_alpha
+            if n * a < 1.0:
+                a = 1.0 / n
+            keep = 1.0 - a
+            for shares in models.values():
+                shares[0] *= keep
+            price = log_cost - size
+            entry = models.get(model)
+            if entry is None:
+                if len(models) >= _MAX_MODELS:
+                    del models[min(models, key=lambda m: models[m][0])]
+                entry = models[model] = [a, price]
+            else:
+                entry[0] += a
+                entry[1] += 0.1 * (price - entry[1])
+            main = state.get("mm")
+            if model != main:
+                other = models.get(main) if main is not None else None
+                if other is None or entry[0] > other[0]:
+                    state["mm"] = main = model
+            if warm and model == main:
+                fleet.moves.on_main(event.agent_id, model, ts)
+            if n & 3 == 0:  # the fleet's model shares: every fourth call is plenty
+                fleet.count(model)
+        if warm:
+            # the agent's estimate of how far its fleet has moved: its own recent change
+            # (the last few calls) plus the shift its baseline already holds
+            size_now = v[_MU] + x + (shift - v[_PHI])
+            recent = state.get("r", size_now)
+            recent += self._recent * (size_now - recent)
+            state["r"] = recent
+            fleet.shift.report(event.agent_id, recent - v[_MU] + v[_PHI], ts)
+
+    def _baseline_alpha(self, v: list[Any], n: int, ts: float) -> float:
+        """Weight of the ``n``-th learned call in the baseline: half-life ``half_life``
+        calls, exact running means at first."""
+        alpha = self._alpha
+        return 1.0 / n if n * alpha < 1.0 else alpha
+
+    def _calibrate(
+        self, state: dict[str, Any], fleet: _Fleet, *, s: float, warm: bool, ts: float
+    ) -> None:
+        """Follow the CUSUM's excursion; learn its peak when it ends without an alarm."""
+        v = state["v"]
+        peak = v[_PEAK]
+        if s > 0.0:
+            if 0.0 <= peak < s:
+                v[_PEAK] = s
+        elif peak != 0.0:
+            v[_PEAK] = 0.0
+            if peak > 0.0 and warm:
+                tail = self._tail
+                tail.learn_state(state["t"], peak, ts)
+                tail.learn_state(fleet.tail, peak, ts)
+
+    def _finding(
+        self, event: ActionEvent, state: dict[str, Any], h: float, jump: float | None
     ) -> Finding:
         v, ids = state["v"], state["ids"]
-        recent = math.exp(v[1] + ref)
-        usual = math.exp(state["own"][1] + ref)
-        ratio = recent / usual
-        what = f"model {event.model}" if event.model else f"action {event.action}"
+        stat = v[_SP] if jump is not None else v[_S]
+        usual = math.exp(v[_UCOST])
+        # the cost per call over the excursion: its calls' mean growth, and the price jump
+        growth = v[_SUM] / v[_M] if v[_M] else 0.0
+        ratio = math.exp(growth + (jump or 0.0))
+        recent = usual * ratio
+        if jump is not None:
+            why = (
+                f"it moved alone to {event.model} at {math.exp(jump):.1f}x the price per "
+                f"token of its usual {state.get('mm')}"
+            )
+        else:
+            what = f"model {event.model}" if event.model else f"action {event.action}"
+            why = f"its calls on {what} grew on their own, not with fleet {event.fleet}"
         summary = (
-            f"{event.agent_id} cost per call is {ratio:.1f}x its usual "
-            f"(${recent:.4f} vs ${usual:.4f} per call on {what}): robust z {z_own:.1f} "
-            f"against its own baseline and {z_fleet:.1f} against fleet {event.fleet}, "
-            f"spending ${spend:.3f}/min"
+            f"{event.agent_id} cost per call is {ratio:.1f}x its usual (${recent:.4f} vs "
+            f"${usual:.4f}): {why}; CUSUM {stat:.2f} >= {h:.2f}, the threshold of its "
+            f"false-alarm budget ({self.false_alarms_per_agent_day:g} per agent-day)"
         )
-        calls = v[0]
+        calls = v[_CALLS]
         recent_ids = (ids[(calls - k) % _EVIDENCE] for k in range(1, _EVIDENCE + 1))
         return Finding(
             kind="cost_spike",
-            score=z_own,
-            threshold=self.threshold,
+            score=stat,
+            threshold=h,
             observed=recent,
             baseline=usual,
             summary=summary,

@@ -13,6 +13,7 @@ one per event.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from hashlib import blake2b
 from typing import Any, cast
@@ -229,10 +230,10 @@ class Engine:
             detector=rule.detector,
             kind=finding.kind,
             severity=rule.severity or finding.severity or "warning",  # type: ignore[arg-type]
-            score=float(finding.score),
-            threshold=float(finding.threshold),
-            observed=float(finding.observed),
-            baseline=float(finding.baseline),
+            score=_finite(finding.score),
+            threshold=_finite(finding.threshold),
+            observed=_finite(finding.observed),
+            baseline=_finite(finding.baseline),
             summary=finding.summary[:1024],
             evidence=evidence,
             rule=rule.alert,
@@ -245,3 +246,18 @@ class Engine:
             self.baselines.pop(agent_id, None)
             self.states.pop(agent_id, None)
             self._plans.pop(agent_id, None)
+
+
+def _finite(value: float) -> float:
+    """A finding's number as the wire allows it: overflow to the largest float, NaN to 0.
+
+    An extreme but valid event (a cost near the float limit) can push a detector's arithmetic
+    to infinity; the anomaly must still be published, not dead-lettered as a processing error.
+    """
+    number = float(value)
+    if math.isnan(number):
+        return 0.0
+    return max(-_FLOAT_MAX, min(_FLOAT_MAX, number))
+
+
+_FLOAT_MAX = 1.7976931348623157e308

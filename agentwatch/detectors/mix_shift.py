@@ -1,95 +1,115 @@
-"""``mix_shift``: the agent's recent action mix drifts far from its long-run mix."""
+"""``mix_shift``: an agent's calls shifting toward actions it rarely makes, counted in calls."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["MixShift"]
 
 _OTHER: Final = ""  # vocabulary slot for actions beyond max_actions
-_MIN_FLEET_CALLS: Final = 100.0  # recent fleet calls (weighted) before the fleet's shift counts
-_MIN_FLEET_AGENTS: Final = 8  # agents a fleet needs before its shift says anything
-_TICK_S: Final = 10.0  # time resolution of the fleet's decayed counts
 _MAX_FLEET_ACTIONS: Final = 4096
+_EVIDENCE: Final = 40  # recent calls kept per agent (in memory) to name as evidence
+_REBASE: Final = 1e100  # recent-mix weights are rescaled before they could overflow
+_MIN_USUAL_CALLS: Final = 10.0  # the other agents' calls their long-run mix needs to count
+_TICK_S: Final = 10.0  # calls of one tick of event time share their long-run weight
+_STALE_CALLS: Final = 16  # fleet calls after which an action's expectation is worth updating
+_SAVE_EVERY: Final = 16  # run peaks below the floor between two saves of the agent's threshold
+# per action, the agent's test: [cusum, index settled at, run start, hits in run, run max]
+_S, _AT, _START, _HITS, _MAX = 0, 1, 2, 3, 4
 
 
 @register_detector
 class MixShift(AgentDetector):
-    """Total variation distance between the last ``window`` calls and the usual mix.
+    """An agent calling some action far more often than its own mix and its fleet predict.
 
-    The detector keeps, per agent, its last ``window`` (non-LLM) actions in a small ring and
-    its long-run action counts, made of the calls that *left* the ring while the agent was not
-    flagged (so the comparison is "recent vs before", and a shifted mix is never learned
-    while it is being reported). The long-run counts are halved whenever they reach
-    ``memory`` calls, so an old habit fades after a few thousand calls.
+    For every action of its vocabulary the agent runs a one-sided Bernoulli CUSUM, counted
+    in its (non-LLM) calls: each call of the action adds ``ln(p1 / p0)``, each other call
+    ``ln((1 - p1) / (1 - p0))``, floored at 0, where ``p0`` is the action's *expected* share
+    and ``p1 = p0 + shift`` the share the test is tuned to detect. The evidence is counted in
+    calls, not minutes, so a sparse agent and a busy one are judged on the same number of
+    calls; an action the agent almost never makes needs only a few calls in a row to
+    stand out, a common one many more.
 
-    What the agent is *expected* to do now is its long-run mix moved by as much as its whole
-    fleet's mix moved: per fleet, the detector keeps the action mix of the last
-    ``fleet_recent_s`` seconds and of a longer ``fleet_memory_s`` memory (exponentially
-    decayed, event time), and adds each action's difference to the agent's long-run share.
-    A tool rolled out to the whole fleet, or any fleet-wide change of habit, thus moves the
-    expectation of every agent with it, while one agent changing alone stands out. (The
-    adjustment needs 8 contributing agents in the fleet; flagged agents do not contribute.)
+    The expected share of an action is the agent's long-run share of it (its calls while not
+    flagged, halved whenever they reach ``memory``; a young agent's history is padded with
+    ``prior_calls`` calls of its fleet's long-run mix, so a new agent is judged against its
+    fleet's habits) plus how much the **fleet** is shifting toward it right now: the share
+    of the action among the fleet's last ``fleet_recent_calls`` calls *of the other agents*
+    minus its share over the fleet's ``fleet_memory_s`` memory (only shifts toward an
+    action count). A tool rolled out to a fleet, or any fleet-wide change of habit, moves
+    every agent's expectation with it, whatever the fleet's density; one agent changing
+    alone does not move its own expectation.
 
-    Every ``check_every`` calls the detector computes the total variation distance
-    ``TVD = 1/2 * sum_a |recent(a) - expected(a)|`` (0 = same mix, 1 = disjoint) and fires
-    when it reaches ``threshold``. Catches an agent whose *kind* of work changed (a support
-    agent that mostly refunds, a coder that stops testing) even when its rate, cost and
-    failures look normal. Normal session-to-session variation of simulated agents reaches
-    0.45 over 30 calls about once per 1,000 agent-hours and 0.5 almost never, hence the
-    defaults. A shift is caught once the window holds mostly new calls (a few minutes); a
-    true shift much below the threshold is caught only by luck.
+    The threshold comes from a false-alarm budget: each run of a CUSUM above 0 is one
+    chance of a false alarm, and a :class:`~agentwatch.detectors.calibration.BudgetThreshold`
+    learns the tail of the runs' peaks (of the agent, shrunk to its fleet's while it has few)
+    and places the threshold where that tail predicts ``false_alarms_per_agent_day`` at the
+    agent's rate of runs. A finding (kind ``mix_shift``) names the action, how many of the
+    calls since its run began were that action, and its expected share. While an agent is
+    flagged its calls teach neither its mix, its threshold nor its fleet's recent mix.
+
+    Failed calls retried at once are not counted again (an outage of one tool makes its
+    calls repeat, not the agent's work change).
 
     Parameters
     ----------
-    threshold
-        TVD that fires. Default 0.5.
-    window
-        Recent calls compared. Default 30.
-    min_history
-        Long-run calls needed before the first check. Default 150.
-    check_every
-        Calls between checks (a check costs O(actions)). Default 5.
+    false_alarms_per_agent_day
+        The budget: expected false alarms per agent-day. Default 0.005.
+    shift
+        Share increase each action's test is tuned to, in share points (default 0.2: from
+        2 % to 22 %, from 30 % to 50 %).
+    floor
+        CUSUM value below which nothing fires and above which a run's peak is tail
+        evidence. Default 8.
+    prior_calls
+        Calls of the fleet's long-run mix padding the agent's history. Default 20.
+    min_share
+        Least expected share of any action (default 0.002).
     memory
         Long-run counts are halved when their total reaches this. Default 4000.
     max_actions
-        Distinct actions tracked per agent; further ones share one "other" slot. Default 16.
-    fleet_recent_s
-        Time constant (seconds of event time) of the fleet's recent mix. Default 300 (about
-        half the time a 30-call window spans for a typical agent).
+        Distinct actions tracked per agent; further ones share one "other" slot. Default 12.
+    fleet_recent_calls
+        Calls (of the whole fleet) over which its recent mix is taken. Default 200.
     fleet_memory_s
-        Time constant of the fleet's longer memory. Default 14400 (4 h).
+        Time constant of the fleet's long-run mix, seconds of event time. Default 14400.
+    min_fleet_calls
+        Recent calls of the other agents the fleet's shift needs to count. Default 50.
+    refresh_every
+        Calls between recomputations of an agent's expected shares. Default 16.
     ignore_kinds
-        Event kinds left out of both mixes (LLM calls interleave every tool call). Default
-        ``["llm"]``.
+        Event kinds left out (LLM calls interleave every tool call). Default ``["llm"]``.
 
     Examples
     --------
-    >>> import textwrap
+    >>> import random, textwrap
     >>> from datetime import UTC, datetime, timedelta
     >>> from agentwatch.detectors.baseline import AgentBaseline
     >>> from agentwatch.schemas import ActionEvent
-    >>> detector, baseline, state = MixShift(), AgentBaseline("s1"), {}
+    >>> detector, baseline, state, fleet = MixShift(), AgentBaseline("s1"), {}, {}
+    >>> rng = random.Random(7)
     >>> def feed(i, action):
     ...     event = ActionEvent(event_id=f"e{i}", agent_id="s1", action=action,
-    ...                         ts=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=10 * i))
-    ...     found = detector.update(event, baseline, state, {})
+    ...                         ts=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=20 * i))
+    ...     found = detector.update(event, baseline, state, fleet)
     ...     baseline.update(event)
     ...     return found
-    >>> usual = ["read_ticket", "search_kb", "reply_ticket", "read_ticket", "lookup_order"]
-    >>> sum(len(feed(i, usual[i % 5])) for i in range(400))
+    >>> usual = ["read_ticket"] * 8 + ["search_kb"] * 6 + ["reply_ticket"] * 5 + ["refund"]
+    >>> sum(len(feed(i, rng.choice(usual))) for i in range(3000))
     0
-    >>> shifted = [feed(400 + i, "refund" if i % 3 else "reply_ticket") for i in range(30)]
-    >>> first = next(found[0] for found in shifted if found)
-    >>> print(textwrap.fill(first.summary, 88))
-    s1's last 30 calls moved away from its long-run mix (total variation 0.53 >= 0.50):
-    refund 43% (expected 0%), read_ticket 13% (expected 40%).
+    >>> shifted = usual + ["refund"] * 8
+    >>> found = [f for i in range(3000, 3060) for f in feed(i, rng.choice(shifted))]
+    >>> print(textwrap.fill(found[0].summary, 88))
+    s1 called refund 9 times in its last 18 calls (50%) vs an expected 4.9% (CUSUM 12.7 >=
+    threshold 12.4, from a budget of 0.005 false alarms per agent-day).
     """
 
     name: ClassVar[str] = "mix_shift"
@@ -97,29 +117,49 @@ class MixShift(AgentDetector):
     def __init__(
         self,
         *,
-        threshold: float = 0.5,
-        window: int = 30,
-        min_history: int = 150,
-        check_every: int = 5,
+        false_alarms_per_agent_day: float = 0.005,
+        shift: float = 0.2,
+        floor: float = 8.0,
+        prior_calls: float = 20.0,
+        min_share: float = 0.002,
         memory: int = 4000,
         max_actions: int = 16,
-        fleet_recent_s: float = 300.0,
+        fleet_recent_calls: int = 200,
         fleet_memory_s: float = 14400.0,
+        min_fleet_calls: float = 50.0,
+        refresh_every: int = 16,
+        fleet_weight: float = 2000.0,
+        fleet_spread: float = 2.0,
+        establish_s: float = 3600.0,
         ignore_kinds: Sequence[str] = ("llm",),
     ) -> None:
-        if window < 2 or check_every < 1 or max_actions < 2:
-            raise ValueError("need window >= 2, check_every >= 1 and max_actions >= 2")
-        if not 0 < fleet_recent_s < fleet_memory_s:
-            raise ValueError("need 0 < fleet_recent_s < fleet_memory_s")
-        self.threshold = threshold
-        self.window = window
-        self.min_history = min_history
-        self.check_every = check_every
+        if not 0.0 < shift < 1.0 or not 0.0 < min_share < 0.5:
+            raise ValueError("need 0 < shift < 1 and 0 < min_share < 0.5")
+        if false_alarms_per_agent_day <= 0.0 or floor < 0.0 or prior_calls < 0.0:
+            raise ValueError("need false_alarms_per_agent_day > 0, floor >= 0, prior_calls >= 0")
+        if max_actions < 2 or refresh_every < 1 or fleet_recent_calls < 2 or memory < 2:
+            raise ValueError(
+                "need max_actions, fleet_recent_calls and memory >= 2, refresh_every >= 1"
+            )
+        if fleet_memory_s <= 0.0:
+            raise ValueError("need fleet_memory_s > 0")
+        self.false_alarms_per_agent_day = false_alarms_per_agent_day
+        self.shift = shift
+        self.floor = floor
+        self.prior_calls = prior_calls
+        self.min_share = min_share
         self.memory = memory
         self.max_actions = max_actions
-        self.fleet_recent_s = fleet_recent_s
+        self.fleet_recent_calls = fleet_recent_calls
         self.fleet_memory_s = fleet_memory_s
+        self.min_fleet_calls = min_fleet_calls
+        self.refresh_every = refresh_every
+        self.fleet_weight = fleet_weight
+        self.fleet_spread = fleet_spread
+        self.establish_s = establish_s
         self.ignore_kinds = list(ignore_kinds)
+
+    # ------------------------------------------------------------------ per event
 
     def update(
         self,
@@ -128,234 +168,459 @@ class MixShift(AgentDetector):
         state: dict[str, JSON],
         fleet_state: dict[str, JSON],
     ) -> list[Finding]:
-        """Queue the event's action; every ``check_every`` calls fold them in and compare."""
+        """Run the tests of the agent's calls; see the class doc."""
         if event.kind in self.ignore_kinds:
             return []
-        queue: list[str] | None = state.get("q")
-        if queue is None:
-            queue = self._start(state, self.window)
         action = event.action
-        fleet: _FleetMix | None = fleet_state.get("m")
-        if fleet is None:
-            fleet = fleet_state["m"] = _FleetMix(
-                event.ts_epoch, self.fleet_recent_s, self.fleet_memory_s
-            )
-        if not state["f"]:  # flagged agents do not move their fleet's mix
-            fleet.add(action, event.ts_epoch)
-            if len(fleet.agents) < _MIN_FLEET_AGENTS:
-                fleet.agents.add(event.agent_id)
-        queue.append(action)
-        # the ring changes only when it is read: at a check, or call by call until it is full
-        if len(queue) < self.check_every and state["x"]:
+        vocab: list[str] | None = state.get("v")
+        if vocab is None:
+            vocab = self._start(state)
+        try:
+            slot = vocab.index(action)
+        except ValueError:
+            slot = self._slot(state, vocab, action)
+        failed = event.status != "ok"
+        if state.get("x", -1) == slot:  # the call before failed, and this one retries it
+            state["x"] = slot if failed else -1
             return []
-        return self._check(event, state, fleet, queue)
+        state["x"] = slot if failed else -1
+        fleet: _Fleet | None = fleet_state.get("m")
+        if fleet is None:
+            fleet = fleet_state["m"] = _Fleet(
+                self.fleet_recent_calls, self.fleet_memory_s, event.ts_epoch
+            )
+        agent = event.agent_id
+        ts = event.ts_epoch
+        flagged: int = state["f"]
+        if flagged < 0:  # flagged agents do not move their fleet's mix
+            fleet.add(agent, action, ts)
+        index: int = state["i"] + 1
+        state["i"] = index
+        memo = fleet.memo.get(agent)
+        if memo is None or index - memo.at >= self.refresh_every or len(memo.hit) != len(vocab):
+            memo = self._refresh(
+                agent=agent, state=state, vocab=vocab, fleet=fleet, index=index, memo=memo, ts=ts
+            )
+        memo.recent.append((event.event_id, slot))
+        tests: list[list[float]] = state["c"]
+        test = tests[slot]
+        value = test[_S] + memo.miss[slot] * (index - 1 - test[_AT])
+        if value <= 0.0:  # the previous run of this action is over: its peak is evidence
+            if test[_MAX] > 0.0:
+                if flagged < 0:
+                    self._learn(agent, state, fleet, test[_MAX], ts)
+                elif flagged == slot:  # the run after the alarm is over: the shift is too
+                    state["f"] = flagged = -1
+            value = 0.0
+            test[_START] = index
+            test[_HITS] = 0
+            test[_MAX] = 0.0
+        if (
+            memo.at != index
+            and value + memo.hit[slot] > 1.0
+            and fleet.calls - memo.clock[slot] >= _STALE_CALLS
+        ):
+            # the fleet moved on since: the called action's expectation, up to date
+            self._update_one(
+                fleet=fleet, agent=agent, state=state, memo=memo, slot=slot, action=action, ts=ts
+            )
+        if fleet.first.get(action, ts) > ts - self.establish_s:
+            value = 0.0  # new to the fleet: a novelty (or a rollout), not a change of mix
+        else:
+            value += memo.hit[slot]
+        value = round(value, 3)  # a compact state: three decimals are plenty
+        test[_S] = value
+        test[_AT] = index
+        test[_HITS] += 1
+        if value > test[_MAX]:  # noqa: PLR1730 - cheaper than max()
+            test[_MAX] = value
+        if flagged != slot:
+            self._learn_call(state, slot)
+            if flagged >= 0:
+                mark = tests[flagged]
+                if mark[_MAX] > 0.0 and mark[_S] + memo.miss[flagged] * (index - mark[_AT]) <= 0:
+                    state["f"] = -1  # the flagged action's run after the alarm is over
+        if value <= self.floor:
+            return []
+        threshold = self._threshold(agent, state, fleet)
+        if value < threshold:
+            return []
+        if flagged != slot:  # the call was learned above: take it back
+            self._unlearn_call(state, slot)
+        state["f"] = slot
+        found = self._finding(
+            event, vocab=vocab, slot=slot, test=test, memo=memo, value=value, threshold=threshold
+        )
+        # restart the test: a shift that goes on gathers its evidence again (and fires
+        # again), one that is over lets the test settle; the run that fired is never learned
+        test[_S] = 0.0
+        test[_MAX] = 0.0
+        test[_HITS] = 0
+        test[_START] = index + 1
+        return [found]
+
+    # ------------------------------------------------------------------ state
 
     @staticmethod
-    def _start(state: dict[str, JSON], window: int) -> list[str]:
-        queue: list[str] = []
-        state["q"] = queue  # actions not yet in the ring (fewer than check_every)
-        if "v" in state:  # a state saved before the queue existed
-            state["x"] = len(state["r"]) >= window
-            return queue
-        state["v"] = []  # vocabulary: the agent's actions, in order of first use
-        state["r"] = []  # ring of vocabulary indices
-        state["i"] = 0  # next ring slot to overwrite once full
-        state["c"] = []  # counts in the ring, per vocabulary index
+    def _start(state: dict[str, JSON]) -> list[str]:
+        vocab: list[str] = []
+        state["v"] = vocab  # the agent's actions, in order of first use
         state["h"] = []  # long-run counts, per vocabulary index
         state["t"] = 0.0  # their total
-        state["n"] = 0  # calls since the last check
-        state["f"] = False  # was the last check flagged?
-        state["x"] = False  # is the ring full?
-        return queue
+        state["c"] = []  # per action: [cusum, settled at, run start, hits in run, run max]
+        state["i"] = 0  # calls counted
+        state["f"] = -1  # the flagged action's index, or -1
+        state["x"] = -1  # the last call's index if it failed, or -1
+        return vocab
 
-    def _check(
-        self, event: ActionEvent, state: dict[str, JSON], fleet: _FleetMix, queue: list[str]
-    ) -> list[Finding]:
-        """Fold the queued actions into the ring and the long-run counts; compare if due."""
-        vocab: list[str] = state["v"]
-        ring: list[int] = state["r"]
-        recent: list[int] = state["c"]
-        history: list[float] = state["h"]
-        flagged: bool = state["f"]
-        window = self.window
-        pos: int = state["i"]
-        total: float = state["t"]
-        for action in queue:
-            try:
-                slot = vocab.index(action)
-            except ValueError:
-                slot = self._slot(vocab, recent, history, action)
-            if len(ring) < window:
-                ring.append(slot)
-            else:
-                old = ring[pos]
-                recent[old] -= 1
-                if not flagged:
-                    history[old] += 1
-                    total += 1
-                    if total >= self.memory:
-                        history[:] = [h / 2 for h in history]
-                        total = sum(history)
-                ring[pos] = slot
-                pos += 1
-                if pos == window:
-                    pos = 0
-            recent[slot] += 1
-        state["i"] = pos
-        state["t"] = total
-        due: int = state["n"] + len(queue)
-        queue.clear()
-        full = len(ring) >= window
-        state["x"] = full
-        if due < self.check_every or not full:
-            state["n"] = due
-            return []
-        state["n"] = 0
-        ts = event.ts_epoch
-        if total < self.min_history or total <= 0.0:  # nothing learned yet to compare with
-            return []
-        n = len(ring)
-        shifts = fleet.shifts(vocab, ts)
-        expected = [max(h / total + d, 0.0) for h, d in zip(history, shifts, strict=True)]
-        norm = sum(expected) or 1.0
-        expected = [e / norm for e in expected]
-        tvd = 0.5 * sum([abs(r / n - e) for r, e in zip(recent, expected, strict=True)])
-        flagged = tvd >= self.threshold
-        state["f"] = flagged
-        if not flagged:
-            return []
-        moved = sorted(
-            range(len(vocab)), key=lambda i: (-abs(recent[i] / n - expected[i]), vocab[i])
-        )[:2]
-        parts = ", ".join(
-            f"{vocab[i] or 'other'} {recent[i] / n:.0%} (expected {expected[i]:.0%})" for i in moved
-        )
-        fleet_note = ""
-        if any(abs(d) >= 0.01 for d in shifts):
-            fleet_note = ", adjusted for its fleet's own shift"
-        return [
-            Finding(
-                kind="mix_shift",
-                score=tvd,
-                threshold=self.threshold,
-                observed=tvd,
-                baseline=0.0,
-                summary=(
-                    f"{event.agent_id}'s last {n} calls moved away from its long-run mix"
-                    f"{fleet_note} (total variation {tvd:.2f} >= {self.threshold:.2f}): "
-                    f"{parts}."
-                ),
-                evidence=(event.event_id,),
-                actions=tuple(vocab[i] for i in moved if vocab[i] and recent[i] / n > expected[i]),
-            )
-        ]
-
-    def _slot(self, vocab: list[str], recent: list[int], history: list[float], action: str) -> int:
+    def _slot(self, state: dict[str, JSON], vocab: list[str], action: str) -> int:
         """The slot of an action not in the vocabulary: a new one, or the shared "other"."""
         if len(vocab) >= self.max_actions - 1:
-            if _OTHER not in vocab:
-                vocab.append(_OTHER)
-                recent.append(0)
-                history.append(0.0)
-            return vocab.index(_OTHER)
+            if _OTHER in vocab:
+                return vocab.index(_OTHER)
+            action = _OTHER
         vocab.append(action)
-        recent.append(0)
-        history.append(0.0)
+        state["h"].append(0.0)
+        state["c"].append([0.0, state["i"], 0, 0, 0.0])
         return len(vocab) - 1
 
+    def _learn_call(self, state: dict[str, JSON], slot: int) -> None:
+        history: list[float] = state["h"]
+        history[slot] += 1.0
+        total = state["t"] + 1.0
+        if total >= self.memory:
+            history[:] = [h * 0.5 for h in history]
+            total = sum(history)
+        state["t"] = total
 
-class _FleetMix:
-    """A fleet's action mix over the recent past and over a longer memory (event time).
+    @staticmethod
+    def _unlearn_call(state: dict[str, JSON], slot: int) -> None:
+        history: list[float] = state["h"]
+        if history[slot] >= 1.0:
+            history[slot] -= 1.0
+            state["t"] -= 1.0
 
-    Exponentially decayed counts with time constants ``recent_s`` and ``memory_s``, kept as
-    sums of ``exp((t - origin) / tau)`` (``t`` rounded down to 10 s) so that shares need no
-    ``exp`` (the common factor cancels); the origin moves forward before the weights could
-    overflow. Calls of one 10 s tick share their weights, so they are counted in
-    ``pending`` and folded in once, when the tick ends or a share is read.
+    # ------------------------------------------------------------------ expectation
+
+    def _refresh(
+        self,
+        *,
+        agent: str,
+        state: dict[str, JSON],
+        vocab: list[str],
+        fleet: _Fleet,
+        index: int,
+        memo: _Memo | None,
+        ts: float,
+    ) -> _Memo:
+        """Recompute the expected share and the two increments of every action's test.
+
+        Settles every test to the calls counted so far first (their increments change).
+        """
+        if memo is not None:
+            tests: list[list[float]] = state["c"]
+            for slot, old in enumerate(memo.miss):
+                test = tests[slot]
+                settled = test[_S] + old * (index - 1 - test[_AT])
+                test[_S] = round(settled, 3) if settled > 0.0 else 0.0
+                test[_AT] = index - 1
+        history: list[float] = state["h"]
+        total: float = state["t"]
+        expected: list[float] = []
+        hit: list[float] = []
+        miss: list[float] = []
+        shifted = False
+        for action, h in zip(vocab, history, strict=True):
+            p0, moved = self._expect(fleet, agent=agent, action=action, count=h, total=total, ts=ts)
+            shifted = shifted or moved
+            p1 = p0 + self.shift
+            if p1 > 0.99:  # noqa: PLR1730
+                p1 = 0.99
+            expected.append(p0)
+            hit.append(math.log(p1 / p0))
+            miss.append(math.log((1.0 - p1) / (1.0 - p0)))
+        if memo is None:
+            memo = fleet.memo[agent] = _Memo()
+        memo.at = index
+        memo.clock = [fleet.calls] * len(expected)
+        memo.expected = expected
+        memo.hit = hit
+        memo.miss = miss
+        memo.shifted = shifted
+        return memo
+
+    def _update_one(
+        self,
+        *,
+        fleet: _Fleet,
+        agent: str,
+        state: dict[str, JSON],
+        memo: _Memo,
+        slot: int,
+        action: str,
+        ts: float,
+    ) -> None:
+        """Bring the called action's expectation up to date (the fleet may be moving); for
+        the shared "other" slot, as the fleet sees the action actually called."""
+        p0, moved = self._expect(
+            fleet, agent=agent, action=action, count=state["h"][slot], total=state["t"], ts=ts
+        )
+        memo.clock[slot] = fleet.calls
+        if p0 == memo.expected[slot]:
+            return
+        p1 = p0 + self.shift
+        if p1 > 0.99:  # noqa: PLR1730
+            p1 = 0.99
+        memo.expected[slot] = p0
+        memo.hit[slot] = math.log(p1 / p0)
+        memo.miss[slot] = math.log((1.0 - p1) / (1.0 - p0))
+        memo.shifted = memo.shifted or moved
+
+    def _expect(
+        self, fleet: _Fleet, *, agent: str, action: str, count: float, total: float, ts: float
+    ) -> tuple[float, bool]:
+        """The expected share of ``action`` for ``agent``, and whether the fleet moved it.
+
+        The agent's own long-run share (padded with ``prior_calls`` of its fleet's), but at
+        least the other agents' long-run share; plus ``fleet_spread`` times how far the
+        other agents' recent share is above their long-run one (agents follow a fleet-wide
+        change unevenly); when they use the action at least twice as often as they used to
+        (a rollout, a new habit), at least ``fleet_spread`` times their recent share. The
+        fleet's recent share counts once its other agents made ``min_fleet_calls`` recent
+        calls, its long-run share once they made ten in the last ``fleet_memory_s``.
+        """
+        floor = self.min_fleet_calls
+        usual = fleet.usual(agent, action, ts, _MIN_USUAL_CALLS)
+        prior = self.prior_calls if usual >= 0.0 else 0.0
+        own = (count + prior * usual) / (total + prior) if total + prior > 0.0 else 0.0
+        p0 = own if own > usual else usual
+        recent = fleet.recent_share(agent, action, floor)
+        moved = False
+        if usual >= 0.0 and recent > usual:
+            spread = self.fleet_spread
+            p0 += spread * (recent - usual)
+            if recent >= 2.0 * usual:
+                p0 = max(p0, spread * recent)
+            moved = recent - usual >= 0.01
+        if p0 < self.min_share:
+            return self.min_share, moved
+        return (p0 if p0 < 0.95 else 0.95), moved
+
+    # ------------------------------------------------------------------ calibration
+
+    def _guard(self, agent: str, state: dict[str, JSON], fleet: _Fleet) -> BudgetThreshold:
+        guard = fleet.guards.get(agent)
+        if guard is None:
+            guard = BudgetThreshold(self.false_alarms_per_agent_day, self.floor)
+            saved = state.get("b")
+            if saved is not None:
+                guard.load_state(saved)
+            fleet.guards[agent] = guard
+        return guard
+
+    def _learn(
+        self, agent: str, state: dict[str, JSON], fleet: _Fleet, peak: float, ts: float
+    ) -> None:
+        """A finished run's peak: evidence for the agent's and the fleet's tails, unless it
+        reached the threshold (a run that fired teaches nothing)."""
+        if peak > self.floor and peak >= self._threshold(agent, state, fleet):
+            return
+        guard = self._guard(agent, state, fleet)
+        guard.learn_one(peak, ts)
+        if peak > self.floor or not int(guard.seen) % _SAVE_EVERY:
+            state["b"] = compact_state(guard)  # the persisted copy: tail evidence at once
+        pooled = fleet.pooled
+        if pooled is None:
+            pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day, self.floor)
+        pooled.learn_one(peak, ts)
+
+    def _threshold(self, agent: str, state: dict[str, JSON], fleet: _Fleet) -> float:
+        guard = self._guard(agent, state, fleet)
+        if fleet.pooled is not None:
+            guard = guard.shrunk(fleet.pooled, self.fleet_weight)
+        return guard.threshold()
+
+    # ------------------------------------------------------------------ reporting
+
+    def _finding(
+        self,
+        event: ActionEvent,
+        *,
+        vocab: list[str],
+        slot: int,
+        test: list[float],
+        memo: _Memo,
+        value: float,
+        threshold: float,
+    ) -> Finding:
+        name = vocab[slot] or "other actions"
+        hits = int(test[_HITS])
+        calls = int(test[_AT] - test[_START]) + 1
+        share = hits / calls if calls > 0 else 1.0
+        expected = memo.expected[slot]
+        fleet_note = " and its fleet's shift" if memo.shifted else ""
+        evidence = tuple(eid for eid, s in reversed(memo.recent) if s == slot)[:20]
+        return Finding(
+            kind="mix_shift",
+            score=value,
+            threshold=threshold,
+            observed=share,
+            baseline=expected,
+            summary=(
+                f"{event.agent_id} called {name} {hits} times in its last {calls} calls "
+                f"({share:.0%}) vs an expected {expected:.1%}{fleet_note} (CUSUM {value:.1f} "
+                f">= threshold {threshold:.1f}, from a budget of "
+                f"{self.false_alarms_per_agent_day:g} false alarms per agent-day)."
+            ),
+            evidence=evidence or (event.event_id,),
+            actions=(vocab[slot],) if vocab[slot] else (),
+        )
+
+
+class _Memo:
+    """An agent's cached expectation (in memory): recomputed every ``refresh_every`` calls."""
+
+    __slots__ = ("at", "clock", "expected", "hit", "miss", "recent", "shifted")
+
+    def __init__(self) -> None:
+        self.at = 0
+        self.clock: list[int] = []  # the fleet's call count when each expectation was set
+        self.expected: list[float] = []
+        self.hit: list[float] = []
+        self.miss: list[float] = []
+        self.shifted = False
+        self.recent: deque[tuple[str, int]] = deque(maxlen=_EVIDENCE)
+
+
+class _Own:
+    """One agent's share of its fleet's recent and long-run counts (to leave it out)."""
+
+    __slots__ = ("long", "long_total", "recent", "recent_total")
+
+    def __init__(self) -> None:
+        self.recent: dict[str, float] = {}
+        self.recent_total = 0.0
+        self.long: dict[str, float] = {}
+        self.long_total = 0.0
+
+
+class _Fleet:
+    """A fleet's action mix: its recent calls (counted in calls) and its long-run mix
+    (event time), each as the *other* agents see it, plus the agents' cached expectations
+    and thresholds.
+
+    Recent weights grow by ``1 / (1 - 1 / recent_calls)`` per fleet call (so a call's weight
+    relative to the newest decays per call); long-run weights are ``exp((t - origin) /
+    memory_s)`` (``t`` rounded down to a 10 s tick); both are rescaled before they could
+    overflow. Each agent's own part of
+    both is kept alongside, so an agent's view of its fleet leaves itself out.
     """
 
     __slots__ = (
-        "agents",
-        "last_tick",
+        "calls",
+        "first",
+        "growth",
+        "guards",
         "long",
         "long_total",
+        "lw",
+        "memo",
         "memory_s",
         "origin",
-        "pending",
+        "own",
+        "pooled",
         "recent",
-        "recent_s",
         "recent_total",
-        "shift",
+        "tick",
+        "weight",
     )
 
-    def __init__(self, origin: float, recent_s: float, memory_s: float) -> None:
-        self.origin = origin
-        self.recent_s = recent_s
-        self.memory_s = memory_s
+    def __init__(self, recent_calls: int, memory_s: float, origin: float) -> None:
+        self.growth = 1.0 / (1.0 - 1.0 / recent_calls)
+        self.weight = 1.0  # weight of the newest call
         self.recent: dict[str, float] = {}
-        self.long: dict[str, float] = {}
         self.recent_total = 0.0
+        self.own: dict[str, _Own] = {}
+        self.memory_s = memory_s
+        self.origin = origin
+        self.long: dict[str, float] = {}
         self.long_total = 0.0
-        self.agents: set[str] = set()  # contributing agents, up to _MIN_FLEET_AGENTS
-        self.last_tick = -1
-        self.pending: dict[str, int] = {}  # calls of the current tick, not yet folded in
-        self.shift: dict[str, float] = {}  # shift per action since the last fold (a cache)
+        self.calls = 0  # calls added, ever
+        self.tick = -1  # the current tick of event time (its long-run weight is lw)
+        self.lw = 1.0
+        self.memo: dict[str, _Memo] = {}
+        self.first: dict[str, float] = {}  # action -> when the fleet first called it
+        self.guards: dict[str, BudgetThreshold] = {}
+        self.pooled: BudgetThreshold | None = None
 
-    def add(self, action: str, ts: float) -> None:
+    def add(self, agent: str, action: str, ts: float) -> None:
+        recent = self.recent
+        if action not in recent:
+            if len(recent) >= _MAX_FLEET_ACTIONS:
+                return
+            self.first[action] = ts
+        own = self.own.get(agent)
+        if own is None:
+            own = self.own[agent] = _Own()
+        w = self.weight * self.growth
+        if w > _REBASE:
+            self._rebase_recent(w)
+            w = 1.0
+        self.weight = w
+        self.calls += 1
+        recent[action] = recent.get(action, 0.0) + w
+        self.recent_total += w
+        mine = own.recent
+        mine[action] = mine.get(action, 0.0) + w
+        own.recent_total += w
         tick = int(ts // _TICK_S)
-        if tick != self.last_tick:
-            if self.pending:
-                self._fold()
-            self.last_tick = tick
-        pending = self.pending
-        pending[action] = pending.get(action, 0) + 1
+        if tick != self.tick:  # one weight per tick of event time: no exp() per call
+            self.tick = tick
+            x = (tick * _TICK_S - self.origin) / self.memory_s
+            if x > 50.0:
+                self._rebase_long(tick * _TICK_S)
+                x = 0.0
+            self.lw = math.exp(x) if x > -50.0 else 0.0
+        lw = self.lw
+        self.long[action] = self.long.get(action, 0.0) + lw
+        self.long_total += lw
+        mine = own.long
+        mine[action] = mine.get(action, 0.0) + lw
+        own.long_total += lw
 
-    def _fold(self) -> None:
-        """Add the current tick's calls, with the tick's weights, to the decayed counts."""
-        x = self.last_tick * _TICK_S - self.origin
-        if x > 30.0 * self.recent_s:
-            self._rebase(self.last_tick * _TICK_S)
-            x = 0.0
-        w_recent = math.exp(x / self.recent_s)
-        w_long = math.exp(x / self.memory_s)
-        recent, long = self.recent, self.long
-        calls = 0
-        for action, count in self.pending.items():
-            if action not in recent and len(recent) >= _MAX_FLEET_ACTIONS:
-                continue
-            recent[action] = recent.get(action, 0.0) + count * w_recent
-            long[action] = long.get(action, 0.0) + count * w_long
-            calls += count
-        self.recent_total += calls * w_recent
-        self.long_total += calls * w_long
-        self.pending = {}
-        self.shift = {}
+    def usual(self, agent: str, action: str, ts: float, min_calls: float) -> float:
+        """The other agents' long-run share of ``action`` (-1 while they made fewer than
+        ``min_calls`` calls in the last ``memory_s``, give or take)."""
+        own = self.own.get(agent)
+        mass = self.long_total - (own.long_total if own is not None else 0.0)
+        if mass <= 0.0 or mass < min_calls * self.lw:  # lw: the weight of a call now
+            return -1.0
+        mine = own.long.get(action, 0.0) if own is not None else 0.0
+        return (self.long.get(action, 0.0) - mine) / mass
 
-    def shifts(self, actions: list[str], ts: float) -> list[float]:
-        """Recent share minus long-memory share of each action (0 while data is thin)."""
-        if self.pending:
-            self._fold()
-        mass = self.recent_total * math.exp(-(ts - self.origin) / self.recent_s)
-        if mass < _MIN_FLEET_CALLS or len(self.agents) < _MIN_FLEET_AGENTS:
-            return [0.0] * len(actions)
-        cache = self.shift
-        out = []
-        for action in actions:
-            shift = cache.get(action)
-            if shift is None:
-                shift = cache[action] = (
-                    self.recent.get(action, 0.0) / self.recent_total
-                    - self.long.get(action, 0.0) / self.long_total
-                )
-            out.append(shift)
-        return out
+    def recent_share(self, agent: str, action: str, min_calls: float) -> float:
+        """The other agents' share of ``action`` among the fleet's recent calls (-1 when
+        they made fewer than ``min_calls`` of them)."""
+        own = self.own.get(agent)
+        mass = self.recent_total - (own.recent_total if own is not None else 0.0)
+        if mass < min_calls * self.weight:  # the newest call weighs self.weight
+            return -1.0
+        mine = own.recent.get(action, 0.0) if own is not None else 0.0
+        return (self.recent.get(action, 0.0) - mine) / mass
 
-    def _rebase(self, ts: float) -> None:
-        f_recent = math.exp(-(ts - self.origin) / self.recent_s)
-        f_long = math.exp(-(ts - self.origin) / self.memory_s)
-        self.recent = {a: v * f_recent for a, v in self.recent.items()}
-        self.long = {a: v * f_long for a, v in self.long.items()}
-        self.recent_total *= f_recent
-        self.long_total *= f_long
+    def _rebase_recent(self, w: float) -> None:
+        scale = 1.0 / w
+        self.recent = {a: v * scale for a, v in self.recent.items()}
+        self.recent_total *= scale
+        for own in self.own.values():
+            own.recent = {a: v * scale for a, v in own.recent.items()}
+            own.recent_total *= scale
+
+    def _rebase_long(self, ts: float) -> None:
+        factor = math.exp(-(ts - self.origin) / self.memory_s)
+        self.long = {a: v * factor for a, v in self.long.items()}
+        self.long_total *= factor
+        for own in self.own.values():
+            own.long = {a: v * factor for a, v in own.long.items()}
+            own.long_total *= factor
         self.origin = ts
-        self.shift = {}

@@ -36,6 +36,8 @@ _IPV4: Final = re.compile(r"\d+\.\d+\.\d+\.\d+$")
 _SECOND_LEVEL: Final = frozenset({"co", "com", "org", "net", "gov", "ac", "edu", "ne", "or"})
 _MAX_PENDING: Final = 4
 _MAX_FLEET_KEYS: Final = 100_000
+_DAY: Final = 86_400.0
+_RATE_EVENTS: Final = 30  # events before an agent's own rate is trusted over its fleet's
 
 
 def target_domain(target: str | None) -> str | None:
@@ -82,50 +84,64 @@ def _iso(ts: float) -> str:
 
 @register_detector
 class Novelty(AgentDetector):
-    """Something an agent never did before and its fleet peers do not do.
+    """Something an agent never did before and its fleet peers do not do either.
 
     The detector remembers, per agent, the actions it has called and the registrable
-    domains its targets reached (URL hosts, e-mail domains: see :func:`target_domain`), and,
-    per fleet, which agents use each of them. A new action or domain of a warm agent is
+    domains its targets reached (URL hosts, e-mail domains: see :func:`target_domain`),
+    and, per fleet, which agents use each of them and how often the fleet calls each. A
+    first use by an agent is judged against its fleet:
 
+    * used by a peer (for an egress domain, by ``common_agents`` peers) — the fleet's
+      habit, or a change the fleet is making together (a tool rolled out to every agent):
+      learned, never flagged. A new agent is judged by its fleet's habits from its first
+      call;
     * **egress** (a domain reached by one of ``egress_actions``: ``http_post``,
-      ``send_email``, ``upload`` ...): learned when at least ``common_agents`` other agents
-      of the fleet, or ``max_fleet_share`` of its warm agents, send there; otherwise flagged
-      **at once** (kind ``new_egress_domain``): data leaving for a place no peer sends to
-      is how exfiltration looks;
-    * **anything else**: learned when another agent of the fleet has used it; otherwise
-      held for ``grace_s`` seconds of event time and flagged (kind ``new_action`` or
-      ``new_domain``) only if still no peer has used it by then. A tool rolled out to a
-      whole fleet is picked up by many agents within minutes, so it is learned, not
-      flagged; a rarely used tool of the role pages once per fleet (the first agent to use
-      it after the warm-up), after which the fleet knows it.
+      ``send_email``, ``upload`` ...) that no peer sends to: judged **at once** (kind
+      ``new_egress_domain``): data leaving for a place no peer sends to is how
+      exfiltration looks;
+    * **anything else** no peer uses: held until the fleet's other agents have made
+      ``evidence_calls`` calls of that kind (calls with an action, or with a domain) since
+      the first use — evidence counted in calls, so a sparse fleet waits as many calls as
+      a busy one, not as many minutes — and learned if a peer used it meanwhile; else
+      judged (kind ``new_action`` or ``new_domain``).
 
-    Flagged novelties are neither learned by the agent nor counted as normal destinations
-    (a detector must not learn from what it flagged), so the agent's next use fires again.
+    Judged means compared with a false-alarm budget: how often does this fleet meet
+    something none of its agents used before? Its Good-Turing estimate is the share of
+    the fleet's calls that are the only call of their kind so far, ``p = (n1 + 1) / (N +
+    1)`` (actions and domains apart). The agent's calls of that kind a day times ``p`` is
+    how many such first uses to expect from it a day in normal work; only when that is at
+    most ``false_alarms_per_agent_day`` is a first use a finding. A fleet whose agents
+    keep meeting new customers' domains, or a small fleet that has seen little, is
+    silent; a large fleet whose agents have called the same tools and domains for hours
+    pages on the first unknown one. ``score`` is ``-ln p`` against ``threshold``, the
+    ``ln`` of the agent's calls a day over the budget.
+
+    Flagged novelties are neither learned by the agent nor counted as the fleet's normal
+    (a detector must not learn from what it flagged), so the agent's next use is judged
+    again.
 
     Parameters
     ----------
-    max_fleet_share
-        Share of the fleet's warm agents sending to a domain from which it is a normal
-        egress destination. Default 0.05.
+    false_alarms_per_agent_day
+        The budget: expected false alarms per agent-day. Default 0.01.
+    evidence_calls
+        Calls of the fleet's other agents a non-egress novelty waits for. Default 200.
     common_agents
-        Other agents sending to a domain from which it is a normal egress destination
-        whatever the share. Default 3.
+        Other agents sending to a domain from which it is a normal egress destination.
+        Default 1: any peer's unflagged use.
     min_fleet_agents
-        Warm agents a fleet needs before peers' silence means anything; a smaller fleet
-        learns everything silently (the ``sequence`` detector's secret-then-egress check
-        still covers exfiltration there). Default 8.
+        Agents a fleet needs before peers' silence means anything; a smaller fleet learns
+        everything silently (the ``sequence`` detector's secret-then-egress check still
+        covers exfiltration there). Default 3.
     min_agent_events
-        Events before an agent is warm: until then it learns everything silently. Default 30.
+        Events before an agent is judged: until then it learns everything silently.
+        Default 0 (a new agent is judged by its fleet's habits).
     warmup_s
         Seconds of event time from the fleet's first event (its agents' earliest
         ``first_seen``, so a restart does not start it over) during which everything is
         learned silently, while the peers establish what is common. Default 1200.
-    grace_s
-        How long a non-egress novelty waits for a peer to use it too. Default 180 (a tool
-        rolled out to a fleet reaches other agents within a minute or two).
     egress_actions
-        Actions whose new domains fire without grace. Default
+        Actions whose new domains are judged at once. Default
         :data:`DEFAULT_EGRESS_ACTIONS`.
     max_known
         Actions and domains remembered per agent, each (the state stays small; an agent
@@ -133,11 +149,11 @@ class Novelty(AgentDetector):
 
     Notes
     -----
-    Per-fleet state (agents per action and domain) is in memory: after a restart it is
-    rebuilt from each agent's persisted history the first time the agent is seen again.
-    ``observed`` is the number of other agents in the fleet that use the novelty and
-    ``baseline`` the fleet's warm agents; ``score`` is ``1 - share`` against the threshold
-    ``1 - max_fleet_share`` for egress, 1 against 1 (no peer at all) otherwise.
+    Per-fleet state (agents per action and domain, call counts) is in memory: after a
+    restart it is rebuilt from each agent's persisted history the first time the agent is
+    seen again, and the call counts start over (so the fleet is quiet until it has seen
+    enough calls again). ``observed`` is the number of other agents in the fleet that use
+    the novelty and ``baseline`` the fleet's agents.
 
     Examples
     --------
@@ -145,7 +161,7 @@ class Novelty(AgentDetector):
     >>> from datetime import UTC, datetime, timedelta
     >>> from agentwatch.detectors.baseline import AgentBaseline
     >>> from agentwatch.schemas import ActionEvent
-    >>> novelty = Novelty(min_agent_events=3, warmup_s=60)
+    >>> novelty = Novelty(warmup_s=60, false_alarms_per_agent_day=0.2)
     >>> baselines, states, fleet = {}, {}, {}
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> def feed(agent, second, action, target):
@@ -156,17 +172,17 @@ class Novelty(AgentDetector):
     ...     found = novelty.update(event, b, states.setdefault(agent, {}), fleet)
     ...     b.update(event)
     ...     return found
-    >>> for second in range(0, 100, 10):
-    ...     for n in range(10):
-    ...         _ = feed(f"ops-{n}", second, "http_post", "https://hooks.slack.com/x")
-    >>> feed("ops-1", 100, "http_post", "https://hooks.slack.com/y")
+    >>> for second in range(0, 86_400, 10):  # a day of ten agents posting to Slack
+    ...     _ = feed(f"ops-{second % 100 // 10}", second, "http_post", "https://hooks.slack.com/x")
+    >>> feed("ops-1", 86_400, "http_post", "https://hooks.slack.com/y")
     []
-    >>> [found] = feed("ops-1", 110, "http_post", "https://paste-drop.io/upload/1")
+    >>> [found] = feed("ops-1", 86_410, "http_post", "https://paste-drop.io/upload/1")
     >>> found.kind, found.evidence
-    ('new_egress_domain', ('ops-1-110',))
+    ('new_egress_domain', ('ops-1-86410',))
     >>> print(textwrap.fill(found.summary, 88))
     ops-1 sent http_post to paste-drop.io, a domain it never used before and 0 of the 10
-    warm agents of fleet ops use.
+    agents of fleet ops use; the fleet meets a new domain in about 1 of 8,642 calls (864 of
+    them a day from this agent, a budget of 0.2 false alarms per agent-day).
     """
 
     name: ClassVar[str] = "novelty"
@@ -174,21 +190,25 @@ class Novelty(AgentDetector):
     def __init__(
         self,
         *,
-        max_fleet_share: float = 0.05,
-        common_agents: int = 3,
-        min_fleet_agents: int = 8,
-        min_agent_events: int = 30,
+        false_alarms_per_agent_day: float = 0.01,
+        evidence_calls: int = 200,
+        common_agents: int = 1,
+        min_fleet_agents: int = 3,
+        min_agent_events: int = 0,
         warmup_s: float = 1200.0,
-        grace_s: float = 180.0,
         egress_actions: Sequence[str] = DEFAULT_EGRESS_ACTIONS,
         max_known: int = 48,
     ) -> None:
-        self.max_fleet_share = max_fleet_share
+        if false_alarms_per_agent_day <= 0.0 or evidence_calls < 0 or common_agents < 1:
+            raise ValueError(
+                "need false_alarms_per_agent_day > 0, evidence_calls >= 0, common_agents >= 1"
+            )
+        self.false_alarms_per_agent_day = false_alarms_per_agent_day
+        self.evidence_calls = evidence_calls
         self.common_agents = common_agents
         self.min_fleet_agents = min_fleet_agents
         self.min_agent_events = min_agent_events
         self.warmup_s = warmup_s
-        self.grace_s = grace_s
         self.egress_actions = list(egress_actions)
         self.max_known = max_known
 
@@ -199,7 +219,7 @@ class Novelty(AgentDetector):
         state: dict[str, JSON],
         fleet_state: dict[str, JSON],
     ) -> list[Finding]:
-        """Learn or flag the event's action and target domain."""
+        """Learn or judge the event's action and target domain."""
         agent = event.agent_id
         fleet: _Fleet | None = fleet_state.get("f")
         if fleet is None:
@@ -208,60 +228,76 @@ class Novelty(AgentDetector):
         if known_actions is None:
             known_actions = state["a"] = {}
             state["d"] = {}
+            state["n"] = [0, 0]
         known_domains: dict[str, int] = state["d"]
         action = event.action
         target = event.target
         # most targets are paths: only URLs and e-mail addresses have a domain
         domain = _domain(target) if target and ("://" in target or "@" in target) else None
         ts = event.ts_epoch
-        if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
-            fleet.born = ts
+        fleet.events += 1
+        if ts > fleet.latest:  # noqa: PLR1730 - cheaper than max()
+            fleet.latest = ts
+        own: list[int] = state["n"]
+        own[0] += 1
+        if domain is not None:
+            own[1] += 1
         if (
             action in known_actions
             and (domain is None or domain in known_domains)
-            and agent in fleet.warm  # so registered too
+            and agent in fleet.agents
             and not state.get("p")
-        ):
-            return []  # the common case: nothing new, nothing held, nothing to learn
+        ):  # the common case: nothing new, nothing held
+            fleet.count(0, action)
+            if domain is not None:
+                fleet.count(1, domain)
+            return []
         if agent not in fleet.agents:
             fleet.register(agent, baseline.first_seen, known_actions, known_domains)
-        if baseline.count < self.min_agent_events or ts - fleet.born < self.warmup_s:
-            if action not in known_actions:
-                self._learn(known_actions, fleet, "a", action, agent)
-            if domain is not None and domain not in known_domains:
-                self._learn(known_domains, fleet, "d", domain, agent)
+        if ts < fleet.born:  # noqa: PLR1730 - cheaper than min()
+            fleet.born = ts
+        if (
+            baseline.count < self.min_agent_events
+            or ts - fleet.born < self.warmup_s
+            or len(fleet.agents) < self.min_fleet_agents
+        ):
+            self._learn(known_actions, fleet, 0, action, agent)
+            if domain is not None:
+                self._learn(known_domains, fleet, 1, domain, agent)
             return []
-        warm = fleet.warm
-        if agent not in warm:
-            warm.add(agent)
         out: list[Finding] = []
         pending: list[list[Any]] | None = state.get("p")
-        if pending and ts >= pending[0][2] + self.grace_s:
-            out.extend(self._resolve(event, state, pending, fleet))
-        if action not in known_actions:
-            self._novel(event, state, known_actions, fleet, kind="a", key=action, ts=ts)
-        if domain is not None and domain not in known_domains:
-            if action in fleet.egress:
-                others = fleet.others("d:" + domain, agent)
-                if self._common(others, len(warm)):
-                    self._learn(known_domains, fleet, "d", domain, agent)
+        if pending:
+            out.extend(self._resolve(event, baseline, state, pending, fleet))
+        if action in known_actions:
+            fleet.count(0, action)
+        else:
+            self._novel(event, state, known_actions, fleet, space=0, key=action, ts=ts)
+        if domain is not None:
+            if domain in known_domains:
+                fleet.count(1, domain)
+            elif action in fleet.egress:
+                others = fleet.others(1, domain, agent)
+                found = None
+                if others < self.common_agents:
+                    found = self._judge(event, baseline, fleet, space=1, key=domain, others=others)
+                if found is None:
+                    self._learn(known_domains, fleet, 1, domain, agent)
                 else:
-                    out.append(self._egress_finding(event, domain, others, len(warm)))
+                    out.append(found)
             else:
-                self._novel(event, state, known_domains, fleet, kind="d", key=domain, ts=ts)
+                self._novel(event, state, known_domains, fleet, space=1, key=domain, ts=ts)
         return out
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _common(self, others: int, warm: int) -> bool:
-        if others >= self.common_agents or warm < self.min_fleet_agents:
-            return True  # peers do it (or too few peers to tell)
-        return others >= self.max_fleet_share * warm
-
-    def _learn(self, known: dict[str, int], fleet: _Fleet, kind: str, key: str, agent: str) -> None:
-        if len(known) < self.max_known:
+    def _learn(
+        self, known: dict[str, int], fleet: _Fleet, space: int, key: str, agent: str
+    ) -> None:
+        if key not in known and len(known) < self.max_known:
             known[key] = 1
-        fleet.adopt(f"{kind}:{key}", agent)
+        fleet.adopt(space, key, agent)
+        fleet.count(space, key)
 
     def _novel(
         self,
@@ -270,92 +306,171 @@ class Novelty(AgentDetector):
         known: dict[str, int],
         fleet: _Fleet,
         *,
-        kind: str,
+        space: int,
         key: str,
         ts: float,
     ) -> None:
-        """A warm agent's first use of ``key``: learn it if a peer uses it, else hold it."""
+        """A first use of ``key`` by the agent: learn it if a peer uses it, else hold it."""
         agent = event.agent_id
-        full = f"{kind}:{key}"
-        if fleet.users(full, agent):
-            self._learn(known, fleet, kind, key, agent)
+        if fleet.users(space, key, agent):
+            self._learn(known, fleet, space, key, agent)
             return
         pending: list[list[Any]] = state.setdefault("p", [])
-        if any(item[0] == kind and item[1] == key for item in pending):
+        if any(item[0] == space and item[1] == key for item in pending):
             return
         if len(pending) >= _MAX_PENDING:
             return  # busy: judge the ones already held first
-        pending.append([kind, key, ts, event.event_id])
-        fleet.adopt(full, agent)  # a tentative user until judged
+        own: list[int] = state["n"]
+        pending.append([space, key, ts, event.event_id, fleet.calls[space], own[space]])
+        fleet.adopt(space, key, agent)  # a tentative user until judged (a rollout's first)
 
     def _resolve(
-        self, event: ActionEvent, state: dict[str, JSON], pending: list[list[Any]], fleet: _Fleet
+        self,
+        event: ActionEvent,
+        baseline: AgentBaseline,
+        state: dict[str, JSON],
+        pending: list[list[Any]],
+        fleet: _Fleet,
     ) -> list[Finding]:
-        """Judge the pending novelties whose grace period is over."""
+        """Judge the held novelties the fleet's other agents have made enough calls since."""
         agent = event.agent_id
-        ts = event.ts_epoch
-        warm = len(fleet.warm)
+        own: list[int] = state["n"]
         out: list[Finding] = []
-        while pending and ts >= pending[0][2] + self.grace_s:
-            kind, key, first_ts, first_id = pending.pop(0)
-            full = f"{kind}:{key}"
-            if warm < self.min_fleet_agents or fleet.users(full, agent):
-                known: dict[str, int] = state[kind]
-                if len(known) < self.max_known:
-                    known[key] = 1
-                continue  # a peer uses it too (or too few peers to judge by): not flagged
-            fleet.flag(full, agent)
-            what = "action" if kind == "a" else "domain"
-            verb = f"started calling {key}" if kind == "a" else f"started reaching {key}"
-            out.append(
-                Finding(
-                    kind=f"new_{what}",
-                    score=1.0,
-                    threshold=1.0,
-                    observed=0.0,
-                    baseline=float(warm),
-                    summary=(
-                        f"{agent} {verb} at {_iso(first_ts)}, new for it, and "
-                        f"{self.grace_s / 60:.0f} min later none of the other {warm - 1} warm "
-                        f"agents of fleet {event.fleet} has used it."
-                    ),
-                    evidence=(first_id, event.event_id),
-                    actions=(key,) if kind == "a" else (),
-                )
+        kept: list[list[Any]] = []
+        for item in pending:
+            space, key, first_ts, first_id, fleet0, own0 = item
+            if fleet.users(space, key, agent):  # a peer took it up too: the fleet's change
+                known: dict[str, int] = state["a" if space == 0 else "d"]
+                self._learn(known, fleet, space, key, agent)
+                continue
+            others = (fleet.calls[space] - fleet0) - (own[space] - own0)
+            if others < self.evidence_calls:
+                kept.append(item)
+                continue
+            found = self._judge(
+                event,
+                baseline,
+                fleet,
+                space=space,
+                key=key,
+                others=0,
+                first=(first_ts, first_id, others),
             )
-        if not pending:
+            if found is None:
+                known = state["a" if space == 0 else "d"]
+                self._learn(known, fleet, space, key, agent)
+            else:
+                out.append(found)
+        if kept:
+            state["p"] = kept
+        else:
             del state["p"]
         return out
 
-    def _egress_finding(self, event: ActionEvent, domain: str, others: int, warm: int) -> Finding:
-        share = others / warm if warm else 0.0
-        return Finding(
-            kind="new_egress_domain",
-            score=1.0 - share,
-            threshold=1.0 - self.max_fleet_share,
-            observed=float(others),
-            baseline=float(warm),
-            summary=(
-                f"{event.agent_id} sent {event.action} to {domain}, a domain it never used "
-                f"before and {others} of the {warm} warm agents of fleet {event.fleet} use."
-            ),
-            evidence=(event.event_id,),
-            actions=(event.action,),
-            severity="critical",
+    def _judge(
+        self,
+        event: ActionEvent,
+        baseline: AgentBaseline,
+        fleet: _Fleet,
+        *,
+        space: int,
+        key: str,
+        others: int,
+        first: tuple[float, str, int] | None = None,
+    ) -> Finding | None:
+        """A finding if the fleet's rate of first uses predicts fewer than the budget a
+        day from this agent; ``None`` (learn it) otherwise."""
+        p_new = (fleet.singles[space] + 1.0) / (fleet.calls[space] + 1.0)
+        per_day = self._calls_per_day(baseline, fleet, space)
+        if p_new * per_day > self.false_alarms_per_agent_day:
+            return None
+        fleet.flag(space, key, event.agent_id)
+        agents = len(fleet.agents)
+        what = "action" if space == 0 else "domain"
+        rate = (
+            f"the fleet meets a new {what} in about 1 of {1.0 / p_new:,.0f} calls "
+            f"({per_day:,.0f} of them a day from this agent, a budget of "
+            f"{self.false_alarms_per_agent_day:g} false alarms per agent-day)"
         )
+        score = -math.log(p_new)
+        threshold = math.log(per_day / self.false_alarms_per_agent_day)
+        if first is None:  # an egress domain, judged at once
+            return Finding(
+                kind="new_egress_domain",
+                score=score,
+                threshold=threshold,
+                observed=float(others),
+                baseline=float(agents),
+                summary=(
+                    f"{event.agent_id} sent {event.action} to {key}, a domain it never used "
+                    f"before and {others} of the {agents} agents of fleet {event.fleet} use; "
+                    f"{rate}."
+                ),
+                evidence=(event.event_id,),
+                actions=(event.action,),
+                severity="critical",
+            )
+        first_ts, first_id, calls = first
+        verb = f"started calling {key}" if space == 0 else f"started reaching {key}"
+        return Finding(
+            kind=f"new_{what}",
+            score=score,
+            threshold=threshold,
+            observed=0.0,
+            baseline=float(agents),
+            summary=(
+                f"{event.agent_id} {verb} at {_iso(first_ts)}, new for it, and in the "
+                f"{calls:,} calls the other {agents - 1} agents of fleet {event.fleet} made "
+                f"since, none used it; {rate}."
+            ),
+            evidence=(first_id, event.event_id),
+            actions=(key,) if space == 0 else (),
+        )
+
+    @staticmethod
+    def _calls_per_day(baseline: AgentBaseline, fleet: _Fleet, space: int) -> float:
+        """The agent's calls of one kind a day: its event rate (or, while it has little
+        history, its fleet's per agent) times the fleet's share of such calls."""
+        share = fleet.calls[space] / fleet.events if fleet.events else 1.0
+        if baseline.count >= _RATE_EVENTS and baseline.rate > 0.0:
+            per_day = baseline.rate * _DAY
+        else:
+            days = max(fleet.latest - fleet.born, 3600.0) / _DAY
+            per_day = fleet.events / (max(len(fleet.agents), 1) * days)
+        return max(per_day * share, 1.0)
 
 
 class _Fleet:
-    """In-memory state of one fleet: who uses what, which agents are warm, when it began."""
+    """In-memory state of one fleet: who uses what and how often, when it began.
 
-    __slots__ = ("adopters", "agents", "born", "egress", "flagged", "warm")
+    Keys live in two spaces, 0 (actions) and 1 (domains); per space the fleet counts its
+    learned calls of each key, all of them (``calls``) and how many keys it has called
+    exactly once (``singles``, for the Good-Turing estimate).
+    """
+
+    __slots__ = (
+        "adopters",
+        "agents",
+        "born",
+        "calls",
+        "counts",
+        "egress",
+        "events",
+        "flagged",
+        "latest",
+        "singles",
+    )
 
     def __init__(self, egress: frozenset[str]) -> None:
-        self.adopters: dict[str, set[str]] = {}  # "a:action" / "d:domain" -> agents
-        self.flagged: dict[str, set[str]] = {}  # novelties flagged, and for whom
+        self.adopters: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+        self.flagged: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+        self.counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        self.calls = [0, 0]
+        self.singles = [0, 0]
+        self.events = 0
         self.agents: set[str] = set()  # agents registered in this process
-        self.warm: set[str] = set()
         self.born = math.inf  # earliest first_seen of the registered agents
+        self.latest = -math.inf
         self.egress = egress
 
     def register(
@@ -366,35 +481,54 @@ class _Fleet:
         if first_seen is not None and first_seen < self.born:
             self.born = first_seen
         for key in actions:
-            self.adopt("a:" + key, agent)
+            self.adopt(0, key, agent)
         for key in domains:
-            self.adopt("d:" + key, agent)
+            self.adopt(1, key, agent)
 
-    def others(self, key: str, agent: str) -> int:
-        members = self.adopters.get(key)
+    def count(self, space: int, key: str) -> None:
+        counts = self.counts[space]
+        n = counts.get(key)
+        if n is None:
+            if len(counts) >= _MAX_FLEET_KEYS:
+                return
+            counts[key] = 1
+            self.singles[space] += 1
+        else:
+            counts[key] = n + 1
+            if n == 1:
+                self.singles[space] -= 1
+        self.calls[space] += 1
+
+    def others(self, space: int, key: str, agent: str) -> int:
+        members = self.adopters[space].get(key)
         if not members:
             return 0
         return len(members) - (agent in members)
 
-    def adopt(self, key: str, agent: str) -> None:
-        members = self.adopters.get(key)
+    def adopt(self, space: int, key: str, agent: str) -> None:
+        adopters = self.adopters[space]
+        members = adopters.get(key)
         if members is None:
-            if len(self.adopters) >= _MAX_FLEET_KEYS:
+            if len(adopters) >= _MAX_FLEET_KEYS:
                 return
-            members = self.adopters[key] = set()
+            members = adopters[key] = set()
         members.add(agent)
 
-    def users(self, key: str, agent: str) -> bool:
-        """Has another agent used ``key`` (flagged or not)?"""
-        return bool(self.others(key, agent)) or bool(self.flagged.get(key, set()) - {agent})
+    def users(self, space: int, key: str, agent: str) -> bool:
+        """Has another agent used ``key`` (learned, held or flagged)?"""
+        if self.others(space, key, agent):
+            return True
+        flagged = self.flagged[space].get(key)
+        return flagged is not None and bool(flagged - {agent})
 
-    def flag(self, key: str, agent: str) -> None:
-        members = self.adopters.get(key)
+    def flag(self, space: int, key: str, agent: str) -> None:
+        members = self.adopters[space].get(key)
         if members is not None:
             members.discard(agent)
-        flagged = self.flagged.get(key)
-        if flagged is None:
-            if len(self.flagged) >= _MAX_FLEET_KEYS:
+        flagged = self.flagged[space]
+        agents = flagged.get(key)
+        if agents is None:
+            if len(flagged) >= _MAX_FLEET_KEYS:
                 return
-            flagged = self.flagged[key] = set()
-        flagged.add(agent)
+            agents = flagged[key] = set()
+        agents.add(agent)

@@ -49,9 +49,9 @@ class SequenceSurprise(AgentDetector):
       ``id_rsa``, ``*.pem``, ``password`` ...) followed within ``window_s`` seconds by an
       egress call (``egress_actions``: ``http_post``, ``send_email``, ``upload`` ...) to a
       domain the agent never sent to and fewer than ``common_agents`` of its fleet peers
-      send to. Kind ``exfiltration``, evidence the egress call then the secret read.
-      Judged once the agent has ``min_agent_events`` events and the fleet ``warmup_s``
-      seconds of history, so that the normal destinations are known.
+      send to (by default: none). Kind ``exfiltration``, evidence the egress call then the
+      secret read. Judged once the fleet has ``warmup_s`` seconds of history, so that its
+      normal destinations are known; a new agent is judged by them from its first call.
     * **rare transition**: ``P(action | previous action)`` under the fleet's transition
       counts (what all agents of the fleet did after the same action, add-``alpha``
       smoothed) is below ``max_probability``, both actions being established in the fleet
@@ -61,7 +61,7 @@ class SequenceSurprise(AgentDetector):
       ``-ln P`` is the score. Kind ``rare_transition``.
 
     The fleet's transition counts and egress destinations are learned from events this
-    detector did not flag; a rare transition flagged in ``common_agents`` different agents
+    detector did not flag; a rare transition flagged in ``habit_agents`` different agents
     is a habit of the fleet, not of one agent, and is learned from then on. The per-fleet
     model is in memory (rebuilt from traffic after a restart: ``establish_s`` again before
     rare transitions are judged); the agents' known destinations are persisted.
@@ -77,10 +77,14 @@ class SequenceSurprise(AgentDetector):
     egress_actions
         Default :data:`agentwatch.detectors.novelty.DEFAULT_EGRESS_ACTIONS`.
     common_agents
-        Other fleet agents that must send to a domain for it to be a normal destination.
-        Default 3.
+        Other fleet agents that must send to a domain (without being flagged for it) for it
+        to be a normal destination. Default 1: a destination any peer uses is the fleet's.
+    habit_agents
+        Different agents flagged for the same rare transition from which it is a habit of
+        the fleet, learned from then on. Default 3.
     min_agent_events
-        Events before an agent's egress is judged. Default 30.
+        Events before an agent's egress is judged. Default 0: a new agent is judged by its
+        fleet's destinations from its first call.
     warmup_s
         Seconds from the fleet's first event (its agents' earliest ``first_seen``) before
         egress is judged. Default 1200.
@@ -134,8 +138,9 @@ class SequenceSurprise(AgentDetector):
         secret_actions: Sequence[str] = DEFAULT_SECRET_ACTIONS,
         secret_targets: Sequence[str] = DEFAULT_SECRET_TARGETS,
         egress_actions: Sequence[str] = DEFAULT_EGRESS_ACTIONS,
-        common_agents: int = 3,
-        min_agent_events: int = 30,
+        common_agents: int = 1,
+        habit_agents: int = 3,
+        min_agent_events: int = 0,
         warmup_s: float = 1200.0,
         max_probability: float = 0.0005,
         min_support: int = 500,
@@ -148,6 +153,7 @@ class SequenceSurprise(AgentDetector):
         self.secret_targets = list(secret_targets)
         self.egress_actions = list(egress_actions)
         self.common_agents = common_agents
+        self.habit_agents = habit_agents
         self.min_agent_events = min_agent_events
         self.warmup_s = warmup_s
         self.max_probability = max_probability
@@ -304,7 +310,7 @@ class SequenceSurprise(AgentDetector):
         probability = (seen + self.alpha / max(len(calls), 1)) / (out_total + self.alpha)
         if probability >= self.max_probability:
             return None
-        if fleet.flagged_by(prev, action, event.agent_id) >= self.common_agents:
+        if fleet.flagged_by(prev, action, event.agent_id) >= self.habit_agents:
             return None  # several agents do it: a habit of the fleet (learned by the caller)
         surprise = -math.log(probability)
         after = "the start of a session" if prev == _START else prev

@@ -31,17 +31,16 @@ FACTORS: Final[tuple[float, ...]] = (1.1, 1.25, 1.5, 2.0)
 THRESHOLDS: Final[Mapping[str, tuple[tuple[str, bool], ...]]] = {
     # detector -> (parameter, True if a higher value is stricter)
     "budget": (("max_cost_usd", True), ("max_actions", True)),
-    "cost_drift": (("threshold", True), ("fleet_threshold", True)),
-    "cost_spike": (("threshold", True), ("fleet_threshold", True), ("min_ratio", True)),
+    "cost_drift": (("false_alarms_per_agent_day", False),),
+    "cost_spike": (("false_alarms_per_agent_day", False),),
     "failure_rate": (
-        ("threshold", True),
+        ("false_alarms_per_agent_day", False),
         ("denial_threshold", True),
-        ("streak_threshold", True),
         ("spread_threshold", True),
     ),
     "fleet_outlier": (("z_threshold", True), ("score_threshold", True)),
-    "mix_shift": (("threshold", True),),
-    "novelty": (("max_fleet_share", False),),
+    "mix_shift": (("false_alarms_per_agent_day", False),),
+    "novelty": (("false_alarms_per_agent_day", False),),
     "runaway_loop": (("false_alarms_per_agent_day", False), ("min_run", True)),
     "sequence": (("max_probability", False),),
 }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
 
 import pytest
 
-from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 
 DAY = 86_400.0
 
@@ -88,3 +89,45 @@ def test_merge_adds_evidence_and_state_round_trips() -> None:
     restored = BudgetThreshold(0.2).load_state(both.to_state())
     assert restored.to_state() == both.to_state()
     assert restored.threshold() == both.threshold()
+
+
+def test_state_kernels_give_the_objects_results() -> None:
+    """One instance for the parameters and a JSON list per stream: same thresholds."""
+    rng = random.Random(4)
+    guard = BudgetThreshold(0.05, floor=0.5, prior_excess=0.3)
+    fleet = BudgetThreshold(0.05, floor=0.5, prior_excess=0.3)
+    state, fleet_state = BudgetThreshold.new_state(), BudgetThreshold.new_state()
+    for i in range(3000):
+        score = rng.expovariate(2.0)
+        fleet.learn_one(score * 1.5, ts=i * 7.0)
+        guard.learn_state(fleet_state, score * 1.5, ts=i * 7.0)
+        if i % 10 == 0:
+            guard.learn_one(score, ts=i * 70.0)
+            guard.learn_state(state, score, ts=i * 70.0)
+    assert state == pytest.approx(guard.to_state())
+    assert guard.state_threshold(state) == pytest.approx(guard.threshold())
+    shrunk = guard.shrunk(fleet).threshold()
+    assert guard.state_threshold(state, fleet_state) == pytest.approx(shrunk)
+
+
+def test_a_fleet_weighs_no_more_than_it_has_seen() -> None:
+    """A fleet with one tiny score must not count as 200 checks of tiny scores."""
+    fleet = BudgetThreshold(0.05)
+    fleet.learn_one(0.001, ts=0.0)
+    young = BudgetThreshold(0.05)
+    young.learn_one(0.5, ts=0.0)
+    assert young.shrunk(fleet).threshold() > 0.5 * young.threshold()
+    assert young.shrunk(fleet).checks == pytest.approx(young.checks + fleet.checks)
+
+
+def test_compact_state_rounds_and_round_trips() -> None:
+    rng = random.Random(2)
+    guard = BudgetThreshold(budget_per_day=0.05, floor=1.0)
+    for i in range(4000):
+        guard.learn_one(rng.expovariate(1.0) * 3.0, ts=1_767_000_000.987654 + 13.7 * i)
+    state = compact_state(guard)
+    assert all(v is None or round(v, 3) == v for v in state)
+    assert state[4] == pytest.approx(1_767_000_001.0) and len(json.dumps(state)) < 90
+    restored = BudgetThreshold(budget_per_day=0.05, floor=1.0).load_state(state)
+    assert restored.threshold() == pytest.approx(guard.threshold(), abs=1e-3)
+    assert compact_state(BudgetThreshold())[4:] == [None, None]

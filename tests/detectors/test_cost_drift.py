@@ -1,68 +1,29 @@
+"""CostDrift: a ramp of one agent's calls over half an hour to hours, unlike its fleet's."""
+
 from __future__ import annotations
 
+import copy
 import json
-import random
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from agentwatch.detectors.base import DETECTORS, Finding
-from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.base import DETECTORS
 from agentwatch.detectors.cost_drift import CostDrift
-from agentwatch.lab.sim import llm_cost
-from agentwatch.schemas import ActionEvent
+from tests.detectors.cost_helpers import Fleet, Replay
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-AGENTS = 8
+PERIOD = 30.0  # one call per agent every 30 s
 
 
-def call(agent: int, i: int, tokens: float, model: str = "gpt-4o-mini") -> ActionEvent:
-    tokens_in, tokens_out = int(tokens), int(tokens / 10) + 1
-    return ActionEvent.model_construct(
-        event_id=f"a{agent}-{i}",
-        agent_id=f"a{agent}",
-        fleet="support",
-        ts=T0 + timedelta(seconds=20.0 * i + agent),
-        action="chat",
-        kind="llm",
-        status="ok",
-        model=model,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        cost_usd=llm_cost(model, tokens_in, tokens_out),
-    )
+def warmed(detector: CostDrift | None = None, steps: int = 400) -> tuple[Replay, Fleet]:
+    replay = Replay(detector or CostDrift())
+    agents = Fleet(agents=8, period=PERIOD, seed=3)
+    for step in range(steps):
+        agents.tick(replay, step)
+    assert replay.found == [], "a normal warm-up raised nothing"
+    return replay, agents
 
 
-def run(
-    calls: int,
-    factor: Any = lambda agent, i: 1.0,
-    model: Any = lambda agent, i: "gpt-4o-mini",
-    detector: CostDrift | None = None,
-    seed: int = 0,
-) -> tuple[list[tuple[int, ActionEvent, Finding]], dict[str, dict[str, Any]], dict[str, Any]]:
-    """``calls`` rounds of one call per agent; session-like prompt growth and noise."""
-    rng = random.Random(seed)
-    detector = detector or CostDrift()
-    baseline = AgentBaseline("a0", "support")  # not read by this detector
-    states: dict[str, dict[str, Any]] = {}
-    fleet: dict[str, Any] = {}
-    found: list[tuple[int, ActionEvent, Finding]] = []
-    for i in range(calls):
-        for k in range(AGENTS):
-            growth = 1.0 + 0.05 * ((i + 3 * k) % 12)  # prompts grow within a session
-            tokens = 3000.0 * growth * factor(k, i) * rng.lognormvariate(0.0, 0.35)
-            e = call(k, i, tokens, model(k, i))
-            out = detector.update(e, baseline, states.setdefault(e.agent_id, {}), fleet)
-            found.extend((i, e, f) for f in out)
-    return found, states, fleet
-
-
-def creep(start: int, length: int, final: float) -> Any:
-    def factor(agent: int, i: int) -> float:
-        if agent != 0 or i < start:
-            return 1.0
-        return 1.0 + (final - 1.0) * min((i - start) / length, 1.0)
-
-    return factor
+def ramp(step: int, start: int, calls: int, final: float) -> float:
+    """A linear ramp from 1x at ``start`` to ``final`` after ``calls`` calls, then held."""
+    return 1.0 + (final - 1.0) * min(max(step - start, 0) / calls, 1.0)
 
 
 def test_registered() -> None:
@@ -70,59 +31,76 @@ def test_registered() -> None:
 
 
 def test_silent_on_stationary_traffic() -> None:
-    found, _, _ = run(3000)
-    assert found == []
+    replay, _ = warmed(steps=1500)  # 12.5 hours of 8 agents
+    assert replay.found == []
 
 
-def test_a_slow_creep_is_caught_with_the_numbers() -> None:
-    found, _, _ = run(2500, creep(start=500, length=2000, final=4.0))
-    assert found and {e.agent_id for _, e, _ in found} == {"a0"}
-    i, e, first = found[0]
-    growth = 1.0 + 3.0 * (i - 500) / 2000
-    assert 1.3 < growth < 2.5  # caught when the cost is up by 30-150 %
-    assert first.kind == "cost_drift" and first.score >= 1.0 == first.threshold
-    assert "tokens per call have crept up to" in first.summary
-    assert "while fleet support stayed flat" in first.summary
-    assert first.observed > 1.2 * first.baseline
-    assert first.evidence[0] == e.event_id and len(first.evidence) <= 5
-    assert len([f for _, e, f in found if e.agent_id == "a0"]) > 500  # stays flagged
+def test_a_ramp_is_flagged_within_30_minutes_of_doubling_with_the_numbers() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    # prompts grow 5x over 90 minutes (180 calls); the output stays, so the cost per call,
+    # 2500 x f + 4 x 300 in input-token units, doubles where 2500 x f = 6200: near call 450
+    doubled = next(s for s in range(400, 700) if 2500 * ramp(s, 400, 180, 5.0) >= 6200)
+    flagged = None
+    for step in range(400, 700):
+        fleet.tick(replay, step, factor={a0: ramp(step, 400, 180, 5.0)})
+        if replay.found:
+            flagged = step
+            break
+    assert replay.agents() == {a0} and flagged is not None
+    assert (flagged - doubled) * PERIOD <= 1800, (flagged, doubled)  # 30 min after 2x at most
+    assert 2500 * ramp(flagged, 400, 180, 5.0) + 1200 >= 1.5 * 3700  # not on noise
+    event, finding = replay.found[0]
+    assert (step - doubled) * PERIOD <= 1800, (step, doubled)
+    assert finding.kind == "cost_drift" and finding.score >= finding.threshold > 0.0
+    assert finding.observed > 1.5 * finding.baseline
+    assert "long-run level" in finding.summary and "fleet support did not" in finding.summary
+    assert finding.evidence[0] == event.event_id
 
 
-def test_the_reference_does_not_learn_while_flagged() -> None:
-    detector = CostDrift()
-    found, states, fleet = run(2500, creep(start=500, length=2000, final=4.0), detector=detector)
-    assert found
-    state = states["a0"]
-    reference, g = state["d"][:3], state["d"][3]
-    out = detector.update(call(0, 9999, 40_000), AgentBaseline("a0", "support"), state, fleet)
-    assert out and out[0].evidence[0] == "a0-9999"
-    assert state["d"][:3] == reference  # mean, spread and count untouched
-    assert state["d"][3] > g  # while the statistic keeps moving
+def test_a_fleet_wide_prompt_change_is_not_a_drift() -> None:
+    replay, fleet = warmed()
+    for step in range(400, 1000):  # every agent's prompt doubles within two minutes
+        fleet.tick(
+            replay, step, factor={a: 2.0 for k, a in enumerate(fleet.ids()) if step > 400 + k}
+        )
+    assert replay.found == []
 
 
-def test_a_fleet_wide_creep_or_price_change_is_not_an_agent_drift() -> None:
-    everyone = run(2500, lambda agent, i: 1.0 + 2.0 * max(i - 500, 0) / 2000)
-    assert everyone[0] == []
-    assert everyone[2]["cost_drift"].epoch >= 1  # the fleet moved, agents restarted
-    pricier = run(1500, model=lambda agent, i: "gpt-4o-mini" if i < 600 else "claude-sonnet-4")
-    assert pricier[0] == []  # 20x the price, same tokens: the fleet's choice, no drift
+def test_a_model_upgrade_is_not_a_drift() -> None:
+    """Prices are the fleet's decision: a lone agent's new model is the spike's business."""
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    for step in range(400, 700):
+        fleet.tick(replay, step, models={a0: "claude-opus-4"})
+    assert replay.found == []
 
 
-def test_a_transient_spike_is_not_a_drift() -> None:
-    spike = run(2000, lambda agent, i: 6.0 if agent == 0 and 800 <= i < 840 else 1.0)
-    late = [i for i, _, _ in spike[0] if i >= 860]
-    assert late == []
+def test_the_baseline_does_not_learn_while_flagged() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    for step in range(400, 700):
+        fleet.tick(replay, step, factor={a0: ramp(step, 400, 60, 4.0)})
+        if replay.found:
+            break
+    state = replay.states[a0]
+    before = copy.deepcopy((state["v"][:4], state["t"]))
+    fleet.tick(replay, step + 1, factor={a0: 4.0}, only={a0})
+    assert replay.found[-1][0].event_id.endswith(f"-{fleet.calls[a0] - 1}")  # flagged again
+    assert before == (state["v"][:4], state["t"])
 
 
 def test_state_is_json_and_small() -> None:
-    _, states, _ = run(600)
-    for state in states.values():
+    replay, _ = warmed()
+    for state in replay.states.values():
         text = json.dumps(state)
-        assert len(text) < 512 and json.loads(text) == state
+        assert len(text) < 600, len(text)
+        assert json.loads(text) == state
+        assert "m" not in state  # models are not watched
 
 
 def test_params_round_trip() -> None:
-    detector = CostDrift()
+    detector = CostDrift(memory_s=3600.0)
     assert type(detector)(**detector.params()).params() == detector.params()
     assert detector.clone().params() == detector.params()
-    assert all(not key.startswith("_") for key in detector.params())
+    assert "model_share" not in detector.params()

@@ -1,156 +1,197 @@
+"""CostSpike: a jump of one agent's cost per call, judged against its own calls and its fleet."""
+
 from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime, timedelta
+import math
+import random
+from datetime import timedelta
 from functools import cache
-from typing import Any
 
-from agentwatch.detectors.base import DETECTORS, Finding
-from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.base import DETECTORS
 from agentwatch.detectors.cost_spike import CostSpike
-from agentwatch.lab.sim import MODEL_PRICES, IncidentSpec, SimConfig, Simulation, llm_cost
-from agentwatch.schemas import ActionEvent
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+from agentwatch.lab.sim import MODEL_PRICES, IncidentSpec, SimConfig, Simulation
+from tests.detectors.cost_helpers import T0, Fleet, Replay, call
 
 
-def call(
-    agent: str, i: int, tokens: int, model: str = "gpt-4o-mini", *, seconds: float | None = None
-) -> ActionEvent:
-    return ActionEvent(
-        event_id=f"{agent}-{i}",
-        agent_id=agent,
-        fleet="support",
-        ts=T0 + timedelta(seconds=10.0 * i if seconds is None else seconds),
-        action="chat",
-        kind="llm",
-        model=model,
-        input_tokens=tokens,
-        output_tokens=300,
-        cost_usd=llm_cost(model, tokens, 300),
-    )
-
-
-class Replay:
-    """Feeds events to one detector the way the engine does (baseline updated after)."""
-
-    def __init__(self, detector: CostSpike) -> None:
-        self.detector = detector
-        self.baselines: dict[str, AgentBaseline] = {}
-        self.states: dict[str, dict[str, Any]] = {}
-        self.fleets: dict[str, dict[str, Any]] = {}
-        self.found: list[tuple[ActionEvent, Finding]] = []
-
-    def __call__(self, event: ActionEvent) -> list[Finding]:
-        b = self.baselines.setdefault(event.agent_id, AgentBaseline(event.agent_id, event.fleet))
-        state = self.states.setdefault(event.agent_id, {})
-        out = self.detector.update(event, b, state, self.fleets.setdefault(event.fleet, {}))
-        b.update(event)
-        self.found.extend((event, f) for f in out)
-        return out
-
-
-def steady(replay: Replay, calls: int, agents: int = 6, model: str = "gpt-4o-mini") -> None:
-    for i in range(calls):
-        for k in range(agents):
-            replay(call(f"a{k}", i, 2500 + 150 * ((i * 7 + k) % 9), model))
+def warmed(
+    detector: CostSpike | None = None, steps: int = 300, **fleet: object
+) -> tuple[Replay, Fleet]:
+    replay = Replay(detector or CostSpike())
+    agents = Fleet(**fleet)  # type: ignore[arg-type]
+    for step in range(steps):
+        agents.tick(replay, step)
+    assert replay.found == [], "a normal warm-up raised nothing"
+    return replay, agents
 
 
 def test_registered() -> None:
     assert DETECTORS["cost_spike"] is CostSpike
 
 
-def test_context_stuffing_fires_with_the_numbers() -> None:
-    replay = Replay(CostSpike(min_spend_per_min=0.001))
-    steady(replay, 200)
-    for i in range(200, 206):  # a0 stuffs 8x the context
-        out = replay(call("a0", i, 24_000))
-    assert out, "still flagged on the sixth stuffed call"
-    assert {e.agent_id for e, _ in replay.found} == {"a0"}
-    first_event, first = replay.found[0]
-    # calls cost 5.9x; the recent level (half-life 3 calls) reaches 3x on the fifth one
-    assert first_event.event_id == "a0-204"
-    assert first.kind == "cost_spike" and first.score >= first.threshold == 5.0
-    assert "x its usual" in first.summary and "gpt-4o-mini" in first.summary
-    assert first.observed > 3.0 * first.baseline
-    assert first.evidence[0] == first_event.event_id and len(first.evidence) <= 5
+def test_context_stuffing_fires_on_its_first_calls_with_the_numbers() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    first = None
+    for step in range(300, 306):  # a0 stuffs ten times the context
+        fleet.tick(replay, step, factor={a0: 10.0})
+        if replay.found and first is None:
+            first = step
+    assert first is not None and first <= 301  # on the first or second stuffed call
+    assert replay.agents() == {a0}
+    event, finding = replay.found[0]
+    assert finding.kind == "cost_spike" and finding.score >= finding.threshold > 0.0
+    assert finding.observed > 3.0 * finding.baseline
+    assert "x its usual" in finding.summary and "grew on their own" in finding.summary
+    assert "false-alarm budget (0.01 per agent-day)" in finding.summary
+    assert finding.evidence[0] == event.event_id and len(finding.evidence) <= 4
 
 
 def test_a_fleet_wide_model_upgrade_is_silent() -> None:
-    replay = Replay(CostSpike(min_spend_per_min=0.0))
-    steady(replay, 200)
-    steady_after = 100
-    for i in range(200, 200 + steady_after):  # everyone moves to a 6x pricier model
-        for k in range(6):
-            replay(call(f"a{k}", i, 2500 + 150 * ((i * 7 + k) % 9), "claude-3-5-haiku"))
+    replay, fleet = warmed()
+    upgrade = {a: "claude-3-5-haiku" for a in fleet.ids()}
     assert MODEL_PRICES["claude-3-5-haiku"][0] > 5 * MODEL_PRICES["gpt-4o-mini"][0]
+    for step in range(300, 600):  # everyone moves to a 5x pricier model, one after another
+        moved = {a: m for k, (a, m) in enumerate(upgrade.items()) if step >= 300 + 2 * k}
+        fleet.tick(replay, step, models=moved)
     assert replay.found == []
 
 
-def test_one_agent_alone_on_a_premium_model_fires_after_confirmation() -> None:
-    detector = CostSpike(min_spend_per_min=0.0)
-    replay = Replay(detector)
-    steady(replay, 200)
+def test_a_fleet_wide_prompt_change_is_silent_and_moves_the_fleets_shift() -> None:
+    replay, fleet = warmed()
+    for step in range(300, 600):  # a new system prompt triples every input, within a minute
+        grown = {a: 3.0 for k, a in enumerate(fleet.ids()) if step >= 300 + k}
+        fleet.tick(replay, step, factor=grown)
+    assert replay.found == []
+    shift = replay.fleets["support"]["cost_spike"].shift.value
+    assert 0.6 < shift < 1.4  # the calls' log size grew by about log(2.6)
+
+
+def test_one_agent_alone_on_a_pricier_model_fires_once_its_peers_show_it() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
     flagged_at = None
-    for i in range(200, 220):
-        for k in range(6):
-            model = "claude-sonnet-4" if k == 0 else "gpt-4o-mini"
-            if replay(call(f"a{k}", i, 2600, model)) and flagged_at is None:
-                flagged_at = i
+    for step in range(300, 330):  # a0 alone moves to a model ~20x the price
+        fleet.tick(replay, step, models={a0: "claude-sonnet-4"})
+        if replay.found and flagged_at is None:
+            flagged_at = step
     assert flagged_at is not None
-    # not before confirm_s (30 s = 3 calls here) on a model no peer uses
-    assert 203 <= flagged_at <= 206
-    assert "claude-sonnet-4" in replay.found[0][1].summary
+    # not at once (the first agent of a fleet-wide upgrade looks just the same), but within
+    # the rollout time of 120 s (12 calls) plus the peers' evidence
+    assert 301 <= flagged_at <= 316
+    assert replay.agents() == {a0}
+    summary = replay.found[0][1].summary
+    assert "moved alone to claude-sonnet-4" in summary and "gpt-4o-mini" in summary
 
 
-def test_cheap_agents_do_not_page_and_spend_is_reported() -> None:
-    replay = Replay(CostSpike(min_spend_per_min=0.05))
-    steady(replay, 200)
-    for i in range(200, 210):
-        replay(call("a0", i, 24_000))  # 8x, but about 2 cents per minute
+def test_a_peer_moving_to_the_same_model_makes_it_a_rollout() -> None:
+    replay, fleet = warmed()
+    a0, a1 = fleet.ids()[:2]
+    for step in range(300, 340):  # two agents move together (an upgrade reaching them first)
+        fleet.tick(replay, step, models={a0: "claude-sonnet-4", a1: "claude-sonnet-4"})
     assert replay.found == []
-    rich = Replay(CostSpike(min_spend_per_min=0.001))
-    steady(rich, 200)
-    for i in range(200, 210):
-        rich(call("a0", i, 24_000))
-    assert rich.found and "spending $0.02" in rich.found[0][1].summary
+    assert "claude-sonnet-4" in replay.fleets["support"]["cost_spike"].moves.adopted
 
 
-def test_flagged_calls_are_not_learned() -> None:
-    replay = Replay(CostSpike(min_spend_per_min=0.0))
-    steady(replay, 200)
-    for i in range(200, 202):
-        replay(call("a0", i, 40_000))
-    state = replay.states["a0"]
-    own, price = list(state["own"]), state["v"][2]
-    fleet_before = copy.deepcopy(replay.fleets["support"]["cost_spike"].level)
-    out = replay(call("a0", 202, 40_000))
-    assert out
-    assert state["own"] == own and state["v"][2] == price
-    assert replay.fleets["support"]["cost_spike"].level == fleet_before
+def test_a_moderate_jump_waits_for_the_fleet_then_fires() -> None:
+    """3.4x is within reach of a fleet-wide change whose peers are not seen yet: held."""
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    step = 300
+    for step in range(300, 303):  # only a0 is active: its prompts grow 4.5x (cost 3.4x)
+        fleet.tick(replay, step, factor={a0: 4.5}, only={a0})
+    assert replay.found == []  # no peer seen since: could be a new prompt for everyone
+    for step in range(303, 330):  # the peers come back, unchanged
+        fleet.tick(replay, step, factor={a0: 4.5})
+        if replay.found:
+            break
+    assert replay.agents() == {a0} and step < 330
+
+
+def test_flagged_calls_are_learned_neither_by_the_agent_nor_by_its_fleet() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    fleet.tick(replay, 300, factor={a0: 20.0}, only={a0})
+    fleet.tick(replay, 301, factor={a0: 20.0}, only={a0})
+    assert replay.found
+    state = replay.states[a0]
+    fleet_state = replay.fleets["support"]["cost_spike"]
+    before = copy.deepcopy((state["v"][:4], state["t"], state["m"], fleet_state.tail))
+    fleet.tick(replay, 302, factor={a0: 20.0}, only={a0})
+    assert len(replay.found) == 3  # flagged again
+    assert before == (state["v"][:4], state["t"], state["m"], fleet_state.tail)
+
+
+def test_sparse_and_busy_agents_are_judged_on_the_same_calls() -> None:
+    """Evidence is counted in calls: one call every 5 minutes or every 2 seconds."""
+    flagged = []
+    for period in (300.0, 2.0):
+        replay, fleet = warmed(steps=300, period=period, seed=5)
+        a0 = fleet.ids()[0]
+        for step in range(300, 310):
+            fleet.tick(replay, step, factor={a0: 8.0})
+            if replay.found:
+                flagged.append(step)
+                break
+    assert len(flagged) == 2 and abs(flagged[0] - flagged[1]) <= 1
+
+
+def normal_alarms(budget: float, *, agents: int = 40, calls: int = 1500) -> float:
+    """Alarms per agent-day on normal traffic with sessions whose prompts grow."""
+    rng = random.Random(11)
+    replay = Replay(CostSpike(false_alarms_per_agent_day=budget))
+    period = 60.0
+    for i in range(calls):
+        for k in range(agents):
+            growth = 1.0 + 0.03 * ((i + 7 * k) % 25)  # a session's prompt grows, then resets
+            replay(
+                call(
+                    f"a{k}",
+                    i,
+                    i * period + k,
+                    tokens=3000.0 * growth * rng.lognormvariate(0.0, 0.35),
+                    out=300.0 * rng.lognormvariate(0.0, 0.5),
+                    model="gpt-4o-mini" if rng.random() > 0.12 else "gemini-2.0-flash",
+                )
+            )
+    days = agents * calls * period / 86_400.0
+    return len(replay.found) / days
+
+
+def test_the_budget_sets_the_false_alarm_rate() -> None:
+    strict = normal_alarms(0.02)
+    loose = normal_alarms(20.0)
+    assert strict <= 0.1  # 0.02 a day asked; a small multiple at most
+    assert loose > 5 * max(strict, 0.02)  # a looser budget lets more through: not a constant
 
 
 def test_state_is_json_and_small() -> None:
-    replay = Replay(CostSpike())
-    steady(replay, 300)
+    replay, _ = warmed()
     for state in replay.states.values():
         text = json.dumps(state)
-        assert len(text) < 1024
+        assert len(text) < 700, len(text)
         assert json.loads(text) == state
+
+
+def test_params_round_trip() -> None:
+    detector = CostSpike(min_factor=4.0)
+    assert type(detector)(**detector.params()).params() == detector.params()
+    assert detector.clone().params() == detector.params()
+    assert all(not key.startswith("_") for key in detector.params())
+    assert math.isclose(detector._k, 0.5 * math.log(4.0))
 
 
 @cache
 def explosion_sim() -> Simulation:
+    start = T0 + timedelta(minutes=50)
     specs = (
-        IncidentSpec("cost_explosion", "coder-000", START + timedelta(minutes=45),
-                     START + timedelta(minutes=55)),
-        IncidentSpec("cost_explosion", "support-001", START + timedelta(minutes=50),
-                     START + timedelta(minutes=58)),
+        IncidentSpec("cost_explosion", "coder-000", start, start + timedelta(minutes=10)),
+        IncidentSpec("cost_explosion", "support-001", start + timedelta(minutes=5),
+                     start + timedelta(minutes=13)),
     )  # fmt: skip
     return Simulation(
-        SimConfig(agents=40, minutes=70, seed=5, incidents=(), explicit_incidents=specs,
+        SimConfig(agents=40, minutes=75, seed=5, start=T0, incidents=(), explicit_incidents=specs,
                   benign_changes=("model_upgrade",))
     )  # fmt: skip
 
@@ -159,17 +200,9 @@ def test_simulated_fleet_explosions_caught_fast_and_nothing_else() -> None:
     sim = explosion_sim()
     replay = Replay(CostSpike())
     for event in sim.events(validate=False):
-        replay(event)
-    agents = {e.agent_id for e, _ in replay.found}
-    assert agents == {"coder-000", "support-001"}  # and none of the upgraded analysts
+        if event.cost_usd > 0.0:
+            replay(event)
+    assert replay.agents() == {"coder-000", "support-001"}  # none of the upgraded agents
     for spec in sim.incidents():
         hits = [e.ts for e, _ in replay.found if e.agent_id == spec.agent_id]
         assert spec.start <= min(hits) <= spec.start + timedelta(seconds=90)
-        assert max(hits) <= spec.end + timedelta(minutes=5)
-
-
-def test_params_round_trip() -> None:
-    detector = CostSpike()
-    assert type(detector)(**detector.params()).params() == detector.params()
-    assert detector.clone().params() == detector.params()
-    assert all(not key.startswith("_") for key in detector.params())

@@ -146,3 +146,24 @@ def test_a_replaced_agent_state_is_picked_up() -> None:
     e.states["a"] = restored  # as the worker does when it loads an agent from its table
     e.process(ev(1))
     assert restored["d"]["Bad"]["seen"] == 42
+
+
+def test_a_finding_that_overflows_is_published_with_finite_numbers() -> None:
+    """An extreme valid event must yield an anomaly, not a wire-invalid one (inf)."""
+    from agentwatch.detectors.rules import load_rules
+
+    rule = load_rules().rules[0]
+    event = ActionEvent(
+        event_id="e1", ts=datetime(2026, 1, 1, tzinfo=UTC), agent_id="a1", action="x"
+    )
+    finding = Finding(
+        kind="cost_spike",
+        score=float("inf"),
+        threshold=3.0,
+        observed=float("inf"),
+        baseline=float("nan"),
+        summary="huge",
+    )
+    anomaly = Engine._anomaly(rule, event, finding)
+    assert anomaly.observed == anomaly.score == 1.7976931348623157e308
+    assert anomaly.baseline == 0.0

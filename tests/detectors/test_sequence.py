@@ -146,6 +146,29 @@ def test_no_exfiltration_without_a_secret_in_the_window_or_to_a_common_destinati
     assert fleet.feed("a4", 412, "http_get", "https://paste-drop.io/1") == []  # not egress
 
 
+def test_a_new_agent_is_judged_by_its_fleets_destinations_from_its_first_call() -> None:
+    fleet = Fleet(SequenceSurprise(warmup_s=60.0))
+    fleet.routine(agents=5, start=0, until=300)
+    assert fleet.feed("new-1", 301, "get_secret", "vault:kv/prod/x") == []  # its first event
+    assert fleet.feed("new-1", 302, "http_post", "https://hooks.slack.com/services/T1") == []
+    found = fleet.feed("new-1", 303, "http_post", "https://paste-drop.io/1")
+    assert [f.kind for f in found] == ["exfiltration"]
+
+
+def test_a_destination_one_peer_uses_is_the_fleets() -> None:
+    fleet = Fleet(SequenceSurprise(warmup_s=60.0, min_agent_events=0))
+    fleet.routine(agents=5, start=0, until=300)
+    assert fleet.feed("a4", 301, "http_post", "https://status.example.com/api") == []
+    fleet.feed("a1", 302, "get_secret", "vault:kv/prod/notifications/db-readonly")
+    assert fleet.feed("a1", 320, "http_post", "https://status.example.com/api") == []
+    strict = Fleet(SequenceSurprise(warmup_s=60.0, common_agents=2))
+    strict.routine(agents=5, start=0, until=300)
+    strict.feed("a4", 301, "http_post", "https://status.example.com/api")
+    strict.feed("a1", 302, "get_secret", "vault:kv/prod/notifications/db-readonly")
+    found = strict.feed("a1", 320, "http_post", "https://status.example.com/api")
+    assert [f.kind for f in found] == ["exfiltration"]
+
+
 def test_exfiltration_waits_for_the_warm_up() -> None:
     fleet = Fleet(detector(warmup_s=1000))
     fleet.routine(agents=5, start=0, until=300)
@@ -173,7 +196,7 @@ def test_rare_transition_needs_an_established_fleet_and_ignores_retries() -> Non
 
 
 def test_a_rare_transition_several_agents_make_becomes_the_fleets_habit() -> None:
-    fleet = Fleet(detector(common_agents=2))
+    fleet = Fleet(detector(habit_agents=2))
     fleet.routine(agents=5, start=0, until=600)
     kinds = []
     for n in range(4):

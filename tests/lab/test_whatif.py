@@ -28,7 +28,8 @@ def test_scaled_rules() -> None:
     assert budget is not None and budget.alert == "BudgetExceeded__x200"
     assert budget.params == {"max_actions": 1200, "window_s": 60}  # no spend limit to scale
     novelty = scaled_rule(rules.by_alert("NovelDestination"), 2.0)
-    assert novelty is not None and novelty.params["max_fleet_share"] == pytest.approx(0.025)
+    assert novelty is not None
+    assert novelty.params["false_alarms_per_agent_day"] == pytest.approx(0.005)
     loop = scaled_rule(rules.by_alert("RunawayLoop"), 1.5)
     assert loop is not None and loop.params == {
         "false_alarms_per_agent_day": pytest.approx(0.01 / 1.5),

@@ -1,0 +1,75 @@
+"""Fleet context of the cost detectors: the fleet's own shift, and lone model moves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentwatch.detectors.cost_context import FleetShift, ModelMoves, call_size
+
+
+def test_call_size_weighs_output_tokens_and_falls_back_to_cost() -> None:
+    assert call_size(1000, 250, 0.01, 4.0) == pytest.approx(math.log(2000.0))
+    assert call_size(0, 0, 0.002, 4.0) == pytest.approx(math.log(2000.0))  # a priced API call
+
+
+def test_the_shift_is_the_median_of_the_active_agents() -> None:
+    shift = FleetShift(window_s=600.0)
+    for k in range(9):  # eight agents moved by 0.7, one exploded by 3.0
+        shift.report(f"a{k}", 3.0 if k == 8 else 0.7, ts=100.0 + k)
+    assert shift.refresh(110.0) == pytest.approx(0.7)
+    for k in range(9):  # ... and agents that went quiet long ago no longer count
+        shift.report(f"b{k}", 0.0, ts=2000.0)
+    assert shift.refresh(2000.0) == pytest.approx(0.0)
+
+
+def test_the_shift_ignores_the_noise_of_a_few_agents() -> None:
+    shift = FleetShift()
+    for k, estimate in enumerate((0.1, -0.3, 0.25, -0.05, 0.3)):  # noise around 0
+        shift.report(f"a{k}", estimate, ts=float(k))
+    assert shift.refresh(5.0) == 0.0  # the median (0.1) is within its standard error
+    assert shift.peers("a0") == 4 and shift.peers("zz") == 5
+
+
+def test_the_verdict_waits_for_peers_seen_after_the_agent_grew() -> None:
+    shift = FleetShift(rollout_s=120.0, error=0.01)
+    for k in range(8):  # peers seen before the agent grew say nothing
+        shift.report(f"p{k}", 0.0, ts=50.0)
+    assert shift.verdict("a", since=100.0, base=0.0, growth=1.5) == 0
+    for k in range(3):  # a few peers soon after: a rollout may not have reached them yet
+        shift.report(f"p{k}", 0.0, ts=110.0)
+    assert shift.verdict("a", since=100.0, base=0.0, growth=1.5) == 0
+    for k in range(8):  # every peer well after the rollout time, unchanged: alone
+        shift.report(f"p{k}", 0.05, ts=400.0)
+    assert shift.verdict("a", since=100.0, base=0.0, growth=1.5) == 1
+    for k in range(8):  # ... or grown like the agent: its fleet's change
+        shift.report(f"p{k}", 1.2, ts=500.0)
+    assert shift.verdict("a", since=100.0, base=0.0, growth=1.5) == -1
+
+
+def test_model_moves_alone_needs_peers_on_their_own_models_after_the_move() -> None:
+    moves = ModelMoves(rollout_s=120.0, error=0.01)
+    for k in range(6):
+        moves.on_main(f"p{k}", "gpt-4o-mini", ts=10.0)  # before the move: no evidence
+    assert not moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+    moves.on_main("p0", "gpt-4o-mini", ts=150.0)  # one peer, half the rollout time later
+    assert not moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+    moves.on_main("p1", "gpt-4o-mini", ts=250.0)  # one peer of its cohort after the rollout
+    assert moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+
+
+def test_peers_already_on_the_new_model_say_nothing() -> None:
+    moves = ModelMoves()
+    for k in range(10):  # an upgrade would leave them where they are
+        moves.on_main(f"p{k}", "claude-opus-4", ts=500.0)
+    assert not moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+
+
+def test_a_peer_moving_to_the_same_model_is_a_rollout() -> None:
+    moves = ModelMoves(rollout_s=120.0)
+    moves.moved("p1", "gpt-4.1", ts=50.0)
+    assert moves.others_moved("a", "gpt-4.1", since=100.0)
+    assert not moves.others_moved("a", "claude-opus-4", since=100.0)  # another model
+    assert not moves.others_moved("a", "gpt-4.1", since=400.0)  # long before: not this one
+    assert not moves.others_moved("p1", "gpt-4.1", since=100.0)  # itself
