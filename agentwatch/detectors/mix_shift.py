@@ -108,8 +108,8 @@ class MixShift(AgentDetector):
     >>> shifted = usual + ["refund"] * 8
     >>> found = [f for i in range(3000, 3060) for f in feed(i, rng.choice(shifted))]
     >>> print(textwrap.fill(found[0].summary, 88))
-    s1 called refund 9 times in its last 18 calls (50%) vs an expected 4.9% (CUSUM 12.7 >=
-    threshold 12.4, from a budget of 0.005 false alarms per agent-day).
+    s1 called refund 10 times in its last 22 calls (45%) vs an expected 4.9% (CUSUM 13.6 >=
+    threshold 12.7, from a budget of 0.005 false alarms per agent-day).
     """
 
     name: ClassVar[str] = "mix_shift"
