@@ -112,7 +112,7 @@ class CostSpike(AgentDetector):
     half_life
         Half-life of the agent's baseline, in calls (default 200).
     min_calls
-        Calls an agent makes before its size is judged (default 20); its threshold leans on
+        Calls an agent makes before its size is judged (default 10); its threshold leans on
         its fleet's excursions until it has many of its own.
     model_share
         Share of an agent's calls that makes a model one it uses (default 0.05).
@@ -181,7 +181,7 @@ class CostSpike(AgentDetector):
         min_factor: float = 3.0,
         benign_factor: float = 2.0,
         half_life: float = 200.0,
-        min_calls: int = 20,
+        min_calls: int = 10,
         model_share: float = 0.05,
         rollout_s: float = 120.0,
         rollout_error: float = 0.01,
