@@ -20,6 +20,7 @@ __all__ = [
     "Problem",
     "RulesError",
     "describe",
+    "expected_for",
     "from_validation_error",
     "key_path",
     "suggest",
@@ -151,6 +152,17 @@ class RulesError(ValueError):
         return [str(p) for p in self.problems]
 
 
+def expected_for(error_type: str) -> str | None:
+    """What a pydantic error type says the value should have been (``None``: unknown).
+
+    Examples
+    --------
+    >>> expected_for("int_type"), expected_for("no_such_error")
+    ('an integer', None)
+    """
+    return _EXPECTED.get(error_type)
+
+
 def describe(value: Any) -> str:
     """A value as a person reads it: short, with its YAML type.
 
@@ -252,6 +264,7 @@ def from_validation_error(
         ``group``, ``rule`` and ``index`` of every problem.
     """
     table = known_keys if isinstance(known_keys, Mapping) else None
+    lookup = None if isinstance(known_keys, Mapping) else known_keys
     expected_by_key = expected_by_key or {}
     problems: list[Problem] = []
     seen: set[tuple[tuple[int | str, ...], str]] = set()
@@ -268,7 +281,7 @@ def from_validation_error(
             if table is not None:
                 known = table.get(loc[:-1], ())
             else:
-                known = known_keys(loc[:-1]) if known_keys is not None else ()
+                known = lookup(loc[:-1]) if lookup is not None else ()
             hint = suggest(loc[-1], known)
             reason = "unknown key"
             if hint is None and known:
@@ -298,7 +311,7 @@ def from_validation_error(
                     key,
                     reason,
                     expected=expected_by_key.get(loc),
-                    found=describe(value) if loc in expected_by_key else None,
+                    found=describe(value),
                     **context,
                 )
             )

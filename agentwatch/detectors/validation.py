@@ -26,6 +26,7 @@ from agentwatch.detectors.base import DETECTORS, AgentDetector
 from agentwatch.detectors.problems import (
     Problem,
     describe,
+    expected_for,
     from_validation_error,
     key_path,
     suggest,
@@ -99,7 +100,7 @@ def check_document(doc: Any, source: str) -> tuple[list[Rule], list[Problem]]:
     rules: list[Rule] = []
     first_seen: dict[str, str] = {}
     for g, group in enumerate(groups):
-        at = ["groups", g]
+        at: list[int | str] = ["groups", g]
         if not isinstance(group, dict):
             problems.append(
                 Problem(
@@ -317,13 +318,14 @@ def check_params(cls: type[AgentDetector], params: Mapping[str, Any]) -> list[Is
     try:
         cls(**good)
     except (TypeError, ValueError) as exc:
-        alone = []
+        alone: list[Issue] = []
         for name, value in good.items():
             try:
                 cls(**{name: value})
             except (TypeError, ValueError) as err:
                 alone.append(([name], f"{rejected}: {err}", None, describe(value), None))
-        issues += alone or [([], f"{rejected}: {exc}", None, None, None)]
+        whole: list[Issue] = [([], f"{rejected}: {exc}", None, None, None)]
+        issues += alone or whole
     return issues
 
 
@@ -345,7 +347,7 @@ def _type_issues(name: str, value: Any, annotation: Any) -> list[Issue]:
             loc = [p for p in err["loc"] if p != "[key]"]
             if not loc:
                 return [([name], "wrong type", describe_type(annotation), describe(value), None)]
-            expected = {"string_type": "a string", "int_type": "an integer"}.get(err["type"])
+            expected = expected_for(err["type"])
             issues.append(
                 (
                     [name, *loc],

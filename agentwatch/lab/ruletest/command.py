@@ -15,9 +15,9 @@ __all__ = ["run_rule_tests"]
 
 
 def run_rule_tests(
-    paths: Sequence[Path], *, as_json: bool = False, out: IO[str] = sys.stdout
+    paths: Sequence[Path], *, as_json: bool = False, out: IO[str] | None = None
 ) -> int:
-    """Run the rule test files, print the report; the exit status.
+    """Run the rule test files, print the report (to ``out``, default stdout); the exit status.
 
     Returns
     -------
@@ -26,6 +26,7 @@ def run_rule_tests(
         problems, or its rules file's, are in the report, one line each).
     """
     results = [run_file(path) for path in paths]
+    out = out if out is not None else sys.stdout
     if as_json:
         out.write(json.dumps(render_json(results), indent=2) + "\n")
     else:

@@ -24,6 +24,7 @@ from agentwatch.lab.ruletest.spec import (
     TestCase,
 )
 from agentwatch.schemas import ActionEvent
+from agentwatch.schemas._types import AGENT_ID_RULE, NAME_RULE
 
 __all__ = ["make_events"]
 
@@ -90,9 +91,10 @@ def make_events(
             for k, (error, events) in enumerate(made):
                 if error is not None:
                     key, reason = error
-                    problems.append(
-                        Problem(file, f"{where}.agents.{agent_id}.events[{k}].{key}", reason)
-                    )
+                    at = f"{where}.agents.{agent_id}"
+                    if key != "agent_id":
+                        at += f".events[{k}].{key}"
+                    problems.append(Problem(file, at, reason))
                 timed += events
     if problems:
         raise RulesError(_first_per_key(problems))
@@ -156,7 +158,10 @@ def _wire_problem(exc: ValidationError) -> tuple[str, str]:
     key = _WIRE_TO_SPEC.get(loc[0], loc[0]) if loc else "(event)"
     key = ".".join([key, *loc[1:]])
     msg = str(err["msg"]).removeprefix("Value error, ")
-    return key, f"not a valid event value: {msg} (found {describe(err.get('input'))})"
+    if err["type"] == "string_pattern_mismatch":
+        msg = AGENT_ID_RULE if key == "agent_id" else NAME_RULE
+    what = "agent id" if key == "agent_id" else "event value"
+    return key, f"not a valid {what}: {msg} (found {describe(err.get('input'))})"
 
 
 def _first_per_key(problems: list[Problem]) -> list[Problem]:

@@ -13,6 +13,10 @@ __all__ = ["describe_expectation", "describe_fired", "render_json", "render_text
 _SUMMARY = 100
 
 
+def _anomalies(n: int) -> str:
+    return f"{n} anomaly" if n == 1 else f"{n} anomalies"
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -84,7 +88,7 @@ def render_text(results: Sequence[FileResult]) -> str:
             lines += [f"        {p}" for p in result.problems]
             continue
         for case in result.cases:
-            stats = f"{len(case.fired)} anomalies, {case.events:,} events, {case.seconds:.2f} s"
+            stats = f"{_anomalies(len(case.fired))}, {case.events:,} events, {case.seconds:.2f} s"
             if case.ok:
                 lines.append(f"  ok    {case.name}  ({stats})")
                 continue

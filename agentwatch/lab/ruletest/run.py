@@ -82,7 +82,8 @@ class Check:
         count = self.expectation.count
         if not self.matched:
             return "did not fire"
-        return f"fired {len(self.matched)} times, expected {count}"
+        times = "once" if len(self.matched) == 1 else f"{len(self.matched)} times"
+        return f"fired {times}, expected {count}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

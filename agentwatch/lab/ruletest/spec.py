@@ -33,6 +33,7 @@ the wire schema of :class:`~agentwatch.schemas.ActionEvent` when the events are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agentwatch.detectors.problems import Problem, RulesError, from_validation_error, suggest
 from agentwatch.detectors.rules import Duration, parse_yaml
+from agentwatch.detectors.validation import DURATION
 
 __all__ = [
     "DEFAULT_START",
@@ -200,6 +202,7 @@ class TestFile(BaseModel):
         return None if self.rules is None else test_file.parent / self.rules
 
 
+_DURATIONS = ("at", "every", "within_s")
 _KEYS: dict[str, Sequence[str]] = {
     "file": tuple(TestFile.model_fields),
     "test": tuple(TestCase.model_fields),
@@ -256,7 +259,7 @@ def load_test_file(path: Path) -> TestFile:
         spec = TestFile.model_validate(doc)
     except ValidationError as exc:
         problems = from_validation_error(exc, file=source, known_keys=_known_keys)
-        raise RulesError(problems) from None
+        raise RulesError([_duration(p) for p in problems]) from None
     problems = []
     for t, case in enumerate(spec.tests):
         for e, expectation in enumerate(case.expect):
@@ -272,6 +275,13 @@ def load_test_file(path: Path) -> TestFile:
     if problems:
         raise RulesError(problems)
     return spec
+
+
+def _duration(problem: Problem) -> Problem:
+    """A time that is not a duration, said as the rules file says it."""
+    if problem.key.rsplit(".", 1)[-1] in _DURATIONS and problem.expected is None:
+        return replace(problem, reason="not a duration", expected=DURATION)
+    return problem
 
 
 def _agent_ids(case: TestCase) -> list[str]:
