@@ -187,3 +187,20 @@ def test_default_runbook_links_point_at_runbook_sections() -> None:
         path, _, anchor = rule.annotations["runbook_url"].partition("#")
         assert (root / path).is_file(), rule.alert
         assert anchor in anchors, (rule.alert, anchor)
+
+
+def test_the_validate_example_in_the_docs_is_what_validate_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "detectors.md").read_text()
+    section = docs[docs.index("### Checking a rules file") :]
+    rules_yaml = section[
+        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml\n"))
+    ]
+    text_start = section.index("```text\n") + 8
+    shown = section[text_start : section.index("```", text_start)].splitlines()
+    monkeypatch.chdir(tmp_path)
+    Path("rules.yml").write_text(rules_yaml)
+    done = CliRunner().invoke(app, ["rules", "validate", "rules.yml"])
+    assert done.exit_code == 1
+    assert done.output.splitlines() == shown

@@ -82,3 +82,23 @@ def test_the_shipped_example_passes_with_the_shipped_rules() -> None:
     assert lines[0] == f"{EXAMPLE}  (rules: <builtin default.yml>)"
     assert lines[-1] == "8 tests: 8 passed, 0 failed"
     assert all(line.startswith("  ok    ") for line in lines[1:-1])
+
+
+def test_the_format_example_in_the_docs_passes(tmp_path: Path) -> None:
+    """The YAML under "Testing rules" in docs/detectors.md runs as shown."""
+    docs = (ROOT / "docs" / "detectors.md").read_text()
+    start = docs.index("rules: my-rules.yml")
+    body = docs[start : docs.index("```", start)].replace("rules: my-rules.yml", "")
+    path = tmp_path / "tests.yml"
+    path.write_text(body)
+    code, out = invoke(str(path))
+    assert code == 0, out
+    assert out.splitlines()[-1] == "2 tests: 2 passed, 0 failed"
+    path.write_text(body.replace("within_s: 60", "within_s: 10"))  # the failure the docs show
+    code, out = invoke(str(path))
+    assert code == 1
+    assert (
+        "        - RunawayLoop on coder-1 (kind runaway_loop, severity critical) between 3000s "
+        "and 3010s, exactly once: did not fire" in out.splitlines()
+    )
+    assert "        + RunawayLoop on coder-1 (runaway_loop, critical) at 3016s: " in out
