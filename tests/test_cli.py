@@ -94,8 +94,8 @@ def test_worker_refuses_a_bad_rules_file_one_line_per_problem(tmp_path: Path) ->
         "detector 'budget'; did you mean 'max_actions'?",
         f"{rules}: group 'g' rule 'Loop': key 'params.min_run': wrong type: expected an "
         "integer, found 'five' (a string)",
-        f"agentwatch: not started: 2 problem(s) in {rules}; fix them (agentwatch rules "
-        f"validate {rules} lists them) or unset AGENTWATCH_RULES_FILE",
+        f"agentwatch: not started: 2 problem(s) in {rules}; fix them (check with: agentwatch "
+        f"rules validate {rules}) or unset AGENTWATCH_RULES_FILE",
     ]
 
 

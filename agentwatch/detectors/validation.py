@@ -33,7 +33,7 @@ from agentwatch.detectors.problems import (
 )
 from agentwatch.detectors.rules import SEVERITIES, Rule, RuleAction
 
-__all__ = ["check_document", "check_params", "describe_type", "detector_parameters"]
+__all__ = ["DURATION", "check_document", "check_params", "describe_type", "detector_parameters"]
 
 TOP_KEYS = ("groups",)
 GROUP_KEYS = ("name", "rules")

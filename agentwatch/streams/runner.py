@@ -123,10 +123,16 @@ def rules_usable(settings: Settings) -> bool:
     except RulesError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
-        shown = settings.rules_file or "the shipped rules"
+        path = settings.rules_file
+        todo = (
+            "reinstall agentwatch (the shipped rules are damaged)"
+            if path is None
+            else f"fix them (check with: agentwatch rules validate {path}) or unset "
+            "AGENTWATCH_RULES_FILE"
+        )
         print(
-            f"agentwatch: not started: {len(exc.problems)} problem(s) in {shown}; fix them "
-            f"(agentwatch rules validate {shown} lists them) or unset AGENTWATCH_RULES_FILE",
+            f"agentwatch: not started: {len(exc.problems)} problem(s) in "
+            f"{path or 'the shipped rules'}; {todo}",
             file=sys.stderr,
         )
         return False
