@@ -490,18 +490,54 @@ def backtest(
 
 
 @rules_app.command("validate")
-def rules_validate(path: Path) -> None:
-    """Check a rules file; print every problem with file, rule and key."""
+def rules_validate(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Rules file [default: AGENTWATCH_RULES_FILE, else the shipped one]."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the problems as a JSON list of objects.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check a rules file; list every problem at once (file, rule, key, expected, found)."""
     _needs("worker", "rules validate")
+    import json
+
     from agentwatch.detectors.rules import RulesError, load_rules
 
+    if path is None:
+        path = _settings(config).rules_file
+    shown = str(path) if path is not None else "<builtin default.yml>"
     try:
         ruleset = load_rules(path)
     except RulesError as exc:
-        for problem in exc.problems:
-            typer.echo(problem, err=True)
+        if as_json:
+            typer.echo(json.dumps([p.to_dict() for p in exc.problems], indent=2))
+        else:
+            for line in exc.lines:
+                typer.echo(line, err=True)
+            typer.echo(f"{shown}: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{path}: {len(ruleset.rules)} rules OK")
+    if as_json:
+        typer.echo("[]")
+    else:
+        typer.echo(f"{shown}: {len(ruleset.rules)} rules OK")
+
+
+@rules_app.command("test")
+def rules_test(
+    files: Annotated[list[Path], typer.Argument(help="Rule test files (YAML).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Run fixture events through rules and check the anomalies expected (like promtool).
+
+    Exit 0 when every test passed, 1 when one failed, 2 when a file could not run.
+    """
+    _needs("lab", "rules test")
+    from agentwatch.lab.ruletest import run_rule_tests
+
+    raise typer.Exit(run_rule_tests(files, as_json=as_json))
 
 
 @schema_app.command("export")

@@ -62,3 +62,54 @@ def test_worker_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "chmod 600" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+BAD_RULES = """
+groups:
+  - name: g
+    rules:
+      - alert: Budget
+        detector: budget
+        params: {max_actons: 600}
+      - alert: Loop
+        detector: runaway_loop
+        params: {min_run: "five"}
+"""
+
+
+def test_worker_refuses_a_bad_rules_file_one_line_per_problem(tmp_path: Path) -> None:
+    assert run("keys", "generate", str(tmp_path)).returncode == 0
+    rules = tmp_path / "rules.yml"
+    rules.write_text(BAD_RULES)
+    done = run(
+        "worker",
+        AGENTWATCH_CONTROL_SIGNING_KEY_FILE=str(tmp_path / "control.key"),
+        AGENTWATCH_RULES_FILE=str(rules),
+        AGENTWATCH_KAFKA_BOOTSTRAP="127.0.0.1:1",  # never reached: the rules come first
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "Kafka" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{rules}: group 'g' rule 'Budget': key 'params.max_actons': unknown parameter of "
+        "detector 'budget'; did you mean 'max_actions'?",
+        f"{rules}: group 'g' rule 'Loop': key 'params.min_run': wrong type: expected an "
+        "integer, found 'five' (a string)",
+        f"agentwatch: not started: 2 problem(s) in {rules}; fix them (check with: agentwatch "
+        f"rules validate {rules}) or unset AGENTWATCH_RULES_FILE",
+    ]
+
+
+def test_up_refuses_a_bad_rules_file_before_starting_a_broker(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        "groups:\n  - name: g\n    rules:\n      - {alert: A, detector: runaway_lop}\n"
+    )
+    done = run("up", AGENTWATCH_DATA_DIR=str(tmp_path / "data"), AGENTWATCH_RULES_FILE=str(rules))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"{rules}: group 'g' rule 'A': key 'detector': unknown detector: expected a registered "
+        "detector, found 'runaway_lop' (a string); did you mean 'runaway_loop'?"
+    )
+    assert len(lines) == 2 and lines[1].startswith("agentwatch: not started: 1 problem(s)")
+    assert "is up" not in done.stderr and "Traceback" not in done.stderr

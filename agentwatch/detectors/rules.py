@@ -19,7 +19,9 @@
             dry_run: false                # record what the response would do, do nothing
 
 Durations are Prometheus-style (``90s``, ``5m``, ``1h30m``) or plain seconds.
-:func:`load_rules` raises :class:`RulesError` listing every problem with file, rule and key.
+:func:`load_rules` raises :class:`RulesError` listing every problem at once, each with the file,
+the rule, the key, what was expected and what was found (see
+:mod:`agentwatch.detectors.validation`).
 """
 
 from __future__ import annotations
@@ -31,22 +33,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from agentwatch.detectors.base import DETECTORS, AgentDetector
+from agentwatch.detectors.problems import Problem, RulesError
 
-__all__ = ["DEFAULT_RULES", "Rule", "RuleAction", "RuleSet", "RulesError", "load_rules"]
+__all__ = [
+    "DEFAULT_RULES",
+    "SEVERITIES",
+    "Problem",
+    "Rule",
+    "RuleAction",
+    "RuleSet",
+    "RulesError",
+    "load_rules",
+    "parse_yaml",
+]
 
 DEFAULT_RULES = "default.yml"
+SEVERITIES = ("info", "warning", "error", "critical")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; ``problems`` lists ``file: rule: key: reason``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid rules:\n  " + "\n  ".join(problems))
-        self.problems = problems
 
 
 def parse_duration(value: Any) -> float:
@@ -112,7 +118,7 @@ class Rule(BaseModel):
     @classmethod
     def _severity(cls, value: dict[str, str]) -> dict[str, str]:
         severity = value.get("severity")
-        if severity is not None and severity not in {"info", "warning", "error", "critical"}:
+        if severity is not None and severity not in SEVERITIES:
             raise ValueError(f"severity {severity!r} is not one of info, warning, error, critical")
         return value
 
@@ -150,50 +156,52 @@ def _read(path: str | Path | None) -> tuple[str, str]:
     try:
         return str(path), path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RulesError([f"{path}: cannot read: {exc.strerror}"]) from None
+        raise RulesError([Problem(str(path), "(file)", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise RulesError([Problem(str(path), "(file)", "not UTF-8 text")]) from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` parsed as YAML; a :class:`RulesError` with one line saying where it breaks.
+
+    Examples
+    --------
+    >>> try:
+    ...     parse_yaml("groups: [", "r.yml")
+    ... except RulesError as exc:
+    ...     print(exc.lines[0])
+    r.yml: not valid YAML: line 1, column 10: expected the node content, but found \
+'<stream end>' (while parsing a flow node)
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = "not valid YAML"
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            reason += f": line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None)
+        if problem:
+            reason += f": {problem}"
+        context = getattr(exc, "context", None)
+        if context:
+            reason += f" ({context})"
+        raise RulesError([Problem(source, "(file)", reason)]) from None
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
-    """Load and validate a rules file (the shipped default when ``path`` is None)."""
+    """Load and validate a rules file (the shipped default when ``path`` is None).
+
+    Raises
+    ------
+    RulesError
+        listing every problem of the file at once.
+    """
     import agentwatch.detectors  # noqa: F401 - registers the built-in detectors
+    from agentwatch.detectors.validation import check_document
 
     source, text = _read(path)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulesError([f"{source}: not valid YAML: {exc}"]) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
-        raise RulesError([f"{source}: top level must be a mapping with a 'groups' list"])
-    problems: list[str] = []
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for g, group in enumerate(doc["groups"]):
-        gname = group.get("name", f"#{g}") if isinstance(group, dict) else f"#{g}"
-        if not isinstance(group, dict) or not isinstance(group.get("rules"), list):
-            problems.append(f"{source}: group {gname!r}: needs a 'rules' list")
-            continue
-        for r, raw in enumerate(group["rules"]):
-            label = raw.get("alert", f"#{r}") if isinstance(raw, dict) else f"#{r}"
-            where = f"{source}: group {gname!r} rule {label!r}"
-            if not isinstance(raw, dict):
-                problems.append(f"{where}: must be a mapping")
-                continue
-            try:
-                rule = Rule.model_validate(raw)
-            except ValidationError as exc:
-                for err in exc.errors(include_url=False):
-                    key = ".".join(str(p) for p in err["loc"]) or "rule"
-                    problems.append(f"{where}: key {key!r}: {err['msg']}")
-                continue
-            if rule.alert in seen:
-                problems.append(f"{where}: key 'alert': duplicate alert name")
-            seen.add(rule.alert)
-            try:
-                rule.build()
-            except (TypeError, ValueError) as exc:
-                problems.append(f"{where}: key 'params': {exc}")
-                continue
-            rules.append(rule)
+    rules, problems = check_document(parse_yaml(text, source), source)
     if problems:
         raise RulesError(problems)
     return RuleSet(rules=tuple(rules), source=source)

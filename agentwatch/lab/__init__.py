@@ -8,8 +8,10 @@ matrix, its sealed half, per-world backtests), :mod:`~agentwatch.lab.compare` (t
 files side by side), :mod:`~agentwatch.lab.whatif` (rules re-run with stricter thresholds),
 :mod:`~agentwatch.lab.report` (the HTML report), :mod:`~agentwatch.lab.commands` (what
 ``agentwatch backtest`` runs), :mod:`~agentwatch.lab.bench` and
-:mod:`~agentwatch.lab.halt_bench` (benchmarks of the live worker). Nothing here runs inside a
-worker; the specs of the matrix are in ``agentwatch/lab/worlds/``.
+:mod:`~agentwatch.lab.halt_bench` (benchmarks of the live worker), and
+:mod:`~agentwatch.lab.ruletest` (``agentwatch rules test``: unit tests of rules against
+fixture events). Nothing here runs inside a worker; the specs of the matrix are in
+``agentwatch/lab/worlds/``.
 """
 
 __all__: list[str] = []

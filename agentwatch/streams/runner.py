@@ -17,6 +17,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings
+from agentwatch.detectors.rules import RulesError, load_rules
 from agentwatch.kafka_security import PLAINTEXT, check_connection, client_options
 from agentwatch.schemas.signing import ensure_key_pair, signer_from_settings
 from agentwatch.streams.app import WorkerApp, create_app
@@ -27,6 +28,7 @@ __all__ = [
     "EMBEDDED_OVERRIDES",
     "TOKEN_FILE",
     "ensure_token_file",
+    "rules_usable",
     "run_embedded",
     "run_worker",
     "running_app",
@@ -57,6 +59,9 @@ def run_worker(
 ) -> int:
     """Run a faust worker until SIGINT/SIGTERM; return its exit code.
 
+    A rules file with problems stops it before it connects to anything: one line per
+    problem on stderr (as ``agentwatch rules validate`` prints them), then exit status 2.
+
     Raises
     ------
     KafkaConnectError
@@ -68,6 +73,8 @@ def run_worker(
         before connecting to anything, when there is no usable control signing key.
     """
     signer_from_settings(settings)  # fail before touching the broker
+    if not rules_usable(settings):
+        return 2
     # The policy, not only this loop: faust's consumer thread creates its own loop (~10% faster).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
@@ -109,6 +116,29 @@ def run_worker(
     return 0
 
 
+def rules_usable(settings: Settings) -> bool:
+    """Whether the settings' rules file loads; if not, print its problems, one per line."""
+    try:
+        load_rules(settings.rules_file)
+    except RulesError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        path = settings.rules_file
+        todo = (
+            "reinstall agentwatch (the shipped rules are damaged)"
+            if path is None
+            else f"fix them (check with: agentwatch rules validate {path}) or unset "
+            "AGENTWATCH_RULES_FILE"
+        )
+        print(
+            f"agentwatch: not started: {len(exc.problems)} problem(s) in "
+            f"{path or 'the shipped rules'}; {todo}",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def _add_task(worker_app: WorkerApp, task: Callable[[WorkerApp], Awaitable[None]]) -> None:
     async def run() -> None:
         try:
@@ -132,6 +162,8 @@ def run_embedded(
     (``control.key``, ``control.pub``); the worker signs with it and the settings handed to
     tasks name the public key, so SDK agents started beside the worker verify control records.
     """
+    if not rules_usable(settings):  # before starting a broker for nothing
+        return 2
     token_note = "AGENTWATCH_API_TOKEN"  # noqa: S105 - where the token comes from
     if settings.api_token is None:
         token_file = ensure_token_file(settings.data_dir)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -61,12 +62,13 @@ groups:
     )
     with pytest.raises(RulesError) as info:
         load_rules(path)
-    problems = info.value.problems
+    problems = info.value.lines
     text = "\n".join(problems)
-    assert f"{path}: group 'g1' rule 'BadSeverity': key 'labels'" in text
-    assert "rule 'BadDetector': key 'detector': Value error, unknown detector 'nope'" in text
+    assert f"{path}: group 'g1' rule 'BadSeverity': key 'labels.severity'" in text
+    assert "rule 'BadDetector': key 'detector': unknown detector (known: budget, " in text
+    assert "found 'nope' (a string)" in text
     assert "rule 'BadFor': key 'for'" in text
-    assert "rule 'BadParam': key 'params'" in text and "no_such_param" in text
+    assert "rule 'BadParam': key 'params.no_such_param': unknown parameter of detector" in text
     assert "rule 'Good': key 'alert': duplicate" in text
     assert len(problems) == 5
 
@@ -107,6 +109,73 @@ def test_cli_validate(tmp_path: Path) -> None:
     assert broken.exit_code == 1 and "not valid YAML" in broken.output
 
 
+BAD_RULES = """
+groups:
+  - name: g
+    rules:
+      - alert: Budget
+        detector: budget
+        params: {max_actons: 600}
+      - alert: Loop
+        detector: runaway_loop
+        params: {min_run: "five"}
+"""
+
+
+def test_cli_validate_lists_every_problem_and_a_count(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD_RULES)
+    done = CliRunner().invoke(app, ["rules", "validate", str(path)])
+    assert done.exit_code == 1
+    assert done.output.splitlines() == [
+        f"{path}: group 'g' rule 'Budget': key 'params.max_actons': unknown parameter of "
+        "detector 'budget'; did you mean 'max_actions'?",
+        f"{path}: group 'g' rule 'Loop': key 'params.min_run': wrong type: expected an "
+        "integer, found 'five' (a string)",
+        f"{path}: 2 problem(s)",
+    ]
+
+
+def test_cli_validate_json(tmp_path: Path) -> None:
+    path = write(tmp_path, BAD_RULES)
+    done = CliRunner().invoke(app, ["rules", "validate", "--json", str(path)])
+    assert done.exit_code == 1
+    problems = json.loads(done.stdout)
+    assert [(p["rule"], p["key"], p["suggestion"]) for p in problems] == [
+        ("Budget", "params.max_actons", "max_actions"),
+        ("Loop", "params.min_run", None),
+    ]
+    assert problems[1] | {"line": None} == {
+        "file": str(path),
+        "group": "g",
+        "rule": "Loop",
+        "index": 1,
+        "key": "params.min_run",
+        "reason": "wrong type",
+        "expected": "an integer",
+        "found": "'five' (a string)",
+        "suggestion": None,
+        "message": "wrong type: expected an integer, found 'five' (a string)",
+        "line": None,
+    }
+    ok = CliRunner().invoke(
+        app, ["rules", "validate", "--json", str(write(tmp_path, "groups: []"))]
+    )
+    assert ok.exit_code == 0 and json.loads(ok.stdout) == []
+
+
+def test_cli_validate_defaults_to_the_configured_then_the_shipped_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTWATCH_RULES_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./agentwatch.toml
+    shipped = CliRunner().invoke(app, ["rules", "validate"])
+    assert shipped.exit_code == 0
+    assert shipped.output.strip() == f"<builtin default.yml>: {len(load_rules().rules)} rules OK"
+    monkeypatch.setenv("AGENTWATCH_RULES_FILE", str(write(tmp_path, BAD_RULES)))
+    configured = CliRunner().invoke(app, ["rules", "validate"])
+    assert configured.exit_code == 1 and "2 problem(s)" in configured.output
+
+
 def test_default_runbook_links_point_at_runbook_sections() -> None:
     root = Path(__file__).resolve().parents[2]
     runbook = (root / "docs" / "runbook.md").read_text()
@@ -118,3 +187,20 @@ def test_default_runbook_links_point_at_runbook_sections() -> None:
         path, _, anchor = rule.annotations["runbook_url"].partition("#")
         assert (root / path).is_file(), rule.alert
         assert anchor in anchors, (rule.alert, anchor)
+
+
+def test_the_validate_example_in_the_docs_is_what_validate_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "detectors.md").read_text()
+    section = docs[docs.index("### Checking a rules file") :]
+    rules_yaml = section[
+        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml\n"))
+    ]
+    text_start = section.index("```text\n") + 8
+    shown = section[text_start : section.index("```", text_start)].splitlines()
+    monkeypatch.chdir(tmp_path)
+    Path("rules.yml").write_text(rules_yaml)
+    done = CliRunner().invoke(app, ["rules", "validate", "rules.yml"])
+    assert done.exit_code == 1
+    assert done.output.splitlines() == shown
