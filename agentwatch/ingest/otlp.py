@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from agentwatch._wire import uvarint
 from agentwatch.ingest.spans import AGENT_ID, AGENT_NAME, WANTED, Resource, Scalar, SpanRecord
 
 __all__ = [
@@ -271,18 +272,6 @@ def encode_response(encoding: Encoding, rejected: int = 0, message: str = "") ->
     return response.SerializeToString()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def encode_status(encoding: Encoding, code: int, message: str) -> bytes:
     """A ``google.rpc.Status`` (``code``: a gRPC status code) for a refused request.
 
@@ -296,4 +285,4 @@ def encode_status(encoding: Encoding, code: int, message: str) -> bytes:
     if encoding == "json":
         return orjson.dumps({"code": code, "message": message})
     text = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+    return b"\x08" + uvarint(code) + b"\x12" + uvarint(len(text)) + text

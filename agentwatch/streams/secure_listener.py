@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentwatch._wire import uvarint
 from agentwatch.streams.sasl_server import MECHANISMS, SaslExchange, SaslFailed, UserStore
 
 __all__ = ["BrokerSecurity", "SecureListener"]
@@ -298,18 +299,6 @@ def _auth_bytes(body: bytes, flexible: bool) -> bytes:
     return body[4 : 4 + size]
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _framed(payload: bytes) -> bytes:
     return struct.pack(">i", len(payload)) + payload
 
@@ -325,8 +314,8 @@ def _authenticate_response(
     text = None if message is None else message.encode("utf-8")
     if version >= 2:  # flexible: header tags, compact strings and bytes, body tags
         body = struct.pack(">ib", correlation_id, 0) + struct.pack(">h", error)
-        body += _uvarint(0) if text is None else _uvarint(len(text) + 1) + text
-        body += _uvarint(len(data) + 1) + data + struct.pack(">q", SESSION_LIFETIME_MS) + b"\0"
+        body += uvarint(0) if text is None else uvarint(len(text) + 1) + text
+        body += uvarint(len(data) + 1) + data + struct.pack(">q", SESSION_LIFETIME_MS) + b"\0"
         return _framed(body)
     body = struct.pack(">ih", correlation_id, error)
     body += struct.pack(">h", -1) if text is None else struct.pack(">h", len(text)) + text
