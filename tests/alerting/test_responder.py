@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
 from agentwatch.alerting.responder import Responder
 from agentwatch.detectors.rules import load_rules
 from agentwatch.schemas import Anomaly
+from tests.fixtures import make_anomaly
 
 RULES = """
 groups:
@@ -42,21 +42,7 @@ def responder(tmp_path: Path, **kw: object) -> Responder:
 
 
 def anomaly(n: int, rule: str, actions: list[str] | None = None, agent: str = "a1") -> Anomaly:
-    return Anomaly(
-        anomaly_id=f"an-{n}",
-        ts=datetime(2026, 1, 1, tzinfo=UTC),
-        agent_id=agent,
-        detector="x",
-        kind="k",
-        severity="critical",
-        score=1.0,
-        threshold=0.5,
-        observed=3.0,
-        baseline=1.0,
-        summary=f"summary {n}",
-        rule=rule,
-        actions=actions or [],
-    )
+    return make_anomaly(n, rule, agent=agent, actions=actions)
 
 
 def test_halt_changes_control_once_and_links_the_incident(tmp_path: Path) -> None:

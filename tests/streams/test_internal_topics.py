@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
 import pytest
 
 from agentwatch.config import Settings
-from agentwatch.schemas import Anomaly
 from agentwatch.streams.app import create_app
 from agentwatch.streams.runner import running_app
+from tests.fixtures import make_anomaly
 from tests.streams.test_ingest_guarantees import send_records
 from tests.streams.test_pipeline import read_topic, wait_for
 
@@ -18,24 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def anomaly(n: int, agent: str) -> bytes:
-    return (
-        Anomaly(
-            anomaly_id=f"an-{n}",
-            ts=datetime(2026, 1, 1, tzinfo=UTC),
-            agent_id=agent,
-            detector="x",
-            kind="k",
-            severity="critical",
-            score=1.0,
-            threshold=0.5,
-            observed=3.0,
-            baseline=1.0,
-            summary=f"summary {n}",
-            rule="NotInTheRules",  # an unknown rule opens an incident and notifies
-        )
-        .model_dump_json()
-        .encode()
-    )
+    # an unknown rule opens an incident and notifies
+    return make_anomaly(n, "NotInTheRules", agent=agent).model_dump_json().encode()
 
 
 async def test_a_megabyte_of_junk_between_anomalies_does_not_stop_the_responder(

@@ -1,0 +1,30 @@
+"""Builders shared by tests of several packages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agentwatch.schemas import Anomaly
+
+__all__ = ["make_anomaly"]
+
+
+def make_anomaly(
+    n: int, rule: str, *, agent: str = "a1", actions: list[str] | None = None
+) -> Anomaly:
+    """Anomaly ``an-<n>`` of ``agent`` from ``rule``: critical, score 1.0 over 0.5."""
+    return Anomaly(
+        anomaly_id=f"an-{n}",
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        agent_id=agent,
+        detector="x",
+        kind="k",
+        severity="critical",
+        score=1.0,
+        threshold=0.5,
+        observed=3.0,
+        baseline=1.0,
+        summary=f"summary {n}",
+        rule=rule,
+        actions=actions or [],
+    )
