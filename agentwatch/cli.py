@@ -324,6 +324,13 @@ def bench(
     rate: Annotated[float, typer.Option(help="Offered load (events/s) for latency.")] = 2000.0,
     latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 15.0,
     store: Annotated[str, typer.Option(help="rocksdb or memory.")] = "rocksdb",
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Also run with an empty rules file; print baseline_events_per_s and ratio.",
+        ),
+    ] = False,
     halt_trials: Annotated[
         int,
         typer.Option(
@@ -361,6 +368,7 @@ def bench(
         rate=rate,
         latency_seconds=latency_seconds,
         store=store,
+        baseline=baseline,
     )
     typer.echo(result)
 

@@ -16,6 +16,7 @@ import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -71,13 +72,18 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _bench(
-    events: int, agents: int, rate: float, latency_seconds: float, store: str
+    events: int, agents: int, rate: float, latency_seconds: float, store: str, *, rules: bool
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp,
         EmbeddedBroker() as broker,
     ):
+        rules_file = None
+        if not rules:  # the worker without detection: what the stream costs on its own
+            rules_file = Path(tmp) / "no-rules.yml"
+            rules_file.write_text("groups: []\n", encoding="utf-8")
         settings = Settings(
+            rules_file=rules_file,
             kafka_bootstrap=broker.bootstrap,
             app_id="agentwatch-bench",
             store=store,  # type: ignore[arg-type]
@@ -154,6 +160,7 @@ async def _bench(
             await producer.stop()
     rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
+        "rules": "default" if rules else "none",
         "events": events,
         "agents": agents,
         "store": store,
@@ -177,9 +184,23 @@ def run_bench(
     rate: float = 2000.0,
     latency_seconds: float = 15.0,
     store: str = "rocksdb",
+    baseline: bool = False,
 ) -> str:
-    """Run the benchmark and return its one-line JSON result."""
+    """Run the benchmark and return its one-line JSON result.
+
+    With ``baseline``, the same run follows with an empty rules file (a fresh broker and
+    worker), and the result gains ``baseline_events_per_s``, ``baseline_bytes_per_agent`` and
+    ``ratio`` (events/s with the rules over events/s without): what detection costs.
+    """
     # The policy, not only the main loop: faust's consumer thread makes its own loop.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    result = asyncio.run(_bench(events, agents, rate, latency_seconds, store))
+    result = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=True))
+    if baseline:
+        bare = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=False))
+        result["baseline_events_per_s"] = bare["events_per_s"]
+        result["baseline_p50_ms"] = bare["p50_ms"]
+        result["baseline_p99_ms"] = bare["p99_ms"]
+        result["baseline_bytes_per_agent"] = bare["bytes_per_agent"]
+        with_rules, without = result["events_per_s"], bare["events_per_s"]
+        result["ratio"] = round(with_rules / without, 3) if with_rules and without else None
     return json.dumps(result)

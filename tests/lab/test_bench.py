@@ -1,0 +1,27 @@
+"""``agentwatch bench --baseline``: the same run with and without detection, side by side."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from agentwatch.cli import app
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_baseline_prints_both_runs_and_their_ratio() -> None:
+    args = ["bench", "--events", "2000", "--agents", "80", "--rate", "200",
+            "--latency-seconds", "1", "--store", "memory", "--baseline"]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output.strip().splitlines()[-1])
+    assert result["rules"] == "default" and result["events"] == 2000
+    assert result["events_per_s"] > 0 and result["baseline_events_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["events_per_s"] / result["baseline_events_per_s"], abs=0.001
+    )
+    # the detectors' state is what the default rules add to each agent's stored state
+    assert result["baseline_bytes_per_agent"] < result["bytes_per_agent"]
