@@ -6,7 +6,20 @@ from datetime import UTC, datetime
 
 from agentwatch.schemas import Anomaly
 
-__all__ = ["make_anomaly"]
+__all__ = ["BAD_RULES", "make_anomaly"]
+
+#: A rules file with two problems: a misspelt parameter and a parameter of the wrong type.
+BAD_RULES = """
+groups:
+  - name: g
+    rules:
+      - alert: Budget
+        detector: budget
+        params: {max_actons: 600}
+      - alert: Loop
+        detector: runaway_loop
+        params: {min_run: "five"}
+"""
 
 
 def make_anomaly(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from agentwatch.schemas.signing import ControlSigner, key_id_of, load_public_key
+from tests.fixtures import BAD_RULES
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,19 +63,6 @@ def test_worker_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "chmod 600" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-
-
-BAD_RULES = """
-groups:
-  - name: g
-    rules:
-      - alert: Budget
-        detector: budget
-        params: {max_actons: 600}
-      - alert: Loop
-        detector: runaway_loop
-        params: {min_run: "five"}
-"""
 
 
 def test_worker_refuses_a_bad_rules_file_one_line_per_problem(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from agentwatch.cli import app
 from agentwatch.detectors.rules import RulesError, load_rules, parse_duration
+from tests.fixtures import BAD_RULES
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -107,19 +108,6 @@ def test_cli_validate(tmp_path: Path) -> None:
     assert "needs a 'rules' list" in bad.output
     broken = runner.invoke(app, ["rules", "validate", str(write(tmp_path, "groups: [\n"))])
     assert broken.exit_code == 1 and "not valid YAML" in broken.output
-
-
-BAD_RULES = """
-groups:
-  - name: g
-    rules:
-      - alert: Budget
-        detector: budget
-        params: {max_actons: 600}
-      - alert: Loop
-        detector: runaway_loop
-        params: {min_run: "five"}
-"""
 
 
 def test_cli_validate_lists_every_problem_and_a_count(tmp_path: Path) -> None:
