@@ -118,7 +118,8 @@ def up(
     """Embedded stack: local broker + worker + web; --demo adds a simulated fleet."""
     _needs("worker", "up")
     from agentwatch.ingest.service import OtlpStartError
-    from agentwatch.streams.runner import run_embedded
+    from agentwatch.kafka_security import KafkaConnectError
+    from agentwatch.streams.runner import StartError, run_embedded
 
     settings = _settings(config)
     if settings.control_signing_key is not None or settings.control_signing_key_file is not None:
@@ -130,7 +131,7 @@ def up(
         tasks.append(demo_task(agents=agents, speed=speed))
     try:
         code = run_embedded(settings, tasks=tasks)
-    except OtlpStartError as exc:
+    except (OtlpStartError, StartError, KafkaConnectError) as exc:
         typer.echo(f"agentwatch up: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
@@ -152,7 +153,7 @@ def worker(config: ConfigOption = None) -> None:
     _needs("worker", "worker")
     from agentwatch.ingest.service import OtlpStartError
     from agentwatch.kafka_security import KafkaConnectError
-    from agentwatch.streams.runner import run_worker
+    from agentwatch.streams.runner import StartError, run_worker
 
     settings = _settings(config)
     _check_signing_key(settings, "worker")
@@ -161,7 +162,7 @@ def worker(config: ConfigOption = None) -> None:
     except KafkaConnectError as exc:
         typer.echo(f"agentwatch: {exc}", err=True)
         raise typer.Exit(1) from None
-    except OtlpStartError as exc:
+    except (OtlpStartError, StartError) as exc:
         typer.echo(f"agentwatch worker: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
