@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
+    "BOOTSTRAP_ENV",
     "CONNECTION_FILE",
+    "DEFAULT_BOOTSTRAP",
     "FILE_ENV",
     "HOME_ENV",
     "Connection",
@@ -34,12 +37,17 @@ __all__ = [
     "default_path",
     "read_connection",
     "remove_connection",
+    "sdk_bootstrap",
     "write_connection",
 ]
 
 CONNECTION_FILE = "connection.json"
 HOME_ENV = "AGENTWATCH_HOME"
 FILE_ENV = "AGENTWATCH_CONNECTION_FILE"
+BOOTSTRAP_ENV = "AGENTWATCH_KAFKA_BOOTSTRAP"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+log = logging.getLogger("agentwatch.sdk")
 
 
 class ConnectionFileError(ValueError):
@@ -161,3 +169,39 @@ def remove_connection(paths: Iterable[Path], pid: int) -> None:
         if current is not None and current.pid == pid:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def sdk_bootstrap(
+    environ: Mapping[str, str] | None = None, path: Path | None = None
+) -> tuple[str, Connection | None]:
+    """The broker an agent given no ``bootstrap`` uses, and the connection file it came from.
+
+    ``$AGENTWATCH_KAFKA_BOOTSTRAP`` when set (no file then), else the connection file's broker
+    (``path``, default :func:`default_path`), else ``127.0.0.1:9092``. A connection file that
+    cannot be read is reported (warning) and skipped: an agent never fails to start over it.
+
+    >>> sdk_bootstrap({"AGENTWATCH_KAFKA_BOOTSTRAP": "kafka:9092"})
+    ('kafka:9092', None)
+    >>> sdk_bootstrap({}, Path("/nonexistent/connection.json"))
+    ('127.0.0.1:9092', None)
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get(BOOTSTRAP_ENV, "").strip()
+    if explicit:
+        return explicit, None
+    where = default_path(env) if path is None else path
+    try:
+        connection = read_connection(where)
+    except ConnectionFileError as exc:
+        log.warning("agentwatch: %s; using %s", exc, DEFAULT_BOOTSTRAP)
+        return DEFAULT_BOOTSTRAP, None
+    if connection is None:
+        return DEFAULT_BOOTSTRAP, None
+    if not connection.running():
+        log.warning(
+            "agentwatch: the stack recorded in %s (pid %d) is not running: start it with "
+            "`agentwatch up` (or `make up`); events wait in the buffer meanwhile",
+            where,
+            connection.pid,
+        )
+    return connection.bootstrap, connection
