@@ -20,7 +20,10 @@ from tests.streams.test_response import risky, rules_file, wait_for
 pytestmark = pytest.mark.integration
 
 
-async def cli(url: str, *args: str, token: str | None = API_TOKEN) -> tuple[int, str, str]:
+async def cli(
+    url: str, *args: str, token: str | None = API_TOKEN, stdin: int | None = None
+) -> tuple[int, str, str]:
+    """Run the CLI against ``url``; ``stdin`` (a file descriptor) defaults to /dev/null."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     env["AGENTWATCH_API_URL"] = url
     env["AGENTWATCH_ACTOR"] = "carol"
@@ -33,6 +36,7 @@ async def cli(url: str, *args: str, token: str | None = API_TOKEN) -> tuple[int,
         "agentwatch.cli",
         *args,
         env=env,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
