@@ -92,8 +92,12 @@ async def test_up_signs_with_a_key_made_once_in_its_data_dir(tmp_path: Path) -> 
             with pytest.raises(AgentHalted):
                 monitor.check("x")
             assert monitor.stats["control_rejected"] == 0
+        assert (tmp_path / "home" / "connection.json").is_file()
     finally:
         stop(proc)
+    assert proc.returncode == 0  # Ctrl-C: a clean stop, and the connection files go with it
+    assert not (tmp_path / "home" / "connection.json").exists()
+    assert not (data / "connection.json").exists()
     # a second start keeps the key
     second_log = tmp_path / "up2.log"
     proc = start_up(data, free_port(), second_log)
