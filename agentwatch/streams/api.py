@@ -248,29 +248,41 @@ def register_api(worker: WorkerApp) -> None:
         urls = {URL(url) for url in app.assignor.tables_metadata()}
         return sorted((u for u in urls if (u.host, u.port) != (own.host, own.port)), key=str)
 
-    async def peer_rows(request: Any, peer: URL) -> list[dict[str, Any]]:
+    async def peer_rows(request: Any, peer: URL) -> tuple[list[dict[str, Any]], bool]:
+        """A worker's own agents, and whether it runs the responder."""
         url = peer.with_path("/agents").with_query({"local": "true"})
         headers = {"Authorization": request.headers.get("Authorization", "")}
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
         async with app.http_client.get(url, headers=headers, timeout=timeout) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
-            return list(orjson.loads(await resp.read())["agents"])
+            doc = orjson.loads(await resp.read())
+            return list(doc["agents"]), bool(doc.get("responder"))
 
     async def all_rows(request: Any) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every worker's agents, merged; and the workers that did not answer."""
+        """Every worker's agents, merged; and the workers that did not answer.
+
+        Once the responder's rows are in, an agent without control state shows as running
+        (``halted`` false); without them (its worker did not answer) it stays unknown (null).
+        """
         others = peers()
         answers = await asyncio.gather(
             *(peer_rows(request, peer) for peer in others), return_exceptions=True
         )
-        parts, unreachable = [local_rows()], []
+        parts, unreachable, responder = [local_rows()], [], response.owns()
         for peer, answer in zip(others, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.warning("control API: worker %s did not list its agents: %r", peer, answer)
                 unreachable.append(str(peer))
             else:
-                parts.append(answer)
-        return merge_rows(parts), unreachable
+                parts.append(answer[0])
+                responder = responder or answer[1]
+        rows = merge_rows(parts)
+        if responder:
+            for row in rows:
+                if row.get("halted") is None:
+                    row.update(halted=False, revoked=[])
+        return rows, unreachable
 
     @app.page("/agents")  # type: ignore[untyped-decorator]
     class AgentsView(faust.web.View):  # type: ignore[misc]
@@ -279,7 +291,8 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count("agents", denied)
             if request.query.get("local") in ("1", "true"):
-                return count("agents", self.json({"agents": local_rows()}))
+                own = {"agents": local_rows(), "responder": response.owns()}
+                return count("agents", self.json(own))
             rows, unreachable = await all_rows(request)
             fleet = request.query.get("fleet")
             if fleet is not None:
