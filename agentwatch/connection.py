@@ -196,6 +196,13 @@ def sdk_bootstrap(
         log.warning("agentwatch: %s; using %s", exc, DEFAULT_BOOTSTRAP)
         return DEFAULT_BOOTSTRAP, None
     if connection is None:
+        log.warning(
+            "agentwatch: no broker named (bootstrap=, %s) and no `agentwatch up` running (no %s):"
+            " using %s; start the stack with `agentwatch up` (or `make up`)",
+            BOOTSTRAP_ENV,
+            where,
+            DEFAULT_BOOTSTRAP,
+        )
         return DEFAULT_BOOTSTRAP, None
     if not connection.running():
         log.warning(

@@ -112,7 +112,10 @@ def test_sdk_bootstrap_environment_then_file_then_default(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert sdk_bootstrap() == ("127.0.0.1:9092", None)
+    with caplog.at_level(logging.WARNING, logger="agentwatch.sdk"):
+        assert sdk_bootstrap() == ("127.0.0.1:9092", None)
+    assert f"no `agentwatch up` running (no {clean_env / 'connection.json'})" in caplog.text
+    assert "start the stack with `agentwatch up`" in caplog.text
     written = stack(clean_env, tmp_path / "stack")
     assert sdk_bootstrap() == ("127.0.0.1:45999", written)
     monkeypatch.setenv("AGENTWATCH_KAFKA_BOOTSTRAP", "kafka.prod:9093")
