@@ -56,10 +56,14 @@ def check_port_free(host: str, port: int, what: str, variable: str) -> None:
     """
     if port == 0:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:  # a host name that does not resolve: the server would fail the same
+        raise StartError(f"cannot listen on {host}:{port} for {what}: {exc}") from None
+    with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
+            sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 reason = "the port is in use (another `agentwatch up` or worker?)"
