@@ -24,8 +24,8 @@ up: compile
 	$(BIN)/agentwatch up --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check agentwatch tests setup.py conftest.py
-	$(BIN)/ruff format --check agentwatch tests setup.py conftest.py
+	$(BIN)/ruff check agentwatch tests examples setup.py conftest.py
+	$(BIN)/ruff format --check agentwatch tests examples setup.py conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -118,7 +118,8 @@ def up(
     """Embedded stack: local broker + worker + web; --demo adds a simulated fleet."""
     _needs("worker", "up")
     from agentwatch.ingest.service import OtlpStartError
-    from agentwatch.streams.runner import run_embedded
+    from agentwatch.kafka_security import KafkaConnectError
+    from agentwatch.streams.runner import StartError, run_embedded
 
     settings = _settings(config)
     if settings.control_signing_key is not None or settings.control_signing_key_file is not None:
@@ -130,7 +131,7 @@ def up(
         tasks.append(demo_task(agents=agents, speed=speed))
     try:
         code = run_embedded(settings, tasks=tasks)
-    except OtlpStartError as exc:
+    except (OtlpStartError, StartError, KafkaConnectError) as exc:
         typer.echo(f"agentwatch up: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
@@ -152,7 +153,7 @@ def worker(config: ConfigOption = None) -> None:
     _needs("worker", "worker")
     from agentwatch.ingest.service import OtlpStartError
     from agentwatch.kafka_security import KafkaConnectError
-    from agentwatch.streams.runner import run_worker
+    from agentwatch.streams.runner import StartError, run_worker
 
     settings = _settings(config)
     _check_signing_key(settings, "worker")
@@ -161,7 +162,7 @@ def worker(config: ConfigOption = None) -> None:
     except KafkaConnectError as exc:
         typer.echo(f"agentwatch: {exc}", err=True)
         raise typer.Exit(1) from None
-    except OtlpStartError as exc:
+    except (OtlpStartError, StartError) as exc:
         typer.echo(f"agentwatch worker: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
@@ -559,7 +560,12 @@ def schema_export(directory: Path) -> None:
 
 # -- on-call commands (control API client) ---------------------------------------------------
 UrlOption = Annotated[
-    str | None, typer.Option("--url", help="Worker API URL (default AGENTWATCH_API_URL).")
+    str | None,
+    typer.Option(
+        "--url",
+        help="Worker API URL (default: AGENTWATCH_API_URL, else AGENTWATCH_WEB_HOST/_PORT, "
+        "else the connection file of `agentwatch up`, else http://127.0.0.1:6066).",
+    ),
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")
@@ -578,21 +584,85 @@ IfVersionOption = Annotated[
         "0 = never changed); otherwise fail and print the current version.",
     ),
 ]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Control the agent even if the monitor has never seen it (no events)."
+    ),
+]
+FleetOption = Annotated[
+    str | None,
+    typer.Option("--fleet", help="Instead of one agent: every agent of this fleet (confirmed)."),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="With --fleet: do not ask for confirmation.")
+]
 
 
-def _client(config: Path | None, url: str | None) -> Any:
-    from agentwatch.client import ControlClient, resolve_token
+class _Api:
+    """The control API client with where it points and why (for the one-line errors)."""
+
+    def __init__(self, client: Any, target: Any) -> None:
+        self.client = client
+        self.target = target
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from agentwatch.client import ApiError
+
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except ApiError as exc:
+            typer.echo(f"agentwatch: {self._describe(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+    def _describe(self, exc: Any) -> str:
+        if exc.reason in ("unknown_agent", "unknown_fleet"):
+            return str(exc)
+        if exc.status == 0:
+            return f"{exc} ({self._unreachable_hint()})"
+        hint = {
+            401: " (check AGENTWATCH_API_TOKEN)",
+            409: " (`agentwatch agents show` prints the current version)",
+        }.get(exc.status, "")
+        return f"HTTP {exc.status}: {exc}{hint}"
+
+    def _unreachable_hint(self) -> str:
+        target = self.target
+        connection = target.connection
+        if connection is not None and not connection.running():
+            return (
+                f"the stack recorded in {target.connection_path} (pid {connection.pid}) is not "
+                "running: start it with `agentwatch up` (or `make up`)"
+            )
+        return (
+            f"URL from {target.source}; is the worker running? start one with `agentwatch up` "
+            "(or `make up`), or point --url / AGENTWATCH_API_URL at it"
+        )
+
+
+def _client(config: Path | None, url: str | None) -> _Api:
+    from agentwatch.client import ControlClient, resolve_api
+    from agentwatch.connection import ConnectionFileError
 
     settings = _settings(config)
-    token = resolve_token(settings)
-    if token is None:
+    try:
+        target = resolve_api(settings, url)
+    except ConnectionFileError as exc:
+        typer.echo(f"agentwatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if target.token is None:
         typer.echo(
-            "agentwatch: no API token: set AGENTWATCH_API_TOKEN "
-            f"(or run where {settings.data_dir}/api-token exists)",
+            "agentwatch: no API token: set AGENTWATCH_API_TOKEN, or start the stack with "
+            f"`agentwatch up` (it writes {settings.connection_path}, naming its token file)",
             err=True,
         )
         raise typer.Exit(2)
-    return ControlClient(url or settings.api_url, token)
+    try:
+        client = ControlClient(target.url, target.token)
+    except ValueError as exc:
+        typer.echo(f"agentwatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return _Api(client, target)
 
 
 def _actor(actor: str | None) -> str:
@@ -600,21 +670,6 @@ def _actor(actor: str | None) -> str:
     import os
 
     return actor or os.environ.get("AGENTWATCH_ACTOR") or getpass.getuser()
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from agentwatch.client import ApiError
-
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as exc:
-        hint = {
-            401: " (check AGENTWATCH_API_TOKEN)",
-            409: " (`agentwatch agents show` prints the current version)",
-        }.get(exc.status, "")
-        status = f"HTTP {exc.status}: " if exc.status else ""
-        typer.echo(f"agentwatch: {status}{exc}{hint}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _print_json(doc: Any) -> None:
@@ -635,12 +690,13 @@ def _print_control(doc: dict[str, Any]) -> None:
 @agents_app.command("list")
 def agents_list(
     halted: Annotated[bool, typer.Option(help="Only halted agents.")] = False,
+    fleet: Annotated[str | None, typer.Option(help="Only this fleet's agents.")] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Agents this worker tracks, with their control state."""
-    doc = _call(_client(config, url).agents)
+    """Agents the workers track, with their control state."""
+    doc = _client(config, url)("agents", fleet)
     rows = [r for r in doc["agents"] if r.get("halted") or not halted]
     if as_json:
         _print_json(rows)
@@ -652,6 +708,8 @@ def agents_list(
             state += " revoked=" + ",".join(r["revoked"])
         events = "" if r.get("events") is None else str(r["events"])
         typer.echo(f"{r['agent_id']:40} {r.get('fleet') or '':16} {events:>8}  {state}")
+    for worker in doc.get("unreachable_workers") or []:
+        typer.echo(f"agentwatch: worker {worker} did not answer: its agents are missing", err=True)
 
 
 @agents_app.command("show")
@@ -659,7 +717,7 @@ def agents_show(
     agent_id: str, url: UrlOption = None, as_json: JsonOption = False, config: ConfigOption = None
 ) -> None:
     """One agent: baseline, control state, current incident."""
-    doc = _call(_client(config, url).agent, agent_id)
+    doc = _client(config, url)("agent", agent_id)
     if as_json:
         _print_json(doc)
         return
@@ -684,13 +742,15 @@ def _control(
     actor: str | None,
     url: str | None,
     config: Path | None,
+    *,
     actions: list[str] | None = None,
     incident: str | None = None,
     if_version: int | None = None,
+    force: bool = False,
+    as_json: bool = False,
 ) -> None:
-    client = _client(config, url)
-    doc = _call(
-        client.control,
+    doc = _client(config, url)(
+        "control",
         op,
         agent_id,
         actor=_actor(actor),
@@ -698,35 +758,159 @@ def _control(
         actions=actions,
         incident_id=incident,
         if_version=if_version,
+        force=force,
     )
-    _print_control(doc)
+    if as_json:
+        _print_json(doc)
+    else:
+        _print_control(doc)
+
+
+def _fleet_control(
+    op: str,
+    fleet: str,
+    reason: str,
+    actor: str | None,
+    url: str | None,
+    config: Path | None,
+    *,
+    yes: bool,
+    incident: str | None = None,
+    as_json: bool = False,
+) -> None:
+    """Halt or resume a fleet: confirm (unless ``yes``), then one request; each agent audited."""
+    api = _client(config, url)
+    verb = "halt" if op == "halt" else "resume"
+    if not yes:
+        if not sys.stdin.isatty():
+            typer.echo(
+                f"agentwatch: `agents {verb} --fleet` asks for confirmation and stdin is not a "
+                "terminal: pass --yes",
+                err=True,
+            )
+            raise typer.Exit(2)
+        rows = api("agents", fleet)["agents"]
+        if rows:  # none: the request below says why (unknown fleet, with suggestions)
+            todo = [r["agent_id"] for r in rows if bool(r.get("halted")) != (op == "halt")]
+            sample = ", ".join(todo[:5]) + (f" and {len(todo) - 5} more" if len(todo) > 5 else "")
+            already = len(rows) - len(todo)
+            note = (
+                f"; {already} already {'halted' if op == 'halt' else 'running'}" if already else ""
+            )
+            question = (
+                f"{verb.capitalize()} {len(todo)} agents of fleet {fleet!r} "
+                f"({sample or 'none'}{note})?"
+            )
+            if not typer.confirm(question, default=False):
+                typer.echo("nothing changed")
+                raise typer.Exit(1)
+    doc = api("fleet_control", op, fleet, actor=_actor(actor), reason=reason, incident_id=incident)
+    if as_json:
+        _print_json(doc)
+    else:
+        for state in doc["changed"]:
+            _print_control(state)
+        done = "halted" if op == "halt" else "resumed"
+        state_word = "halted" if op == "halt" else "running"
+        typer.echo(
+            f"fleet {fleet}: {done} {len(doc['changed'])} of {len(doc['agents'])} agents"
+            + (f" ({len(doc['unchanged'])} already {state_word})" if doc["unchanged"] else "")
+        )
+    unreachable = doc.get("unreachable_workers") or []
+    if unreachable:
+        typer.echo(
+            f"agentwatch: workers {', '.join(unreachable)} did not answer: their agents of "
+            f"fleet {fleet} were not {verb}ed; run the command again",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _one_or_fleet(command: str, agent_id: str | None, fleet: str | None, **flags: object) -> None:
+    """Exit with one line unless exactly one of AGENT_ID and --fleet is given (and the
+    per-agent ``flags`` only with an agent)."""
+    if (agent_id is None) == (fleet is None):
+        typer.echo(f"agentwatch: `agents {command}` takes an AGENT_ID or --fleet F", err=True)
+        raise typer.Exit(2)
+    if fleet is not None:
+        given = [name for name, value in flags.items() if value]
+        if given:
+            typer.echo(
+                f"agentwatch: {', '.join(given)} apply to one agent, not to --fleet", err=True
+            )
+            raise typer.Exit(2)
 
 
 @agents_app.command("halt")
 def agents_halt(
-    agent_id: str,
     reason: ReasonOption,
+    agent_id: Annotated[str | None, typer.Argument(help="The agent (or use --fleet).")] = None,
+    fleet: FleetOption = None,
     incident: Annotated[str | None, typer.Option(help="Incident this halt belongs to.")] = None,
     actor: ActorOption = None,
     if_version: IfVersionOption = None,
+    force: ForceOption = False,
+    yes: YesOption = False,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Halt an agent: its next tool call raises AgentHalted."""
-    _control("halt", agent_id, reason, actor, url, config, incident=incident, if_version=if_version)
+    """Halt an agent (or every agent of a fleet): its next tool call raises AgentHalted."""
+    _one_or_fleet(
+        "halt", agent_id, fleet, **{"--if-version": if_version is not None, "--force": force}
+    )
+    if fleet is not None:
+        _fleet_control(
+            "halt", fleet, reason, actor, url, config, yes=yes, incident=incident, as_json=as_json
+        )
+        return
+    assert agent_id is not None
+    _control(
+        "halt",
+        agent_id,
+        reason,
+        actor,
+        url,
+        config,
+        incident=incident,
+        if_version=if_version,
+        force=force,
+        as_json=as_json,
+    )
 
 
 @agents_app.command("resume")
 def agents_resume(
-    agent_id: str,
     reason: ReasonOption,
+    agent_id: Annotated[str | None, typer.Argument(help="The agent (or use --fleet).")] = None,
+    fleet: FleetOption = None,
     actor: ActorOption = None,
     if_version: IfVersionOption = None,
+    force: ForceOption = False,
+    yes: YesOption = False,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Let a halted agent run again (revoked actions stay revoked)."""
-    _control("resume", agent_id, reason, actor, url, config, if_version=if_version)
+    """Let a halted agent (or a fleet's halted agents) run again; revoked actions stay revoked."""
+    _one_or_fleet(
+        "resume", agent_id, fleet, **{"--if-version": if_version is not None, "--force": force}
+    )
+    if fleet is not None:
+        _fleet_control("resume", fleet, reason, actor, url, config, yes=yes, as_json=as_json)
+        return
+    assert agent_id is not None
+    _control(
+        "resume",
+        agent_id,
+        reason,
+        actor,
+        url,
+        config,
+        if_version=if_version,
+        force=force,
+        as_json=as_json,
+    )
 
 
 @agents_app.command("revoke")
@@ -736,11 +920,24 @@ def agents_revoke(
     reason: ReasonOption,
     actor: ActorOption = None,
     if_version: IfVersionOption = None,
+    force: ForceOption = False,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Revoke specific actions; the agent's other tools keep working."""
-    _control("revoke", agent_id, reason, actor, url, config, actions=actions, if_version=if_version)
+    _control(
+        "revoke",
+        agent_id,
+        reason,
+        actor,
+        url,
+        config,
+        actions=actions,
+        if_version=if_version,
+        force=force,
+        as_json=as_json,
+    )
 
 
 @agents_app.command("grant")
@@ -752,7 +949,9 @@ def agents_grant(
     reason: ReasonOption = "",
     actor: ActorOption = None,
     if_version: IfVersionOption = None,
+    force: ForceOption = False,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Restore revoked actions (all of them when none are named)."""
@@ -768,35 +967,65 @@ def agents_grant(
         config,
         actions=actions or [],
         if_version=if_version,
+        force=force,
+        as_json=as_json,
     )
+
+
+INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
 
 
 @incidents_app.command("list")
 def incidents_list(
-    status: Annotated[str, typer.Option(help="open, acknowledged, resolved or all.")] = "open",
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these statuses: open, acknowledged, resolved (repeat or comma-separate) "
+            "[default: open and acknowledged]."
+        ),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every status, resolved incidents too.")
+    ] = False,
     url: UrlOption = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Open (or recent) incidents, newest first."""
-    doc = _call(_client(config, url).incidents, None if status == "all" else status)
-    items = doc["incidents"]
+    """Open and acknowledged incidents (or those of --status, or --all), newest first."""
+    wanted = [part.strip() for item in status or [] for part in item.split(",") if part.strip()]
+    unknown = [s for s in wanted if s not in (*INCIDENT_STATUSES, "all")]
+    if unknown or (show_all and wanted):
+        problem = (
+            f"unknown status {', '.join(map(repr, unknown))}: use open, acknowledged or resolved"
+            if unknown
+            else "give --status or --all, not both"
+        )
+        typer.echo(f"agentwatch: {problem}", err=True)
+        raise typer.Exit(2)
+    if show_all or "all" in wanted:
+        statuses = None
+    else:
+        statuses = list(dict.fromkeys(wanted)) or ["open", "acknowledged"]
+    items = _client(config, url)("incidents", statuses)["incidents"]
     if as_json:
         _print_json(items)
         return
     if not items:
-        typer.echo("no incidents")
+        shown = "incidents" if statuses is None else " or ".join(statuses) + " incidents"
+        typer.echo(f"no {shown}")
+        return
+    typer.echo(f"{'INCIDENT':24} {'STATUS':12} {'SEVERITY':8} {'AGENT':30} {'ANOMALIES':>9}  TITLE")
     for i in items:
         typer.echo(
-            f"{i['incident_id']}  {i['status']:12} {i['severity']:8} {i['agent_id']:30} "
-            f"x{i['anomaly_count']:<4} {i['title'][:80]}"
+            f"{i['incident_id']:24} {i['status']:12} {i['severity']:8} {i['agent_id']:30} "
+            f"{i['anomaly_count']:>9}  {i['title'][:80]}"
         )
 
 
 @incidents_app.command("show")
 def incidents_show(incident_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
     """One incident as JSON."""
-    _print_json(_call(_client(config, url).incident, incident_id))
+    _print_json(_client(config, url)("incident", incident_id))
 
 
 def _incident_op(
@@ -806,10 +1035,12 @@ def _incident_op(
     actor: str | None,
     url: str | None,
     config: Path | None,
+    as_json: bool,
 ) -> None:
-    doc = _call(
-        _client(config, url).incident_op, op, incident_id, actor=_actor(actor), reason=reason
-    )
+    doc = _client(config, url)("incident_op", op, incident_id, actor=_actor(actor), reason=reason)
+    if as_json:
+        _print_json(doc)
+        return
     typer.echo(f"{doc['incident_id']}: {doc['status']} ({doc['severity']}) {doc['title']}")
 
 
@@ -819,10 +1050,11 @@ def incidents_ack(
     reason: ReasonOption,
     actor: ActorOption = None,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge an incident (acknowledges the PagerDuty alert too)."""
-    _incident_op("ack", incident_id, reason, actor, url, config)
+    _incident_op("ack", incident_id, reason, actor, url, config, as_json)
 
 
 @incidents_app.command("resolve")
@@ -831,10 +1063,11 @@ def incidents_resolve(
     reason: ReasonOption,
     actor: ActorOption = None,
     url: UrlOption = None,
+    as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Resolve an incident (resolves the PagerDuty alert too)."""
-    _incident_op("resolve", incident_id, reason, actor, url, config)
+    _incident_op("resolve", incident_id, reason, actor, url, config, as_json)
 
 
 def main() -> None:

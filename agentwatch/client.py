@@ -6,30 +6,89 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentwatch.config import Settings
+from agentwatch.connection import Connection, read_connection
 
-__all__ = ["ApiError", "ControlClient", "resolve_token"]
+__all__ = ["ApiError", "ApiTarget", "ControlClient", "resolve_api", "resolve_token"]
 
 
 class ApiError(RuntimeError):
-    """The API answered with an error (``status`` 0 = not reachable)."""
+    """The API answered with an error (``status`` 0 = not reachable); ``reason`` is the
+    answer's machine-readable reason (e.g. ``unknown_agent``), if it gave one."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
-def resolve_token(settings: Settings) -> str | None:
-    """``AGENTWATCH_API_TOKEN``, else the embedded stack's ``<data_dir>/api-token`` file."""
-    if settings.api_token is not None:
-        return settings.api_token.get_secret_value()
-    path = Path(settings.data_dir) / "api-token"
+def _read_token(path: Path) -> str | None:
     if path.is_file():
         return path.read_text(encoding="utf-8").strip() or None
     return None
+
+
+def resolve_token(settings: Settings, connection: Connection | None = None) -> str | None:
+    """``AGENTWATCH_API_TOKEN``, else the token file a ``connection`` names, else the embedded
+    stack's ``<data_dir>/api-token`` file."""
+    if settings.api_token is not None:
+        return settings.api_token.get_secret_value()
+    if connection is not None and connection.token_file is not None:
+        token = _read_token(connection.token_file)
+        if token is not None:
+            return token
+    return _read_token(Path(settings.data_dir) / "api-token")
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """Which control API the CLI talks to, with what token, and why (for messages)."""
+
+    url: str
+    token: str | None
+    source: str
+    connection: Connection | None = None
+    connection_path: Path | None = None
+
+
+def resolve_api(settings: Settings, url: str | None = None) -> ApiTarget:
+    """The control API to call: ``url`` (``--url``), else ``AGENTWATCH_API_URL``, else
+    ``http://AGENTWATCH_WEB_HOST:AGENTWATCH_WEB_PORT`` when either is set, else the connection
+    file of a running ``agentwatch up`` (:mod:`agentwatch.connection`), else
+    ``http://127.0.0.1:6066``.
+
+    The token: ``AGENTWATCH_API_TOKEN``, else the token file the connection file names when
+    it describes that same URL, else ``<data_dir>/api-token``.
+
+    Raises
+    ------
+    agentwatch.connection.ConnectionFileError
+        when the connection file is needed and cannot be read.
+    """
+    explicit = settings.model_fields_set
+    path = settings.connection_path
+    source = "--url"
+    if url:
+        source = "--url"
+    elif "api_url" in explicit:
+        url, source = settings.api_url, "AGENTWATCH_API_URL"
+    elif explicit & {"web_host", "web_port"} and settings.web_port:
+        url, source = f"http://{settings.web_host}:{settings.web_port}", "AGENTWATCH_WEB_PORT"
+    connection = None
+    if url is None or settings.api_token is None:
+        connection = read_connection(path)
+    if url is None:
+        if connection is not None:
+            url, source = connection.api_url, str(path)
+        else:
+            url, source = settings.api_url, "the default"
+    same = connection is not None and connection.api_url.rstrip("/") == url.rstrip("/")
+    token = resolve_token(settings, connection if same else None)
+    return ApiTarget(url, token, source, connection if same else None, path)
 
 
 class ControlClient:
@@ -78,21 +137,25 @@ class ControlClient:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             raw = err.read()
+            reason = None
             try:
                 doc = json.loads(raw)
                 message = doc.get("error", raw.decode(errors="replace"))
                 if doc.get("problems"):
                     message += ": " + "; ".join(doc["problems"])
+                reason = doc.get("reason")
             except (ValueError, AttributeError):
                 message = raw.decode(errors="replace")[:500] or err.reason
-            raise ApiError(err.code, message) from None
+            raise ApiError(err.code, message, reason) from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise ApiError(0, f"cannot reach {self.base_url}: {reason}") from None
 
     # -- agents ----------------------------------------------------------------------------
-    def agents(self) -> Any:
-        return self.request("GET", "/agents")
+    def agents(self, fleet: str | None = None) -> Any:
+        """Every worker's agents (``fleet``: only that fleet's)."""
+        query = f"?fleet={urllib.parse.quote(fleet, safe='')}" if fleet is not None else ""
+        return self.request("GET", f"/agents{query}")
 
     def agent(self, agent_id: str) -> Any:
         return self.request("GET", f"/agents/{urllib.parse.quote(agent_id, safe='')}")
@@ -107,19 +170,33 @@ class ControlClient:
         actions: list[str] | None = None,
         incident_id: str | None = None,
         if_version: int | None = None,
+        force: bool = False,
     ) -> Any:
         """Halt, resume, revoke or grant; ``if_version`` applies it only if the agent's control
-        version is still that one (``If-Match``; 409 otherwise)."""
+        version is still that one (``If-Match``; 409 otherwise); ``force`` controls an agent
+        the monitor has never seen (404 otherwise)."""
         body: dict[str, Any] = {"actor": actor, "reason": reason, "actions": actions or []}
         if incident_id:
             body["incident_id"] = incident_id
+        if force:
+            body["force"] = True
         headers = {"If-Match": f'"{if_version}"'} if if_version is not None else None
         path = f"/agents/{urllib.parse.quote(agent_id, safe='')}/{op}"
         return self.request("POST", path, body, headers=headers)
 
+    def fleet_control(
+        self, op: str, fleet: str, *, actor: str, reason: str, incident_id: str | None = None
+    ) -> Any:
+        """Halt or resume every agent of ``fleet`` (each one audited)."""
+        body: dict[str, Any] = {"actor": actor, "reason": reason}
+        if incident_id:
+            body["incident_id"] = incident_id
+        return self.request("POST", f"/fleets/{urllib.parse.quote(fleet, safe='')}/{op}", body)
+
     # -- incidents -------------------------------------------------------------------------
-    def incidents(self, status: str | None = None) -> Any:
-        query = f"?status={urllib.parse.quote(status)}" if status else ""
+    def incidents(self, statuses: list[str] | None = None) -> Any:
+        """Incidents, newest first (``statuses``: only those; ``None``: every status)."""
+        query = f"?status={urllib.parse.quote(','.join(statuses))}" if statuses else ""
         return self.request("GET", f"/incidents{query}")
 
     def incident(self, incident_id: str) -> Any:

@@ -166,7 +166,19 @@ class Settings(BaseSettings):
     api_url: str = Field(
         "http://127.0.0.1:6066",
         pattern=r"^https?://[^/\s]+$",
-        description="where the CLI reaches a worker's control API",
+        description="where the CLI reaches a worker's control API (unset: the connection "
+        "file's, else http://web_host:web_port)",
+    )
+
+    # Where `agentwatch up` records how to reach it (agentwatch/connection.py)
+    home: Path = Field(
+        Path("~/.agentwatch"),
+        description="per-user agentwatch directory; holds connection.json while `up` runs",
+    )
+    connection_file: Path | None = Field(
+        None,
+        description="the connection file `up` writes and the SDK and CLI read (default "
+        "<home>/connection.json)",
     )
 
     # Control records: workers sign them (Ed25519), SDK agents verify them (docs/operations.md)
@@ -311,6 +323,16 @@ class Settings(BaseSettings):
             if not sep or not name or not port.isdigit():
                 raise ValueError(f"{host!r} is not host:port")
         return ",".join(h.removeprefix("kafka://") for h in hosts)
+
+    @field_validator("connection_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("home", "connection_file")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
 
     @field_validator("control_verify_keys", mode="before")
     @classmethod
@@ -486,6 +508,12 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("actions") == "agentwatch.actions"``."""
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def connection_path(self) -> Path:
+        """Where the connection file of ``agentwatch up`` is: ``connection_file``, else
+        ``<home>/connection.json``."""
+        return self.connection_file or self.home / "connection.json"
 
     @property
     def broker_url(self) -> str:

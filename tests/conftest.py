@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,23 @@ from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 
 API_TOKEN = "test-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agentwatch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty ``AGENTWATCH_HOME``: no test reads (or writes) the connection file of a
+    developer's own ``agentwatch up`` in ``~/.agentwatch``."""
+    saved = {k: os.environ.pop(k, None) for k in ("AGENTWATCH_HOME", "AGENTWATCH_CONNECTION_FILE")}
+    home = tmp_path_factory.mktemp("agentwatch-home")
+    os.environ["AGENTWATCH_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -379,8 +379,13 @@ class Responder:
         reason: str,
         now: float,
         incident_id: str | None = None,
+        detail: dict[str, str] | None = None,
     ) -> Outcome:
-        """A person halts, resumes, revokes or grants; returns the new state (always audited)."""
+        """A person halts, resumes, revokes or grants; returns the new state (always audited).
+
+        ``detail`` goes into the audit entry (e.g. ``{"fleet": "support"}`` for a fleet-wide
+        halt applied to this agent).
+        """
         current = control or ControlState(
             agent_id=agent_id, updated_at=datetime.fromtimestamp(0, UTC), updated_by="agentwatch"
         )
@@ -406,4 +411,6 @@ class Responder:
         audit = self._control_audit(new, actor, "person", reason=reason, now=now, action=op)
         if op in ("revoke", "grant"):
             audit = audit.model_copy(update={"actions": sorted(actions) or list(current.revoked)})
+        if detail:
+            audit = audit.model_copy(update={"detail": dict(detail)})
         return Outcome(control=new, audit=[audit])

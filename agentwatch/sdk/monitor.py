@@ -31,9 +31,16 @@ from types import TracebackType
 from typing import Any
 
 from agentwatch.config import Settings, load_settings
+from agentwatch.connection import (
+    DEFAULT_BOOTSTRAP,
+    Connection,
+    ConnectionFileError,
+    read_connection,
+    sdk_bootstrap,
+)
 from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
 from agentwatch.schemas._types import AGENT_ID_PATTERN
-from agentwatch.schemas.signing import ControlVerifier, verifier_from_settings
+from agentwatch.schemas.signing import ControlVerifier, SigningKeyError, verifier_from_settings
 from agentwatch.sdk.control import ControlBook
 from agentwatch.sdk.emitter import EventEmitter
 from agentwatch.sdk.errors import ControlUnavailable
@@ -68,10 +75,27 @@ def monitor_kwargs_from_settings(settings: Settings | None, kwargs: dict[str, An
     """Fill ``kwargs`` of a monitor from ``settings`` (default: :func:`load_settings`).
 
     Broker, topic prefix, Kafka security (explicit ``kafka_options`` keys win), the control
-    verifier and the clock-skew bound; keys already in ``kwargs`` are kept.
+    verifier and the clock-skew bound; keys already in ``kwargs`` are kept. When neither
+    ``kwargs`` nor the settings name a broker, the connection file of a running
+    ``agentwatch up`` (``settings.connection_path``) gives the broker, the topic prefix and the
+    public key (:mod:`agentwatch.connection`).
     """
     if settings is None:
         settings = load_settings()
+    explicit_set = settings.model_fields_set
+    connection = None
+    if "bootstrap" not in kwargs and "kafka_bootstrap" not in explicit_set:
+        try:  # no broker named anywhere: the stack `agentwatch up` runs, if any
+            connection = read_connection(settings.connection_path)
+        except ConnectionFileError as exc:
+            log.warning("agentwatch: %s; using %s", exc, settings.kafka_bootstrap)
+    if connection is not None:
+        kwargs["bootstrap"] = connection.bootstrap
+        if "topic_prefix" not in explicit_set:
+            kwargs.setdefault("topic_prefix", connection.topic_prefix)
+        key = connection.control_verify_key
+        if "control_verifier" not in kwargs and not settings.control_verify_keys and key:
+            kwargs["control_verifier"] = ControlVerifier.load([str(key)])
     kwargs.setdefault("bootstrap", settings.kafka_bootstrap)
     kwargs.setdefault("topic_prefix", settings.topic_prefix)
     explicit = kwargs.get("kafka_options") or {}
@@ -92,9 +116,14 @@ class Monitor(AgentSurface):
     fleet
         Peer group / role; detectors compare an agent with its fleet.
     bootstrap
-        Comma-separated ``host:port`` list of Kafka brokers.
+        Comma-separated ``host:port`` list of Kafka brokers. Not given: resolved at
+        :meth:`start` from ``$AGENTWATCH_KAFKA_BOOTSTRAP``, else the connection file of a
+        running ``agentwatch up`` (``~/.agentwatch/connection.json``, see
+        :mod:`agentwatch.connection`; its topic prefix and public key come with it unless
+        ``topic_prefix`` / ``control_verifier`` are given), else ``127.0.0.1:9092``.
     topic_prefix
-        Events go to ``<prefix>.actions``, control state is read from ``<prefix>.control``.
+        Events go to ``<prefix>.actions``, control state is read from ``<prefix>.control``
+        (default ``agentwatch``).
     buffer_size
         Events that may wait in memory for the broker. When full, the oldest are dropped
         (counted in :attr:`stats`, reported by a rate-limited warning).
@@ -162,8 +191,8 @@ class Monitor(AgentSurface):
         agent_id: str,
         fleet: str = "default",
         *,
-        bootstrap: str = "127.0.0.1:9092",
-        topic_prefix: str = "agentwatch",
+        bootstrap: str | None = None,
+        topic_prefix: str | None = None,
         buffer_size: int = 10_000,
         producer: Any = None,
         session_id: str | None = None,
@@ -199,10 +228,12 @@ class Monitor(AgentSurface):
             )
         self.agent_id = agent_id
         self.fleet = fleet
-        self.bootstrap = bootstrap
-        self.topic_prefix = topic_prefix
-        self.actions_topic = f"{topic_prefix}.actions"
-        self.control_topic = f"{topic_prefix}.control"
+        self._resolve_bootstrap = bootstrap is None  # at start(): no I/O in a constructor
+        self._prefix_given = topic_prefix is not None
+        self.bootstrap = bootstrap or DEFAULT_BOOTSTRAP
+        self.topic_prefix = topic_prefix or "agentwatch"
+        self.actions_topic = f"{self.topic_prefix}.actions"
+        self.control_topic = f"{self.topic_prefix}.control"
         self.startup_timeout = startup_timeout
         self.close_timeout = close_timeout
         self.require_control = require_control
@@ -213,7 +244,7 @@ class Monitor(AgentSurface):
         self.emitter = EventEmitter(
             agent_id,
             fleet,
-            bootstrap=bootstrap,
+            bootstrap=self.bootstrap,
             topic=self.actions_topic,
             buffer_size=buffer_size,
             producer=producer,
@@ -225,7 +256,7 @@ class Monitor(AgentSurface):
         )
         self.control = ControlBook(agent_id, control_verifier, max_clock_skew_s)
         self.follower = ControlFollower(
-            bootstrap,
+            self.bootstrap,
             self.control_topic,
             {self.control.key: self.control},
             kafka_options=self._kafka_options,
@@ -295,6 +326,9 @@ class Monitor(AgentSurface):
         """
         if self._started:
             raise RuntimeError("this Monitor was already started")
+        if self._resolve_bootstrap:
+            self._resolve_bootstrap = False
+            self._connect(*sdk_bootstrap())
         if self.require_control:  # fail closed at once, with the reason (wrong password, TLS)
             try:
                 await check_connection(self.bootstrap, self._kafka_options, self.startup_timeout)
@@ -335,6 +369,28 @@ class Monitor(AgentSurface):
                 self.bootstrap,
                 self.startup_timeout,
             )
+
+    def _connect(self, bootstrap: str, connection: Connection | None) -> None:
+        """Use ``bootstrap``; from a connection file also its topic prefix and public key."""
+        self.bootstrap = self.emitter.bootstrap = self.follower.bootstrap = bootstrap
+        if connection is None:
+            return
+        if not self._prefix_given and connection.topic_prefix != self.topic_prefix:
+            self.topic_prefix = connection.topic_prefix
+            self.actions_topic = self.emitter.topic = f"{self.topic_prefix}.actions"
+            self.control_topic = self.follower.topic = f"{self.topic_prefix}.control"
+        key = connection.control_verify_key
+        if self.control_verifier is None and key is not None:
+            try:
+                self.control_verifier = self.control.verifier = ControlVerifier.load([str(key)])
+            except SigningKeyError as exc:
+                log.warning("agentwatch: the connection file's public key: %s", exc)
+        log.info(
+            "agentwatch: agent %s reaches the stack of `agentwatch up` (pid %d) at %s",
+            self.agent_id,
+            connection.pid,
+            bootstrap,
+        )
 
     async def aclose(self) -> None:
         """Deliver buffered events (up to ``close_timeout``), then stop both Kafka clients.

@@ -1,10 +1,12 @@
 """The on-call control API on the worker's web server.
 
 =========================================  =================================================
+``GET  /agents[?fleet=F]``                 every worker's agents with their control state
 ``GET  /agents/{id}``                      baseline, control state and incident of one agent
-``POST /agents/{id}/halt|resume``          body ``{"actor", "reason"}``
+``POST /agents/{id}/halt|resume``          body ``{"actor", "reason"[, "force"]}``
 ``POST /agents/{id}/revoke|grant``         body ``{"actor", "reason", "actions": [...]}``
-``GET  /incidents[?status=open]``          open and recent incidents, newest first
+``POST /fleets/{fleet}/halt|resume``       body ``{"actor", "reason"}``: every agent of a fleet
+``GET  /incidents[?status=open,...]``      open and recent incidents, newest first
 ``GET  /incidents/{id}``                   one incident
 ``POST /incidents/{id}/ack|resolve``       body ``{"actor", "reason"}``
 =========================================  =================================================
@@ -14,6 +16,12 @@ the previous one). Answers about an agent's control state carry ``ETag: "<versio
 with ``If-Match: "<version>"`` applies only if that is still the agent's version (0 = never
 changed), else ``409`` with ``current_version`` (compare-and-set).
 
+A control change for an agent the monitor has never seen (no baseline on any worker, no control
+state, no incident) is refused with ``404`` and the closest known ids
+(:mod:`agentwatch.streams.roster`), unless the body says ``"force": true``. A fleet halt or
+resume applies to each known agent of the fleet through the same per-agent path, concurrently,
+and audits each one (``detail.fleet``); agents already in that state are left alone.
+
 Every endpoint here needs ``Authorization: Bearer <AGENTWATCH_API_TOKEN>`` (compared in
 constant time; 401 otherwise, 503 when no token is configured). ``/healthz`` and ``/metrics``
 stay open. Requests reach any worker; those that need the responder's state are forwarded to
@@ -22,31 +30,45 @@ the worker that owns it. The token is never logged.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
+import aiohttp
 import faust
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from yarl import URL
 
 from agentwatch.logtext import escape
 from agentwatch.schemas import ControlState
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
 from agentwatch.streams.response import NotFound, VersionConflict
+from agentwatch.streams.roster import (
+    fleet_members,
+    merge_rows,
+    suggest,
+    unknown_agent_message,
+    unknown_fleet_message,
+)
 
 if TYPE_CHECKING:
     from agentwatch.streams.app import WorkerApp
 
-__all__ = ["ControlRequest", "etag", "parse_if_match", "register_api"]
+__all__ = ["ControlRequest", "etag", "parse_if_match", "parse_statuses", "register_api"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+PEER_TIMEOUT_S = 5.0
+INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
 
 
 class ControlRequest(BaseModel):
-    """Body of every POST: who, why, and (revoke/grant) which actions."""
+    """Body of every POST: who, why, (revoke/grant) which actions, and ``force`` to control an
+    agent the monitor has never seen."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -54,6 +76,32 @@ class ControlRequest(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=1024)]
     actions: Annotated[list[Name], Field(max_length=1024)] = Field(default_factory=list)
     incident_id: Name | None = None
+    force: bool = False
+
+
+def parse_statuses(value: str | None) -> list[str] | None:
+    """The incident statuses a ``?status=`` names (comma-separated); ``None`` = every status.
+
+    Raises
+    ------
+    ValueError
+        for an unknown status.
+
+    Examples
+    --------
+    >>> parse_statuses("open,acknowledged"), parse_statuses(None), parse_statuses("all")
+    (['open', 'acknowledged'], None, None)
+    """
+    if value is None or value.strip() in ("", "all"):
+        return None
+    statuses = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [x for x in statuses if x not in INCIDENT_STATUSES]
+    if unknown:
+        raise ValueError(
+            f"unknown status {', '.join(map(repr, unknown))}: use open, acknowledged, "
+            "resolved or all (comma-separated)"
+        )
+    return list(dict.fromkeys(statuses))
 
 
 def etag(version: int) -> str:
@@ -172,30 +220,128 @@ def register_api(worker: WorkerApp) -> None:
         metrics.api_requests.labels(endpoint, str(getattr(resp, "status", 200))).inc()
         return resp
 
+    def local_rows() -> list[dict[str, Any]]:
+        """The agents whose baselines this worker holds, plus every control state if it runs
+        the responder."""
+        rows: dict[str, dict[str, Any]] = {}
+        for agent_id, baseline in list(worker.stage.engine.baselines.items()):
+            rows[agent_id] = {
+                "agent_id": agent_id,
+                "fleet": baseline.fleet,
+                "events": baseline.count,
+                "halted": None,
+                "revoked": None,
+            }
+        if response.owns():
+            for _key, raw in list(worker.controls.items()):
+                control = ControlState.model_validate_json(raw)
+                row = rows.setdefault(
+                    control.agent_id,
+                    {"agent_id": control.agent_id, "fleet": None, "events": None},
+                )
+                row.update(halted=control.halted, revoked=control.revoked)
+        return sorted(rows.values(), key=_by_id)
+
+    def peers() -> list[URL]:
+        """The other workers, at the URLs they advertise (from the partition assignment)."""
+        own = app.conf.canonical_url
+        urls = {URL(url) for url in app.assignor.tables_metadata()}
+        return sorted((u for u in urls if (u.host, u.port) != (own.host, own.port)), key=str)
+
+    async def peer_rows(request: Any, peer: URL) -> tuple[list[dict[str, Any]], bool]:
+        """A worker's own agents, and whether it runs the responder."""
+        url = peer.with_path("/agents").with_query({"local": "true"})
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+        async with app.http_client.get(url, headers=headers, timeout=timeout) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+            doc = orjson.loads(await resp.read())
+            return list(doc["agents"]), bool(doc.get("responder"))
+
+    async def all_rows(request: Any) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every worker's agents, merged; and the workers that did not answer.
+
+        Once the responder's rows are in, an agent without control state shows as running
+        (``halted`` false); without them (its worker did not answer) it stays unknown (null).
+        """
+        others = peers()
+        answers = await asyncio.gather(
+            *(peer_rows(request, peer) for peer in others), return_exceptions=True
+        )
+        parts, unreachable, responder = [local_rows()], [], response.owns()
+        for peer, answer in zip(others, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("control API: worker %s did not list its agents: %r", peer, answer)
+                unreachable.append(str(peer))
+            else:
+                parts.append(answer[0])
+                responder = responder or answer[1]
+        rows = merge_rows(parts)
+        if responder:
+            for row in rows:
+                if row.get("halted") is None:
+                    row.update(halted=False, revoked=[])
+        return rows, unreachable
+
     @app.page("/agents")  # type: ignore[untyped-decorator]
     class AgentsView(faust.web.View):  # type: ignore[misc]
         async def get(self, request: Any) -> Any:
             denied = check_auth(self, request)
             if denied is not None:
                 return count("agents", denied)
-            rows: dict[str, dict[str, Any]] = {}
-            for agent_id, baseline in list(worker.stage.engine.baselines.items()):
-                rows[agent_id] = {
-                    "agent_id": agent_id,
-                    "fleet": baseline.fleet,
-                    "events": baseline.count,
-                    "halted": None,
-                    "revoked": None,
-                }
-            if response.owns():
-                for _key, raw in list(worker.controls.items()):
-                    control = ControlState.model_validate_json(raw)
-                    row = rows.setdefault(
-                        control.agent_id,
-                        {"agent_id": control.agent_id, "fleet": None, "events": None},
-                    )
-                    row.update(halted=control.halted, revoked=control.revoked)
-            return count("agents", self.json({"agents": sorted(rows.values(), key=_by_id)}))
+            if request.query.get("local") in ("1", "true"):
+                own = {"agents": local_rows(), "responder": response.owns()}
+                return count("agents", self.json(own))
+            rows, unreachable = await all_rows(request)
+            fleet = request.query.get("fleet")
+            if fleet is not None:
+                rows = [row for row in rows if row.get("fleet") == fleet]
+            body: dict[str, Any] = {"agents": rows}
+            if unreachable:
+                body["unreachable_workers"] = unreachable
+            return count("agents", self.json(body))
+
+    async def baseline_known(request: Any, agent_id: str) -> bool | None:
+        """Whether the worker owning ``agent_id``'s partition holds its baseline (or the
+        responder its state); ``None`` when that worker cannot be asked."""
+        try:
+            dest = app.router.key_store(worker.table.name, agent_id)
+        except KeyError:  # no assignment yet
+            return None
+        if is_self(dest):
+            return worker.stage.baseline(agent_id) is not None
+        url = dest.with_path(f"/agents/{agent_id}")
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+        try:
+            async with app.http_client.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status in (200, 404):
+                    return bool(resp.status == 200)
+                log.warning("control API: %s answered %d for agent %s", dest, resp.status, agent_id)
+        except Exception as exc:
+            log.warning("control API: %s unreachable: %r", dest, exc)
+        return None
+
+    async def refuse_unknown(view: Any, request: Any, agent_id: str) -> Any | None:
+        """``None`` when the monitor knows ``agent_id``, else the 404 (or 503) to answer."""
+        if response.known(agent_id):
+            return None
+        known = await baseline_known(request, agent_id)
+        if known:
+            return None
+        if known is None:
+            return _problem(
+                view,
+                503,
+                f"cannot tell whether agent {agent_id!r} is known (the worker holding it does "
+                "not answer); retry shortly, or pass --force",
+            )
+        rows, _ = await all_rows(request)
+        ids = {row["agent_id"] for row in rows} | response.known_agents()
+        suggestions = suggest(agent_id, ids)
+        message = unknown_agent_message(agent_id, suggestions)
+        return _problem(view, 404, message, reason="unknown_agent", suggestions=suggestions)
 
     @app.page("/agents/{agent_id}")  # type: ignore[untyped-decorator]
     class AgentView(faust.web.View):  # type: ignore[misc]
@@ -284,6 +430,10 @@ def register_api(worker: WorkerApp) -> None:
             forwarded = await on_responder(self, request, raw)
             if forwarded is not None:
                 return count(endpoint, forwarded)
+            if not body.force:
+                refused = await refuse_unknown(self, request, agent_id)
+                if refused is not None:
+                    return count(endpoint, refused)
             try:
                 state = await response.control_command(
                     op,  # type: ignore[arg-type]
@@ -312,19 +462,89 @@ def register_api(worker: WorkerApp) -> None:
             answer = self.json(state.model_dump(mode="json"), headers={"ETag": etag(state.version)})
             return count(endpoint, answer)
 
+    @app.page("/fleets/{fleet}/{op}")  # type: ignore[untyped-decorator]
+    class FleetControlView(faust.web.View):  # type: ignore[misc]
+        async def post(self, request: Any, fleet: str, op: str) -> Any:
+            endpoint = f"fleet_{op}" if op in ("halt", "resume") else "fleet_op"
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count(endpoint, denied)
+            if op not in ("halt", "resume"):
+                return count(endpoint, _problem(self, 404, f"unknown fleet operation {op!r}"))
+            raw = await request.read()
+            body = await read_body(self, _Body(raw))
+            if not isinstance(body, ControlRequest):
+                return count(endpoint, body)
+            if body.actions or body.force or "If-Match" in request.headers:
+                return count(
+                    endpoint,
+                    _problem(
+                        self, 400, "'actions', 'force' and If-Match apply to one agent, not a fleet"
+                    ),
+                )
+            forwarded = await on_responder(self, request, raw)
+            if forwarded is not None:
+                return count(endpoint, forwarded)
+            started = time.perf_counter()
+            rows, unreachable = await all_rows(request)
+            agents = fleet_members(rows, fleet)
+            if not agents:
+                if unreachable:
+                    message = (
+                        f"no agent of fleet {fleet!r} found, and workers "
+                        f"{', '.join(unreachable)} did not answer; retry shortly"
+                    )
+                    return count(endpoint, _problem(self, 503, message))
+                fleets = {row["fleet"] for row in rows if row.get("fleet")}
+                message = unknown_fleet_message(fleet, suggest(fleet, fleets))
+                return count(endpoint, _problem(self, 404, message, reason="unknown_fleet"))
+            changed, unchanged = await response.fleet_command(
+                op,  # type: ignore[arg-type]
+                agents,
+                fleet=fleet,
+                actor=body.actor,
+                reason=body.reason,
+                incident_id=body.incident_id,
+            )
+            log.info(
+                "control: %s fleet %s (%d agents changed, %d already so, in %.3f s) by %s: %s",
+                op,
+                escape(fleet),
+                len(changed),
+                len(unchanged),
+                time.perf_counter() - started,
+                escape(body.actor),
+                escape(body.reason, 1024),
+            )
+            answer: dict[str, Any] = {
+                "fleet": fleet,
+                "op": op,
+                "agents": agents,
+                "changed": [state.model_dump(mode="json") for state in changed],
+                "unchanged": unchanged,
+            }
+            if unreachable:
+                answer["unreachable_workers"] = unreachable
+            return count(endpoint, self.json(answer))
+
     @app.page("/incidents")  # type: ignore[untyped-decorator]
     class IncidentsView(faust.web.View):  # type: ignore[misc]
         async def get(self, request: Any) -> Any:
             denied = check_auth(self, request)
             if denied is not None:
                 return count("incidents", denied)
-            status = request.query.get("status")
-            if status not in (None, "open", "acknowledged", "resolved"):
-                return count("incidents", _problem(self, 400, f"unknown status {status!r}"))
+            try:
+                statuses = parse_statuses(request.query.get("status"))
+            except ValueError as exc:
+                return count("incidents", _problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request)
             if forwarded is not None:
                 return count("incidents", forwarded)
-            items = [i.model_dump(mode="json") for i in response.incidents_list(status)]
+            items = [
+                i.model_dump(mode="json")
+                for i in response.incidents_list()
+                if statuses is None or i.status in statuses
+            ]
             return count("incidents", self.json({"incidents": items}))
 
     @app.page("/incidents/{incident_id}")  # type: ignore[untyped-decorator]

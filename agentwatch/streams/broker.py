@@ -144,6 +144,11 @@ class EmbeddedBroker:
         return self._proc.pid if self.running and self._proc else None
 
     @property
+    def exit_code(self) -> int | None:
+        """The broker's exit code once it stopped by itself (``None`` while it runs)."""
+        return None if self._proc is None else self._proc.poll()
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

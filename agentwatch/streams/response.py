@@ -25,6 +25,7 @@ ControlState is signed with the worker's key (:mod:`agentwatch.schemas.signing`)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -287,6 +288,61 @@ class ResponseStage:
             signed = await self._apply(agent_id, outcome, None)
         assert signed is not None
         return signed
+
+    async def fleet_command(
+        self,
+        op: Literal["halt", "resume"],
+        agents: Sequence[str],
+        *,
+        fleet: str,
+        actor: str,
+        reason: str,
+        incident_id: str | None = None,
+    ) -> tuple[list[ControlState], list[str]]:
+        """Halt or resume every agent of ``agents`` (a fleet's); returns the new, signed states
+        and the agents already in that state (left unchanged, not audited again).
+
+        Each agent goes through the same per-agent path as :meth:`control_command` (under its
+        lock, on top of its current state, one audit entry with ``actor``, ``reason`` and
+        ``detail={"fleet": fleet}``); the agents are done concurrently, so the whole fleet takes
+        about as long as one agent.
+        """
+        halt = op == "halt"
+
+        async def one(agent: str) -> ControlState | None:
+            async with self.locks.hold(agent):
+                current = self.control(agent)
+                if bool(current is not None and current.halted) == halt:
+                    return None
+                outcome = self.responder.control_command(
+                    op,
+                    agent,
+                    current,
+                    actions=[],
+                    actor=actor,
+                    reason=reason,
+                    now=self.clock(),
+                    incident_id=incident_id,
+                    detail={"fleet": fleet},
+                )
+                return await self._apply(agent, outcome, None)
+
+        unique = list(dict.fromkeys(agents))
+        results = await asyncio.gather(*(one(agent) for agent in unique))
+        changed = [state for state in results if state is not None]
+        unchanged = [agent for agent, state in zip(unique, results, strict=True) if state is None]
+        return changed, unchanged
+
+    def known(self, agent_id: str) -> bool:
+        """Whether the responder holds a control state or an incident for ``agent_id``."""
+        key = agent_id.encode()
+        return self.controls.get(key) is not None or self.incidents.get(key) is not None
+
+    def known_agents(self) -> set[str]:
+        """Every agent the responder holds a control state or an incident for."""
+        keys = {k for k in list(self.controls.keys()) if k != _INDEX}
+        keys |= {k for k in list(self.incidents.keys()) if k != _INDEX}
+        return {k.decode(errors="replace") for k in keys}
 
     async def incident_command(
         self, op: Literal["ack", "resolve"], incident_id: str, *, actor: str, reason: str

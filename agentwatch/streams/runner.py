@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
+import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,6 +20,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from agentwatch.config import Settings
+from agentwatch.connection import Connection, remove_connection, write_connection
 from agentwatch.detectors.rules import RulesError, load_rules
 from agentwatch.kafka_security import PLAINTEXT, check_connection, client_options
 from agentwatch.schemas.signing import ensure_key_pair, signer_from_settings
@@ -27,6 +31,8 @@ from agentwatch.streams.topics import TOPIC_NAMES, ensure_topics
 __all__ = [
     "EMBEDDED_OVERRIDES",
     "TOKEN_FILE",
+    "StartError",
+    "check_port_free",
     "ensure_token_file",
     "rules_usable",
     "run_embedded",
@@ -37,6 +43,39 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+BROKER_WATCH_INTERVAL_S = 0.5
+
+
+class StartError(RuntimeError):
+    """The stack cannot start or keep running; the message says why and what to do (one line)."""
+
+
+def check_port_free(host: str, port: int, what: str, variable: str) -> None:
+    """Raise :class:`StartError` when ``host:port`` cannot be bound now (``port`` 0: any).
+
+    Binds and closes a socket the way the server will (``SO_REUSEADDR``), so a port in
+    ``TIME_WAIT`` passes and one somebody listens on does not.
+    """
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:  # a host name that does not resolve: the server would fail the same
+        raise StartError(f"cannot listen on {host}:{port} for {what}: {exc}") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is in use (another `agentwatch up` or worker?)"
+            else:
+                reason = exc.strerror or str(exc)
+            raise StartError(
+                f"cannot listen on {host}:{port} for {what}: {reason}; stop what holds it, or "
+                f"set {variable} to a free port (0 = any free port)"
+            ) from None
+
 
 #: Settings for the embedded Tansu broker (v0.6.0-510f3e2, memory storage), measured here:
 #: - it admits a group member only after half the session timeout, so keep that short
@@ -61,9 +100,13 @@ def run_worker(
 
     A rules file with problems stops it before it connects to anything: one line per
     problem on stderr (as ``agentwatch rules validate`` prints them), then exit status 2.
+    ``banner`` is called once the worker runs (its web server listening, its tables
+    recovered), not before: a worker that fails to start prints no banner.
 
     Raises
     ------
+    StartError
+        when the web server's port is taken.
     KafkaConnectError
         when no broker accepts a connection with the settings' security (one line; the CLI
         prints it).
@@ -75,6 +118,7 @@ def run_worker(
     signer_from_settings(settings)  # fail before touching the broker
     if not rules_usable(settings):
         return 2
+    check_port_free(settings.web_host, settings.web_port, "the web server", "AGENTWATCH_WEB_PORT")
     # The policy, not only this loop: faust's consumer thread creates its own loop (~10% faster).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
@@ -89,6 +133,13 @@ def run_worker(
     loop.run_until_complete(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker_app = create_app(settings)
+    if banner is not None:
+        show = banner
+
+        async def announce(app: WorkerApp) -> None:
+            show(app)
+
+        _add_task(worker_app, announce)
     for task in tasks:
         _add_task(worker_app, task)
     if settings.otlp_enabled:  # bound now: a port in use stops the worker before it joins
@@ -100,8 +151,6 @@ def run_worker(
             loop.close()
             raise
         worker_app.otlp_url = receiver.url
-    if banner is not None:
-        banner(worker_app)
     worker = faust.Worker(
         worker_app.app,
         loop=loop,
@@ -161,10 +210,23 @@ def run_embedded(
     Unless a signing key is configured, the control key pair is made once in ``data_dir``
     (``control.key``, ``control.pub``); the worker signs with it and the settings handed to
     tasks name the public key, so SDK agents started beside the worker verify control records.
+
+    Once the worker runs, the connection file (:mod:`agentwatch.connection`) is written to
+    ``<data_dir>/connection.json`` and ``settings.connection_path``; both are removed when the
+    stack stops. If the broker process stops, the process exits with one line on stderr and
+    code 1 (:func:`_watch_broker`).
+
+    Raises
+    ------
+    StartError
+        when the broker cannot start or a port is taken (one line; the CLI prints it).
     """
+    from agentwatch.streams.broker import BrokerError
+
     if not rules_usable(settings):  # before starting a broker for nothing
         return 2
     token_note = "AGENTWATCH_API_TOKEN"  # noqa: S105 - where the token comes from
+    token_file: Path | None = None
     if settings.api_token is None:
         token_file = ensure_token_file(settings.data_dir)
         settings = settings.replace(api_token=token_file.read_text().strip())
@@ -178,36 +240,133 @@ def run_embedded(
     key_note = f"{signer.key_id}"
     if settings.control_verify_keys:
         key_note += f"  (agents: AGENTWATCH_CONTROL_VERIFY_KEYS={settings.control_verify_keys[0]})"
-    with (
-        tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp,
-        EmbeddedBroker(log_file=f"{tmp}/broker.log") as broker,
-    ):
-        embedded = settings.replace(  # the embedded broker is plaintext, on loopback
-            kafka_bootstrap=broker.bootstrap,
-            data_dir=f"{tmp}/state",
-            **EMBEDDED_OVERRIDES,
-            **PLAINTEXT,
+    check_port_free(settings.web_host, settings.web_port, "the web server", "AGENTWATCH_WEB_PORT")
+    if settings.otlp_enabled:
+        check_port_free(
+            settings.otlp_host, settings.otlp_port, "the OTLP receiver", "AGENTWATCH_OTLP_PORT"
         )
+    connection_paths = [Path(settings.data_dir) / "connection.json", settings.connection_path]
+    with tempfile.TemporaryDirectory(prefix="agentwatch-") as tmp:
+        try:
+            broker = EmbeddedBroker(log_file=f"{tmp}/broker.log").start()
+        except BrokerError as exc:
+            raise StartError(f"the embedded broker did not start: {exc}") from None
+        try:
+            embedded = settings.replace(  # the embedded broker is plaintext, on loopback
+                kafka_bootstrap=broker.bootstrap,
+                data_dir=f"{tmp}/state",
+                **EMBEDDED_OVERRIDES,
+                **PLAINTEXT,
+            )
 
-        def banner(worker_app: WorkerApp) -> None:
-            lines = [
-                "agentwatch is up (embedded stack; Ctrl-C stops everything)",
-                f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
-                f"  health    {worker_app.web_url}/healthz",
-                f"  ready     {worker_app.web_url}/readyz  (every stage running and keeping up)",
-                f"  agents    {worker_app.web_url}/agents/<agent_id>",
-                f"  otlp      {worker_app.otlp_url or 'off (AGENTWATCH_OTLP_ENABLED=false)'}"
-                "  (OpenTelemetry traces: OTLP/HTTP, protobuf or JSON)",
-                f"  incidents {worker_app.web_url}/incidents",
-                f"  api token {token_note}",
-                f"  control   signed with key {key_note}",
-                f"  metrics   {worker_app.web_url}/metrics",
-                "  topics    " + ", ".join(embedded.topic(n) for n in TOPIC_NAMES),
-                f"  state     {embedded.data_dir} ({embedded.store})",
-            ]
-            print("\n".join(lines), file=sys.stderr, flush=True)
+            def banner(worker_app: WorkerApp) -> None:
+                verify_key = (
+                    settings.control_verify_keys[0] if settings.control_verify_keys else None
+                )
+                written = write_connection(
+                    Connection(
+                        bootstrap=broker.bootstrap,
+                        api_url=worker_app.web_url,
+                        token_file=token_file.absolute() if token_file else None,
+                        control_verify_key=(
+                            Path(verify_key).absolute()
+                            if verify_key and Path(verify_key).is_file()
+                            else None
+                        ),
+                        topic_prefix=settings.topic_prefix,
+                        otlp_url=worker_app.otlp_url,
+                        pid=os.getpid(),
+                    ),
+                    connection_paths,
+                )
+                lines = [
+                    "agentwatch is up (embedded stack; Ctrl-C stops everything)",
+                    f"  broker    {broker.bootstrap}  (Tansu, in-memory, pid {broker.pid})",
+                    f"  connect   {written[-1]}  (the SDK and the CLI read it; also in "
+                    f"{written[0].parent})",
+                    f"  health    {worker_app.web_url}/healthz",
+                    f"  ready     {worker_app.web_url}/readyz  (every stage running and keeping "
+                    "up)",
+                    f"  agents    {worker_app.web_url}/agents/<agent_id>",
+                    f"  otlp      {worker_app.otlp_url or 'off (AGENTWATCH_OTLP_ENABLED=false)'}"
+                    "  (OpenTelemetry traces: OTLP/HTTP, protobuf or JSON)",
+                    f"  incidents {worker_app.web_url}/incidents",
+                    f"  api token {token_note}",
+                    f"  control   signed with key {key_note}",
+                    f"  metrics   {worker_app.web_url}/metrics",
+                    "  topics    " + ", ".join(embedded.topic(n) for n in TOPIC_NAMES),
+                    f"  state     {embedded.data_dir} ({embedded.store})",
+                ]
+                print("\n".join(lines), file=sys.stderr, flush=True)
 
-        return run_worker(embedded, tasks=[*tasks, report_progress], banner=banner)
+            async def watch_broker(worker_app: WorkerApp) -> None:
+                await _watch_broker(broker, tmp, connection_paths)
+
+            code = run_worker(
+                embedded, tasks=[watch_broker, *tasks, report_progress], banner=banner
+            )
+        finally:
+            remove_connection(connection_paths, os.getpid())
+            broker.stop()
+    return code
+
+
+async def _watch_broker(broker: EmbeddedBroker, state_dir: str, connection: list[Path]) -> None:
+    """Exit, with one line, when the embedded broker process exits under the worker.
+
+    The broker kept everything in memory, so there is nothing left to flush or commit: a
+    graceful faust shutdown would only retry against the dead broker (for minutes, logging each
+    attempt). The Kafka clients' errors are dropped from the moment the broker is gone, the
+    connection file and the temporary state are removed, and the process exits with code 1.
+    """
+    pid = broker.pid
+    quiet = _WhileRunning(broker)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
+    refused = 0  # a stopping broker refuses connections a few seconds before it exits
+    while broker.running and refused < 2:
+        await asyncio.sleep(BROKER_WATCH_INTERVAL_S)
+        refused = 0 if await asyncio.to_thread(quiet.accepts) else refused + 1
+    how = "stopped" if broker.exit_code is None else f"stopped (exit code {broker.exit_code})"
+    print(
+        f"agentwatch up: the embedded broker (pid {pid}) {how}; the stack stopped with it: "
+        "run `agentwatch up` (or `make up`) again",
+        file=sys.stderr,
+        flush=True,
+    )
+    broker.stop(timeout=1.0)
+    remove_connection(connection, os.getpid())
+    shutil.rmtree(state_dir, ignore_errors=True)
+    os._exit(1)
+
+
+class _WhileRunning(logging.Filter):
+    """Drops the Kafka clients' warnings and errors once the broker is going away.
+
+    A stopping broker closes its connections a moment before its process exits, so a record
+    passes only while the process runs *and* its port still accepts a connection (checked
+    only for such records: none while the broker is healthy).
+    """
+
+    def __init__(self, broker: EmbeddedBroker) -> None:
+        super().__init__()
+        self.broker = broker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(_CLIENT_LOGGERS):
+            return True
+        return self.broker.running and self.accepts()
+
+    def accepts(self) -> bool:
+        """Whether the broker's port accepts a TCP connection now."""
+        try:
+            socket.create_connection((self.broker.host, self.broker.port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+
+_CLIENT_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
 
 
 def ensure_token_file(data_dir: Path) -> Path:

@@ -126,7 +126,12 @@ async def test_concurrent_control_requests_are_linearized(
         async with aiohttp.ClientSession(headers=auth, connector=connector) as http:
 
             async def send(req: Request, via: int = 0) -> tuple[int, dict[str, Any]]:
-                body = {"actor": "chaos", "reason": req.reason, "actions": list(req.actions)}
+                body = {
+                    "actor": "chaos",
+                    "reason": req.reason,
+                    "actions": list(req.actions),
+                    "force": True,  # race-1 sends no events: the control path alone is tested
+                }
                 headers = {} if req.if_match is None else {"If-Match": str(req.if_match)}
                 url = f"{urls[via % len(urls)]}/agents/{AGENT}/{req.op}"
                 async with http.post(url, json=body, headers=headers) as resp:

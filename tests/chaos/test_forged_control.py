@@ -152,7 +152,12 @@ async def test_forged_control_records_change_nothing_in_an_sdk_agent(
                     return to
 
                 async def change(agent: str, op: str, *actions: str) -> dict[str, Any]:
-                    body = {"actor": "alice", "reason": f"{op} for chaos", "actions": actions}
+                    body = {
+                        "actor": "alice",
+                        "reason": f"{op} for chaos",
+                        "actions": actions,
+                        "force": True,  # the agents send no events: the control path is tested
+                    }
                     async with http.post(f"{url}/{agent}/{op}", json=body) as resp:
                         assert resp.status == 200, await resp.text()
                         return dict(await resp.json())

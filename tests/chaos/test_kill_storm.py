@@ -208,7 +208,8 @@ async def test_kill_storm_loses_nothing_and_pages_once(
             return {t["payload"]["source"] for t in pd.accepted("trigger")}
 
         async def halt(agent: str) -> bool:
-            body = {"actor": "oncall", "reason": f"chaos halt of {agent}"}
+            # force: a halt may come before the worker folded the agent's first event in
+            body = {"actor": "oncall", "reason": f"chaos halt of {agent}", "force": True}
             try:
                 async with http.post(f"{worker.url}/agents/{agent}/halt", json=body) as resp:
                     if resp.status == 200:

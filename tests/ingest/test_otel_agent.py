@@ -141,6 +141,7 @@ def start_up_otlp(data: Path, web: int, otlp: int, log: Path) -> subprocess.Pope
     """``agentwatch up`` with its web server and OTLP receiver on the given ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     env.update(
+        AGENTWATCH_HOME=str(data.parent / "home"),  # its connection file, not ~/.agentwatch
         AGENTWATCH_DATA_DIR=str(data),
         AGENTWATCH_WEB_PORT=str(web),
         AGENTWATCH_OTLP_PORT=str(otlp),

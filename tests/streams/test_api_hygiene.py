@@ -39,7 +39,11 @@ async def test_ids_and_actors_are_checked_and_reasons_cannot_forge_log_lines(
                 assert "actor" in (await resp.text())
         async with http.post(
             f"{base}/agents/a1/halt",
-            json={"actor": "alice", "reason": "drill\nINFO control: resume a1 by admin"},
+            json={
+                "actor": "alice",
+                "reason": "drill\nINFO control: resume a1 by admin",
+                "force": True,  # a1 never sent an event
+            },
         ) as resp:
             assert resp.status == 200
     # ".." is resolved away by the URL layer before routing: it never names an agent

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 async def post(
     http: aiohttp.ClientSession, url: str, body: dict[str, Any], **headers: str
 ) -> tuple[int, dict[str, Any], str | None]:
-    async with http.post(url, json={"actor": "alice", **body}, headers=headers) as resp:
+    body = {"actor": "alice", "force": True, **body}  # force: these agents send no events
+    async with http.post(url, json=body, headers=headers) as resp:
         return resp.status, await resp.json(), resp.headers.get("ETag")
 
 

@@ -49,7 +49,12 @@ async def test_forged_control_records_change_nothing(
                 async def send_email(to: str) -> str:
                     return to
 
-                body = {"actor": "alice", "reason": "phish", "actions": ["send_email"]}
+                body = {
+                    "actor": "alice",
+                    "reason": "phish",
+                    "actions": ["send_email"],
+                    "force": True,  # before the agent's first event
+                }
                 async with http.post(f"{url}/revoke", json=body) as resp:
                     assert resp.status == 200
                     genuine = ControlState.model_validate_json(await resp.read())

@@ -161,6 +161,15 @@ async def test_control_api_needs_the_token_and_checks_bodies(
                 assert r.status == 404
             async with http.get(f"{url}/agents/a9") as r:
                 assert r.status == 404
+            # a well-formed change of an agent the monitor has never seen: refused, one line
+            async with http.post(f"{url}/agents/a9/halt", json=body) as r:
+                assert r.status == 404
+                doc = await r.json()
+            assert doc["reason"] == "unknown_agent" and doc["suggestions"] == []
+            assert doc["error"] == (
+                "unknown agent 'a9' (the monitor has never seen it) — pass --force to control "
+                "it anyway"
+            )
             assert worker.response.control("a9") is None
 
 
@@ -184,6 +193,8 @@ async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
                 return to
 
             assert await search("x") == "x"
+            assert await monitor.flush(5.0)  # the worker knows an agent once it saw an event
+            await wait_for(lambda: worker.stage.baseline("sdk-1") is not None)
 
             async def post(path: str, **body: Any) -> dict[str, Any]:
                 async with http.post(f"{url}{path}", json={"actor": "alice", **body}) as r:

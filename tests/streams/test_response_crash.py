@@ -17,7 +17,7 @@ from agentwatch.config import Settings
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 from tests.alerting.fakes import PAGERDUTY_ROUTING_KEY, FakePagerDuty
 from tests.conftest import API_TOKEN
-from tests.streams.test_pipeline import produce
+from tests.streams.test_pipeline import encoded, event, produce
 from tests.streams.test_response import read_topic, risky, rules_file, wait_for
 
 pytestmark = pytest.mark.integration
@@ -136,6 +136,8 @@ async def test_two_workers_forward_control_requests_to_the_responder(
                             pass
                         await asyncio.sleep(0.5)
                 await asyncio.sleep(8.0)  # the rebalance that admits the second worker
+                # eight agents of fleet "support", spread over both workers' partitions
+                await produce(settings, [encoded(event(0, f"fwd-{i}")) for i in range(8)])
                 versions: list[int] = []
                 while len(versions) < 2:
                     assert time.monotonic() < deadline, "workers never settled"
@@ -149,6 +151,32 @@ async def test_two_workers_forward_control_requests_to_the_responder(
                     async with http.get(f"{url}/agents/fwd-1/response") as r:
                         assert r.status == 200
                         lists.append((await r.json())["control"])
+                # every worker lists every worker's agents, with the responder's control state
+                fleet = [f"fwd-{i}" for i in range(8)]
+                for url in urls:
+                    while True:
+                        async with http.get(f"{url}/agents?fleet=support") as r:
+                            assert r.status == 200
+                            rows = (await r.json())["agents"]
+                        if [row["agent_id"] for row in rows] == fleet:
+                            break
+                        assert time.monotonic() < deadline, rows
+                        await asyncio.sleep(0.5)
+                    assert [row["halted"] for row in rows] == [False, True] + [False] * 6
+                    # a typo'd id is refused by either worker, naming the id it probably meant
+                    typo = {"actor": "dana", "reason": "typo"}
+                    async with http.post(f"{url}/agents/fdw-2/halt", json=typo) as r:
+                        assert r.status == 404
+                        refused = await r.json()
+                    assert refused["suggestions"][0] == "fwd-2", refused
+                # the fleet kill switch through one worker, undone through the other
+                body = {"actor": "dana", "reason": "fleet drill"}
+                async with http.post(f"{urls[1]}/fleets/support/halt", json=body) as r:
+                    assert r.status == 200, await r.text()
+                    halted = await r.json()
+                async with http.post(f"{urls[0]}/fleets/support/resume", json=body) as r:
+                    assert r.status == 200, await r.text()
+                    resumed = await r.json()
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -161,3 +189,7 @@ async def test_two_workers_forward_control_requests_to_the_responder(
     assert sorted(applied) == [0, 2]
     assert versions[1] > versions[0]
     assert lists[0] == lists[1] and lists[0]["version"] == versions[1]
+    assert [s["agent_id"] for s in halted["changed"]] == [a for a in fleet if a != "fwd-1"]
+    assert halted["unchanged"] == ["fwd-1"] and "unreachable_workers" not in halted
+    assert sorted(s["agent_id"] for s in resumed["changed"]) == fleet
+    assert not any(s["halted"] for s in resumed["changed"])

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     env.update(
+        AGENTWATCH_HOME=str(data_dir.parent / "home"),  # its connection file, not ~/.agentwatch
         AGENTWATCH_DATA_DIR=str(data_dir),
         AGENTWATCH_WEB_PORT=str(port),
         AGENTWATCH_OTLP_PORT="0",  # any free port: 4318 may be taken on a shared machine
@@ -80,7 +81,7 @@ async def test_up_signs_with_a_key_made_once_in_its_data_dir(tmp_path: Path) -> 
             while True:  # the worker joins its group a few seconds after the banner
                 async with http.post(
                     f"http://127.0.0.1:{port}/agents/beside-1/halt",
-                    json={"actor": "t", "reason": "test"},
+                    json={"actor": "t", "reason": "test", "force": True},  # sent no event
                     headers={"Authorization": f"Bearer {token}"},
                 ) as resp:
                     if resp.status == 200:
@@ -91,8 +92,12 @@ async def test_up_signs_with_a_key_made_once_in_its_data_dir(tmp_path: Path) -> 
             with pytest.raises(AgentHalted):
                 monitor.check("x")
             assert monitor.stats["control_rejected"] == 0
+        assert (tmp_path / "home" / "connection.json").is_file()
     finally:
         stop(proc)
+    assert proc.returncode == 0  # Ctrl-C: a clean stop, and the connection files go with it
+    assert not (tmp_path / "home" / "connection.json").exists()
+    assert not (data / "connection.json").exists()
     # a second start keeps the key
     second_log = tmp_path / "up2.log"
     proc = start_up(data, free_port(), second_log)
