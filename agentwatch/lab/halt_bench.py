@@ -8,6 +8,13 @@ the event time of the event that triggered the halting anomaly (stamped by the S
 call returned, so *before* it reached the broker: the figure is an upper bound of "from the
 broker") to the moment the agent's next tool call raised ``AgentHalted``.
 
+Each trial also splits that time into the stages a halt goes through, from probes that add no
+work to the path: ``detect`` (the trigger's event time to the worker's engine folding it in:
+the SDK's send, the broker, the worker's fetch and the detectors), ``respond`` (to the
+responder's decision, the control state's ``updated_at``: publishing the anomaly, the
+responder's fetch and its incident), ``deliver`` (to the SDK applying the signed control
+record: the control topic and the SDK's fetch) and ``act`` (to the next tool call raising).
+
 Broker, worker and agents share one process and one event loop, so the figures are
 conservative. The worker signs every control record and the agents verify them (a key pair made
 in the bench's temporary directory), as in production.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import tempfile
 import time
@@ -67,10 +75,20 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+STAGES = ("detect", "respond", "deliver", "act")
+
+
 async def _trial(
     worker: Any, settings: Settings, producer: Any, i: int, interval_ms: float
-) -> float:
+) -> dict[str, float]:
     agent = f"runaway-{i:03d}"
+    folded: dict[float, float] = {}  # event time -> when the engine folded the event in
+
+    def on_event(event: Any) -> None:
+        if event.agent_id == agent:
+            folded.setdefault(event.ts_epoch, time.time())
+
+    worker.stage.on_event = on_event
     for key, value in _history(agent, time.time(), i):
         await producer.send(settings.topic("actions"), value=value, key=key)
     await producer.flush()
@@ -84,6 +102,17 @@ async def _trial(
         await asyncio.sleep(0.02)
     monitor = Monitor.from_settings(agent, "halt-bench", settings=settings, require_control=True)
     assert monitor.control_verifier is not None  # the SDK verifies each control record
+    book = monitor.control
+    applied_at: list[float] = []
+    apply = book.apply_record
+
+    def apply_record(topic: str, partition: int, offset: int, key: Any, value: Any) -> None:
+        apply(topic, partition, offset, key, value)
+        state = book.state
+        if state is not None and state.halted and not applied_at:
+            applied_at.append(time.time())
+
+    book.apply_record = apply_record  # type: ignore[method-assign]
     async with monitor:
 
         @monitor.tool(target_arg="doc")
@@ -110,7 +139,18 @@ async def _trial(
     )
     if trigger is None:
         raise RuntimeError(f"{agent}: no anomaly of rule {control.updated_by}")
-    return float(halted_at - trigger.ts.timestamp())
+    worker.stage.on_event = None
+    event_at = trigger.ts.timestamp()
+    marks = [
+        event_at,
+        folded.get(event_at, math.nan),
+        control.updated_at.timestamp(),
+        applied_at[0] if applied_at else math.nan,
+        halted_at,
+    ]
+    out = {"total": halted_at - event_at}
+    out.update({name: marks[k + 1] - marks[k] for k, name in enumerate(STAGES)})
+    return out
 
 
 async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
@@ -130,17 +170,17 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
             **PLAINTEXT,  # the embedded broker; not AGENTWATCH_KAFKA_SECURITY_* from the env
         )
         worker = create_app(settings)
-        latencies: list[float] = []
+        trials_out: list[dict[str, float]] = []
         async with running_app(worker):
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
             await producer.start()
             try:
                 for i in range(trials):
-                    latencies.append(await _trial(worker, settings, producer, i, interval_ms))
+                    trials_out.append(await _trial(worker, settings, producer, i, interval_ms))
             finally:
                 await producer.stop()
-    ms = [x * 1000.0 for x in latencies]
-    return {
+    ms = [t["total"] * 1000.0 for t in trials_out]
+    result: dict[str, Any] = {
         "halt_trials": len(ms),
         "halt_p50_ms": round(_percentile(ms, 0.50), 1),
         "halt_p99_ms": round(_percentile(ms, 0.99), 1),
@@ -148,6 +188,10 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
         "halt_min_ms": round(min(ms), 1),
         "call_interval_ms": interval_ms,
     }
+    for name in STAGES:  # where the time goes: each stage's median
+        values = [t[name] * 1000.0 for t in trials_out if not math.isnan(t[name])]
+        result[f"{name}_p50_ms"] = round(_percentile(values, 0.50), 1) if values else None
+    return result
 
 
 def run_halt_bench(trials: int = 50, interval_ms: float = 10.0) -> str:
