@@ -194,9 +194,7 @@ class ToolCallGate:
                 self.surface.check(tool, risk=risk, target=target)
         except ControlError as denial:
             self.counters.add("refused")
-            return JSONRPCResponse(
-                jsonrpc="2.0", id=request.id, result=self._refusal(denial, tool)
-            )
+            return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=self._refusal(denial, tool))
         return PendingCall(request.id, tool, risk, target, session_id, self.clock())
 
     def _refusal(self, denial: ControlError, tool: str) -> dict[str, Any]:

@@ -305,7 +305,9 @@ class HttpProxy:
         """Answer a POST holding a refused call without forwarding any of it."""
         if not is_batch:
             answer = next(iter(refusals.values()))
-            return web.json_response(answer.model_dump(by_alias=True, mode="json", exclude_none=True))
+            return web.json_response(
+                answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+            )
         out: list[dict[str, Any]] = []
         for message in items:
             if not isinstance(message, JSONRPCRequest):
@@ -405,7 +407,14 @@ class HttpProxy:
             headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             content_type = upstream.headers.get("Content-Type", "").lower()
             if watch and content_type.startswith("text/event-stream"):
-                return await self._stream_sse(request, upstream, headers, local, ids, session)
+                return await self._stream_sse(
+                    request,
+                    upstream=upstream,
+                    headers=headers,
+                    local=local,
+                    initialize_ids=ids,
+                    session=session,
+                )
             if watch and content_type.startswith("application/json"):
                 data = await upstream.read()
                 self._observe(data, local, ids, session)
@@ -423,6 +432,7 @@ class HttpProxy:
     async def _stream_sse(
         self,
         request: web.Request,
+        *,
         upstream: aiohttp.ClientResponse,
         headers: dict[str, str],
         local: dict[RequestId, _Flight] | None,

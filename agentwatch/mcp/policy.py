@@ -153,9 +153,7 @@ def _risk(value: Any, where: str) -> Risk | None:
     if value is None:
         return None
     if value not in RISKS:
-        raise PolicyError(
-            f"{where}: risk {value!r} is not one of {', '.join(sorted(RISKS))}"
-        )
+        raise PolicyError(f"{where}: risk {value!r} is not one of {', '.join(sorted(RISKS))}")
     return cast(Risk, value)
 
 

@@ -35,8 +35,11 @@ class SseParser:
     >>> p = SseParser()
     >>> p.feed(b'id: 7\\r\\nevent: message\\r\\ndata: {"a":\\r\\ndata: 1}\\r\\n')
     []
-    >>> p.feed(b"\\r\\n: keep-alive\\n\\ndata: x\\n\\n")
-    [SseEvent(event='message', data='{"a":\\n1}', id='7'), SseEvent(event='message', data='x', id='7')]
+    >>> first, second = p.feed(b"\\r\\n: keep-alive\\n\\ndata: x\\n\\n")
+    >>> first
+    SseEvent(event='message', data='{"a":\\n1}', id='7')
+    >>> second
+    SseEvent(event='message', data='x', id='7')
     >>> p.last_id
     '7'
     """

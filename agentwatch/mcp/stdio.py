@@ -37,7 +37,7 @@ from mcp_types import (
 from agentwatch.mcp.gate import PendingCall, ToolCallGate, server_name_of
 from agentwatch.sdk._support import clip
 
-__all__ = ["MAX_LINE_BYTES", "ClientStdio", "StdioPipe", "server_environment", "serve_stdio"]
+__all__ = ["MAX_LINE_BYTES", "ClientStdio", "StdioPipe", "serve_stdio", "server_environment"]
 
 log = logging.getLogger("agentwatch.mcp")
 

@@ -1,0 +1,145 @@
+"""Running the gateway for tests: the real ``agentwatch mcp-proxy`` command in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp_types import CallToolResult, TextContent
+
+from agentwatch.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TOY_SERVER = Path(__file__).with_name("toy_server.py")
+RISK_MAP = {
+    "send_email": {"risk": "high", "target": "to"},
+    "ech*": "low",
+    "*": "medium",
+}
+
+
+def proxy_env(settings: Settings) -> dict[str, str]:
+    """What the proxy process needs to reach the test broker and verify control records."""
+    return {
+        "AGENTWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "AGENTWATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "AGENTWATCH_CONTROL_VERIFY_KEYS": ",".join(settings.control_verify_keys),
+        "AGENTWATCH_DATA_DIR": str(settings.data_dir),
+        "AGENTWATCH_LOG_LEVEL": "INFO",
+    }
+
+
+def write_risk_map(directory: Path) -> Path:
+    path = directory / "risk.yml"
+    path.write_text(yaml.safe_dump(RISK_MAP, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def proxy_command(agent: str, risk_map: Path, *rest: str) -> list[str]:
+    return [
+        "-m",
+        "agentwatch.cli",
+        "mcp-proxy",
+        "--agent-id",
+        agent,
+        "--fleet",
+        "mcp-test",
+        "--risk-map",
+        str(risk_map),
+        "--require-control",
+        *rest,
+    ]
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(
+    settings: Settings, agent: str, tmp_path: Path, *, via_proxy: bool = True
+) -> AsyncIterator[tuple[ClientSession, Path, Path]]:
+    """A real MCP client session with the toy server (through the proxy, by default).
+
+    Yields the session, the file the server appends each tool it runs to, and the file that
+    receives the proxy's (and the server's) stderr.
+    """
+    calls = tmp_path / f"calls-{agent}.txt"
+    calls.touch()
+    stderr_path = tmp_path / f"stderr-{agent}.txt"
+    server = [sys.executable, str(TOY_SERVER), str(calls)]
+    if via_proxy:
+        args = [*proxy_command(agent, write_risk_map(tmp_path)), "--", *server]
+        params = StdioServerParameters(
+            command=sys.executable, args=args, env=proxy_env(settings), cwd=str(ROOT)
+        )
+    else:
+        params = StdioServerParameters(command=server[0], args=server[1:], cwd=str(ROOT))
+    with stderr_path.open("w", encoding="utf-8") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session, calls, stderr_path
+
+
+def ran(calls: Path) -> list[str]:
+    """The tools the server ran, in order."""
+    return calls.read_text(encoding="utf-8").split()
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def call_until(
+    call: Callable[[], Awaitable[CallToolResult]],
+    accept: Callable[[CallToolResult], bool],
+    calls: Path,
+    limit: float = 5.0,
+) -> tuple[CallToolResult, float, bool]:
+    """Call until ``accept`` holds; return that result, the seconds it took and whether the
+    server ran nothing during the accepted call."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        before = len(ran(calls))
+        result = await call()
+        if accept(result):
+            return result, time.perf_counter() - started, len(ran(calls)) == before
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no accepted result within {limit}s")
+
+
+def refused(kind: str) -> Callable[[CallToolResult], bool]:
+    """A result the gateway refused with ``kind`` ("halted" or "revoked")."""
+    return lambda r: r.is_error and text_of(r).startswith(f"{kind} by agentwatch:")
+
+
+def succeeded(r: CallToolResult) -> bool:
+    return not r.is_error
+
+
+async def wait_port(port: int, limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {limit}s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def by_action(events: list[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for e in events:
+        out.setdefault(e.action, []).append(e)
+    return out
