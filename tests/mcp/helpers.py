@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent
 
 from agentwatch.config import Settings
+from tests.sdk.test_without_worker import WORKER_ONLY, blocker
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY_SERVER = Path(__file__).with_name("toy_server.py")
@@ -24,6 +26,30 @@ RISK_MAP = {
     "ech*": "low",
     "*": "medium",
 }
+
+
+#: Starts ``agentwatch`` with every package the ``[mcp]`` extra does not bring made
+#: unimportable (faust, river, scikit-learn, numpy, ...; aiohttp, PyYAML and the
+#: opentelemetry-api the mcp package depends on stay); at exit it prints to stderr which of
+#: them, or of the worker's own modules, got imported anyway (``leaked: []``).
+LAUNCH = blocker(
+    {*WORKER_ONLY.values(), "scipy", "mode", "rocksdict"} - {"aiohttp", "yaml", "opentelemetry"},
+    (
+        "agentwatch.streams",
+        "agentwatch.detectors",
+        "agentwatch.alerting",
+        "agentwatch.lab",
+        "agentwatch.ingest",
+    ),
+) + textwrap.dedent(
+    """
+    import atexit
+    atexit.register(lambda: print("leaked:", leaked(), file=sys.stderr, flush=True))
+    from agentwatch.cli import main
+    sys.argv[0] = "agentwatch"
+    main()
+    """
+)
 
 
 def proxy_env(settings: Settings) -> dict[str, str]:
@@ -45,8 +71,8 @@ def write_risk_map(directory: Path) -> Path:
 
 def proxy_command(agent: str, risk_map: Path, *rest: str) -> list[str]:
     return [
-        "-m",
-        "agentwatch.cli",
+        "-c",
+        LAUNCH,
         "mcp-proxy",
         "--agent-id",
         agent,

@@ -58,7 +58,7 @@ def digest(arguments: dict[str, object]) -> str:
 async def test_calls_pass_through_and_become_events(settings: Settings, tmp_path: Path) -> None:
     await create_topics(settings)
     agent = "mcp-pass-1"
-    async with stdio_session(settings, agent, tmp_path) as (session, calls, _):
+    async with stdio_session(settings, agent, tmp_path) as (session, calls, stderr):
         tools = await session.list_tools()
         assert {t.name for t in tools.tools} == {"echo", "send_email", "fail"}
         motd = await session.read_resource("toy://motd")
@@ -74,6 +74,8 @@ async def test_calls_pass_through_and_become_events(settings: Settings, tmp_path
         assert failed.is_error and "disk full" in text_of(failed)
         assert ran(calls) == ["echo", "send_email", "fail"]
 
+    # the gateway ran with only the [mcp] extra's packages importable
+    assert "leaked: []" in stderr.read_text(encoding="utf-8")
     events = by_action(await read_actions(settings, 3))
     assert sorted(events) == ["echo", "fail", "send_email"]
     (e,) = events["echo"]
@@ -298,4 +300,5 @@ async def test_http_mode_passes_calls_and_enforces_halt(settings: Settings, tmp_
     (f,) = events["fail"]
     assert f.status == "error" and "nope" in (f.error or "")
     assert any(e.status == "denied" for e in events["echo"])
-    assert "tool calls (" in stderr_path.read_text()
+    log = stderr_path.read_text()
+    assert "tool calls (" in log and "leaked: []" in log
