@@ -114,6 +114,22 @@ async def stdio_session(
             yield session, calls, stderr_path
 
 
+class Counting:
+    """A session whose tool calls are counted: each must become exactly one event."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.made = 0
+        self.refused = 0
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        self.made += 1
+        result = await self.session.call_tool(name, arguments)
+        if refused("halted")(result) or refused("revoked")(result):
+            self.refused += 1
+        return result
+
+
 def ran(calls: Path) -> list[str]:
     """The tools the server ran, in order."""
     return calls.read_text(encoding="utf-8").split()
@@ -162,6 +178,18 @@ async def wait_port(port: int, limit: float = 15.0) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def p50_ms(call: Callable[[], Awaitable[Any]], n: int = 100, warmup: int = 10) -> float:
+    """Median milliseconds of ``call`` over ``n`` calls after ``warmup`` ones."""
+    for _ in range(warmup):
+        await call()
+    latencies = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    return percentile(latencies, 0.5)
 
 
 def by_action(events: list[Any]) -> dict[str, list[Any]]:

@@ -31,8 +31,10 @@ from agentwatch.schemas.signing import ControlSigner
 from agentwatch.streams.broker import free_port
 from tests.mcp.helpers import (
     ROOT,
+    Counting,
     by_action,
     call_until,
+    p50_ms,
     percentile,
     proxy_command,
     proxy_env,
@@ -100,7 +102,8 @@ async def test_halt_revoke_resume(settings: Settings, tmp_path: Path) -> None:
     await create_topics(settings)
     agent = "mcp-halt-1"
     async with stdio_session(settings, agent, tmp_path) as (session, calls, _):
-        assert not (await session.call_tool("echo", {"text": "before"})).is_error
+        tools = Counting(session)
+        assert not (await tools.call_tool("echo", {"text": "before"})).is_error
 
         # a signed halt: the next call is answered by the gateway, the server never sees it
         started = await write_control(
@@ -109,7 +112,7 @@ async def test_halt_revoke_resume(settings: Settings, tmp_path: Path) -> None:
             control(agent, 1, halted=True, reason="runaway loop", incident_id="inc-42"),
         )
         result, _, untouched = await call_until(
-            lambda: session.call_tool("echo", {"text": "x"}), refused("halted"), calls
+            lambda: tools.call_tool("echo", {"text": "x"}), refused("halted"), calls
         )
         halt_s = time.perf_counter() - started
         assert untouched, "the server ran a call of a halted agent"
@@ -118,7 +121,7 @@ async def test_halt_revoke_resume(settings: Settings, tmp_path: Path) -> None:
         assert result.meta is not None
         assert result.meta[REFUSAL_META_KEY]["reason"] == "halted"
         n = len(ran(calls))
-        blocked = await session.call_tool("send_email", {"to": "a@b.c", "body": "x"})
+        blocked = await tools.call_tool("send_email", {"to": "a@b.c", "body": "x"})
         assert refused("halted")(blocked)
         assert len(ran(calls)) == n
 
@@ -126,27 +129,29 @@ async def test_halt_revoke_resume(settings: Settings, tmp_path: Path) -> None:
         await write_control(
             settings, agent, control(agent, 2, halted=False, revoked=["send_email"], reason="spam")
         )
-        await call_until(lambda: session.call_tool("echo", {"text": "y"}), succeeded, calls)
+        await call_until(lambda: tools.call_tool("echo", {"text": "y"}), succeeded, calls)
         n = len(ran(calls))
-        revoked = await session.call_tool("send_email", {"to": "a@b.c", "body": "x"})
+        revoked = await tools.call_tool("send_email", {"to": "a@b.c", "body": "x"})
         assert refused("revoked")(revoked)
         assert text_of(revoked).startswith("revoked by agentwatch: spam")
         assert len(ran(calls)) == n
-        other = await session.call_tool("fail", {"reason": "ok to run"})
+        other = await tools.call_tool("fail", {"reason": "ok to run"})
         assert other.is_error and "ok to run" in text_of(other)  # its own error: it ran
         assert ran(calls)[-1] == "fail"
 
         # grant it again: it runs
         await write_control(settings, agent, control(agent, 3, reason="all clear"))
         await call_until(
-            lambda: session.call_tool("send_email", {"to": "a@b.c", "body": "x"}),
+            lambda: tools.call_tool("send_email", {"to": "a@b.c", "body": "x"}),
             succeeded,
             calls,
         )
         assert ran(calls)[-1] == "send_email"
 
-    events = await read_actions(settings, 7)
+    events = await read_actions(settings, tools.made)
+    assert len(events) == tools.made  # one event per call, refused or not
     denied = [e for e in events if e.status == "denied"]
+    assert len(denied) == tools.refused
     assert {e.action for e in denied} == {"echo", "send_email"}
     assert all(e.attributes.get("mcp.transport") == "stdio" for e in denied)
     assert any(e.attributes.get("incident_id") == "inc-42" for e in denied)
@@ -229,7 +234,9 @@ async def toy_http_server(record: list[str]) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
-async def test_http_mode_passes_calls_and_enforces_halt(settings: Settings, tmp_path: Path) -> None:
+async def test_http_mode_passes_calls_and_enforces_halt(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     await create_topics(settings)
     agent = "mcp-http-1"
     record: list[str] = []
@@ -256,11 +263,12 @@ async def test_http_mode_passes_calls_and_enforces_halt(settings: Settings, tmp_
                     ClientSession(read, write) as session,
                 ):
                     await session.initialize()
-                    tools = await session.list_tools()
-                    assert "send_email" in {t.name for t in tools.tools}
-                    sent = await session.call_tool("send_email", {"to": "x@y.z", "body": "hey"})
+                    tools = Counting(session)
+                    listed = await session.list_tools()
+                    assert "send_email" in {t.name for t in listed.tools}
+                    sent = await tools.call_tool("send_email", {"to": "x@y.z", "body": "hey"})
                     assert text_of(sent) == "sent 3 characters to x@y.z"
-                    failed = await session.call_tool("fail", {"reason": "nope"})
+                    failed = await tools.call_tool("fail", {"reason": "nope"})
                     assert failed.is_error
                     assert record == ["send_email", "fail"]
 
@@ -270,7 +278,7 @@ async def test_http_mode_passes_calls_and_enforces_halt(settings: Settings, tmp_
                     deadline = time.perf_counter() + 5
                     while True:
                         before = len(record)
-                        result = await session.call_tool("echo", {"text": "x"})
+                        result = await tools.call_tool("echo", {"text": "x"})
                         if refused("halted")(result):
                             assert len(record) == before, "the server ran a halted call"
                             break
@@ -279,20 +287,38 @@ async def test_http_mode_passes_calls_and_enforces_halt(settings: Settings, tmp_
                     assert time.perf_counter() - started < 1.0
                     assert text_of(result).startswith("halted by agentwatch: cost spike")
                     n = len(record)
-                    again = await session.call_tool("send_email", {"to": "x@y.z", "body": "b"})
+                    again = await tools.call_tool("send_email", {"to": "x@y.z", "body": "b"})
                     assert refused("halted")(again) and len(record) == n
 
                     await write_control(settings, agent, control(agent, 2, reason="resumed"))
                     deadline = time.perf_counter() + 5
-                    while (await session.call_tool("echo", {"text": "back"})).is_error:
+                    while (await tools.call_tool("echo", {"text": "back"})).is_error:
                         assert time.perf_counter() < deadline, "resume not obeyed within 5 s"
                         await asyncio.sleep(0.02)
                     assert record[-1] == "echo"
+
+                    # overhead per call: the same server direct and through the gateway
+                    via = await p50_ms(lambda: tools.call_tool("echo", {"text": "b"}))
+                    async with (
+                        streamable_http_client(upstream) as (read2, write2),
+                        ClientSession(read2, write2) as direct,
+                    ):
+                        await direct.initialize()
+                        straight = await p50_ms(lambda: direct.call_tool("echo", {"text": "b"}))
+                    with capsys.disabled():
+                        print(
+                            f"\nmcp-proxy HTTP overhead: p50 direct {straight:.3f} ms, via proxy "
+                            f"{via:.3f} ms, overhead {via - straight:.3f} ms per tools/call"
+                        )
+                    assert via - straight < 10.0
             finally:
                 proc.send_signal(signal.SIGTERM)
                 code = await asyncio.wait_for(proc.wait(), 15)
     assert code == 0
-    events = by_action(await read_actions(settings, 6))
+    all_events = await read_actions(settings, tools.made)
+    assert len(all_events) == tools.made
+    assert len([e for e in all_events if e.status == "denied"]) == tools.refused
+    events = by_action(all_events)
     (s,) = [e for e in events["send_email"] if e.status != "denied"]
     assert (s.status, s.risk, s.target) == ("ok", "high", "x@y.z")
     assert s.attributes == {"mcp.transport": "http", "mcp.server": "toy"}
