@@ -73,6 +73,7 @@ class ClientStdio:
         self._in: IO[bytes] | None = None
         self._out: IO[bytes] | None = None
         self._reader: asyncio.StreamReader | None = None
+        self._read_transport: asyncio.BaseTransport | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
 
@@ -94,7 +95,9 @@ class ClientStdio:
         self._out = os.fdopen(private_out, "wb", buffering=0)
         try:
             reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._in)
+            self._read_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), self._in
+            )
             self._reader = reader
         except ValueError:  # a regular file: read it in a thread
             self._reader = None
@@ -152,6 +155,9 @@ class ClientStdio:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._read_transport is not None:
+            self._read_transport.close()
+            self._read_transport = None
         for stream in (self._in, self._out):
             if stream is not None:
                 try:
