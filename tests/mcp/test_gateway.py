@@ -22,15 +22,17 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from agentwatch.config import Settings
 from agentwatch.mcp.gate import REFUSAL_META_KEY
 from agentwatch.schemas.signing import ControlSigner
-from agentwatch.streams.broker import free_port
+from agentwatch.streams.broker import EmbeddedBroker, free_port
 from tests.mcp.helpers import (
+    LAUNCH,
     ROOT,
+    TOY_SERVER,
     Counting,
     by_action,
     call_until,
@@ -185,6 +187,49 @@ async def test_forged_control_records_change_nothing(settings: Settings, tmp_pat
     log = stderr.read_text(encoding="utf-8")
     assert "refused control record" in log
     assert "unsigned" in log and "unknown_key" in log
+
+
+async def test_events_wait_while_kafka_is_down(settings: Settings, tmp_path: Path) -> None:
+    """Calls run while no broker answers; their events arrive once one does."""
+    port = free_port()
+    later = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    agent = "mcp-outage-1"
+    calls = tmp_path / "calls-outage.txt"
+    calls.touch()
+    args = [
+        "-c",
+        LAUNCH,
+        "mcp-proxy",
+        "--agent-id",
+        agent,
+        "--startup-timeout",
+        "0.3",
+        "--",
+        sys.executable,
+        str(TOY_SERVER),
+        str(calls),
+    ]
+    params = StdioServerParameters(
+        command=sys.executable, args=args, env=proxy_env(later), cwd=str(ROOT)
+    )
+    broker = EmbeddedBroker(port=port, log_file=tmp_path / "tansu-late.log")
+    try:
+        with (tmp_path / "stderr-outage.txt").open("w") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                for i in range(3):  # no broker: the calls run, their events wait in the buffer
+                    result = await session.call_tool("echo", {"text": f"t{i}"})
+                    assert text_of(result) == f"t{i}"
+                broker.start()
+                await create_topics(later)
+                events = await read_actions(later, 3, timeout=15.0)
+        assert [e.target for e in events] == [digest({"text": f"t{i}"}) for i in range(3)]
+        assert all(e.agent_id == agent and e.status == "ok" for e in events)
+    finally:
+        broker.stop()
 
 
 async def test_overhead_per_call(
