@@ -340,9 +340,15 @@ class HttpProxy:
                 text += f": {reason}"
             self._abandon(flight, text)
 
+    def _unanswered(self, local: dict[RequestId, _Flight] | None, reason: str) -> None:
+        """Abandon the calls of an answer that cannot be resumed and did not settle them."""
+        for flight in (local or {}).values():
+            self._abandon(flight, reason)
+
     def _after_stream(self, local: dict[RequestId, _Flight], session: str | None) -> None:
-        """The POST's answer ended: calls still unanswered are orphans (a session may resume
-        the stream) or, without a session, lost."""
+        """The POST's answer ended: calls still unanswered (their SSE stream had event ids)
+        are orphans that a resumed stream of the session may settle, or, without a session,
+        lost."""
         now = time.monotonic()
         for flight in local.values():
             if flight.done:
@@ -418,10 +424,10 @@ class HttpProxy:
             if watch and content_type.startswith("application/json"):
                 data = await upstream.read()
                 self._observe(data, local, ids, session)
+                self._unanswered(local, "the MCP server's answer held no response to this call")
                 return web.Response(status=upstream.status, headers=headers, body=data)
-            if watch and local:
-                for flight in local.values():
-                    self._abandon(flight, f"the MCP server answered HTTP {upstream.status}")
+            if watch:
+                self._unanswered(local, f"the MCP server answered HTTP {upstream.status}")
             response = web.StreamResponse(status=upstream.status, headers=headers)
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -449,6 +455,8 @@ class HttpProxy:
                         self._observe(event.data, local, initialize_ids, session)
                 await response.write(chunk)
             await response.write_eof()
+            if parser.last_id is None:  # no event ids: the stream cannot be resumed
+                self._unanswered(local, "the MCP server closed the stream without answering")
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             for flight in (local or {}).values():
                 self._abandon(flight, "the MCP client disconnected before the answer")

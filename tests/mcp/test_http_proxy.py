@@ -61,6 +61,8 @@ class Upstream:
         await response.prepare(request)
         if name == "slow":
             await response.write(b"id: slow-1\ndata: \n\n")
+        elif name == "lost":  # no event ids: nothing can resume this stream
+            await response.write(b": working\n\n")
         else:
             body = {"jsonrpc": "2.0", "id": doc["id"], "result": {"content": []}}
             await response.write(f"data: {json.dumps(body)}\n\n".encode())
@@ -114,6 +116,23 @@ async def test_a_resumed_stream_settles_the_call(
         forwarded = upstream.headers[-1]
         assert forwarded["Last-Event-ID"] == "slow-1"
         assert forwarded["Mcp-Session-Id"] == SESSION
+    finally:
+        await proxy.stop()
+
+
+async def test_a_stream_that_cannot_resume_settles_at_once(
+    monitor: RecordingMonitor, upstream: Upstream
+) -> None:
+    proxy = await started(monitor, upstream.url)
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(proxy.url, json=tool_call(8, "lost"), headers=HEADERS) as r,
+        ):
+            assert await r.text() == ": working\n\n"
+        (event,) = monitor.events
+        assert (event.action, event.status) == ("lost", "error")
+        assert event.error == "the MCP server closed the stream without answering"
     finally:
         await proxy.stop()
 
