@@ -124,7 +124,12 @@ async def _serve_stdio(monitor: Monitor, policy: ToolPolicy, options: ProxyOptio
         await _start_monitor(monitor)
         with anyio.CancelScope() as scope, _stop_on_signals(scope.cancel):
             try:
-                who = await serve_stdio(gate, list(options.command), client)
+                who = await serve_stdio(
+                    gate,
+                    list(options.command),
+                    client,
+                    flush=lambda: monitor.flush(options.close_timeout),
+                )
             except OSError as exc:
                 raise ProxyError(
                     f"cannot start the MCP server {options.command[0]!r}: {exc.strerror or exc}"

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 import anyio
@@ -297,10 +297,17 @@ class StdioPipe:
         self.outstanding.clear()
 
 
-async def serve_stdio(gate: ToolCallGate, command: list[str], client: ClientStdio) -> str:
+async def serve_stdio(
+    gate: ToolCallGate,
+    command: list[str],
+    client: ClientStdio,
+    flush: Callable[[], Awaitable[object]] | None = None,
+) -> str:
     """Run ``command`` as the real server and pipe ``client`` to it until one side ends.
 
-    Returns who ended first (``"client"`` or ``"server"``).
+    ``flush`` (deliver the buffered events) is awaited as soon as the piping ends, before the
+    server is stopped (which may take seconds a client does not always wait). Returns who
+    ended first (``"client"`` or ``"server"``).
 
     Raises
     ------
@@ -311,4 +318,7 @@ async def serve_stdio(gate: ToolCallGate, command: list[str], client: ClientStdi
         command=command[0], args=list(command[1:]), env=server_environment()
     )
     async with stdio_client(params, errlog=sys.stderr) as (up_read, up_write):
-        return await StdioPipe(gate, client).run(up_read, up_write)
+        who = await StdioPipe(gate, client).run(up_read, up_write)
+        if flush is not None:
+            await flush()
+        return who
