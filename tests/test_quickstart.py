@@ -167,3 +167,43 @@ async def test_quickstart_example_and_cli_reach_the_stack_through_the_connection
         assert not (data / "connection.json").exists()
     finally:
         stop(proc)
+
+
+@pytest.mark.integration
+async def test_the_demo_raises_its_first_incident_within_a_minute_and_starts_quietly(
+    tmp_path: Path,
+) -> None:
+    home, data, web = tmp_path / "home", tmp_path / "data", free_port()
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentwatch.cli", "up", "--demo"],
+        cwd=tmp_path,
+        env=env_with(
+            AGENTWATCH_HOME=str(home),
+            AGENTWATCH_DATA_DIR=str(data),
+            AGENTWATCH_WEB_PORT=str(web),
+            AGENTWATCH_OTLP_PORT="0",
+        ),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    started = time.monotonic()
+    try:
+        text = await banner(log)
+        # quiet at the default level: no faust start-up chatter or subscription tables
+        assert "Subscription" not in text and "Starting..." not in text, text[:3000]
+        assert len(text.splitlines()) < 40, text[:3000]
+        while True:
+            listed = await asyncio.to_thread(
+                run, "-m", "agentwatch.cli", "incidents", "list", "--json",
+                cwd=tmp_path, AGENTWATCH_HOME=str(home),
+            )  # fmt: skip
+            incidents = json.loads(listed.stdout) if listed.returncode == 0 else []
+            if incidents:
+                break
+            assert time.monotonic() - started < 60.0, (listed.stdout, listed.stderr)
+            await asyncio.sleep(1.0)
+        assert incidents[0]["agent_id"] == "ops-000", incidents
+    finally:
+        stop(proc)

@@ -154,15 +154,28 @@ def run_worker(
     worker = faust.Worker(
         worker_app.app,
         loop=loop,
-        loglevel=settings.log_level,
+        loglevel=_framework_level(settings.log_level),
         quiet=True,
         redirect_stdouts=False,
     )
+    # faust sets up logging when it starts: agentwatch's own records keep the asked level
+    # (a propagated record is not filtered again by the root logger's level)
+    logging.getLogger("agentwatch").setLevel(settings.log_level)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def _framework_level(level: str) -> str:
+    """The log level of faust, mode and aiokafka for agentwatch's ``level``.
+
+    At INFO, faust prints ~120 lines of start-up chatter (services starting, subscription
+    tables); they say nothing an operator acts on, so the framework logs from WARNING then.
+    DEBUG shows everything.
+    """
+    return "WARNING" if level.upper() == "INFO" else level
 
 
 def rules_usable(settings: Settings) -> bool:

@@ -6,13 +6,14 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
-from agentwatch.lab.sim.config import ALL_INCIDENT_KINDS, SimConfig
+from agentwatch.lab.sim.config import ALL_INCIDENT_KINDS, IncidentSpec, SimConfig
 from agentwatch.lab.sim.simulation import Simulation
 from agentwatch.schemas.events import encode_event
 
@@ -108,14 +109,28 @@ async def produce(
     return count
 
 
+#: The demo's first incidents, (kind, fleet, seconds after the start): caught by hard rules
+#: that need no baseline, so ``up --demo`` shows an incident within its first minute.
+DEMO_OPENERS: tuple[tuple[str, str, float], ...] = (
+    ("unapproved_high_risk", "ops", 20.0),
+    ("privilege_probing", "support", 30.0),
+)
+
+
 def demo_config(agents: int = 40, seed: int = 0) -> SimConfig:
     """The endless fleet of ``agentwatch up --demo``.
 
-    A new round of every incident kind (as many as there are agents) every 20 simulated
-    minutes after a 5-minute warm-up, both benign changes once, error bursts and the diurnal
-    swing as usual.
+    Two openers (:data:`DEMO_OPENERS`: an unapproved high-risk call and privilege probing,
+    20 and 30 s in, in the first agent of their fleet), then a new round of every incident
+    kind (as many as there are agents) every 20 simulated minutes after a 5-minute warm-up,
+    both benign changes once, error bursts and the diurnal swing as usual.
+
+    Examples
+    --------
+    >>> [(s.kind, s.agent_id) for s in demo_config(40).explicit_incidents]
+    [('unapproved_high_risk', 'ops-000'), ('privilege_probing', 'support-000')]
     """
-    return SimConfig(
+    config = SimConfig(
         agents=agents,
         minutes=None,
         seed=seed,
@@ -123,6 +138,20 @@ def demo_config(agents: int = 40, seed: int = 0) -> SimConfig:
         epoch_minutes=20.0,
         warmup_minutes=5.0,
     )
+    firsts: dict[str, str] = {}
+    for agent in Simulation(config).agents():
+        firsts.setdefault(agent.fleet, agent.agent_id)
+    openers = tuple(
+        IncidentSpec(
+            kind,
+            firsts[fleet],
+            config.start + timedelta(seconds=at),
+            config.start + timedelta(seconds=at + 240.0),
+        )
+        for kind, fleet, at in DEMO_OPENERS
+        if fleet in firsts
+    )
+    return replace(config, explicit_incidents=openers)
 
 
 class _HasSettings(Protocol):
