@@ -64,6 +64,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
 }
 EXTRA_MODULES["lab"] = EXTRA_MODULES["worker"]
+EXTRA_MODULES["mcp"] = ("mcp", "mcp_types", "aiohttp", "yaml")
 
 
 def missing_modules(extra: str) -> list[str]:
@@ -191,6 +192,62 @@ def ingest(
         raise typer.Exit(1) from None
     except OtlpStartError as exc:
         typer.echo(f"agentwatch ingest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command("mcp-proxy", context_settings={"allow_interspersed_args": False})
+def mcp_proxy(
+    agent_id: Annotated[
+        str, typer.Option("--agent-id", help="Agent whose tool calls pass (its control decides).")
+    ],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="stdio mode: the MCP server command and its arguments, after --."),
+    ] = None,
+    fleet: Annotated[str, typer.Option(help="The agent's fleet.")] = "default",
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="HTTP mode: the MCP server's streamable-HTTP endpoint URL."),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option(help="HTTP mode: HOST:PORT to serve the endpoint on.")
+    ] = "127.0.0.1:8765",
+    risk_map: Annotated[
+        Path | None,
+        typer.Option(help="YAML: tool names/patterns to risk levels (and target arguments)."),
+    ] = None,
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the agent's control state at start.")
+    ] = 5.0,
+    require_control: Annotated[
+        bool, typer.Option(help="Refuse to start when the control state cannot be read.")
+    ] = False,
+    session_id: Annotated[
+        str | None, typer.Option(help="session_id of the events (stdio mode).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """MCP gateway: refuse a halted agent's or a revoked tool's calls, report every call."""
+    _needs("mcp", "mcp-proxy")
+    from agentwatch.mcp import ProxyError, ProxyOptions, run_proxy
+
+    settings = _settings(config)
+    options = ProxyOptions(
+        agent_id=agent_id,
+        fleet=fleet,
+        command=tuple(command or ()),
+        upstream=upstream,
+        listen=listen,
+        risk_map=risk_map,
+        startup_timeout=startup_timeout,
+        require_control=require_control,
+        session_id=session_id,
+    )
+    try:
+        code = run_proxy(settings, options)
+    except ProxyError as exc:
+        typer.echo(f"agentwatch mcp-proxy: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
