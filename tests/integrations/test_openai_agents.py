@@ -37,7 +37,7 @@ from agentwatch.integrations.openai_agents import (
     refusal,
     tool_guardrail,
 )
-from agentwatch.sdk import AgentHalted, Monitor, PermissionRevoked
+from agentwatch.sdk import AgentHalted, Monitor
 from tests.sdk.test_monitor import agent, control, create_topics, read_actions, write_control
 
 pytestmark = pytest.mark.integration
@@ -279,37 +279,3 @@ async def asyncio_sleep() -> None:
     import asyncio
 
     await asyncio.sleep(0.005)
-
-
-def test_revoked_raise_mode_is_the_default() -> None:
-    """Unit: the guardrail's answer for a revoked tool, without a broker."""
-    import asyncio
-    from datetime import UTC, datetime
-
-    from agents.tool_context import ToolContext
-    from agents.tool_guardrails import ToolInputGuardrailData
-
-    from agentwatch.schemas import ControlState
-
-    monitor = Monitor("bot-1")
-    state = ControlState(
-        agent_id="bot-1", revoked=["send_email"], updated_at=datetime.now(UTC), updated_by="t"
-    )
-    monitor.control.apply_record(  # what the control follower does with a record
-        "agentwatch.control", 0, 0, monitor.control.key, state.model_dump_json().encode()
-    )
-    context = ToolContext(
-        context=None,
-        tool_name="send_email",
-        tool_call_id="c1",
-        tool_arguments=json.dumps({"to": "x@example.com"}),
-    )
-    data = ToolInputGuardrailData(context=context, agent=Agent(name="a", tools=[]))
-    raised = asyncio.run(tool_guardrail(monitor).run(data))
-    assert raised.behavior["type"] == "raise_exception"
-    assert isinstance(raised.output_info, PermissionRevoked)
-    rejected = asyncio.run(tool_guardrail(monitor, on_revoked="reject").run(data))
-    assert rejected.behavior["type"] == "reject_content"
-    assert "agentwatch agents grant bot-1 send_email" in rejected.behavior["message"]
-    context.tool_name = "search"
-    assert asyncio.run(tool_guardrail(monitor).run(data)).behavior["type"] == "allow"
