@@ -16,6 +16,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentwatch.alerting.dispatch import Dispatcher, NotificationMetrics
+from agentwatch.alerting.firing import FiringStore
 from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
 from agentwatch.alerting.responder import Responder
 from agentwatch.config import Settings
@@ -173,6 +174,8 @@ def create_app(
     deliveries = app.Table(
         "deliveries", default=None, key_type=bytes, value_type=bytes, partitions=1
     )
+    # what refreshing notifiers (Alertmanager) hold firing: written beside the deliveries
+    firing = app.Table("firing", default=None, key_type=bytes, value_type=bytes, partitions=1)
     anomalies_name = settings.topic("anomalies")
     owned = TP(anomalies_name, 0)
 
@@ -200,7 +203,10 @@ def create_app(
     )
     if dispatcher is None:
         dispatcher = Dispatcher.from_settings(
-            settings, TableLog(deliveries), metrics=NotificationMetrics(metrics.registry)
+            settings,
+            TableLog(deliveries),
+            metrics=NotificationMetrics(metrics.registry),
+            firing=FiringStore(firing),
         )
     delivery = DeliveryStage(
         dispatcher=dispatcher, audit=topics["audit"], deadletters=deadletters, clock=clock
@@ -384,6 +390,17 @@ def _register_agents(worker: WorkerApp) -> None:
     @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def incidents_due() -> None:
         await worker.response.tick()
+
+    outbox = TP(settings.topic("notifications"), 0)
+    dispatcher = worker.delivery.dispatcher
+
+    @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_firing() -> None:
+        """Post open incidents to Alertmanager again (it resolves alerts not refreshed)."""
+        if not dispatcher.refreshing():
+            return
+        if outbox in app.assignor.assigned_actives() and app.tables.recovery.completed.is_set():
+            await dispatcher.refresh_due()
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:
