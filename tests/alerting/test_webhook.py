@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import logging
 import random
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +171,29 @@ def test_settings_require_a_long_secret_with_a_url() -> None:
     with pytest.raises(ValueError, match="String should match pattern"):
         Settings(webhook={"url": "hooks.example.com/x", "secret": SECRET})
     assert Settings(webhook={"url": " ", "secret": ""}).webhook.url is None
+
+
+def documented_verify() -> Any:
+    """The ``verify`` function of docs/alerting.md's Python recipe, as published."""
+    text = (Path(__file__).parents[2] / "docs" / "alerting.md").read_text(encoding="utf-8")
+    code = re.search(r"In Python .*?```python\n(.*?)```", text, re.S)
+    assert code, "docs/alerting.md lost its Python verification recipe"
+    namespace: dict[str, Any] = {}
+    exec(compile(code.group(1), "docs/alerting.md", "exec"), namespace)
+    return namespace["verify"]
+
+
+async def test_the_documented_recipe_verifies_real_requests_and_refuses_forgeries() -> None:
+    verify = documented_verify()
+    async with WebhookReceiver() as receiver:
+        notifier = WebhookNotifier(webhook_settings(receiver.url))
+        try:
+            await notifier.send(sample_notification())
+        finally:
+            await notifier.aclose()
+    (request,) = receiver.received
+    assert verify(SECRET.encode(), request.headers, request.body)
+    assert not verify(b"another-secret", request.headers, request.body)
+    assert not verify(SECRET.encode(), request.headers, request.body.replace(b"support", b"xx"))
+    stale = {**request.headers, "X-Agentwatch-Timestamp": str(int(time.time()) - 301)}
+    assert not verify(SECRET.encode(), stale, request.body)
