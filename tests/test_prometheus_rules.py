@@ -120,7 +120,7 @@ def test_a_missing_binary_fails_under_make_test_and_skips_loudly_otherwise(
     installed = shutil.which("promtool") is not None
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setenv(REQUIRE_ENV, "1")
-    with pytest.raises(pytest.fail.Exception, match="promtool not found.*make system-deps"):
+    with pytest.raises(pytest.fail.Exception, match=r"promtool not found.*make system-deps"):
         require_binary("promtool")
     monkeypatch.delenv(REQUIRE_ENV)
     with (

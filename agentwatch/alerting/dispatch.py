@@ -422,7 +422,6 @@ class Dispatcher:
                 await notifier.refresh(firing)
             except DeliveryError as exc:
                 self.metrics.refreshes.labels(name, "failed").inc()
-                self.metrics.failures.labels(name, exc.reason).inc()
                 logger.warning(
                     "%s: refreshing %d firing incident(s) failed (%s); trying again shortly",
                     name,
@@ -432,7 +431,6 @@ class Dispatcher:
                 return "failed"
             except Exception:
                 self.metrics.refreshes.labels(name, "failed").inc()
-                self.metrics.failures.labels(name, "internal").inc()
                 logger.exception("%s: refreshing firing incidents failed", name)
                 return "failed"
         self.metrics.refreshes.labels(name, "ok").inc()

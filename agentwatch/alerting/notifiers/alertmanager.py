@@ -165,7 +165,7 @@ def _annotations(rule: FiringRule, note: Notification, ctx: _Context) -> dict[st
         "agent_url": note.agent_url or "",
         "incident_title": note.title,
         "incident_status": status,
-        "acknowledged_by": note.actor or "" if note.event == "acknowledge" else "",
+        "acknowledged_by": (note.actor or "") if note.event == "acknowledge" else "",
         "actions_taken": ", ".join(note.actions_taken),
     }
     return {k: truncate(v, ANNOTATION_MAX) for k, v in values.items() if v}
