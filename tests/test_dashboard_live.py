@@ -108,7 +108,7 @@ async def test_every_dashboard_query_returns_data_from_a_live_worker(
                     hook.answers.append(503)  # each page fails once, then is retried
                     await produce(worker.settings, wave(n))
                     await wait_for(lambda n=n: len(hook.on("/page")) == n, timeout=20)
-                    await asyncio.sleep(3 * SCRAPE_S)
+                    await asyncio.sleep(2 * SCRAPE_S)
 
                 async def has_two_pages() -> bool:
                     sent = await prom.query("sum(agentwatch_notifications_sent_total)")
