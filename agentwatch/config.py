@@ -7,13 +7,17 @@ file (or variable), the key and the reason.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -28,9 +32,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "AlertmanagerSettings",
+    "ConfigError",
+    "Settings",
+    "WebhookSettings",
+    "load_settings",
+]
 
 ENV_PREFIX = "AGENTWATCH_"
+#: Separates a section from its key in variable names: ``AGENTWATCH_ALERTMANAGER__URLS``.
+ENV_NESTED_DELIMITER = "__"
 Severity = Literal["info", "warning", "error", "critical"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 DEFAULT_CONFIG_FILE = "agentwatch.toml"
@@ -42,6 +54,126 @@ class ConfigError(ValueError):
     """Invalid configuration; the message names the source, the key and the reason."""
 
 
+_HTTP_URL = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+_HTTP_URL_WITH_QUERY = r"^https?://[^\s/?#]+([/?][^\s#]*)?$"
+WEBHOOK_SECRET_MIN = 32
+
+
+def _split_list(value: Any) -> Any:
+    """A comma-separated string (or a JSON array in one) as a list; other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return value
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class AlertmanagerSettings(BaseModel):
+    """The ``alertmanager`` notifier's section (``[agentwatch.alertmanager]``,
+    ``AGENTWATCH_ALERTMANAGER__<KEY>``): Prometheus Alertmanager's ``/api/v2/alerts``.
+
+    Every open incident is posted again every ``resend_interval_s`` with ``endsAt`` four
+    intervals ahead, as Prometheus does: Alertmanager resolves an alert nobody refreshes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Alertmanager base URLs, comma-separated (every member of an HA cluster: "
+        "alerts are not gossiped); empty = notifier off",
+    )
+    resend_interval_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="open incidents are posted again this often; endsAt is 4 intervals ahead",
+    )
+    requests_per_second: float = Field(
+        10.0, gt=0, le=1000, description="rate limit of posts (deliveries and refreshes)"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="longest one post may take")
+    external_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description='labels added to every alert (e.g. {cluster = "prod"})',
+    )
+    bearer_token: SecretStr | None = Field(
+        None, description="sent as Authorization: Bearer (an authenticating proxy)"
+    )
+    basic_auth_username: str | None = Field(None, description="HTTP basic auth user")
+    basic_auth_password: SecretStr | None = Field(None, description="HTTP basic auth password")
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(_HTTP_URL, url):
+                raise ValueError(f"{url!r} is not an http:// or https:// base URL")
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("bearer_token", "basic_auth_password", "basic_auth_username", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> AlertmanagerSettings:
+        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
+            raise ValueError("basic_auth_username and basic_auth_password go together")
+        if self.bearer_token is not None and self.basic_auth_username is not None:
+            raise ValueError("give bearer_token or basic auth, not both")
+        return self
+
+
+class WebhookSettings(BaseModel):
+    """The ``webhook`` notifier's section (``[agentwatch.webhook]``,
+    ``AGENTWATCH_WEBHOOK__<KEY>``): each notification's JSON, signed with HMAC-SHA256.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(
+        None,
+        pattern=_HTTP_URL_WITH_QUERY,
+        description="where notifications are POSTed; unset = off",
+    )
+    secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 signing key (at least 32 characters); required with url"
+    )
+    requests_per_second: float = Field(10.0, gt=0, le=1000, description="rate limit; excess waits")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="longest one request may take")
+
+    @field_validator("url", "secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < WEBHOOK_SECRET_MIN:
+            raise ValueError(
+                f"must be at least {WEBHOOK_SECRET_MIN} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> WebhookSettings:
+        if self.url is not None and self.secret is None:
+            raise ValueError("secret is required with url: every request is signed")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything a worker, the CLI and the SDK read from the environment.
 
@@ -49,7 +181,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
     )
 
     # Kafka
@@ -294,6 +430,13 @@ class Settings(BaseSettings):
     )
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL")
     slack_messages_per_second: float = Field(1.0, gt=0, le=100)
+    alertmanager: AlertmanagerSettings = Field(
+        default_factory=AlertmanagerSettings,
+        description="Alertmanager notifier (docs/alerting.md)",
+    )
+    webhook: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="signed webhook notifier (docs/alerting.md)"
+    )
     notify_max_backoff_s: float = Field(
         60.0, gt=0, le=3600, description="longest wait between delivery retries"
     )
@@ -544,6 +687,29 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return section
 
 
+def _without_env_keys(file_values: dict[str, Any], env_keys: set[str]) -> dict[str, Any]:
+    """The file's values minus every key the environment sets, sections included.
+
+    The environment outranks the file key by key: ``AGENTWATCH_ALERTMANAGER__URLS`` replaces
+    ``urls`` of the file's ``[agentwatch.alertmanager]`` and keeps its other keys.
+    """
+    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    for env_key in env_keys:
+        section, sep, key = env_key.partition(ENV_NESTED_DELIMITER)
+        if sep and isinstance(values.get(section), dict) and key in values[section]:
+            values[section] = {k: v for k, v in values[section].items() if k != key}
+    return values
+
+
+def _env_name(loc: list[str], env_keys: set[str]) -> str | None:
+    """The environment variable (without prefix) that set the value at ``loc``, if one did."""
+    for end in range(len(loc), 0, -1):
+        name = ENV_NESTED_DELIMITER.join(loc[:end]).lower()
+        if name in env_keys:
+            return name
+    return None
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from defaults, the TOML file, the environment and ``overrides``.
 
@@ -562,20 +728,21 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)} - {
         "config"
     }
-    # The environment outranks the file: drop file keys the environment sets.
-    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    values = _without_env_keys(file_values, env_keys)
     values.update(overrides)
     try:
         return Settings(**values)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "?"
-            if key in overrides:
+            loc = [str(p) for p in err["loc"]]
+            key = ".".join(loc) or "?"
+            env_name = _env_name(loc, env_keys)
+            if loc and loc[0] in overrides:
                 source = "argument"
-            elif key in env_keys:
-                source = f"environment {ENV_PREFIX}{key.upper()}"
-            elif key in file_values:
+            elif env_name is not None:
+                source = f"environment {ENV_PREFIX}{env_name.upper()}"
+            elif loc and loc[0] in file_values:
                 source = str(path)
             else:
                 source = str(path) if path.is_file() else "settings"

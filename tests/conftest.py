@@ -89,6 +89,21 @@ def settings(
     )
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when tests against real system binaries were skipped (not under make test)."""
+    from tests.prometheus_stack import MISSING_BINARIES, REQUIRE_ENV
+
+    if MISSING_BINARIES:
+        terminalreporter.section("tests against real binaries NOT run", red=True, bold=True)
+        terminalreporter.write_line(
+            f"missing: {', '.join(sorted(MISSING_BINARIES))}. Install them with "
+            f"`make system-deps` (apt-get, as root); `make test` does, and sets {REQUIRE_ENV}=1 "
+            "so a missing binary fails instead.",
+            red=True,
+            bold=True,
+        )
+
+
 @pytest.fixture
 def auth() -> dict[str, str]:
     """The Authorization header the test settings' control API accepts."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agentwatch.config import ConfigError, Settings, load_settings
 
@@ -79,6 +80,18 @@ def test_every_setting_is_documented() -> None:
     text = DOCS.read_text(encoding="utf-8")
     missing = [f for f in Settings.model_fields if f"AGENTWATCH_{f.upper()}" not in text]
     assert not missing, f"docs/operations.md lacks {missing}"
+    sections = {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    assert {"alertmanager", "webhook"} <= set(sections)
+    nested = [
+        f"AGENTWATCH_{name.upper()}__{key.upper()}"
+        for name, model in sections.items()
+        for key in model.model_fields
+    ]
+    assert not [v for v in nested if v not in text], "docs/operations.md lacks section keys"
 
 
 def test_secrets_never_print_and_empty_means_unset() -> None:

@@ -11,6 +11,12 @@ Idempotency: ``"<destination>:<notification_id>"`` is recorded in a :class:`Deli
 faust table in the worker) right after that destination accepted it, and a recorded key is
 never sent again, so a notification replayed after a crash pages at most once more per
 destination (only if the crash fell between the service's acceptance and the record).
+
+Refreshing destinations (Alertmanager, see
+:class:`~agentwatch.alerting.notifiers.base.RefreshingNotifier`): what each accepted is kept in a
+:class:`~agentwatch.alerting.firing.FiringStore` (a faust table in the worker), and
+:meth:`Dispatcher.refresh_due` posts every incident still firing there again each resend
+interval, so the service never times an open incident out, also after a restart.
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import agentwatch.alerting.notifiers  # noqa: F401 - registers the built-in notifiers
-from agentwatch.alerting.notifiers.base import NOTIFIERS, DeliveryError, Notifier
+from agentwatch.alerting.firing import FiringStore, merge_firing
+from agentwatch.alerting.notifiers.base import (
+    NOTIFIERS,
+    DeliveryError,
+    Notifier,
+    RefreshingNotifier,
+)
 from agentwatch.alerting.ratelimit import Rate, TokenBucket, notifier_rates
 from agentwatch.config import ConfigError, Settings, Severity
 from agentwatch.schemas import Notification
@@ -170,6 +182,19 @@ class NotificationMetrics:
             ["notifier"],
             registry=r,
         )
+        self.refreshes = Counter(
+            "agentwatch_notification_refreshes",
+            "Re-posts of the incidents still firing at a refreshing notifier (Alertmanager), "
+            "by result (ok, failed).",
+            ["notifier", "result"],
+            registry=r,
+        )
+        self.firing = Gauge(
+            "agentwatch_notification_firing_incidents",
+            "Incidents a refreshing notifier holds firing (posted again every resend interval).",
+            ["notifier"],
+            registry=r,
+        )
 
 
 def backoff_delay(
@@ -257,6 +282,9 @@ class Dispatcher:
     rates
         Destination name -> rate; default :func:`~agentwatch.alerting.ratelimit.notifier_rates`.
         Destinations without a rate are not paced.
+    firing
+        What refreshing destinations hold firing (a dict by default; a faust table in the
+        worker, so a restart keeps refreshing).
     rng, clock, sleep
         Injected randomness and time, for tests.
 
@@ -275,6 +303,7 @@ class Dispatcher:
         metrics: NotificationMetrics | None = None,
         initial_backoff_s: float = 1.0,
         rates: Mapping[str, Rate] | None = None,
+        firing: FiringStore | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -286,12 +315,15 @@ class Dispatcher:
         self.metrics = metrics if metrics is not None else NotificationMetrics()
         self.initial_backoff_s = initial_backoff_s
         self.rates = dict(rates) if rates is not None else notifier_rates(settings)
+        self.firing = firing if firing is not None else FiringStore()
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._waiting: dict[str, int] = {}  # destination -> deliveries in backoff/rate limit
+        self._posting: dict[str, asyncio.Lock] = {}  # refreshing destination -> one post at once
+        self._next_refresh: dict[str, float] = {}
         self.unconfigured = frozenset(
             name for name in routed_notifiers(settings) if name not in self.notifiers
         )
@@ -341,6 +373,74 @@ class Dispatcher:
         not stuck, and must not take the worker (and its control API) out of service.
         """
         return sorted(d for d, n in self._waiting.items() if n > 0)
+
+    def refreshing(self) -> dict[str, RefreshingNotifier]:
+        """The configured destinations whose service must be sent firing alerts again."""
+        return {
+            name: notifier
+            for name, notifier in self.notifiers.items()
+            if isinstance(notifier, RefreshingNotifier)
+        }
+
+    async def refresh_due(self) -> dict[str, str]:
+        """Post again, to every refreshing destination whose resend interval is up, each
+        incident it holds firing (and still routes to it). Returns destination -> ``ok``
+        or ``failed``, for the destinations it tried.
+
+        A failure is logged and counted and tried again a quarter interval later (the alerts
+        were posted with an ``endsAt`` four intervals ahead, so a short outage resolves
+        nothing). Call it only on the worker that owns the outbox (it reads the firing store).
+        """
+        done: dict[str, str] = {}
+        for name, notifier in self.refreshing().items():
+            now = self._clock()
+            if now < self._next_refresh.get(name, float("-inf")):
+                continue
+            interval = notifier.resend_interval_s
+            result = await self._refresh(name, notifier)
+            self._next_refresh[name] = self._clock() + (
+                interval if result == "ok" else interval / 4.0
+            )
+            done[name] = result
+        return done
+
+    async def _refresh(self, name: str, notifier: RefreshingNotifier) -> str:
+        async with self._posting_lock(name):
+            firing = [
+                record
+                for record in self.firing.firing(name)
+                if name
+                in self.destinations(record.notification.severity, record.notification.fleet)
+            ]
+            self.metrics.firing.labels(name).set(len(firing))
+            if not firing:
+                return "ok"
+            bucket = self._bucket(name)
+            if bucket is not None:
+                await bucket.acquire()
+            try:
+                await notifier.refresh(firing)
+            except DeliveryError as exc:
+                self.metrics.refreshes.labels(name, "failed").inc()
+                logger.warning(
+                    "%s: refreshing %d firing incident(s) failed (%s); trying again shortly",
+                    name,
+                    len(firing),
+                    exc,
+                )
+                return "failed"
+            except Exception:
+                self.metrics.refreshes.labels(name, "failed").inc()
+                logger.exception("%s: refreshing firing incidents failed", name)
+                return "failed"
+        self.metrics.refreshes.labels(name, "ok").inc()
+        return "ok"
+
+    def _posting_lock(self, destination: str) -> asyncio.Lock:
+        lock = self._posting.get(destination)
+        if lock is None:
+            lock = self._posting[destination] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def _held_by(self, destination: str) -> AsyncIterator[None]:
@@ -398,6 +498,30 @@ class Dispatcher:
             finally:
                 pending.dec()
 
+    async def _attempt(
+        self, destination: str, notifier: Notifier, notification: Notification
+    ) -> None:
+        """One delivery attempt; a refreshing destination's firing record follows it."""
+        if not isinstance(notifier, RefreshingNotifier):
+            await notifier.send(notification)
+            return
+        async with self._posting_lock(destination):
+            incident = notification.incident_id
+            firing = merge_firing(self.firing.get(destination, incident), notification)
+            await notifier.send_firing(notification, firing)
+            try:
+                if notification.event == "resolve":
+                    self.firing.delete(destination, incident)
+                else:
+                    self.firing.put(destination, firing)
+            except Exception:
+                logger.exception(
+                    "%s: recording incident %s as %s failed; it may be refreshed wrongly",
+                    destination,
+                    incident,
+                    "resolved" if notification.event == "resolve" else "firing",
+                )
+
     async def _send_until_done(
         self, destination: str, key: str, notification: Notification
     ) -> DestinationOutcome:
@@ -411,7 +535,7 @@ class Dispatcher:
                     await bucket.acquire()
             attempt += 1
             try:
-                await notifier.send(notification)
+                await self._attempt(destination, notifier, notification)
             except DeliveryError as exc:
                 self.metrics.failures.labels(destination, exc.reason).inc()
                 if not exc.retryable:

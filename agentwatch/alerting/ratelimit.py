@@ -2,7 +2,9 @@
 
 PagerDuty throttles the Events API per routing key (``pagerduty_events_per_minute``, about
 120/min); Slack allows about one incoming-webhook message per second per webhook
-(``slack_messages_per_second``). One bucket per destination keeps us under both.
+(``slack_messages_per_second``). Alertmanager and the signed webhook take theirs from their
+own sections (``alertmanager.requests_per_second``, ``webhook.requests_per_second``). One
+bucket per destination keeps each under its limit.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ tools can run several side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentwatch.alerting.dispatch import Dispatcher, NotificationMetrics
+from agentwatch.alerting.firing import FiringStore
 from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
 from agentwatch.alerting.responder import Responder
 from agentwatch.config import Settings
@@ -173,6 +175,8 @@ def create_app(
     deliveries = app.Table(
         "deliveries", default=None, key_type=bytes, value_type=bytes, partitions=1
     )
+    # what refreshing notifiers (Alertmanager) hold firing: written beside the deliveries
+    firing = app.Table("firing", default=None, key_type=bytes, value_type=bytes, partitions=1)
     anomalies_name = settings.topic("anomalies")
     owned = TP(anomalies_name, 0)
 
@@ -200,7 +204,10 @@ def create_app(
     )
     if dispatcher is None:
         dispatcher = Dispatcher.from_settings(
-            settings, TableLog(deliveries), metrics=NotificationMetrics(metrics.registry)
+            settings,
+            TableLog(deliveries),
+            metrics=NotificationMetrics(metrics.registry),
+            firing=FiringStore(firing),
         )
     delivery = DeliveryStage(
         dispatcher=dispatcher, audit=topics["audit"], deadletters=deadletters, clock=clock
@@ -306,6 +313,7 @@ def _check_readiness(worker: WorkerApp) -> tuple[dict[str, Any], bool]:
         report = worker.readiness.check()
     except Exception as exc:  # e.g. the consumer is being replaced during a rebalance
         log.warning("readiness check failed: %r", exc)
+        worker.metrics.ready.set(0)
         return {"status": "unavailable", "reasons": [f"readiness check failed: {exc!r}"]}, False
     return report.to_dict(), report.ready
 
@@ -317,10 +325,42 @@ def _crashed(worker: WorkerApp, probe: StageProbe, exc: BaseException) -> None:
     log.error("stage %s crashed: %s (see /readyz)", probe.name, escape(repr(exc), 500))
 
 
+def _update_consumer_lag(worker: WorkerApp, reported: set[TP]) -> None:
+    """Set ``agentwatch_consumer_lag`` for each actions partition this worker holds now, and
+    drop the series of partitions that moved away (a stale value would count twice)."""
+    app, actions_topic = worker.app, worker.settings.topic("actions")
+    consumer = app.consumer
+    try:
+        assigned = {tp for tp in consumer.assignment() if tp.topic == actions_topic}
+    except Exception as exc:  # the consumer is being replaced during a rebalance
+        log.debug("no assignment for consumer lag: %r", exc)
+        return
+    positions = worker.stage.positions()
+    for tp in assigned:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception as exc:  # highwater unknown right after a rebalance
+            log.debug("no highwater for %s: %r", tp, exc)
+            continue
+        if highwater is None:
+            continue
+        done = positions.get(tp)
+        position = max(done + 1 if done is not None else 0, _committed(app, tp) or 0)
+        worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+            max(0, int(highwater) - position)
+        )
+        reported.add(tp)
+    for tp in reported - assigned:
+        with contextlib.suppress(KeyError):  # already gone
+            worker.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        reported.discard(tp)
+
+
 def _register_agents(worker: WorkerApp) -> None:
     app, stage, settings = worker.app, worker.stage, worker.settings
     actions_topic = worker.settings.topic("actions")
     probes = worker.probes
+    reported_lag: set[TP] = set()
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
@@ -341,17 +381,7 @@ def _register_agents(worker: WorkerApp) -> None:
         stage.update_metrics()
         worker.deadletters.flush_log()
         _check_readiness(worker)
-        consumer = app.consumer
-        for tp, offset in stage.positions().items():
-            if tp.topic != actions_topic:
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception as exc:  # highwater unknown right after a rebalance
-                log.debug("no highwater for %s: %r", tp, exc)
-                continue
-            lag = max(0, highwater - offset - 1)
-            worker.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        _update_consumer_lag(worker, reported_lag)
 
     @app.agent(worker.topics["anomalies"], name="responder")  # type: ignore[untyped-decorator]
     async def respond(stream: Any) -> None:
@@ -384,6 +414,17 @@ def _register_agents(worker: WorkerApp) -> None:
     @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def incidents_due() -> None:
         await worker.response.tick()
+
+    outbox = TP(settings.topic("notifications"), 0)
+    dispatcher = worker.delivery.dispatcher
+
+    @app.timer(TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_firing() -> None:
+        """Post open incidents to Alertmanager again (it resolves alerts not refreshed)."""
+        if not dispatcher.refreshing():
+            return
+        if outbox in app.assignor.assigned_actives() and app.tables.recovery.completed.is_set():
+            await dispatcher.refresh_due()
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:

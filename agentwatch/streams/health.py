@@ -4,7 +4,8 @@ Each stage (the ``ingest``, ``responder`` and ``notifier`` faust agents) owns a
 :class:`StageProbe`: it marks the start and end of every batch and the offsets it finished,
 and its agent records a crash. :class:`Readiness` turns the probes, the consumer's view
 (assignment, high-water marks, committed offsets) and the worker's own state into the answer
-of ``/readyz`` and the ``agentwatch_stage_*`` metrics. A stage is not ready when
+of ``/readyz``, ``agentwatch_ready`` and the ``agentwatch_stage_*`` metrics. A stage is not
+ready when
 
 - its agent crashed (sticky: records in flight at the crash may be lost, so it stays not ready
   until the worker restarts) or has no running actor;
@@ -185,9 +186,11 @@ class Readiness:
                 stages[probe.name]["waiting_on"] = waiting
             self.metrics.stage_up.labels(probe.name).set(0 if problems else 1)
             self.metrics.stage_last_progress.labels(probe.name).set(probe.last_progress_wall)
+            self.metrics.stage_lag.labels(probe.name).set(lag)
         held = set(assigned)
         for key in [k for k in self._waiting if k[1] not in held]:
             del self._waiting[key]
+        self.metrics.ready.set(0 if reasons else 1)
         return ReadinessReport(
             ready=not reasons, reasons=reasons, stages=stages, responder=self.responder()
         )

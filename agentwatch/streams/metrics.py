@@ -62,6 +62,18 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
+        self.stage_lag = Gauge(
+            "agentwatch_stage_lag",
+            "Records waiting on the partitions of a stage's input topic this worker holds "
+            "(notifier: notifications not yet delivered).",
+            ["stage"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "agentwatch_ready",
+            "1 while /readyz answers 200 (checked every second), else 0.",
+            registry=r,
+        )
         self.stage_crashes = Counter(
             "agentwatch_stage_crashes",
             "Crashes of a stage's faust agent (in-flight records may be lost: see /readyz).",

@@ -437,3 +437,4 @@ async def running_app(worker_app: WorkerApp, timeout_s: float = 30.0) -> AsyncIt
         yield worker_app
     finally:
         await app.stop()
+        await worker_app.delivery.dispatcher.aclose()  # notifiers' HTTP sessions

@@ -6,9 +6,10 @@ import email.utils
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
+from agentwatch.alerting.firing import FiringIncident, merge_firing
 from agentwatch.config import Settings
 from agentwatch.schemas import Notification
 
@@ -16,6 +17,7 @@ __all__ = [
     "NOTIFIERS",
     "DeliveryError",
     "Notifier",
+    "RefreshingNotifier",
     "parse_retry_after",
     "redact",
     "register_notifier",
@@ -64,6 +66,34 @@ class Notifier(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients (optional)."""
+
+
+class RefreshingNotifier(Notifier):
+    """A notifier whose service forgets a firing alert unless it is posted again (Alertmanager).
+
+    The dispatcher hands it the whole :class:`~agentwatch.alerting.firing.FiringIncident` (every
+    rule that fired in the incident, not only the top five a notification carries) on each
+    delivery, records what it accepted, and calls :meth:`refresh` with every incident still
+    firing there every :attr:`resend_interval_s`. A delivery and a refresh to one destination
+    never overlap, so a refresh cannot land after the resolve it raced with.
+    """
+
+    #: How often the dispatcher calls :meth:`refresh` (seconds).
+    resend_interval_s: float
+
+    @abstractmethod
+    async def send_firing(self, notification: Notification, firing: FiringIncident) -> None:
+        """Deliver ``notification`` about ``firing`` (its rules, merged), or raise
+        :class:`DeliveryError`."""
+
+    @abstractmethod
+    async def refresh(self, firing: Sequence[FiringIncident]) -> None:
+        """Post every incident in ``firing`` again as still firing, or raise
+        :class:`DeliveryError`."""
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver ``notification`` on its own (no earlier state: its top anomalies only)."""
+        await self.send_firing(notification, merge_firing(None, notification))
 
 
 #: name -> factory building the notifier from settings; ``None`` if it is not configured.
