@@ -154,18 +154,21 @@ def run_worker(
     worker = faust.Worker(
         worker_app.app,
         loop=loop,
-        loglevel=_framework_level(settings.log_level),
+        loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,
     )
-    # faust sets up logging when it starts: agentwatch's own records keep the asked level
-    # (a propagated record is not filtered again by the root logger's level)
-    logging.getLogger("agentwatch").setLevel(settings.log_level)
+    for name in _FRAMEWORKS:  # faust configures the root logger, not these
+        logging.getLogger(name).setLevel(_framework_level(settings.log_level))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+# (agentwatch's own faust services log their start-up chatter as agentwatch.faust)
+_FRAMEWORKS = ("faust", "mode", "aiokafka", "agentwatch.faust")
 
 
 def _framework_level(level: str) -> str:

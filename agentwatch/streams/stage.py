@@ -423,6 +423,9 @@ class BaselineStage:
 class CommitGuard(faust.Sensor):  # type: ignore[misc]
     """A faust sensor that flushes the stage at the start of every offset commit."""
 
+    #: its service chatter (starting, stopping) goes with faust's, not the stage's records
+    logger = logging.getLogger("agentwatch.faust")
+
     def __init__(self, stage: BaselineStage) -> None:
         super().__init__()
         self.stage = stage

@@ -8,6 +8,7 @@ wait from :attr:`Settings.fetch_max_wait_ms` instead; nothing else changes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -16,7 +17,14 @@ from faust.transport.drivers import aiokafka as driver
 __all__ = ["AgentwatchApp"]
 
 
+#: the start-up and shut-down chatter of agentwatch's faust services goes with faust's
+#: (``agentwatch worker`` logs it from WARNING at the default level)
+_CHATTER = logging.getLogger("agentwatch.faust")
+
+
 class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
+    logger = _CHATTER
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
@@ -26,16 +34,21 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
 
 
 class _Consumer(driver.Consumer):  # type: ignore[misc]
+    logger = _CHATTER
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class _Transport(driver.Transport):  # type: ignore[misc]
+    logger = _CHATTER
     Consumer = _Consumer
 
 
 class AgentwatchApp(faust.App):  # type: ignore[misc]
     """A :class:`faust.App` whose Kafka consumer uses ``fetch_max_wait_ms``."""
+
+    logger = _CHATTER
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 100, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
