@@ -147,6 +147,13 @@ def create_app(
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
+    recent_table = app.Table(
+        "recent_events",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+    )
     deadletters = DeadLetters(
         topic=topics["deadletter"],
         metrics=metrics,
@@ -165,6 +172,7 @@ def create_app(
         metrics=metrics,
         partitions=lambda: app.consumer.topic_partitions(actions_name),
         committed=lambda tp: _committed(app, tp),
+        recent_table=recent_table,
     )
     app.sensors.add(CommitGuard(stage))
     # The responder's state: one partition each, like its input topics (see topics.py).
@@ -172,6 +180,10 @@ def create_app(
     incidents = app.Table("incidents", default=None, key_type=bytes, value_type=bytes, partitions=1)
     deliveries = app.Table(
         "deliveries", default=None, key_type=bytes, value_type=bytes, partitions=1
+    )
+    anomaly_log, audit_log, silences = (
+        app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=1)
+        for name in ("anomaly_log", "audit_log", "silences")
     )
     anomalies_name = settings.topic("anomalies")
     owned = TP(anomalies_name, 0)
@@ -196,14 +208,21 @@ def create_app(
         metrics=metrics,
         signer=signer,
         deadletters=deadletters,
+        history=(anomaly_log, audit_log),
+        silences=silences,
         clock=clock,
     )
     if dispatcher is None:
         dispatcher = Dispatcher.from_settings(
             settings, TableLog(deliveries), metrics=NotificationMetrics(metrics.registry)
         )
+    history = response.history
     delivery = DeliveryStage(
-        dispatcher=dispatcher, audit=topics["audit"], deadletters=deadletters, clock=clock
+        dispatcher=dispatcher,
+        audit=topics["audit"],
+        deadletters=deadletters,
+        clock=clock,
+        on_audit=history.record_audit if history is not None else None,
     )
     probes = {
         "ingest": StageProbe("ingest", actions_name),

@@ -52,6 +52,7 @@ from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.produce import Outgoing, send_all_acked
+from agentwatch.streams.recent import RecentEvents, decode_events
 
 __all__ = ["ORIGIN_HEADER", "BaselineStage", "CommitGuard", "home_partition"]
 
@@ -155,6 +156,9 @@ class BaselineStage:
         The actions topic's partition count, ``None`` while unknown (no re-keying then).
     committed
         The committed offset of an actions partition (the floor of its re-keyed copies).
+    recent_table
+        The faust table ``agent_id -> recent events`` (:mod:`agentwatch.streams.recent`),
+        written with the baselines; ``None`` keeps them in memory only.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class BaselineStage:
         metrics: WorkerMetrics,
         partitions: Callable[[], int | None] = lambda: None,
         committed: Callable[[Any], int | None] = lambda tp: None,
+        recent_table: Any = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -179,6 +184,10 @@ class BaselineStage:
         self.metrics = metrics
         self.partitions = partitions
         self.committed = committed
+        self.recent_table = recent_table
+        self.recent = RecentEvents(
+            settings.recent_events_per_agent, settings.recent_events_max_bytes
+        )
         self._dirty: dict[str, Any] = {}
         self._offsets: dict[str, int] = {}
         self._origins: dict[str, Origins] = {}
@@ -211,6 +220,7 @@ class BaselineStage:
         max_bytes = self.settings.max_event_bytes
         newest = self._newest_event_time
         probe = self.on_event
+        recent = self.recent
         partitions = self.partitions()
         if partitions != self._homes_of or len(self._homes) > _MAX_HOMES:
             self._homes, self._homes_of = {}, partitions or 0
@@ -265,6 +275,7 @@ class BaselineStage:
                 self._note_origin(agent_id, origin)
             offsets[agent_id] = message.offset
             dirty[agent_id] = fevent
+            recent.add(agent_id, message.value)
             counts[(event.fleet, event.kind, event.status)] += 1
             if probe is not None:
                 probe(event)
@@ -352,8 +363,11 @@ class BaselineStage:
         token = _current_event.set(weakref.ref(fevent))
         try:
             value = self.table.get(agent_id.encode())
+            held = None if self.recent_table is None else self.recent_table.get(agent_id.encode())
         finally:
             _current_event.reset(token)
+        if held is not None:
+            self.recent.load(agent_id, held)
         if value is not None:
             offset, baseline, detectors, origins = decode_full_state(value)
             self.engine.baselines[agent_id] = baseline
@@ -382,6 +396,8 @@ class BaselineStage:
             token = _current_event.set(weakref.ref(fevent))
             try:
                 table[agent_id.encode()] = value
+                if self.recent_table is not None and self.recent.holds(agent_id):
+                    self.recent_table[agent_id.encode()] = self.recent.dump(agent_id)
             finally:
                 _current_event.reset(token)
         if dirty:
@@ -401,6 +417,7 @@ class BaselineStage:
         gone = set(partitions)
         agents = {a for a, p in self._partitions.items() if p in gone}
         self.engine.evict(agents)
+        self.recent.evict(agents)
         for agent_id in agents:
             self._partitions.pop(agent_id, None)
             self._offsets.pop(agent_id, None)
@@ -414,6 +431,15 @@ class BaselineStage:
             return hot
         value = self.table.get(agent_id.encode())
         return None if value is None else decode_state(value)[1]
+
+    def recent_events(self, agent_id: str) -> list[bytes] | None:
+        """The raw recent events of an agent owned here, oldest first (``None``: none held)."""
+        if self.recent.holds(agent_id):
+            return self.recent.events(agent_id)
+        if self.recent_table is None:
+            return None
+        value = self.recent_table.get(agent_id.encode())
+        return None if value is None else decode_events(value)
 
     def positions(self) -> dict[Any, int]:
         """Last offset read per topic-partition (for consumer lag)."""
