@@ -237,10 +237,10 @@ class Silence(BaseModel):
             when it would end before it starts, or has already ended.
         """
         starts = request.starts_at or now
-        if request.ends_at <= starts:
-            raise ValueError("ends_at must be after starts_at")
         if request.ends_at <= now:
             raise ValueError("ends_at is in the past: the silence would never be active")
+        if request.ends_at <= starts:
+            raise ValueError("ends_at must be after starts_at")
         return cls(
             silence_id=silence_id,
             matchers=list(request.matchers),
