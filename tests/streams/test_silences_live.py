@@ -121,3 +121,43 @@ async def test_silenced_anomaly_is_recorded_not_paged_and_pages_after_expiry(
     actions = [a["action"] for a in incident["audit"]]
     assert "suppressed" in actions and "incident_open" in actions and "notify" in actions
     assert len(pd.accepted("trigger")) == 2
+
+
+INHIBIT_RULES = (
+    NOTIFY_RULES
+    + """
+inhibit_rules:
+  - name: fleet-outage
+    source_matchers: ['rule="Unapproved"']
+    target_matchers: ['rule="Unapproved"']
+    equal: [fleet]
+    min_agents: 2
+    window: 10m
+"""
+)
+
+
+async def test_fleet_outage_inhibits_the_rest_of_the_fleets_pages(
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    rules = tmp_path / "inhibit.yml"
+    rules.write_text(INHIBIT_RULES)
+    async with FakePagerDuty() as pd, FakeSlack() as slack:
+        worker = create_app(
+            paging(settings, tmp_path, pd, slack, incident_resolve_after_s=600).replace(
+                rules_file=rules
+            )
+        )
+        history = worker.response.history
+        assert history is not None
+        async with running_app(worker), aiohttp.ClientSession(headers=auth) as http:
+            await produce(worker.settings, [risky(1, "f-1"), risky(1, "f-2")])
+            await wait_for(lambda: len(history.anomalies()) == 2)
+            await produce(worker.settings, [risky(1, "f-3")])
+            await wait_for(lambda: sorted(sources(pd)) == ["f-1", "f-2"], timeout=30)
+            await asyncio.sleep(2.5)  # f-3's group wait and ticks passed
+            doc = await get(http, f"{worker.web_url}/anomalies?agent=f-3")
+    assert sorted(sources(pd)) == ["f-1", "f-2"]
+    [third] = doc["anomalies"]
+    assert third["inhibited_by"] == ["fleet-outage"] and third["silenced_by"] == []
+    assert third["muted"] is True and third["incident_id"] is None
