@@ -31,7 +31,7 @@ __all__ = [
 MAX_ANOMALIES_PER_AGENT = 200
 MAX_AUDIT_PER_AGENT = 500
 MAX_BYTES_PER_AGENT = 512 * 1024
-MAX_SOURCES = 5000
+MAX_SOURCES = 1000
 _SOURCES = b"\x00sources"
 _NO_AGENT = b"\x00none"
 
@@ -109,8 +109,11 @@ class History:
         incident_id: str | None,
         clock: float,
         inhibit_window: float,
+        source: bool = True,
     ) -> None:
-        """Keep ``anomaly`` in its agent's history and, for inhibition, in the sources."""
+        """Keep ``anomaly`` in its agent's history and, when ``source`` (an inhibit rule's
+        source matchers match it), among the inhibition sources of the last
+        ``inhibit_window`` seconds (at most :data:`MAX_SOURCES`)."""
         key = anomaly.agent_id.encode()
         record = anomaly.model_dump(mode="json")
         record.update(
@@ -129,7 +132,7 @@ class History:
         if not added:
             return
         self._write(self.anomalies_table, key, items)
-        if inhibit_window > 0:
+        if source and inhibit_window > 0:
             sources = [
                 s
                 for s in self._read(self.anomalies_table, _SOURCES)

@@ -46,6 +46,7 @@ from agentwatch.alerting.silences import (
     SilenceRequest,
     anomaly_labels,
     inhibited_by,
+    matches_all,
     new_silence_id,
     silenced_by,
 )
@@ -225,6 +226,10 @@ class ResponseStage:
                         incident_id=state.incident.incident_id if in_incident and state else None,
                         clock=now,
                         inhibit_window=self._inhibit_window(),
+                        source=any(
+                            matches_all(r.source_matchers, labels)
+                            for r in self.responder.rules.inhibit_rules
+                        ),
                     )
 
     # -- silences and inhibition -----------------------------------------------------------
