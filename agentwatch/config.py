@@ -124,15 +124,17 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, le=1024 * 1024, description="larger events are dead-lettered"
     )
     recent_events_per_agent: int = Field(
-        100,
+        50,
         ge=0,
         le=10_000,
-        description="the last N events of each agent kept as anomaly evidence (0 = none)",
+        description="the last N events of each agent held in memory as anomaly evidence "
+        "(0 = none)",
     )
     recent_events_max_bytes: int = Field(
-        64 * 1024,
+        32 * 1024,
         ge=1024,
-        description="per agent: the recent events kept as evidence fit in this many bytes",
+        le=16 * 1024 * 1024,
+        description="per agent: the recent events held as evidence fit in this many bytes",
     )
 
     # Record size limits (docs/operations.md, "Record sizes"); one coherent set
@@ -503,7 +505,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:
         room = self.max_message_bytes - RECORD_OVERHEAD_BYTES
-        for name in ("max_event_bytes", "deadletter_max_bytes", "recent_events_max_bytes"):
+        for name in ("max_event_bytes", "deadletter_max_bytes"):
             if getattr(self, name) > room:
                 raise ValueError(
                     f"{name} must be at most max_message_bytes - {RECORD_OVERHEAD_BYTES} "

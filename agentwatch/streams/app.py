@@ -147,8 +147,8 @@ def create_app(
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
-    recent_table = app.Table(
-        "recent_events",
+    evidence_table = app.Table(
+        "evidence",
         default=None,
         key_type=bytes,
         value_type=bytes,
@@ -172,7 +172,7 @@ def create_app(
         metrics=metrics,
         partitions=lambda: app.consumer.topic_partitions(actions_name),
         committed=lambda tp: _committed(app, tp),
-        recent_table=recent_table,
+        evidence_table=evidence_table,
     )
     app.sensors.add(CommitGuard(stage))
     # The responder's state: one partition each, like its input topics (see topics.py).

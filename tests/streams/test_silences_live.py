@@ -90,6 +90,9 @@ async def test_silenced_anomaly_is_recorded_not_paged_and_pages_after_expiry(
                 }
             ]
             assert recorded[0]["evidence_events"][0]["event"]["action"] == "drop_table"
+            worker.stage.recent.evict(["quiet"])  # as after a restart: the captured copy is left
+            again = await quiet_anomalies()
+            assert again[0]["evidence_events"] == recorded[0]["evidence_events"]
             await asyncio.sleep(2.5)  # group wait (1 s) and ticks (1 s) passed: no page
             assert sources(pd) == ["loud"]
             assert all("quiet" not in str(m) for m in slack.messages)
