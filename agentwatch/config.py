@@ -127,8 +127,7 @@ class Settings(BaseSettings):
         50,
         ge=0,
         le=10_000,
-        description="the last N events of each agent held in memory as anomaly evidence "
-        "(0 = none)",
+        description="the last N events of each agent held in memory as anomaly evidence (0 = none)",
     )
     recent_events_max_bytes: int = Field(
         32 * 1024,

@@ -86,7 +86,7 @@ def anomalies_table(records: Sequence[dict[str, Any]], *, agent_column: bool = T
         headers.pop(1)
         for row in rows:
             row.pop(1)
-    return table(headers, rows)
+    return table(headers, rows, max_width=120)
 
 
 def evidence_table(records: Sequence[dict[str, Any]]) -> str:
