@@ -57,7 +57,22 @@ async def test_silenced_anomaly_is_recorded_not_paged_and_pages_after_expiry(
         )
         base = worker.web_url
         async with running_app(worker), aiohttp.ClientSession(headers=auth) as http:
+            async with aiohttp.ClientSession() as anonymous:
+                for method, path in [
+                    ("GET", "/anomalies"),
+                    ("GET", "/audit"),
+                    ("GET", "/silences"),
+                    ("POST", "/silences"),
+                    ("DELETE", "/silences/sil-1?actor=x"),
+                    ("GET", "/agents/quiet/events"),
+                ]:
+                    async with anonymous.request(method, f"{base}{path}") as resp:
+                        assert resp.status == 401, (method, path)
             ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            bad = {"matchers": ["agent"], "ends_at": ends, "created_by": "a", "comment": "c"}
+            async with http.post(f"{base}/silences", json=bad) as resp:
+                assert resp.status == 400
+                assert "not a matcher" in str(await resp.json())
             body = {
                 "matchers": ['agent="quiet"', 'team=~"ca.*"'],
                 "ends_at": ends,
