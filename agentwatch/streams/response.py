@@ -563,6 +563,9 @@ class ResponseStage:
             self.incidents[_INDEX] = orjson.dumps(index)
 
     def _count(self, entry: AuditEntry) -> None:
+        if entry.action == "suppressed":
+            silenced = bool(entry.detail.get("silenced_by"))
+            self.metrics.suppressed.labels("silenced" if silenced else "inhibited").inc()
         if entry.dry_run:
             self.metrics.dry_run_actions.labels(entry.action).inc()
         elif entry.action in ("halt", "resume", "revoke", "grant"):

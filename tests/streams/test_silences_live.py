@@ -179,3 +179,5 @@ async def test_fleet_outage_inhibits_the_rest_of_the_fleets_pages(
     [third] = doc["anomalies"]
     assert third["inhibited_by"] == ["fleet-outage"] and third["silenced_by"] == []
     assert third["muted"] is True and third["incident_id"] is None
+    registry = worker.metrics.registry
+    assert registry.get_sample_value("agentwatch_suppressed_total", {"reason": "inhibited"}) == 1
