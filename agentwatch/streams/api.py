@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import aiohttp
 import faust
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from yarl import URL
 
 from agentwatch.alerting.silences import MatcherError, SilenceRequest
@@ -89,6 +89,8 @@ MAX_BODY = 64 * 1024
 PEER_TIMEOUT_S = 5.0
 INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
 MAX_EVIDENCE_AGENTS = 20
+INCIDENT_AUDIT_LIMIT = 200
+_NAME: TypeAdapter[str] = TypeAdapter(Name)
 
 
 class ControlRequest(BaseModel):
@@ -735,7 +737,7 @@ def register_api(worker: WorkerApp) -> None:
             records: list[dict[str, Any]] = []
             if history is not None:
                 records = history.anomalies(incident.agent_id, ids=incident.anomaly_ids)
-                body["audit"] = history.audit(incident.agent_id)
+                body["audit"] = history.audit(incident.agent_id, limit=INCIDENT_AUDIT_LIMIT)
             if not records:  # no history kept: the incident's top anomalies
                 records = [
                     {**a.model_dump(mode="json"), "incident_id": incident.incident_id}
@@ -919,7 +921,11 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count("silence_expire", denied)
             actor = request.query.get("actor", "")
-            if not actor or len(actor) > 128 or not agent_re.fullmatch(actor):
+            try:
+                _NAME.validate_python(actor)
+            except ValidationError:
+                actor = ""
+            if not actor:
                 return count(
                     "silence_expire",
                     _problem(self, 400, "say who expires the silence: ?actor=NAME"),
