@@ -7,7 +7,7 @@
 ``POST /agents/{id}/revoke|grant``         body ``{"actor", "reason", "actions": [...]}``
 ``POST /fleets/{fleet}/halt|resume``       body ``{"actor", "reason"}``: every agent of a fleet
 ``GET  /incidents[?status=open,...]``      open and recent incidents, newest first
-``GET  /agents/{id}/events``               the agent's recent events (evidence store)
+``GET  /agents/{id}/events``               the events held of an agent (evidence, recent)
 ``GET  /incidents/{id}``                   one incident with its evidence (see below)
 ``POST /incidents/{id}/ack|resolve``       body ``{"actor", "reason"}``
 ``GET  /anomalies[?agent=A&since=S]``      recorded anomalies, newest first, with evidence
@@ -15,13 +15,15 @@
 ``GET  /silences[?all=true]``              active and pending silences (``all``: expired too)
 ``POST /silences``                         body ``{"matchers", "starts_at", "ends_at",
                                            "created_by", "comment"}``
-``DELETE /silences/{id}``                  expire a silence now
+``GET  /silences/{id}``                    one silence
+``DELETE /silences/{id}?actor=NAME``       expire a silence now
 =========================================  =================================================
 
 ``GET /incidents/{id}`` answers the incident's fields plus ``anomalies`` (each with its
 summary, observed vs baseline, score and threshold, ``silenced_by``/``inhibited_by``, and
-``evidence_events``: each evidence id with ``held`` and the event itself when the agent's
-recent-events store still holds it), the agent's ``control`` state and its ``audit`` history.
+``evidence_events``: each evidence id with ``held`` and the event itself while the worker
+owning the agent holds it, :mod:`agentwatch.streams.recent`), the agent's ``control`` state
+and its ``audit`` history.
 ``since`` is an ISO 8601 time or a duration back from now (``30m``, ``2h``).
 
 Control changes are linearizable per agent (one writer; each accepted request applies on top of
