@@ -12,7 +12,6 @@ reported as no longer held.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -25,36 +24,10 @@ __all__ = [
     "RecentEvents",
     "capture",
     "captured_events",
-    "decode_events",
-    "encode_events",
 ]
 
 MAX_CAPTURED_ANOMALIES = 50
 MAX_CAPTURED_BYTES = 256 * 1024
-
-_LEN = struct.Struct(">I")
-
-
-def encode_events(events: Iterable[bytes]) -> bytes:
-    """Length-prefixed raw events (the table value).
-
-    >>> decode_events(encode_events([b'{"a":1}', b"{}"]))
-    [b'{"a":1}', b'{}']
-    """
-    return b"".join(_LEN.pack(len(raw)) + raw for raw in events)
-
-
-def decode_events(value: bytes) -> list[bytes]:
-    """Inverse of :func:`encode_events`; a truncated tail is ignored."""
-    out, at = [], 0
-    while at + _LEN.size <= len(value):
-        (size,) = _LEN.unpack_from(value, at)
-        at += _LEN.size
-        if at + size > len(value):
-            break
-        out.append(value[at : at + size])
-        at += size
-    return out
 
 
 class RecentEvents:
@@ -110,18 +83,6 @@ class RecentEvents:
 
     def holds(self, agent_id: str) -> bool:
         return agent_id in self._events
-
-    def load(self, agent_id: str, value: bytes) -> None:
-        """Restore an agent's events from :meth:`dump` (bounds applied again)."""
-        self._events.pop(agent_id, None)
-        self._bytes.pop(agent_id, None)
-        for raw in decode_events(value):
-            event_id = orjson.loads(raw).get("event_id", "")
-            self.add(agent_id, raw, str(event_id))
-
-    def dump(self, agent_id: str) -> bytes:
-        """An agent's events, length-prefixed."""
-        return encode_events(self.events(agent_id))
 
     def evict(self, agents: Iterable[str]) -> None:
         """Forget agents (their partition moved to another worker)."""

@@ -112,16 +112,14 @@ def test_audit_is_kept_per_agent_once() -> None:
     assert len(orjson.loads(table[b"a1"])) == 3
 
 
-def test_recent_events_are_bounded_in_bytes_and_survive_a_reload() -> None:
+def test_recent_events_are_bounded_in_bytes() -> None:
     recent = RecentEvents(max_events=100, max_bytes=100)
     for i in range(10):
-        recent.add("a1", orjson.dumps({"event_id": f"e{i}", "pad": "x" * 10}))
+        recent.add("a1", orjson.dumps({"event_id": f"e{i}", "pad": "x" * 10}), f"e{i}")
     held = recent.events("a1")
     assert sum(map(len, held)) <= 100 and orjson.loads(held[-1])["event_id"] == "e9"
     recent.add("a1", b"x" * 101)  # larger than the whole store: not kept
     assert recent.events("a1") == held
-    again = RecentEvents(max_events=2, max_bytes=100)
-    again.load("a1", recent.dump("a1"))
-    assert again.events("a1") == held[-2:]
-    again.evict(["a1"])
-    assert not again.holds("a1") and again.events("a1") == []
+    assert list(recent.find("a1", ["e9", "e0"])) == ["e9"]  # e0 no longer held
+    recent.evict(["a1"])
+    assert not recent.holds("a1") and recent.events("a1") == []
