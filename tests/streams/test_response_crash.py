@@ -220,3 +220,63 @@ async def test_two_workers_forward_control_requests_to_the_responder(
     assert all(a["silenced_by"] == [silence_id] for a in recorded)
     held = [(e["event_id"], e["held"]) for a in recorded for e in a["evidence_events"]]
     assert sorted(held) == [(f"fwd-{i}-1", True) for i in range(8)]
+
+
+async def test_silences_history_and_evidence_survive_a_sigkill(
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    import aiohttp
+
+    from agentwatch.streams.broker import free_port
+
+    async with FakePagerDuty() as pd, aiohttp.ClientSession(headers=auth) as http:
+        deadline = time.monotonic() + 120
+
+        async def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+            """The answer once the responder is assigned (retries while starting)."""
+            while True:
+                assert time.monotonic() < deadline, f"{method} {url} never answered"
+                try:
+                    async with http.request(method, url, json=body) as r:
+                        if r.status != 503:
+                            return r.status, await r.json(content_type=None)
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+
+        port = free_port("127.0.0.1")
+        worker = start_worker(settings, tmp_path, pd, web_port=port, api_token=API_TOKEN)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            silence = {
+                "matchers": ['agent="durable"'],
+                "ends_at": ends,
+                "created_by": "erin",
+                "comment": "restart drill",
+            }
+            status, created = await call("POST", f"{url}/silences", silence)
+            assert status == 201, created
+            await produce(settings, [risky(1, "durable")])
+            before: list[Any] = []
+            while not before:
+                assert time.monotonic() < deadline, "no anomaly recorded"
+                await asyncio.sleep(0.5)
+                before = (await call("GET", f"{url}/anomalies?agent=durable"))[1]["anomalies"]
+            kill(worker)
+            port = free_port("127.0.0.1")
+            worker = start_worker(settings, tmp_path, pd, web_port=port, api_token=API_TOKEN)
+            url = f"http://127.0.0.1:{port}"
+            _, silences = await call("GET", f"{url}/silences")
+            _, after = await call("GET", f"{url}/anomalies?agent=durable")
+            _, audit = await call("GET", f"{url}/audit?agent=durable")
+        finally:
+            if worker.poll() is None:
+                kill(worker)
+    assert [s["silence_id"] for s in silences["silences"]] == [created["silence_id"]]
+    assert after["anomalies"] == before  # the record and its evidence, from the changelogs
+    [anomaly] = after["anomalies"]
+    assert anomaly["silenced_by"] == [created["silence_id"]]
+    assert [(e["event_id"], e["held"]) for e in anomaly["evidence_events"]] == [("durable-1", True)]
+    assert "suppressed" in [a["action"] for a in audit["audit"]]
+    assert pd.requests == []
