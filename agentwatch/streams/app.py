@@ -223,6 +223,8 @@ def create_app(
         deadletters=deadletters,
         clock=clock,
         on_audit=history.record_audit if history is not None else None,
+        mute=response.mute_page,
+        on_muted=response.mark_muted,
     )
     probes = {
         "ingest": StageProbe("ingest", actions_name),

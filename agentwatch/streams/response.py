@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -296,6 +296,25 @@ class ResponseStage:
             self.silences.put(expired)
             await self._audit_silence(expired, "silence_expire", by, "expired")
         return expired
+
+    async def mark_muted(self, note: Notification, muted: Mute) -> None:
+        """A page of ``note``'s incident was not delivered (silenced at delivery): mark the
+        incident so that its next unmuted anomaly pages again."""
+        if muted.inhibited_by:
+            self.metrics.suppressed.labels("inhibited").inc()
+        else:
+            self.metrics.suppressed.labels("silenced").inc()
+        agent = note.agent_id
+        async with self.locks.hold(agent):
+            state = self.incident_state(agent)
+            if state is None or state.incident.incident_id != note.incident_id:
+                return
+            if not state.is_open:
+                return
+            reasons = [*muted.silenced_by, *muted.inhibited_by]
+            await self._apply(
+                agent, Outcome(incident=state.model_copy(update={"muted_by": reasons})), None
+            )
 
     async def _audit_silence(
         self,
@@ -586,7 +605,13 @@ class TableLog:
 
 
 class DeliveryStage:
-    """Delivers outbox notifications through the dispatcher; audits each delivery."""
+    """Delivers outbox notifications through the dispatcher; audits each delivery.
+
+    The last check before a page leaves: a ``trigger`` that ``mute`` says is silenced now (it
+    was queued before the silence was made, e.g. behind a PagerDuty outage) is not delivered;
+    a ``suppressed`` audit entry records it and ``on_muted`` tells the responder, so the
+    incident's next unmuted anomaly pages again.
+    """
 
     def __init__(
         self,
@@ -596,12 +621,16 @@ class DeliveryStage:
         deadletters: DeadLetters,
         clock: Callable[[], float],
         on_audit: Callable[[list[AuditEntry]], None] | None = None,
+        mute: Callable[[Notification], Mute] | None = None,
+        on_muted: Callable[[Notification, Mute], Awaitable[None]] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.audit = audit
         self.deadletters = deadletters
         self.clock = clock
         self.on_audit = on_audit
+        self.mute = mute
+        self.on_muted = on_muted
 
     async def process(self, fevent: Any) -> None:
         """Deliver one outbox message; an invalid one is dead-lettered."""
@@ -611,9 +640,20 @@ class DeliveryStage:
         except (ValidationError, ValueError, TypeError) as exc:
             await self.deadletters.send(message, "invalid_notification", _invalid(exc))
             return
-        result = await self.dispatcher.deliver(note)
+        muted = self.mute(note) if self.mute is not None and note.event == "trigger" else Mute()
+        if muted.muted:
+            entries = [_suppressed_audit(note, muted, self.clock())]
+            log.info(
+                "notifier: %s not delivered: silenced by %s",
+                note.notification_id,
+                ", ".join(muted.silenced_by),
+            )
+            if self.on_muted is not None:
+                await self.on_muted(note, muted)
+        else:
+            result = await self.dispatcher.deliver(note)
+            entries = _delivery_audit(note, result, self.clock())
         key = note.agent_id.encode()
-        entries = _delivery_audit(note, result, self.clock())
         records = [Outgoing(key, entry.model_dump_json().encode()) for entry in entries]
 
         def failed(exc: BaseException, attempt: int) -> None:
@@ -638,6 +678,25 @@ def _invalid(exc: Exception) -> str:
             for e in exc.errors(include_url=False, include_input=False)[:5]
         )
     return f"{type(exc).__name__}: {exc}"
+
+
+def _suppressed_audit(note: Notification, muted: Mute, now: float) -> AuditEntry:
+    return AuditEntry(
+        audit_id=audit_id(note.notification_id, "suppressed"),
+        ts=datetime.fromtimestamp(now, UTC),
+        actor="agentwatch",
+        actor_kind="system",
+        action="suppressed",
+        agent_id=note.agent_id,
+        incident_id=note.incident_id,
+        reason=f"page not delivered ({note.reason}): {note.title}"[:1024],
+        anomaly_ids=[a.anomaly_id for a in note.top_anomalies],
+        detail={
+            "notification_id": note.notification_id,
+            "silenced_by": list(muted.silenced_by),
+            "inhibited_by": list(muted.inhibited_by),
+        },
+    )
 
 
 def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:

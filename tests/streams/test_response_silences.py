@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from agentwatch.alerting.dispatch import DeliveryResult
 from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
 from agentwatch.alerting.responder import Responder
 from agentwatch.alerting.silences import SilenceRequest
 from agentwatch.detectors.rules import load_rules
-from agentwatch.schemas import Anomaly
+from agentwatch.schemas import Anomaly, Notification
 from agentwatch.schemas.signing import ControlSigner
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
-from agentwatch.streams.response import ResponseStage
+from agentwatch.streams.response import DeliveryStage, ResponseStage
 from tests.streams.test_response_stage import NOW, FakeEvent, SlowTopic
 
 
@@ -116,3 +117,62 @@ async def test_a_silence_made_after_the_anomaly_mutes_its_first_page_not_the_nex
         )
         == 2
     )  # the due page and an-2
+
+
+class RecordingDispatcher:
+    """Stands in for the dispatcher: records what it was asked to deliver."""
+
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+
+    async def deliver(self, note: Notification) -> DeliveryResult:
+        self.delivered.append(note.notification_id)
+        return DeliveryResult(note.notification_id)
+
+
+async def test_a_page_queued_before_a_silence_is_not_delivered_and_the_next_one_is() -> None:
+    clock = ManualClock()
+    stage = make_stage(clock)
+    dispatcher = RecordingDispatcher()
+    audit = stage.topics["audit"]
+    history = stage.history
+    assert history is not None
+    delivery = DeliveryStage(
+        dispatcher=dispatcher,  # type: ignore[arg-type]
+        audit=audit,
+        deadletters=stage.deadletters,
+        clock=clock,
+        on_audit=history.record_audit,
+        mute=stage.mute_page,
+        on_muted=stage.mark_muted,
+    )
+    await stage.process_anomalies([failing(1, clock)])
+    clock.now += 10
+    await stage.tick()
+    [queued] = [v for _, v in stage.topics["notifications"].sent]  # in the outbox
+    silence = await stage.create_silence(
+        SilenceRequest.model_validate(
+            {
+                "matchers": ['fleet="support"', 'rule="FailureRate"'],
+                "ends_at": datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1),
+                "created_by": "alice",
+                "comment": "outage known",
+            }
+        )
+    )
+    await delivery.process(FakeEvent(queued, 0))
+    assert dispatcher.delivered == []
+    [entry] = [a for a in history.audit("a1") if a["action"] == "suppressed"]
+    assert entry["detail"]["silenced_by"] == [silence.silence_id]
+    state = stage.incident_state("a1")
+    assert state is not None and state.muted_by == [silence.silence_id]
+
+    await stage.expire_silence(silence.silence_id, by="alice")
+    clock.now += 1
+    await stage.process_anomalies([failing(2, clock)])
+    await stage.tick()
+    notes = [v for _, v in stage.topics["notifications"].sent]
+    assert len(notes) == 2
+    await delivery.process(FakeEvent(notes[1], 1))
+    second = Notification.model_validate_json(notes[1])
+    assert dispatcher.delivered == [second.notification_id] and second.event == "trigger"
