@@ -33,6 +33,11 @@ incidents_app = typer.Typer(
     help="Incidents: list, show, acknowledge, resolve (control API).", no_args_is_help=True
 )
 app.add_typer(incidents_app, name="incidents")
+silences_app = typer.Typer(
+    help="Silences and maintenance windows: add, list, expire (control API).",
+    no_args_is_help=True,
+)
+app.add_typer(silences_app, name="silences")
 keys_app = typer.Typer(
     help="Control signing keys: workers sign halts, agents verify them.", no_args_is_help=True
 )
@@ -1080,9 +1085,195 @@ def incidents_list(
 
 
 @incidents_app.command("show")
-def incidents_show(incident_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
-    """One incident as JSON."""
-    _print_json(_client(config, url)("incident", incident_id))
+def incidents_show(
+    incident_id: str,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """One incident: its anomalies (observed vs baseline, score vs threshold), their evidence
+    events, the agent's control state and its control and audit history."""
+    from agentwatch.oncall import incident_text
+
+    doc = _client(config, url)("incident", incident_id)
+    if as_json:
+        _print_json(doc)
+        return
+    typer.echo(incident_text(doc))
+
+
+AgentFilter = Annotated[str | None, typer.Option("--agent", help="Only this agent's.")]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only since this time (2026-01-01T03:00:00Z) or for this long back (30m, 2h).",
+    ),
+]
+
+
+@app.command("anomalies")
+def anomalies_cmd(
+    agent: AgentFilter = None,
+    since: SinceOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Recorded anomalies, newest first: numbers, silences/inhibitions, evidence events."""
+    from agentwatch.oncall import anomalies_table, evidence_table
+
+    doc = _client(config, url)("anomalies", agent, since)
+    if as_json:
+        _print_json(doc)
+        return
+    records = doc["anomalies"]
+    if not records:
+        typer.echo("no anomalies recorded" + (f" for {agent}" if agent else ""))
+        return
+    typer.echo(anomalies_table(records))
+    if any(r.get("evidence_events") for r in records):
+        typer.echo("")
+        typer.echo(evidence_table(records))
+    if doc.get("evidence_omitted"):
+        typer.echo(f"agentwatch: {doc['evidence_omitted']}", err=True)
+
+
+@app.command("audit")
+def audit_cmd(
+    agent: AgentFilter = None,
+    since: SinceOption = None,
+    incident: Annotated[str | None, typer.Option(help="Only this incident's.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Control and audit history, newest first: who halted, revoked, paged, silenced and why."""
+    from agentwatch.oncall import audit_table
+
+    entries = _client(config, url)("audit", agent, since, incident)["audit"]
+    if as_json:
+        _print_json(entries)
+        return
+    if not entries:
+        typer.echo("no audit entries" + (f" for {agent}" if agent else ""))
+        return
+    typer.echo(audit_table(entries))
+
+
+@silences_app.command("add")
+def silences_add(
+    matchers: Annotated[
+        list[str] | None,
+        typer.Argument(help='Matchers: agent="a1", fleet!="x", rule=~"Fail.*", team!~"a|b".'),
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")] = "",
+    agent: Annotated[str | None, typer.Option(help='Shorthand for agent="A".')] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help='Shorthand for fleet="F" (a maintenance window).')
+    ] = None,
+    rule: Annotated[str | None, typer.Option(help='Shorthand for rule="R".')] = None,
+    severity: Annotated[str | None, typer.Option(help='Shorthand for severity="S".')] = None,
+    start: Annotated[
+        str, typer.Option(help="When it starts: now, +1h, or a time (UTC unless it says).")
+    ] = "now",
+    end: Annotated[
+        str | None, typer.Option(help="When it ends: +2h, or a time (UTC unless it says).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Instead of --end: how long from the start (e.g. 2h).")
+    ] = None,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Silence matching anomalies: recorded and shown, never paged, until the silence ends."""
+    from datetime import UTC, datetime, timedelta
+
+    from agentwatch.alerting.silences import MatcherError, parse_matcher
+    from agentwatch.detectors.rules import parse_duration
+    from agentwatch.oncall import parse_when
+
+    given = list(matchers or [])
+    for name, value in (("agent", agent), ("fleet", fleet), ("rule", rule), ("severity", severity)):
+        if value is not None:
+            given.append(f'{name}="{value}"')
+    problems = []
+    if not given:
+        problems.append("name at least one matcher (e.g. --agent A, --fleet F, 'rule=\"R\"')")
+    if not comment.strip():
+        problems.append("say why with --comment")
+    if (end is None) == (duration is None):
+        problems.append("give --end or --duration (one of them)")
+    for text in given:
+        try:
+            parse_matcher(text)
+        except MatcherError as exc:
+            problems.append(str(exc))
+    now = datetime.now(UTC)
+    try:
+        starts = parse_when(start, now)
+        if end is not None:
+            ends = parse_when(end, now)
+        else:
+            ends = starts + timedelta(seconds=parse_duration(duration or ""))
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        typer.echo(f"agentwatch: {'; '.join(problems)}", err=True)
+        raise typer.Exit(2)
+    doc = _client(config, url)(
+        "silence_create",
+        given,
+        ends_at=ends.isoformat(),
+        starts_at=starts.isoformat(),
+        created_by=_actor(actor),
+        comment=comment,
+    )
+    if as_json:
+        _print_json(doc)
+        return
+    typer.echo(
+        f"{doc['silence_id']} {doc['status']} from {doc['starts_at']} to {doc['ends_at']}: "
+        f"{' '.join(doc['matchers_text'])}"
+    )
+
+
+@silences_app.command("list")
+def silences_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Expired silences too.")] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Active and pending silences (and expired ones with --all), newest first."""
+    from agentwatch.oncall import silences_table
+
+    items = _client(config, url)("silences", every=show_all)["silences"]
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        typer.echo("no silences" if show_all else "no active or pending silences")
+        return
+    typer.echo(silences_table(items))
+
+
+@silences_app.command("expire")
+def silences_expire(
+    silence_id: str,
+    actor: ActorOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """End a silence now (anomalies it muted stay recorded as muted)."""
+    doc = _client(config, url)("silence_expire", silence_id, actor=_actor(actor))
+    if as_json:
+        _print_json(doc)
+        return
+    typer.echo(f"{doc['silence_id']}: {doc['status']} (ends {doc['ends_at']})")
 
 
 def _incident_op(

@@ -205,3 +205,49 @@ class ControlClient:
     def incident_op(self, op: str, incident_id: str, *, actor: str, reason: str) -> Any:
         path = f"/incidents/{urllib.parse.quote(incident_id, safe='')}/{op}"
         return self.request("POST", path, {"actor": actor, "reason": reason})
+
+    # -- history ---------------------------------------------------------------------------
+    def anomalies(self, agent: str | None = None, since: str | None = None) -> Any:
+        """Recorded anomalies, newest first, with their evidence events."""
+        query = {k: v for k, v in (("agent", agent), ("since", since)) if v}
+        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+        return self.request("GET", f"/anomalies{suffix}")
+
+    def audit(
+        self, agent: str | None = None, since: str | None = None, incident: str | None = None
+    ) -> Any:
+        """Control and audit history, newest first."""
+        pairs = (("agent", agent), ("since", since), ("incident", incident))
+        query = {k: v for k, v in pairs if v}
+        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+        return self.request("GET", f"/audit{suffix}")
+
+    # -- silences --------------------------------------------------------------------------
+    def silences(self, *, every: bool = False) -> Any:
+        """Active and pending silences (``every``: expired ones too)."""
+        return self.request("GET", "/silences?all=true" if every else "/silences")
+
+    def silence_create(
+        self,
+        matchers: list[str],
+        *,
+        ends_at: str,
+        created_by: str,
+        comment: str,
+        starts_at: str | None = None,
+    ) -> Any:
+        """Create a silence; the answer is the stored silence with its id."""
+        body: dict[str, Any] = {
+            "matchers": matchers,
+            "ends_at": ends_at,
+            "created_by": created_by,
+            "comment": comment,
+        }
+        if starts_at is not None:
+            body["starts_at"] = starts_at
+        return self.request("POST", "/silences", body)
+
+    def silence_expire(self, silence_id: str, *, actor: str) -> Any:
+        """Expire a silence now."""
+        path = f"/silences/{urllib.parse.quote(silence_id, safe='')}"
+        return self.request("DELETE", f"{path}?{urllib.parse.urlencode({'actor': actor})}")

@@ -259,6 +259,18 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * 1024, description="larger events are dead-lettered"
     )
+    recent_events_per_agent: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="the last N events of each agent held in memory as anomaly evidence (0 = none)",
+    )
+    recent_events_max_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="per agent: the recent events held as evidence fit in this many bytes",
+    )
 
     # Record size limits (docs/operations.md, "Record sizes"); one coherent set
     max_message_bytes: int = Field(

@@ -79,6 +79,9 @@ class IncidentState(BaseModel):
     actions_taken: list[str] = Field(default_factory=list)
     runbook_url: str | None = None
     agent_url: str | None = None
+    muted_by: list[str] = Field(default_factory=list)
+    """Silences/inhibit rules that kept the last due page from going out; the next unmuted
+    anomaly pages again (not only after ``repeat_interval``)."""
 
     @property
     def is_open(self) -> bool:
@@ -186,10 +189,13 @@ class IncidentBook:
             "runbook_url": state.runbook_url or runbook_url,
             "agent_url": state.agent_url or agent_url,
         }
+        if state.muted_by and state.is_open and not reopened:
+            changes.update(muted_by=[], paged_severity=None)  # its page was muted: page now
         if reopened:
             update.update(status="open", resolved_at=None, resolved_by=None, acknowledged_by=None)
             changes.update(
                 resolved_clock=None,
+                muted_by=[],
                 flaps=state.flaps + 1,
                 paged_severity=None,
                 opened_clock=now,

@@ -15,12 +15,19 @@ Every control change is a full :class:`~agentwatch.schemas.ControlState` with a 
 ``version`` (:func:`next_version`: ``max(previous + 1, now in ms)``) plus an
 :class:`~agentwatch.schemas.AuditEntry` naming the rule or person and the reason. States come
 back unsigned (``key_id``/``signature`` cleared): the streams layer signs what it publishes.
-Anomalies group into incidents (:mod:`agentwatch.alerting.incidents`). Pure logic: the streams
+Anomalies group into incidents (:mod:`agentwatch.alerting.incidents`).
+
+A muted anomaly (a silence or an inhibit rule matches it, :mod:`agentwatch.alerting.silences`)
+still gets its rule's control action (a silence mutes pages, not the kill switch) and a
+``suppressed`` audit entry, but never joins an incident, so it never pages. A page that falls
+due while a silence mutes every anomaly it is about is not sent either (``suppressed``); the
+incident's next unmuted anomaly pages again. Pure logic: the streams
 layer persists the returned state and publishes the outputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
@@ -28,6 +35,7 @@ from typing import Literal
 from urllib.parse import urljoin
 
 from agentwatch.alerting.incidents import IncidentBook, IncidentState
+from agentwatch.alerting.silences import Mute
 from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Notification
 
@@ -140,8 +148,13 @@ class Responder:
         control: ControlState | None,
         incident: IncidentState | None,
         now: float,
+        mute: Mute | None = None,
     ) -> Outcome:
-        """Respond to one anomaly (idempotent: a replayed anomaly changes nothing)."""
+        """Respond to one anomaly (idempotent: a replayed anomaly changes nothing).
+
+        ``mute`` says which silences and inhibit rules match it: a muted anomaly gets its
+        control action and a ``suppressed`` audit entry, and no incident.
+        """
         if incident is not None and anomaly.anomaly_id in incident.incident.anomaly_ids:
             return Outcome()
         rule = self._rule(anomaly.rule)
@@ -182,6 +195,16 @@ class Responder:
                 "halted"
                 if action == "halt"
                 else "revoked " + ", ".join(sorted(set(new_control.revoked) - before))
+            )
+        if mute is not None and mute.muted:
+            return self._muted(
+                anomaly,
+                mute=mute,
+                new_control=new_control,
+                control=control,
+                actor=actor,
+                taken=taken,
+                now=now,
             )
         state, fresh = self.book.add(
             incident,
@@ -225,6 +248,51 @@ class Responder:
                 )
             )
         out.incident = state
+        return out
+
+    def _muted(
+        self,
+        anomaly: Anomaly,
+        *,
+        mute: Mute,
+        new_control: ControlState | None,
+        control: ControlState | None,
+        actor: str,
+        taken: list[str],
+        now: float,
+    ) -> Outcome:
+        out = Outcome()
+        if new_control is not None:
+            out.control = new_control.model_copy(
+                update={
+                    "reason": anomaly.summary[:1024],
+                    "updated_at": _utc(now),
+                    "updated_by": actor,
+                    "incident_id": control.incident_id if control is not None else None,
+                }
+            )
+            out.audit.append(
+                self._control_audit(
+                    out.control, actor, "rule", reason=anomaly.summary, now=now, anomaly=anomaly
+                )
+            )
+        out.audit.append(
+            AuditEntry(
+                audit_id=audit_id(anomaly.anomaly_id, "suppressed"),
+                ts=_utc(now),
+                actor=actor,
+                actor_kind="rule",
+                action="suppressed",
+                agent_id=anomaly.agent_id,
+                reason=f"not paged: {anomaly.summary}"[:1024],
+                anomaly_ids=[anomaly.anomaly_id],
+                detail={
+                    "silenced_by": list(mute.silenced_by),
+                    "inhibited_by": list(mute.inhibited_by),
+                    "actions_taken": taken,
+                },
+            )
+        )
         return out
 
     @staticmethod
@@ -282,12 +350,50 @@ class Responder:
         )
 
     # -- time ------------------------------------------------------------------------------
-    def tick(self, incident: IncidentState, control: ControlState | None, now: float) -> Outcome:
-        """Whatever is due for one incident: first page, escalation, repeat, auto-resolve."""
+    def tick(
+        self,
+        incident: IncidentState,
+        control: ControlState | None,
+        now: float,
+        mute: Callable[[Notification], Mute] | None = None,
+    ) -> Outcome:
+        """Whatever is due for one incident: first page, escalation, repeat, auto-resolve.
+
+        ``mute`` says whether a silence mutes a page (``trigger``) that falls due: a muted page
+        is not sent (a ``suppressed`` audit entry instead); acknowledge and resolve go out.
+        """
         state, notes = self.book.due(incident, now, control)
         if state is incident:
             return Outcome()
-        out = Outcome(incident=state, notifications=notes)
+        out = Outcome()
+        kept: list[Notification] = []
+        for note in notes:
+            muted = mute(note) if mute is not None and note.event == "trigger" else Mute()
+            if not muted.muted:
+                kept.append(note)
+                continue
+            reasons = [*muted.silenced_by, *muted.inhibited_by]
+            state = state.model_copy(update={"muted_by": reasons})
+            out.audit.append(
+                AuditEntry(
+                    audit_id=audit_id(note.notification_id, "suppressed"),
+                    ts=_utc(now),
+                    actor="agentwatch",
+                    actor_kind="system",
+                    action="suppressed",
+                    agent_id=note.agent_id,
+                    incident_id=note.incident_id,
+                    reason=f"page not sent ({note.reason}): {note.title}"[:1024],
+                    anomaly_ids=[a.anomaly_id for a in note.top_anomalies],
+                    detail={
+                        "notification_id": note.notification_id,
+                        "silenced_by": list(muted.silenced_by),
+                        "inhibited_by": list(muted.inhibited_by),
+                    },
+                )
+            )
+        notes = kept
+        out.incident, out.notifications = state, notes
         self._transition_audit(
             incident, state, notes, actor="agentwatch", kind="system", reason="", now=now, out=out
         )

@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from agentwatch.alerting.silences import InhibitRule
 from agentwatch.detectors.base import DETECTORS, AgentDetector
 from agentwatch.detectors.problems import Problem, RulesError
 
@@ -137,6 +138,8 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     source: str
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    """``inhibit_rules:`` of the file (:mod:`agentwatch.alerting.silences`)."""
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -198,10 +201,13 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         listing every problem of the file at once.
     """
     import agentwatch.detectors  # noqa: F401 - registers the built-in detectors
-    from agentwatch.detectors.validation import check_document
+    from agentwatch.detectors.validation import check_document, check_inhibit_rules
 
     source, text = _read(path)
-    rules, problems = check_document(parse_yaml(text, source), source)
+    doc = parse_yaml(text, source)
+    rules, problems = check_document(doc, source)
+    inhibit, inhibit_problems = check_inhibit_rules(doc, source)
+    problems += inhibit_problems
     if problems:
         raise RulesError(problems)
-    return RuleSet(rules=tuple(rules), source=source)
+    return RuleSet(rules=tuple(rules), source=source, inhibit_rules=tuple(inhibit))

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from agentwatch.alerting.silences import InhibitRule
 from agentwatch.detectors.base import DETECTORS, AgentDetector
 from agentwatch.detectors.problems import (
     Problem,
@@ -33,9 +34,16 @@ from agentwatch.detectors.problems import (
 )
 from agentwatch.detectors.rules import SEVERITIES, Rule, RuleAction
 
-__all__ = ["DURATION", "check_document", "check_params", "describe_type", "detector_parameters"]
+__all__ = [
+    "DURATION",
+    "check_document",
+    "check_inhibit_rules",
+    "check_params",
+    "describe_type",
+    "detector_parameters",
+]
 
-TOP_KEYS = ("groups",)
+TOP_KEYS = ("groups", "inhibit_rules")
 GROUP_KEYS = ("name", "rules")
 RULE_KEYS = tuple(f.alias or name for name, f in Rule.model_fields.items())
 ACTION_KEYS = tuple(RuleAction.model_fields)
@@ -161,6 +169,39 @@ def check_document(doc: Any, source: str) -> tuple[list[Rule], list[Problem]]:
                     first_seen[alert] = here
             if rule is not None and not found:
                 rules.append(rule)
+    return rules, problems
+
+
+def check_inhibit_rules(doc: Any, source: str) -> tuple[list[InhibitRule], list[Problem]]:
+    """The ``inhibit_rules:`` of a parsed rules file (Alertmanager's shape), and their problems.
+
+    Examples
+    --------
+    >>> doc = {"inhibit_rules": [{"source_matchers": ['rule="FailureRate"'],
+    ...     "target_matchers": ['rule="FailureRate"'], "equal": ["fleet"], "min_agents": 3}]}
+    >>> rules, problems = check_inhibit_rules(doc, "r.yml")
+    >>> rules[0].min_agents, problems
+    (3, [])
+    >>> print(check_inhibit_rules({"inhibit_rules": [{"equal": "fleet"}]}, "r.yml")[1][0])
+    r.yml: key 'inhibit_rules[0].source_matchers': Field required
+    """
+    if not isinstance(doc, dict) or doc.get("inhibit_rules") is None:
+        return [], []
+    raws = doc["inhibit_rules"]
+    if not isinstance(raws, list):
+        found = describe(raws)
+        return [], [Problem(source, "inhibit_rules", "wrong type", expected="a list", found=found)]
+    rules: list[InhibitRule] = []
+    problems: list[Problem] = []
+    for i, raw in enumerate(raws):
+        try:
+            rules.append(InhibitRule.model_validate(raw))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                where = key_path(["inhibit_rules", i, *error["loc"]])
+                problems.append(Problem(source, where, str(error["msg"])))
+        except ValueError as exc:  # a matcher that does not parse
+            problems.append(Problem(source, key_path(["inhibit_rules", i]), str(exc)))
     return rules, problems
 
 

@@ -16,7 +16,10 @@ class AuditEntry(BaseModel):
 
     ``actor`` is a rule name (``actor_kind="rule"``), a person (``"person"``, from the control
     API or CLI) or ``"system"`` (auto-resolve, delivery). ``dry_run`` entries record what a
-    shadow rule would have done; nothing was changed.
+    shadow rule would have done; nothing was changed. ``suppressed`` records an anomaly or a
+    page that a silence or an inhibit rule kept from paging (``detail.silenced_by``,
+    ``detail.inhibited_by``); ``silence_create``/``silence_expire`` record silences
+    (``detail.silence_id``).
     """
 
     model_config = WIRE_CONFIG
@@ -37,6 +40,9 @@ class AuditEntry(BaseModel):
         "incident_resolve",
         "delivered",
         "delivery_failed",
+        "suppressed",
+        "silence_create",
+        "silence_expire",
     ]
     agent_id: AgentId | None = None
     incident_id: Name | None = None

@@ -7,9 +7,24 @@
 ``POST /agents/{id}/revoke|grant``         body ``{"actor", "reason", "actions": [...]}``
 ``POST /fleets/{fleet}/halt|resume``       body ``{"actor", "reason"}``: every agent of a fleet
 ``GET  /incidents[?status=open,...]``      open and recent incidents, newest first
-``GET  /incidents/{id}``                   one incident
+``GET  /agents/{id}/events``               the events held of an agent (evidence, recent)
+``GET  /incidents/{id}``                   one incident with its evidence (see below)
 ``POST /incidents/{id}/ack|resolve``       body ``{"actor", "reason"}``
+``GET  /anomalies[?agent=A&since=S]``      recorded anomalies, newest first, with evidence
+``GET  /audit[?agent=A&since=S]``          control and audit history, newest first
+``GET  /silences[?all=true]``              active and pending silences (``all``: expired too)
+``POST /silences``                         body ``{"matchers", "starts_at", "ends_at",
+                                           "created_by", "comment"}``
+``GET  /silences/{id}``                    one silence
+``DELETE /silences/{id}?actor=NAME``       expire a silence now
 =========================================  =================================================
+
+``GET /incidents/{id}`` answers the incident's fields plus ``anomalies`` (each with its
+summary, observed vs baseline, score and threshold, ``silenced_by``/``inhibited_by``, and
+``evidence_events``: each evidence id with ``held`` and the event itself while the worker
+owning the agent holds it, :mod:`agentwatch.streams.recent`), the agent's ``control`` state
+and its ``audit`` history.
+``since`` is an ISO 8601 time or a duration back from now (``30m``, ``2h``).
 
 Control changes are linearizable per agent (one writer; each accepted request applies on top of
 the previous one). Answers about an agent's control state carry ``ETag: "<version>"``; a POST
@@ -34,14 +49,17 @@ import asyncio
 import hmac
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
 import faust
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from yarl import URL
 
+from agentwatch.alerting.silences import MatcherError, SilenceRequest
+from agentwatch.detectors.rules import parse_duration
 from agentwatch.logtext import escape
 from agentwatch.schemas import ControlState
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
@@ -57,13 +75,24 @@ from agentwatch.streams.roster import (
 if TYPE_CHECKING:
     from agentwatch.streams.app import WorkerApp
 
-__all__ = ["ControlRequest", "etag", "parse_if_match", "parse_statuses", "register_api"]
+__all__ = [
+    "ControlRequest",
+    "etag",
+    "parse_if_match",
+    "parse_since",
+    "parse_statuses",
+    "register_api",
+    "resolve_evidence",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 PEER_TIMEOUT_S = 5.0
 INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
+MAX_EVIDENCE_AGENTS = 20
+INCIDENT_AUDIT_LIMIT = 200
+_NAME: TypeAdapter[str] = TypeAdapter(Name)
 
 
 class ControlRequest(BaseModel):
@@ -102,6 +131,73 @@ def parse_statuses(value: str | None) -> list[str] | None:
             "resolved or all (comma-separated)"
         )
     return list(dict.fromkeys(statuses))
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    """The time a ``?since=`` names: an ISO 8601 time, or a duration back from ``now``.
+
+    Raises
+    ------
+    ValueError
+        for anything else.
+
+    Examples
+    --------
+    >>> now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    >>> parse_since("2h", now).hour, parse_since("2026-01-01T03:00:00Z", now).hour
+    (10, 3)
+    >>> parse_since(None, now) is None
+    True
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"since={value!r} is neither a time (2026-01-01T03:00:00Z) nor a duration (30m, 2h)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def resolve_evidence(
+    anomalies: list[dict[str, Any]], events: list[bytes] | None
+) -> list[dict[str, Any]]:
+    """Each anomaly record with ``evidence_events``: its evidence ids resolved against the
+    agent's recent events (``held: false`` when the store no longer has one).
+
+    Examples
+    --------
+    >>> out = resolve_evidence([{"evidence": ["e1", "e9"]}], [b'{"event_id":"e1","x":1}'])
+    >>> [(e["event_id"], e["held"]) for e in out[0]["evidence_events"]]
+    [('e1', True), ('e9', False)]
+    """
+    by_id: dict[str, Any] = {}
+    for raw in events or []:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("event_id"), str):
+            by_id[doc["event_id"]] = doc
+    out = []
+    for record in anomalies:
+        resolved = []
+        for event_id in record.get("evidence", []):
+            event = by_id.get(event_id)
+            item: dict[str, Any] = {"event_id": event_id, "held": event is not None}
+            if event is not None:
+                item["event"] = event
+            resolved.append(item)
+        out.append({**record, "evidence_events": resolved})
+    return out
 
 
 def etag(version: int) -> str:
@@ -406,6 +502,80 @@ def register_api(worker: WorkerApp) -> None:
                 return forwarded
             return self.json(local_response_part(agent_id))
 
+    async def agent_events(request: Any, agent_id: str) -> list[bytes] | str | None:
+        """The agent's recent raw events from the worker that owns its partition; ``None``
+        when none are held, ``"unavailable"`` when that worker cannot be asked."""
+        try:
+            dest = app.router.key_store(worker.table.name, agent_id)
+        except KeyError:
+            return "unavailable"
+        if is_self(dest):
+            return worker.stage.recent_events(agent_id)
+        url = dest.with_path(f"/agents/{agent_id}/events")
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+        try:
+            async with app.http_client.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status == 200:
+                    doc = orjson.loads(await resp.read())
+                    return [orjson.dumps(e) for e in doc["events"]]
+                log.warning("control API: %s answered %d for events", dest, resp.status)
+        except Exception as exc:
+            log.warning("control API: %s unreachable for events: %r", dest, exc)
+        return "unavailable"
+
+    async def with_evidence(
+        request: Any, records: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Records with their evidence events resolved; and the agents whose store could not be
+        read (their evidence shows ``held: null``)."""
+        agents = list(dict.fromkeys(str(r["agent_id"]) for r in records))
+        fetched = await asyncio.gather(*(agent_events(request, a) for a in agents))
+        events = dict(zip(agents, fetched, strict=True))
+        out, unavailable = [], []
+        for record in records:
+            held = events[str(record["agent_id"])]
+            if held == "unavailable":
+                unavailable.append(str(record["agent_id"]))
+                item = resolve_evidence([record], [])[0]
+                for e in item["evidence_events"]:
+                    e["held"] = None
+                out.append(item)
+            else:
+                out.extend(resolve_evidence([record], held if isinstance(held, list) else None))
+        return out, list(dict.fromkeys(unavailable))
+
+    @app.page("/agents/{agent_id}/events")  # type: ignore[untyped-decorator]
+    class AgentEventsView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any, agent_id: str) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("agent_events", denied)
+            try:
+                dest = app.router.key_store(worker.table.name, agent_id)
+            except KeyError as exc:
+                log.info("control API: no owner for agent events yet: %r", exc)
+                return count(
+                    "agent_events",
+                    _problem(self, 503, "worker starting or rebalancing; retry shortly"),
+                )
+            if not is_self(dest):
+                return count("agent_events", await forward(self, request, dest))
+            held = worker.stage.recent_events(agent_id) or []
+            events = []
+            for raw in held:
+                try:
+                    events.append(orjson.loads(raw))
+                except orjson.JSONDecodeError:
+                    continue
+            body = {
+                "agent_id": agent_id,
+                "events": events,
+                "max_events": settings.recent_events_per_agent,
+                "max_bytes": settings.recent_events_max_bytes,
+            }
+            return count("agent_events", self.json(body))
+
     @app.page("/agents/{agent_id}/{op}")  # type: ignore[untyped-decorator]
     class AgentControlView(faust.web.View):  # type: ignore[misc]
         async def post(self, request: Any, agent_id: str, op: str) -> Any:
@@ -560,7 +730,25 @@ def register_api(worker: WorkerApp) -> None:
                 state = response.find(incident_id)
             except NotFound:
                 return count("incident", _problem(self, 404, f"unknown incident {incident_id!r}"))
-            return count("incident", self.json(state.incident.model_dump(mode="json")))
+            incident = state.incident
+            body = incident.model_dump(mode="json")
+            control = response.control(incident.agent_id)
+            body["control"] = control.model_dump(mode="json") if control else None
+            body["muted_by"] = state.muted_by
+            history = response.history
+            records: list[dict[str, Any]] = []
+            if history is not None:
+                records = history.anomalies(incident.agent_id, ids=incident.anomaly_ids)
+                body["audit"] = history.audit(incident.agent_id, limit=INCIDENT_AUDIT_LIMIT)
+            if not records:  # no history kept: the incident's top anomalies
+                records = [
+                    {**a.model_dump(mode="json"), "incident_id": incident.incident_id}
+                    for a in state.top
+                ]
+            body["anomalies"], unavailable = await with_evidence(request, records)
+            if unavailable:
+                body["evidence_unavailable"] = unavailable
+            return count("incident", self.json(body))
 
     @app.page("/incidents/{incident_id}/{op}")  # type: ignore[untyped-decorator]
     class IncidentOpView(faust.web.View):  # type: ignore[misc]
@@ -595,6 +783,167 @@ def register_api(worker: WorkerApp) -> None:
                 escape(body.reason, 1024),
             )
             return count(endpoint, self.json(incident.model_dump(mode="json")))
+
+    def query_since(request: Any) -> datetime | None:
+        return parse_since(request.query.get("since"), datetime.fromtimestamp(time.time(), UTC))
+
+    def query_limit(request: Any) -> int:
+        text = request.query.get("limit", "500")
+        if not text.isdigit() or not 1 <= int(text) <= 5000:
+            raise ValueError(f"limit={text!r} must be a number from 1 to 5000")
+        return int(text)
+
+    @app.page("/anomalies")  # type: ignore[untyped-decorator]
+    class AnomaliesView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("anomalies", denied)
+            try:
+                since, limit = query_since(request), query_limit(request)
+            except ValueError as exc:
+                return count("anomalies", _problem(self, 400, str(exc)))
+            forwarded = await on_responder(self, request)
+            if forwarded is not None:
+                return count("anomalies", forwarded)
+            history = response.history
+            records = (
+                history.anomalies(request.query.get("agent"), since=since, limit=limit)
+                if history is not None
+                else []
+            )
+            body: dict[str, Any] = {"anomalies": records}
+            agents = {r["agent_id"] for r in records}
+            wanted = request.query.get("evidence", "true") not in ("0", "false")
+            if wanted and len(agents) > MAX_EVIDENCE_AGENTS:
+                body["evidence_omitted"] = (
+                    f"anomalies of {len(agents)} agents: evidence is resolved for at most "
+                    f"{MAX_EVIDENCE_AGENTS}; ask for one agent (?agent=)"
+                )
+            elif wanted:
+                body["anomalies"], unavailable = await with_evidence(request, records)
+                if unavailable:
+                    body["evidence_unavailable"] = unavailable
+            return count("anomalies", self.json(body))
+
+    @app.page("/audit")  # type: ignore[untyped-decorator]
+    class AuditView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("audit", denied)
+            try:
+                since, limit = query_since(request), query_limit(request)
+            except ValueError as exc:
+                return count("audit", _problem(self, 400, str(exc)))
+            forwarded = await on_responder(self, request)
+            if forwarded is not None:
+                return count("audit", forwarded)
+            history = response.history
+            entries = (
+                history.audit(
+                    request.query.get("agent"),
+                    since=since,
+                    incident_id=request.query.get("incident"),
+                    limit=limit,
+                )
+                if history is not None
+                else []
+            )
+            return count("audit", self.json({"audit": entries}))
+
+    @app.page("/silences")  # type: ignore[untyped-decorator]
+    class SilencesView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("silences", denied)
+            forwarded = await on_responder(self, request)
+            if forwarded is not None:
+                return count("silences", forwarded)
+            now = datetime.fromtimestamp(response.clock(), UTC)
+            every = request.query.get("all") in ("1", "true")
+            items = [
+                s.view(now) for s in response.silences_list() if every or s.status(now) != "expired"
+            ]
+            return count("silences", self.json({"silences": items}))
+
+        async def post(self, request: Any) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("silence_create", denied)
+            raw = await request.read()
+            if len(raw) > MAX_BODY:
+                return count("silence_create", _problem(self, 400, f"body over {MAX_BODY} bytes"))
+            try:
+                silence_request = SilenceRequest.model_validate_json(raw or b"null")
+            except ValidationError as exc:
+                problems = [
+                    f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                ]
+                return count(
+                    "silence_create", _problem(self, 400, "invalid silence", problems=problems)
+                )
+            except MatcherError as exc:
+                return count("silence_create", _problem(self, 400, str(exc)))
+            forwarded = await on_responder(self, request, raw)
+            if forwarded is not None:
+                return count("silence_create", forwarded)
+            try:
+                silence = await response.create_silence(silence_request)
+            except ValueError as exc:
+                return count("silence_create", _problem(self, 400, str(exc)))
+            log.info(
+                "silence %s created by %s: %s",
+                silence.silence_id,
+                escape(silence.created_by),
+                ", ".join(escape(str(m)) for m in silence.matchers),
+            )
+            now = datetime.fromtimestamp(response.clock(), UTC)
+            return count("silence_create", self.json(silence.view(now), status=201))
+
+    @app.page("/silences/{silence_id}")  # type: ignore[untyped-decorator]
+    class SilenceView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any, silence_id: str) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("silence", denied)
+            forwarded = await on_responder(self, request)
+            if forwarded is not None:
+                return count("silence", forwarded)
+            silence = response.silences.get(silence_id) if response.silences else None
+            if silence is None:
+                return count("silence", _problem(self, 404, f"unknown silence {silence_id!r}"))
+            now = datetime.fromtimestamp(response.clock(), UTC)
+            return count("silence", self.json(silence.view(now)))
+
+        async def delete(self, request: Any, silence_id: str) -> Any:
+            denied = check_auth(self, request)
+            if denied is not None:
+                return count("silence_expire", denied)
+            actor = request.query.get("actor", "")
+            try:
+                _NAME.validate_python(actor)
+            except ValidationError:
+                actor = ""
+            if not actor:
+                return count(
+                    "silence_expire",
+                    _problem(self, 400, "say who expires the silence: ?actor=NAME"),
+                )
+            forwarded = await on_responder(self, request)
+            if forwarded is not None:
+                return count("silence_expire", forwarded)
+            try:
+                silence = await response.expire_silence(silence_id, by=actor)
+            except NotFound:
+                return count(
+                    "silence_expire", _problem(self, 404, f"unknown silence {silence_id!r}")
+                )
+            log.info("silence %s expired by %s", silence.silence_id, escape(actor))
+            now = datetime.fromtimestamp(response.clock(), UTC)
+            return count("silence_expire", self.json(silence.view(now)))
 
 
 def _by_id(row: dict[str, Any]) -> str:

@@ -149,6 +149,13 @@ def create_app(
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
+    evidence_table = app.Table(
+        "evidence",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+    )
     deadletters = DeadLetters(
         topic=topics["deadletter"],
         metrics=metrics,
@@ -167,6 +174,7 @@ def create_app(
         metrics=metrics,
         partitions=lambda: app.consumer.topic_partitions(actions_name),
         committed=lambda tp: _committed(app, tp),
+        evidence_table=evidence_table,
     )
     app.sensors.add(CommitGuard(stage))
     # The responder's state: one partition each, like its input topics (see topics.py).
@@ -177,6 +185,10 @@ def create_app(
     )
     # what refreshing notifiers (Alertmanager) hold firing: written beside the deliveries
     firing = app.Table("firing", default=None, key_type=bytes, value_type=bytes, partitions=1)
+    anomaly_log, audit_log, silences = (
+        app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=1)
+        for name in ("anomaly_log", "audit_log", "silences")
+    )
     anomalies_name = settings.topic("anomalies")
     owned = TP(anomalies_name, 0)
 
@@ -200,6 +212,8 @@ def create_app(
         metrics=metrics,
         signer=signer,
         deadletters=deadletters,
+        history=(anomaly_log, audit_log),
+        silences=silences,
         clock=clock,
     )
     if dispatcher is None:
@@ -209,8 +223,15 @@ def create_app(
             metrics=NotificationMetrics(metrics.registry),
             firing=FiringStore(firing),
         )
+    history = response.history
     delivery = DeliveryStage(
-        dispatcher=dispatcher, audit=topics["audit"], deadletters=deadletters, clock=clock
+        dispatcher=dispatcher,
+        audit=topics["audit"],
+        deadletters=deadletters,
+        clock=clock,
+        on_audit=history.record_audit if history is not None else None,
+        mute=response.mute_page,
+        on_muted=response.mark_muted,
     )
     probes = {
         "ingest": StageProbe("ingest", actions_name),

@@ -148,6 +148,12 @@ class WorkerMetrics:
             ["action"],
             registry=r,
         )
+        self.suppressed = Counter(
+            "agentwatch_suppressed",
+            "Anomalies and due pages kept from paging, by why (silenced or inhibited).",
+            ["reason"],
+            registry=r,
+        )
         self.incident_transitions = Counter(
             "agentwatch_incident_transitions",
             "Incident notifications emitted, by reason (opened, escalated, repeat, ...).",

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,13 +40,25 @@ from pydantic import ValidationError
 from agentwatch.alerting.dispatch import DeliveryResult, Dispatcher
 from agentwatch.alerting.incidents import IncidentState
 from agentwatch.alerting.responder import Command, Outcome, Responder, audit_id, next_version
+from agentwatch.alerting.silences import (
+    Mute,
+    Silence,
+    SilenceRequest,
+    anomaly_labels,
+    inhibited_by,
+    matches_all,
+    new_silence_id,
+    silenced_by,
+)
 from agentwatch.logtext import escape
 from agentwatch.schemas import Anomaly, AuditEntry, ControlState, Incident, Notification
 from agentwatch.schemas.signing import ControlSigner
 from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.history import History
 from agentwatch.streams.keylocks import KeyedLocks
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.produce import Outgoing, send_all_acked
+from agentwatch.streams.silencing import SilenceStore
 
 __all__ = ["DeliveryStage", "NotFound", "ResponseStage", "TableLog", "VersionConflict"]
 
@@ -112,6 +124,10 @@ class ResponseStage:
         Signs every ControlState this stage publishes.
     deadletters
         Where invalid anomalies go.
+    history
+        Tables ``anomaly_log`` and ``audit_log`` (what on-call reads back); ``None`` = off.
+    silences
+        Table ``silences``; ``None`` = no silences.
     clock
         Wall clock (tests inject one).
     """
@@ -128,6 +144,8 @@ class ResponseStage:
         metrics: WorkerMetrics,
         signer: ControlSigner,
         deadletters: DeadLetters,
+        history: tuple[Any, Any] | None = None,
+        silences: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.responder = responder
@@ -141,6 +159,8 @@ class ResponseStage:
         self.signer = signer
         self.clock = clock
         self._shim = _PartitionEvent(anomalies_topic)
+        self.history = History(history[0], history[1], self._shim) if history else None
+        self.silences = SilenceStore(silences, self._shim) if silences is not None else None
         self.locks = KeyedLocks()
         self._resigned = False  # stored states re-signed with our key since we own the partition
 
@@ -188,10 +208,139 @@ class ResponseStage:
                 continue
             agent = anomaly.agent_id
             async with self.locks.hold(agent):
-                outcome = self.responder.on_anomaly(
-                    anomaly, self.control(agent), self.incident_state(agent), self.clock()
-                )
+                now = self.clock()
+                labels = self.labels(anomaly)
+                mute = self.mute(anomaly.anomaly_id, labels, now)
+                before = self.incident_state(agent)
+                outcome = self.responder.on_anomaly(anomaly, self.control(agent), before, now, mute)
                 await self._apply(agent, outcome, fevent)
+                if self.history is not None:
+                    state = outcome.incident or before
+                    in_incident = state is not None and (
+                        anomaly.anomaly_id in state.incident.anomaly_ids
+                    )
+                    self.history.record_anomaly(
+                        anomaly,
+                        labels=labels,
+                        mute=mute,
+                        incident_id=state.incident.incident_id if in_incident and state else None,
+                        clock=now,
+                        inhibit_window=self._inhibit_window(),
+                        source=any(
+                            matches_all(r.source_matchers, labels)
+                            for r in self.responder.rules.inhibit_rules
+                        ),
+                    )
+
+    # -- silences and inhibition -----------------------------------------------------------
+    def labels(self, anomaly: Anomaly) -> dict[str, str]:
+        """The labels silences and inhibit rules match ``anomaly`` by."""
+        rule = None
+        if anomaly.rule is not None:
+            try:
+                rule = self.responder.rules.by_alert(anomaly.rule)
+            except KeyError:
+                rule = None
+        return anomaly_labels(anomaly, rule.labels if rule is not None else None)
+
+    def _inhibit_window(self) -> float:
+        return max((r.window for r in self.responder.rules.inhibit_rules), default=0.0)
+
+    def mute(self, anomaly_id: str, labels: dict[str, str], now: float) -> Mute:
+        """Which active silences and inhibit rules mute an anomaly with ``labels`` at ``now``."""
+        silences = self.silences.all() if self.silences is not None else []
+        at = datetime.fromtimestamp(now, UTC)
+        inhibit = self.responder.rules.inhibit_rules
+        sources = self.history.sources() if self.history is not None and inhibit else []
+        return Mute(
+            silenced_by=tuple(silenced_by(silences, labels, at)),
+            inhibited_by=tuple(inhibited_by(inhibit, labels, anomaly_id, sources, now)),
+        )
+
+    def mute_page(self, note: Notification) -> Mute:
+        """A page is muted when active silences mute every anomaly it is about."""
+        if self.silences is None or not note.top_anomalies:
+            return Mute()
+        silences = self.silences.all()
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        found: set[str] = set()
+        for anomaly in note.top_anomalies:
+            ids = silenced_by(silences, self.labels(anomaly), at)
+            if not ids:
+                return Mute()
+            found.update(ids)
+        return Mute(silenced_by=tuple(sorted(found)))
+
+    def silences_list(self) -> list[Silence]:
+        """Every stored silence, newest first."""
+        return self.silences.all() if self.silences is not None else []
+
+    async def create_silence(self, request: SilenceRequest) -> Silence:
+        """Store a new silence and audit it; ``ValueError`` for impossible times."""
+        if self.silences is None:
+            raise RuntimeError("silences are not enabled on this worker")
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        silence = Silence.create(request, now, new_silence_id())
+        self.silences.prune(now)
+        self.silences.put(silence)
+        await self._audit_silence(silence, "silence_create", request.created_by, request.comment)
+        return silence
+
+    async def expire_silence(self, silence_id: str, *, by: str) -> Silence:
+        """End a silence now (``NotFound`` when there is none with that id)."""
+        if self.silences is None or (silence := self.silences.get(silence_id)) is None:
+            raise NotFound(silence_id)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        expired = silence.expire(now, by)
+        if expired is not silence:
+            self.silences.put(expired)
+            await self._audit_silence(expired, "silence_expire", by, "expired")
+        return expired
+
+    async def mark_muted(self, note: Notification, muted: Mute) -> None:
+        """A page of ``note``'s incident was not delivered (silenced at delivery): mark the
+        incident so that its next unmuted anomaly pages again."""
+        if muted.inhibited_by:
+            self.metrics.suppressed.labels("inhibited").inc()
+        else:
+            self.metrics.suppressed.labels("silenced").inc()
+        agent = note.agent_id
+        async with self.locks.hold(agent):
+            state = self.incident_state(agent)
+            if state is None or state.incident.incident_id != note.incident_id:
+                return
+            if not state.is_open:
+                return
+            reasons = [*muted.silenced_by, *muted.inhibited_by]
+            await self._apply(
+                agent, Outcome(incident=state.model_copy(update={"muted_by": reasons})), None
+            )
+
+    async def _audit_silence(
+        self,
+        silence: Silence,
+        action: Literal["silence_create", "silence_expire"],
+        actor: str,
+        reason: str,
+    ) -> None:
+        entry = AuditEntry(
+            audit_id=audit_id(silence.silence_id, action),
+            ts=datetime.fromtimestamp(self.clock(), UTC),
+            actor=actor,
+            actor_kind="person",
+            action=action,
+            reason=reason[:1024],
+            detail={
+                "silence_id": silence.silence_id,
+                "matchers": [str(m) for m in silence.matchers],
+                "starts_at": silence.starts_at.isoformat(),
+                "ends_at": silence.ends_at.isoformat(),
+            },
+        )
+        key = f"silence:{silence.silence_id}".encode()
+        await self._publish("audit", [Outgoing(key, entry.model_dump_json().encode())])
+        if self.history is not None:
+            self.history.record_audit([entry])
 
     async def tick(self) -> int:
         """Send whatever is due (first pages, escalations, repeats, auto-resolves).
@@ -215,7 +364,7 @@ class ResponseStage:
                 state = self._due(agent, now)  # again: a change may have run meanwhile
                 if state is None:
                     continue
-                outcome = self.responder.tick(state, self.control(agent), now)
+                outcome = self.responder.tick(state, self.control(agent), now, self.mute_page)
                 await self._apply(agent, outcome, None)
             done += 1
         self.metrics.incidents_open.set(len(self._index()["open"]))
@@ -376,6 +525,8 @@ class ResponseStage:
             self.metrics.incident_transitions.labels(note.reason).inc()
         for entry in outcome.audit:
             self._count(entry)
+        if self.history is not None and outcome.audit:
+            self.history.record_audit(outcome.audit)
         if control is None and outcome.incident is None:
             return None
         token = _current_event.set(weakref.ref(fevent if fevent is not None else self._shim))  # type: ignore[arg-type]
@@ -431,6 +582,9 @@ class ResponseStage:
             self.incidents[_INDEX] = orjson.dumps(index)
 
     def _count(self, entry: AuditEntry) -> None:
+        if entry.action == "suppressed":
+            silenced = bool(entry.detail.get("silenced_by"))
+            self.metrics.suppressed.labels("silenced" if silenced else "inhibited").inc()
         if entry.dry_run:
             self.metrics.dry_run_actions.labels(entry.action).inc()
         elif entry.action in ("halt", "resume", "revoke", "grant"):
@@ -451,7 +605,13 @@ class TableLog:
 
 
 class DeliveryStage:
-    """Delivers outbox notifications through the dispatcher; audits each delivery."""
+    """Delivers outbox notifications through the dispatcher; audits each delivery.
+
+    The last check before a page leaves: a ``trigger`` that ``mute`` says is silenced now (it
+    was queued before the silence was made, e.g. behind a PagerDuty outage) is not delivered;
+    a ``suppressed`` audit entry records it and ``on_muted`` tells the responder, so the
+    incident's next unmuted anomaly pages again.
+    """
 
     def __init__(
         self,
@@ -460,11 +620,17 @@ class DeliveryStage:
         audit: Any,
         deadletters: DeadLetters,
         clock: Callable[[], float],
+        on_audit: Callable[[list[AuditEntry]], None] | None = None,
+        mute: Callable[[Notification], Mute] | None = None,
+        on_muted: Callable[[Notification, Mute], Awaitable[None]] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.audit = audit
         self.deadletters = deadletters
         self.clock = clock
+        self.on_audit = on_audit
+        self.mute = mute
+        self.on_muted = on_muted
 
     async def process(self, fevent: Any) -> None:
         """Deliver one outbox message; an invalid one is dead-lettered."""
@@ -474,12 +640,21 @@ class DeliveryStage:
         except (ValidationError, ValueError, TypeError) as exc:
             await self.deadletters.send(message, "invalid_notification", _invalid(exc))
             return
-        result = await self.dispatcher.deliver(note)
+        muted = self.mute(note) if self.mute is not None and note.event == "trigger" else Mute()
+        if muted.muted:
+            entries = [_suppressed_audit(note, muted, self.clock())]
+            log.info(
+                "notifier: %s not delivered: silenced by %s",
+                note.notification_id,
+                ", ".join(muted.silenced_by),
+            )
+            if self.on_muted is not None:
+                await self.on_muted(note, muted)
+        else:
+            result = await self.dispatcher.deliver(note)
+            entries = _delivery_audit(note, result, self.clock())
         key = note.agent_id.encode()
-        records = [
-            Outgoing(key, entry.model_dump_json().encode())
-            for entry in _delivery_audit(note, result, self.clock())
-        ]
+        records = [Outgoing(key, entry.model_dump_json().encode()) for entry in entries]
 
         def failed(exc: BaseException, attempt: int) -> None:
             if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8 ...
@@ -491,6 +666,8 @@ class DeliveryStage:
                 )
 
         await send_all_acked(self.audit, records, on_failure=failed)
+        if self.on_audit is not None and entries:
+            self.on_audit(entries)
 
 
 def _invalid(exc: Exception) -> str:
@@ -501,6 +678,25 @@ def _invalid(exc: Exception) -> str:
             for e in exc.errors(include_url=False, include_input=False)[:5]
         )
     return f"{type(exc).__name__}: {exc}"
+
+
+def _suppressed_audit(note: Notification, muted: Mute, now: float) -> AuditEntry:
+    return AuditEntry(
+        audit_id=audit_id(note.notification_id, "suppressed"),
+        ts=datetime.fromtimestamp(now, UTC),
+        actor="agentwatch",
+        actor_kind="system",
+        action="suppressed",
+        agent_id=note.agent_id,
+        incident_id=note.incident_id,
+        reason=f"page not delivered ({note.reason}): {note.title}"[:1024],
+        anomaly_ids=[a.anomaly_id for a in note.top_anomalies],
+        detail={
+            "notification_id": note.notification_id,
+            "silenced_by": list(muted.silenced_by),
+            "inhibited_by": list(muted.inhibited_by),
+        },
+    )
 
 
 def _delivery_audit(note: Notification, result: DeliveryResult, now: float) -> list[AuditEntry]:

@@ -52,6 +52,7 @@ from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.produce import Outgoing, send_all_acked
+from agentwatch.streams.recent import RecentEvents, capture, captured_events
 
 __all__ = ["ORIGIN_HEADER", "BaselineStage", "CommitGuard", "home_partition"]
 
@@ -155,6 +156,10 @@ class BaselineStage:
         The actions topic's partition count, ``None`` while unknown (no re-keying then).
     committed
         The committed offset of an actions partition (the floor of its re-keyed copies).
+    evidence_table
+        The faust table ``agent_id -> captured evidence`` (:mod:`agentwatch.streams.recent`):
+        the evidence events of each anomaly, copied from the in-memory recent events when it
+        is raised; ``None`` keeps nothing beyond the recent events in memory.
     """
 
     def __init__(
@@ -169,6 +174,7 @@ class BaselineStage:
         metrics: WorkerMetrics,
         partitions: Callable[[], int | None] = lambda: None,
         committed: Callable[[Any], int | None] = lambda tp: None,
+        evidence_table: Any = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -179,6 +185,10 @@ class BaselineStage:
         self.metrics = metrics
         self.partitions = partitions
         self.committed = committed
+        self.evidence_table = evidence_table
+        self.recent = RecentEvents(
+            settings.recent_events_per_agent, settings.recent_events_max_bytes
+        )
         self._dirty: dict[str, Any] = {}
         self._offsets: dict[str, int] = {}
         self._origins: dict[str, Origins] = {}
@@ -204,6 +214,7 @@ class BaselineStage:
         rejects: list[tuple[Any, str, str]] = []
         rekeys: list[tuple[Any, str, str, int | None]] = []
         anomalies: list[Anomaly] = []
+        found_by: list[tuple[Any, list[Anomaly]]] = []
         engine = self.engine
         offsets = self._offsets
         dirty = self._dirty
@@ -211,6 +222,7 @@ class BaselineStage:
         max_bytes = self.settings.max_event_bytes
         newest = self._newest_event_time
         probe = self.on_event
+        recent = self.recent
         partitions = self.partitions()
         if partitions != self._homes_of or len(self._homes) > _MAX_HOMES:
             self._homes, self._homes_of = {}, partitions or 0
@@ -261,10 +273,12 @@ class BaselineStage:
                 continue
             if found:
                 anomalies.extend(found)
+                found_by.append((fevent, found))
             if origin is not None:
                 self._note_origin(agent_id, origin)
             offsets[agent_id] = message.offset
             dirty[agent_id] = fevent
+            recent.add(agent_id, message.value, event.event_id)
             counts[(event.fleet, event.kind, event.status)] += 1
             if probe is not None:
                 probe(event)
@@ -275,6 +289,8 @@ class BaselineStage:
             await self._rekey(rekeys)
         if rejects:
             await self.deadletters.send_all(rejects)
+        if found_by and self.evidence_table is not None:
+            self._capture(found_by)
         if anomalies:
             await self._publish(
                 self.anomalies,
@@ -287,6 +303,27 @@ class BaselineStage:
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
         self.metrics.batch_events.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _capture(self, found_by: list[tuple[Any, list[Anomaly]]]) -> None:
+        """Copy each anomaly's evidence events into the ``evidence`` table (its agent's key,
+        written as the event that raised it)."""
+        for fevent, found in found_by:
+            for anomaly in found:
+                agent = anomaly.agent_id
+                held = self.recent.find(agent, anomaly.evidence)
+                if not held:
+                    continue
+                events = [held[e] for e in anomaly.evidence if e in held]
+                token = _current_event.set(weakref.ref(fevent))
+                try:
+                    key = agent.encode()
+                    value, changed = capture(
+                        self.evidence_table.get(key), anomaly.anomaly_id, events
+                    )
+                    if changed:
+                        self.evidence_table[key] = value
+                finally:
+                    _current_event.reset(token)
 
     def _processing_error(self, exc: Exception) -> str:
         self.metrics.processing_errors.labels("ingest").inc()
@@ -401,6 +438,7 @@ class BaselineStage:
         gone = set(partitions)
         agents = {a for a, p in self._partitions.items() if p in gone}
         self.engine.evict(agents)
+        self.recent.evict(agents)
         for agent_id in agents:
             self._partitions.pop(agent_id, None)
             self._offsets.pop(agent_id, None)
@@ -414,6 +452,14 @@ class BaselineStage:
             return hot
         value = self.table.get(agent_id.encode())
         return None if value is None else decode_state(value)[1]
+
+    def recent_events(self, agent_id: str) -> list[bytes]:
+        """The raw events held of an agent owned here: the evidence captured for its anomalies,
+        then its recent events (oldest first)."""
+        captured = []
+        if self.evidence_table is not None:
+            captured = captured_events(self.evidence_table.get(agent_id.encode()))
+        return captured + self.recent.events(agent_id)
 
     def positions(self) -> dict[Any, int]:
         """Last offset read per topic-partition (for consumer lag)."""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,27 @@ async def test_two_workers_forward_control_requests_to_the_responder(
                 async with http.post(f"{urls[0]}/fleets/support/resume", json=body) as r:
                     assert r.status == 200, await r.text()
                     resumed = await r.json()
+                # a silence made through one worker is seen through the other; anomalies
+                # listed through either carry evidence held by both workers' partitions
+                ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+                silence = {
+                    "matchers": ['fleet="support"'],
+                    "ends_at": ends,
+                    "created_by": "dana",
+                    "comment": "drill",
+                }
+                async with http.post(f"{urls[0]}/silences", json=silence) as r:
+                    assert r.status == 201, await r.text()
+                    silence_id = (await r.json())["silence_id"]
+                async with http.get(f"{urls[1]}/silences") as r:
+                    seen = [s["silence_id"] for s in (await r.json())["silences"]]
+                await produce(settings, [risky(1, f"fwd-{i}") for i in range(8)])
+                recorded: list[dict[str, Any]] = []
+                while len(recorded) < 8:
+                    assert time.monotonic() < deadline + 60, recorded
+                    await asyncio.sleep(0.5)
+                    async with http.get(f"{urls[1]}/anomalies") as r:
+                        recorded = (await r.json())["anomalies"]
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -193,3 +215,68 @@ async def test_two_workers_forward_control_requests_to_the_responder(
     assert halted["unchanged"] == ["fwd-1"] and "unreachable_workers" not in halted
     assert sorted(s["agent_id"] for s in resumed["changed"]) == fleet
     assert not any(s["halted"] for s in resumed["changed"])
+    assert seen == [silence_id]
+    assert sorted(a["agent_id"] for a in recorded) == fleet
+    assert all(a["silenced_by"] == [silence_id] for a in recorded)
+    held = [(e["event_id"], e["held"]) for a in recorded for e in a["evidence_events"]]
+    assert sorted(held) == [(f"fwd-{i}-1", True) for i in range(8)]
+
+
+async def test_silences_history_and_evidence_survive_a_sigkill(
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    import aiohttp
+
+    from agentwatch.streams.broker import free_port
+
+    async with FakePagerDuty() as pd, aiohttp.ClientSession(headers=auth) as http:
+        deadline = time.monotonic() + 120
+
+        async def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+            """The answer once the responder is assigned (retries while starting)."""
+            while True:
+                assert time.monotonic() < deadline, f"{method} {url} never answered"
+                try:
+                    async with http.request(method, url, json=body) as r:
+                        if r.status != 503:
+                            return r.status, await r.json(content_type=None)
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+
+        port = free_port("127.0.0.1")
+        worker = start_worker(settings, tmp_path, pd, web_port=port, api_token=API_TOKEN)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            silence = {
+                "matchers": ['agent="durable"'],
+                "ends_at": ends,
+                "created_by": "erin",
+                "comment": "restart drill",
+            }
+            status, created = await call("POST", f"{url}/silences", silence)
+            assert status == 201, created
+            await produce(settings, [risky(1, "durable")])
+            before: list[Any] = []
+            while not before:
+                assert time.monotonic() < deadline, "no anomaly recorded"
+                await asyncio.sleep(0.5)
+                before = (await call("GET", f"{url}/anomalies?agent=durable"))[1]["anomalies"]
+            kill(worker)
+            port = free_port("127.0.0.1")
+            worker = start_worker(settings, tmp_path, pd, web_port=port, api_token=API_TOKEN)
+            url = f"http://127.0.0.1:{port}"
+            _, silences = await call("GET", f"{url}/silences")
+            _, after = await call("GET", f"{url}/anomalies?agent=durable")
+            _, audit = await call("GET", f"{url}/audit?agent=durable")
+        finally:
+            if worker.poll() is None:
+                kill(worker)
+    assert [s["silence_id"] for s in silences["silences"]] == [created["silence_id"]]
+    assert after["anomalies"] == before  # the record and its evidence, from the changelogs
+    [anomaly] = after["anomalies"]
+    assert anomaly["silenced_by"] == [created["silence_id"]]
+    assert [(e["event_id"], e["held"]) for e in anomaly["evidence_events"]] == [("durable-1", True)]
+    assert "suppressed" in [a["action"] for a in audit["audit"]]
+    assert pd.requests == []
