@@ -10,7 +10,8 @@ acknowledgement.
   state those offsets stand for. But faust's flush returns early: its buffer flush gives up
   after 0.1 s without a record sent, and never waits for the record being handed to the Kafka
   client at that moment. Offsets were then committed while table changelog records were still
-  unsent (measured: 15 of 131 commits in a full-size kill storm ran ahead by one record). A
+  unsent (measured in a full-size kill storm: 15 of 132 commit rounds ended with a changelog
+  record not yet acknowledged). A
   SIGKILL in that window loses events: a worker on a new disk restores the older changelog
   record, and a restart on the same RocksDB replays an older record the broker stored but the
   dead process never saw acknowledged over the newer local state; either way the committed
