@@ -177,6 +177,7 @@ def create_app(
         evidence_table=evidence_table,
     )
     app.sensors.add(CommitGuard(stage))
+    app.commit_barrier = stage  # every commit flushes whole batches only (CommitGuard)
     # The responder's state: one partition each, like its input topics (see topics.py).
     controls = app.Table("controls", default=None, key_type=bytes, value_type=bytes, partitions=1)
     incidents = app.Table("incidents", default=None, key_type=bytes, value_type=bytes, partitions=1)

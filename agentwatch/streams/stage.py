@@ -19,9 +19,11 @@ Every record ends in exactly one of three places:
   the replay guard compares are comparable.
 
 Offsets never run ahead of state: faust commits only offsets of acknowledged messages, a
-message is acknowledged only after its batch was folded in and its dead letters and re-keyed
-copies were acknowledged by the broker, the commit first flushes our state into the changelog
-(``on_commit_initiated``), and faust flushes the producer before it commits offsets. After a
+message is acknowledged only after its batch was folded in and its dead letters, re-keyed
+copies and anomalies were acknowledged by the broker, the commit waits for the batch in
+progress and then flushes our state into the table (``on_commit_initiated``), so the stored
+state never holds an event whose anomaly is not out, and the commit waits until the broker
+acknowledged the changelog records (:mod:`agentwatch.streams.transport`). After a
 crash, events replayed from the last committed offset are skipped per agent by the offset
 stored next to each agent's state, so a baseline never counts an event twice; a key-less
 event replayed at its origin is re-keyed again, and its second copy is recognised by its
@@ -31,6 +33,7 @@ origin (kept per agent next to the state, pruned below the origin's committed of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -199,6 +202,10 @@ class BaselineStage:
         self._newest_event_time = 0.0
         self._errors_logged: set[str] = set()
         self._failure_logged_at = float("-inf")
+        self._batch_done = asyncio.Event()  # set: no batch in progress
+        self._batch_done.set()
+        self._may_start = asyncio.Event()  # clear: a commit waits to take its snapshot
+        self._may_start.set()
         #: Called with every event folded into a baseline (benchmarks, tests); None = off.
         self.on_event: Callable[[ActionEvent], None] | None = None
 
@@ -208,7 +215,33 @@ class BaselineStage:
 
         Returns once every dead letter, re-keyed copy and anomaly of the batch was
         acknowledged by the broker (retrying as long as it takes); never raises for a record.
+        A batch starts only while no offset commit is taking its snapshot
+        (:meth:`hold_for_commit`), so a commit never writes state that holds events whose
+        anomalies are not yet acknowledged.
         """
+        await self._may_start.wait()
+        self._batch_done.clear()
+        try:
+            await self._process_batch(events)
+        finally:
+            self._batch_done.set()
+
+    async def hold_for_commit(self) -> None:
+        """Wait until no batch is in progress, and start none until :meth:`release_commit`.
+
+        The state :meth:`flush` writes is then the state of whole batches, every side effect
+        of which (anomalies, dead letters, re-keyed copies) the broker acknowledged: a kill
+        right after the write cannot leave an event folded into the stored state (so skipped
+        when read again) whose anomaly was never published.
+        """
+        self._may_start.clear()
+        await self._batch_done.wait()
+
+    def release_commit(self) -> None:
+        """Let batches start again (see :meth:`hold_for_commit`)."""
+        self._may_start.set()
+
+    async def _process_batch(self, events: Sequence[Any]) -> None:
         started = time.perf_counter()
         counts: Counter[tuple[str, str, str]] = Counter()
         rejects: list[tuple[Any, str, str]] = []
@@ -467,7 +500,12 @@ class BaselineStage:
 
 
 class CommitGuard(faust.Sensor):  # type: ignore[misc]
-    """A faust sensor that flushes the stage at the start of every offset commit."""
+    """A faust sensor that flushes the stage at the start of every offset commit.
+
+    The worker's consumer (:mod:`agentwatch.streams.transport`) first waits for the batch in
+    progress (:meth:`BaselineStage.hold_for_commit`); the flush and faust's choice of the
+    offsets to commit then happen in one step, and batches resume right after.
+    """
 
     #: its service chatter (starting, stopping) goes with faust's, not the stage's records
     logger = logging.getLogger("agentwatch.faust")
@@ -478,4 +516,5 @@ class CommitGuard(faust.Sensor):  # type: ignore[misc]
 
     def on_commit_initiated(self, consumer: Any) -> Any:
         self.stage.flush()
+        self.stage.release_commit()
         return super().on_commit_initiated(consumer)

@@ -24,7 +24,15 @@ from tests.streams.test_response import read_topic, risky, rules_file, wait_for
 pytestmark = pytest.mark.integration
 
 
-def start_worker(settings: Settings, tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
+def start_worker(
+    settings: Settings,
+    tmp_path: Path,
+    pd: FakePagerDuty,
+    *,
+    module: str = "agentwatch.cli",
+    **extra: Any,
+) -> Any:
+    """``python -m <module> worker`` in its own session, logging to ``tmp_path/worker.log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH_")}
     values: dict[str, Any] = {
         "kafka_bootstrap": settings.kafka_bootstrap,
@@ -50,7 +58,7 @@ def start_worker(settings: Settings, tmp_path: Path, pd: FakePagerDuty, **extra:
     env.update({f"AGENTWATCH_{k.upper()}": str(v) for k, v in values.items()})
     log = (tmp_path / "worker.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "agentwatch.cli", "worker"],
+        [sys.executable, "-m", module, "worker"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

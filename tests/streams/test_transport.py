@@ -1,0 +1,142 @@
+"""The worker's Kafka transport: an offset commit waits for the ingest batch in progress, and
+the producer flush (run by faust before every commit) waits for every acknowledgement and
+a commit refuses to go past a record that failed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
+from faust.transport.producer import ProducerBuffer
+
+from agentwatch.config import Settings
+from agentwatch.streams.app import create_app
+from agentwatch.streams.produce import Outgoing
+from agentwatch.streams.runner import running_app
+from agentwatch.streams.stage import decode_state
+from agentwatch.streams.transport import AckedFlushProducer, UnacknowledgedRecordError
+from tests.streams.test_pipeline import encoded, event, produce, wait_for
+from tests.streams.test_response import risky, rules_file
+
+pytestmark = pytest.mark.integration
+
+HELD = b"held"
+FAILED = b"failed"
+
+
+@pytest.fixture
+def faulty_buffer(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """faust's producer buffer holds records valued ``HELD`` until the returned event is set,
+    and fails records valued ``FAILED`` (as a send the broker never acknowledged)."""
+    release = asyncio.Event()
+    send_pending = ProducerBuffer._send_pending
+
+    async def faulty(self: Any, fut: Any) -> None:
+        if fut.message.value == HELD:
+            await release.wait()
+        elif fut.message.value == FAILED:
+            fut.set_exception(KafkaTimeoutError())
+            return
+        await send_pending(self, fut)
+
+    monkeypatch.setattr(ProducerBuffer, "_send_pending", faulty)
+    return release
+
+
+async def test_flush_waits_until_the_broker_acknowledged_every_record(
+    settings: Settings, faulty_buffer: asyncio.Event
+) -> None:
+    # no commit of the worker's own while the test holds the buffer
+    worker = create_app(settings.replace(commit_interval_s=60.0))
+    async with running_app(worker):
+        producer = worker.app.producer
+        assert isinstance(producer, AckedFlushProducer)
+        audit = worker.topics["audit"]
+        first = audit.send_soon(key=b"k", value=b"sent")
+        held = audit.send_soon(key=b"k", value=HELD)
+        flush = asyncio.create_task(producer.flush())
+        await asyncio.sleep(1.0)
+        # faust's own flush returns here: the held record is in flight, not in its queue
+        assert not flush.done(), "flush returned before the held record was acknowledged"
+        assert producer.unacknowledged >= 1
+        faulty_buffer.set()
+        await asyncio.wait_for(flush, timeout=10)
+        assert held.done() and held.result().offset >= 0
+        assert first.done() and first.result().offset < held.result().offset
+        assert producer.unacknowledged == 0
+
+
+async def test_a_failed_record_stops_the_worker_without_committing(
+    settings: Settings, faulty_buffer: asyncio.Event
+) -> None:
+    worker = create_app(settings.replace(commit_interval_s=60.0))
+    async with running_app(worker):
+        producer = worker.app.producer
+        failed = worker.topics["audit"].send_soon(key=b"k", value=FAILED)
+        await asyncio.wait_for(producer.flush(), timeout=10)
+        assert isinstance(failed.exception(), KafkaTimeoutError)
+        problem = producer.problem()
+        assert isinstance(problem, UnacknowledgedRecordError)
+        assert "audit" in str(problem) and "KafkaTimeoutError" in str(problem)
+        # an event whose offset the next commit would cover
+        await produce(settings, [encoded(event(0, "c-1"))])
+        await wait_for(lambda: "c-1" in worker.stage.engine.baselines, timeout=30)
+        await asyncio.sleep(1.0)  # acked once the agent asks for its next batch
+        assert await worker.app.consumer.commit() is False
+        assert worker.app.crashed
+        committed = await group_offsets(settings)
+        assert committed == {}, f"offsets committed past a failed record: {committed}"
+
+
+async def group_offsets(settings: Settings) -> dict[int, int]:
+    """The offsets the worker's group committed on the actions topic, by partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.app_id,  # only reads the group's offsets, never joins
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        out = {}
+        for partition in range(settings.topic_partitions):
+            tp = TopicPartition(settings.topic("actions"), partition)
+            offset = await consumer.committed(tp)
+            if offset is not None:
+                out[partition] = offset
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_a_commit_stores_no_event_whose_anomaly_is_not_acknowledged(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = create_app(settings.replace(rules_file=rules_file(tmp_path)))
+    stage = worker.stage
+    release = asyncio.Event()
+    publish = stage._publish
+
+    async def slow_anomalies(topic: Any, purpose: str, records: Sequence[Outgoing]) -> None:
+        if purpose == "anomaly":
+            await release.wait()  # the broker has not acknowledged the anomaly yet
+        await publish(topic, purpose, records)
+
+    monkeypatch.setattr(stage, "_publish", slow_anomalies)
+    async with running_app(worker):
+        await produce(settings, [risky(0, "slow-1")])
+        try:
+            await wait_for(lambda: "slow-1" in stage.engine.baselines, timeout=30)
+            await asyncio.sleep(1.5)  # three commit intervals
+            # stored now, a kill would skip the event when read again: its anomaly never out
+            stored_early = worker.table.get(b"slow-1")
+        finally:
+            release.set()  # the worker can stop
+        assert stored_early is None, "a commit stored an event whose anomaly was not acked"
+        await wait_for(lambda: worker.table.get(b"slow-1") is not None, timeout=10)
+        _, baseline, _ = decode_state(worker.table.get(b"slow-1"))
+        assert baseline.count == 1
