@@ -27,7 +27,7 @@ the rule, the key, what was expected and what was found (see
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +37,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from agentwatch.detectors.base import DETECTORS, AgentDetector
 from agentwatch.detectors.problems import Problem, RulesError
+from agentwatch.schemas.approvals import ApprovalPolicy
 
 __all__ = [
     "DEFAULT_RULES",
@@ -137,6 +138,8 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     source: str
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    """Which calls wait for a person's approval (the file's ``approvals`` section)."""
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -198,10 +201,16 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         listing every problem of the file at once.
     """
     import agentwatch.detectors  # noqa: F401 - registers the built-in detectors
+    from agentwatch.detectors.approval_rules import check_approvals
     from agentwatch.detectors.validation import check_document
 
     source, text = _read(path)
-    rules, problems = check_document(parse_yaml(text, source), source)
+    doc = parse_yaml(text, source)
+    rules, problems = check_document(doc, source)
+    approvals, more = check_approvals(
+        doc.get("approvals") if isinstance(doc, dict) else None, source
+    )
+    problems += more
     if problems:
         raise RulesError(problems)
-    return RuleSet(rules=tuple(rules), source=source)
+    return RuleSet(rules=tuple(rules), source=source, approvals=approvals)

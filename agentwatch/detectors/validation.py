@@ -35,7 +35,7 @@ from agentwatch.detectors.rules import SEVERITIES, Rule, RuleAction
 
 __all__ = ["DURATION", "check_document", "check_params", "describe_type", "detector_parameters"]
 
-TOP_KEYS = ("groups",)
+TOP_KEYS = ("groups", "approvals")
 GROUP_KEYS = ("name", "rules")
 RULE_KEYS = tuple(f.alias or name for name, f in Rule.model_fields.items())
 ACTION_KEYS = tuple(RuleAction.model_fields)

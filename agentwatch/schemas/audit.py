@@ -37,6 +37,10 @@ class AuditEntry(BaseModel):
         "incident_resolve",
         "delivered",
         "delivery_failed",
+        "approval_requested",
+        "approval_approved",
+        "approval_denied",
+        "approval_expired",
     ]
     agent_id: AgentId | None = None
     incident_id: Name | None = None
