@@ -205,3 +205,17 @@ class ControlClient:
     def incident_op(self, op: str, incident_id: str, *, actor: str, reason: str) -> Any:
         path = f"/incidents/{urllib.parse.quote(incident_id, safe='')}/{op}"
         return self.request("POST", path, {"actor": actor, "reason": reason})
+
+    # -- approvals -------------------------------------------------------------------------
+    def approvals(self, status: str | None = None) -> Any:
+        """Approval requests, oldest first (``status``: pending, approved, denied, expired)."""
+        query = f"?status={urllib.parse.quote(status)}" if status else ""
+        return self.request("GET", f"/approvals{query}")
+
+    def approval(self, request_id: str) -> Any:
+        return self.request("GET", f"/approvals/{urllib.parse.quote(request_id, safe='')}")
+
+    def approval_op(self, op: str, request_id: str, *, actor: str, reason: str) -> Any:
+        """Approve or deny a pending request as ``actor`` (the call's ``approved_by``)."""
+        path = f"/approvals/{urllib.parse.quote(request_id, safe='')}/{op}"
+        return self.request("POST", path, {"actor": actor, "reason": reason})

@@ -25,6 +25,7 @@ from agentwatch.sdk import ApprovalDenied, ApprovalTimedOut, Monitor
 from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.runner import running_app
 from tests.alerting.fakes import SLACK_SIGNING_SECRET, FakeSlack
+from tests.streams.test_cli_control import cli
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +192,25 @@ async def test_approval_round_trip_through_slack_and_api(
             ):
                 assert resp.status == 401
 
-        # 4. nobody answers: the 1 s deadline denies
+        # 4. denied with the CLI (`agentwatch approvals list|deny`) by dave
+        call = asyncio.create_task(refund("acct:4", 40))
+        await wait_for(lambda: len(worker.approvals.book.listing("pending")) == 1, 5)
+        code, out, err = await cli(worker.web_url, "approvals", "list")
+        assert code == 0, err
+        [row] = [line for line in out.splitlines() if "acct:4" in line]
+        rid = row.split()[0]
+        assert row.split()[1:4] == ["pending", "pay-bot", "payments.refund"]
+        code, out, err = await cli(
+            worker.web_url, "approvals", "deny", rid, "--reason", "wrong account", "--actor", "dave"
+        )
+        assert code == 0, err
+        assert out.strip() == f"{rid}: denied by dave (pay-bot payments.refund)"
+        with pytest.raises(ApprovalDenied, match="denied by dave"):
+            await asyncio.wait_for(call, 5)
+        code, out, err = await cli(worker.web_url, "approvals", "approve", rid)
+        assert code == 1 and "already denied by dave" in err and "Traceback" not in err
+
+        # 5. nobody answers: the 1 s deadline denies
         @monitor.tool(name="deploy.prod")
         async def deploy() -> None:
             ran.append("deploy")
@@ -207,7 +226,7 @@ async def test_approval_round_trip_through_slack_and_api(
     events = await read_all(
         settings,
         "actions",
-        lambda out: sum(e["action"] != "payments.lookup" for e in out) >= 4,
+        lambda out: sum(e["action"] != "payments.lookup" for e in out) >= 5,
     )
     by_target = {e.get("target"): e for e in events if e["action"] == "payments.refund"}
     assert by_target["acct:1"]["status"] == "ok"
@@ -215,19 +234,23 @@ async def test_approval_round_trip_through_slack_and_api(
     assert by_target["acct:2"]["status"] == "denied"
     assert by_target["acct:2"].get("approved_by") is None
     assert by_target["acct:3"]["approved_by"] == "carol"
+    assert by_target["acct:4"]["status"] == "denied"
     deploys = [e for e in events if e["action"] == "deploy.prod"]
     assert [e["status"] for e in deploys] == ["denied"]
 
     def audited(out: list[Any]) -> bool:
-        return sum(e["action"].startswith("approval_") for e in out) >= 8
+        return sum(e["action"].startswith("approval_") for e in out) >= 10
 
     audit = [e for e in await read_all(settings, "audit", audited) if "approval" in e["action"]]
     actions = sorted(e["action"] for e in audit)
-    assert actions.count("approval_requested") == 4
+    assert actions.count("approval_requested") == 5
     approved = sorted(e["actor"] for e in audit if e["action"] == "approval_approved")
     assert approved == ["carol", "slack:alice"]
-    [denied_entry] = [e for e in audit if e["action"] == "approval_denied"]
-    assert denied_entry["actor"] == "slack:bob" and denied_entry["actor_kind"] == "person"
+    denials = {e["actor"]: e for e in audit if e["action"] == "approval_denied"}
+    assert sorted(denials) == ["dave", "slack:bob"]
+    assert denials["slack:bob"]["actor_kind"] == "person"
+    assert denials["slack:bob"]["detail"]["via"] == "slack"
+    assert denials["dave"]["reason"] == "wrong account"
     [expired] = [e for e in audit if e["action"] == "approval_expired"]
     assert expired["actor_kind"] == "system" and expired["actions"] == ["deploy.prod"]
     assert expired["detail"]["waited_s"] >= 1.0
