@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from agentwatch.config import Settings
-from agentwatch.sdk import ApprovalDenied, ApprovalTimedOut, Monitor
+from agentwatch.sdk import ApprovalDenied, ApprovalTimedOut, Monitor, SyncMonitor
 from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.runner import running_app
 from tests.alerting.fakes import SLACK_SIGNING_SECRET, FakeSlack
@@ -192,6 +192,42 @@ async def test_approval_round_trip_through_slack_and_api(
             ):
                 assert resp.status == 401
 
+        # 3b. a synchronous agent (SyncMonitor) waits in its own thread, approved via the API
+        def sync_agent() -> str:
+            with SyncMonitor.from_settings("sync-bot", "finance", settings=settings) as sm:
+                deadline = time.monotonic() + 10
+                while not sm.monitor.policy_book.policy.requirements:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+
+                @sm.tool(name="payments.payout", risk="critical")
+                def payout() -> str:
+                    return "paid"
+
+                result = payout()
+                assert sm.flush(5)
+                return result
+
+        thread_call = asyncio.create_task(asyncio.to_thread(sync_agent))
+        await wait_for(
+            lambda: any(
+                e.request.agent_id == "sync-bot" for e in worker.approvals.book.listing("pending")
+            ),
+            10,
+        )
+        [pending_sync] = [
+            e for e in worker.approvals.book.listing("pending") if e.request.agent_id == "sync-bot"
+        ]
+        async with (
+            aiohttp.ClientSession(headers=auth) as http,
+            http.post(
+                f"{worker.web_url}/approvals/{pending_sync.request.request_id}/approve",
+                json={"actor": "erin"},
+            ) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        assert await asyncio.wait_for(thread_call, 10) == "paid"
+
         # 4. denied with the CLI (`agentwatch approvals list|deny`) by dave
         call = asyncio.create_task(refund("acct:4", 40))
         await wait_for(lambda: len(worker.approvals.book.listing("pending")) == 1, 5)
@@ -226,7 +262,7 @@ async def test_approval_round_trip_through_slack_and_api(
     events = await read_all(
         settings,
         "actions",
-        lambda out: sum(e["action"] != "payments.lookup" for e in out) >= 5,
+        lambda out: sum(e["action"] != "payments.lookup" for e in out) >= 6,
     )
     by_target = {e.get("target"): e for e in events if e["action"] == "payments.refund"}
     assert by_target["acct:1"]["status"] == "ok"
@@ -235,17 +271,19 @@ async def test_approval_round_trip_through_slack_and_api(
     assert by_target["acct:2"].get("approved_by") is None
     assert by_target["acct:3"]["approved_by"] == "carol"
     assert by_target["acct:4"]["status"] == "denied"
+    [payout] = [e for e in events if e["action"] == "payments.payout"]
+    assert (payout["agent_id"], payout["approved_by"]) == ("sync-bot", "erin")
     deploys = [e for e in events if e["action"] == "deploy.prod"]
     assert [e["status"] for e in deploys] == ["denied"]
 
     def audited(out: list[Any]) -> bool:
-        return sum(e["action"].startswith("approval_") for e in out) >= 10
+        return sum(e["action"].startswith("approval_") for e in out) >= 12
 
     audit = [e for e in await read_all(settings, "audit", audited) if "approval" in e["action"]]
     actions = sorted(e["action"] for e in audit)
-    assert actions.count("approval_requested") == 5
+    assert actions.count("approval_requested") == 6
     approved = sorted(e["actor"] for e in audit if e["action"] == "approval_approved")
-    assert approved == ["carol", "slack:alice"]
+    assert approved == ["carol", "erin", "slack:alice"]
     denials = {e["actor"]: e for e in audit if e["action"] == "approval_denied"}
     assert sorted(denials) == ["dave", "slack:bob"]
     assert denials["slack:bob"]["actor_kind"] == "person"
