@@ -132,10 +132,16 @@ class AgentSurface:
         if gate is None or requirement is None:
             return None
         try:
-            return await gate.ask(call, requirement, self._session_for_request())
+            return await self._await_approval(gate, call, requirement)
         except ApprovalDenied as denial:
             self._emit_denied(call.action, call.kind, call.risk, call.target, denial)
             raise
+
+    async def _await_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        """Ask ``gate`` on the running loop (a surface whose clients live elsewhere overrides)."""
+        return await gate.ask(call, requirement, self._session_for_request())
 
     def _approve_blocking(self, call: ToolCall) -> ApprovalDecision | None:
         """:meth:`approve_call` for a plain function, waiting in the caller's thread."""

@@ -151,6 +151,19 @@ class SyncMonitor(AgentSurface):
         future = asyncio.run_coroutine_threadsafe(gate.ask(call, requirement, session), loop)
         return future.result(timeout=requirement.timeout_s + gate.grace_s + 30.0)
 
+    async def _await_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        # the gate's Kafka clients live on the monitor's own loop: ask there, wait here
+        loop = self._loop
+        if loop is None or self._closed:
+            raise ApprovalDenied(
+                self.agent_id, call.action, "agentwatch", "the SyncMonitor is not running"
+            )
+        session = self._session_for_request()
+        future = asyncio.run_coroutine_threadsafe(gate.ask(call, requirement, session), loop)
+        return await asyncio.wrap_future(future)
+
     def _accept_tool(self, fn: Callable[..., Any]) -> None:
         if inspect.iscoroutinefunction(fn):
             raise TypeError(

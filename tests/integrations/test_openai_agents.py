@@ -9,8 +9,10 @@ Trace processors are replaced by the agentwatch processor only (nothing is expor
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pytest
@@ -27,6 +29,8 @@ from agents.models.interface import Model
 from agents.testing import assistant_message, function_call
 from agents.tracing import generation_span, response_span
 from agents.usage import Usage
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from openai.types.responses import Response, ResponseUsage
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
@@ -37,7 +41,14 @@ from agentwatch.integrations.openai_agents import (
     refusal,
     tool_guardrail,
 )
-from agentwatch.sdk import AgentHalted, Monitor
+from agentwatch.schemas.approvals import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalRequirement,
+)
+from agentwatch.schemas.signing import ControlSigner
+from agentwatch.sdk import AgentHalted, ApprovalDenied, Monitor
 from tests.sdk.test_monitor import agent, control, create_topics, read_actions, write_control
 
 pytestmark = pytest.mark.integration
@@ -273,3 +284,93 @@ async def test_revoke_blocks_only_that_tool(settings: Settings) -> None:
     denied = next(e for e in events if e.status == "denied")
     assert denied.error is not None and "PermissionRevoked" in denied.error
     assert isinstance(denied.attributes.get("control_version"), int)  # the revoking record
+
+
+async def _answer_approvals(
+    settings: Settings, signer: ControlSigner, outcomes: list[tuple[str, str]]
+) -> list[ApprovalRequest]:
+    """Play the worker: read each request from the approvals topic, answer it signed."""
+    consumer = AIOKafkaConsumer(
+        settings.topic("approvals"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    await producer.start()
+    seen: list[ApprovalRequest] = []
+    try:
+        while len(seen) < len(outcomes):
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    if json.loads(record.value)["type"] != "request":
+                        continue
+                    request = ApprovalRequest.model_validate_json(record.value)
+                    outcome, who = outcomes[len(seen)]
+                    seen.append(request)
+                    decision = ApprovalDecision(
+                        request_id=request.request_id,
+                        agent_id=request.agent_id,
+                        action=request.action,
+                        outcome=outcome,  # type: ignore[arg-type]
+                        decided_by=who,
+                        via="api",
+                        decided_at=datetime.now(UTC),
+                    ).signed(signer)
+                    await producer.send_and_wait(
+                        settings.topic("approvals"),
+                        decision.model_dump_json().encode(),
+                        key=request.request_id.encode(),
+                    )
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return seen
+
+
+@pytest.mark.usefixtures("only_agentwatch_tracing")
+async def test_guardrail_waits_for_approval(settings: Settings, control_keys: Any) -> None:
+    await create_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(settings.topic("approvals"), 1, 1)])
+    finally:
+        await admin.close()
+    agent_id = agent()
+    tools = Tools()
+    policy = ApprovalPolicy(
+        requirements=[ApprovalRequirement(name="mail", actions=["send_email"], timeout_s=10)]
+    )
+    async with Monitor.from_settings(agent_id, settings=settings, approvals=policy) as monitor:
+        set_trace_processors([AgentwatchTracingProcessor(monitor)])
+        guard_tools(tools.all, tool_guardrail(monitor, target_args={"send_email": "to"}))
+        worker = asyncio.create_task(
+            _answer_approvals(
+                settings, control_keys.signer, [("approved", "carol"), ("denied", "dave")]
+            )
+        )
+        args = {"to": "a@example.com", "body": "hi"}
+        await Runner.run(make_agent(FakeModel("send_email", args), tools), "mail")
+        assert tools.runs["send_email"] == 1
+        with pytest.raises(ToolInputGuardrailTripwireTriggered) as raised:
+            await Runner.run(make_agent(FakeModel("send_email", args), tools), "mail")
+        assert tools.runs["send_email"] == 1, "a denied call ran"
+        denial = refusal(raised.value)
+        assert isinstance(denial, ApprovalDenied) and denial.decided_by == "dave"
+        # a tool the policy does not name runs without asking
+        await Runner.run(make_agent(FakeModel("search", {"q": "x"}), tools), "search")
+        requests = await asyncio.wait_for(worker, 10)
+        assert [(r.action, r.target) for r in requests] == [("send_email", "a@example.com")] * 2
+        assert await monitor.flush(5.0)
+        sent = monitor.stats["sent"]
+
+    tool_events = [e for e in await read_actions(settings, sent) if e.kind == "tool"]
+    assert [(e.action, e.status, e.approved_by) for e in tool_events] == [
+        ("send_email", "ok", "carol"),
+        ("send_email", "denied", None),
+        ("search", "ok", None),
+    ]
+    assert tool_events[0].attributes["approval_id"] == requests[0].request_id
