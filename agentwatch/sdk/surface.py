@@ -143,6 +143,15 @@ class AgentSurface:
         """Ask ``gate`` on the running loop (a surface whose clients live elsewhere overrides)."""
         return await gate.ask(call, requirement, self._session_for_request())
 
+    def approve_blocking(self, call: ToolCall) -> ApprovalDecision | None:
+        """:meth:`approve_call` waiting in the caller's thread (callbacks that cannot await).
+
+        A :class:`~agentwatch.sdk.SyncMonitor` waits; an asyncio
+        :class:`~agentwatch.sdk.Monitor` cannot wait without blocking its own event loop and
+        denies the call, saying so.
+        """
+        return self._approve_blocking(call)
+
     def _approve_blocking(self, call: ToolCall) -> ApprovalDecision | None:
         """:meth:`approve_call` for a plain function, waiting in the caller's thread."""
         gate = self.approvals

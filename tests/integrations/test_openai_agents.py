@@ -9,10 +9,8 @@ Trace processors are replaced by the agentwatch processor only (nothing is expor
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pytest
@@ -29,8 +27,6 @@ from agents.models.interface import Model
 from agents.testing import assistant_message, function_call
 from agents.tracing import generation_span, response_span
 from agents.usage import Usage
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from openai.types.responses import Response, ResponseUsage
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
@@ -42,13 +38,11 @@ from agentwatch.integrations.openai_agents import (
     tool_guardrail,
 )
 from agentwatch.schemas.approvals import (
-    ApprovalDecision,
     ApprovalPolicy,
-    ApprovalRequest,
     ApprovalRequirement,
 )
-from agentwatch.schemas.signing import ControlSigner
 from agentwatch.sdk import AgentHalted, ApprovalDenied, Monitor
+from tests.sdk.approvals import answer_approvals, create_approvals_topic
 from tests.sdk.test_monitor import agent, control, create_topics, read_actions, write_control
 
 pytestmark = pytest.mark.integration
@@ -286,59 +280,10 @@ async def test_revoke_blocks_only_that_tool(settings: Settings) -> None:
     assert isinstance(denied.attributes.get("control_version"), int)  # the revoking record
 
 
-async def _answer_approvals(
-    settings: Settings, signer: ControlSigner, outcomes: list[tuple[str, str]]
-) -> list[ApprovalRequest]:
-    """Play the worker: read each request from the approvals topic, answer it signed."""
-    consumer = AIOKafkaConsumer(
-        settings.topic("approvals"),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    await producer.start()
-    seen: list[ApprovalRequest] = []
-    try:
-        while len(seen) < len(outcomes):
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    if json.loads(record.value)["type"] != "request":
-                        continue
-                    request = ApprovalRequest.model_validate_json(record.value)
-                    outcome, who = outcomes[len(seen)]
-                    seen.append(request)
-                    decision = ApprovalDecision(
-                        request_id=request.request_id,
-                        agent_id=request.agent_id,
-                        action=request.action,
-                        outcome=outcome,  # type: ignore[arg-type]
-                        decided_by=who,
-                        via="api",
-                        decided_at=datetime.now(UTC),
-                    ).signed(signer)
-                    await producer.send_and_wait(
-                        settings.topic("approvals"),
-                        decision.model_dump_json().encode(),
-                        key=request.request_id.encode(),
-                    )
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    return seen
-
-
 @pytest.mark.usefixtures("only_agentwatch_tracing")
 async def test_guardrail_waits_for_approval(settings: Settings, control_keys: Any) -> None:
     await create_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.topic("approvals"), 1, 1)])
-    finally:
-        await admin.close()
+    await create_approvals_topic(settings)
     agent_id = agent()
     tools = Tools()
     policy = ApprovalPolicy(
@@ -348,7 +293,7 @@ async def test_guardrail_waits_for_approval(settings: Settings, control_keys: An
         set_trace_processors([AgentwatchTracingProcessor(monitor)])
         guard_tools(tools.all, tool_guardrail(monitor, target_args={"send_email": "to"}))
         worker = asyncio.create_task(
-            _answer_approvals(
+            answer_approvals(
                 settings, control_keys.signer, [("approved", "carol"), ("denied", "dave")]
             )
         )
