@@ -29,6 +29,7 @@ import aiohttp
 import faust
 import orjson
 from faust.types import TP
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentwatch.alerting.approvals import (
@@ -60,7 +61,7 @@ from agentwatch.streams.produce import Outgoing, send_acked
 if TYPE_CHECKING:
     from agentwatch.streams.app import WorkerApp
 
-__all__ = ["ApprovalStage", "DecisionBody", "register_approvals"]
+__all__ = ["ApprovalMetrics", "ApprovalStage", "DecisionBody", "register_approvals"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,32 @@ TICK_S = 0.2
 SLACK_TIMEOUT_S = 10.0
 MAX_BODY = 64 * 1024
 STATUSES = ("pending", "approved", "denied", "expired")
+
+
+class ApprovalMetrics:
+    """Prometheus metrics of the approval stage (on the worker's registry)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "agentwatch_approval_requests_total", "approval requests read", registry=registry
+        )
+        self.decisions = Counter(
+            "agentwatch_approval_decisions_total",
+            "approval decisions read (the first per request)",
+            ["outcome", "via"],
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "agentwatch_approval_wait_seconds",
+            "request to decision",
+            buckets=(0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
+        )
+        self.refused = Counter(
+            "agentwatch_approval_records_refused_total",
+            "approvals-topic records refused (malformed, or a decision not signed by this worker)",
+            registry=registry,
+        )
 
 
 class DecisionBody(BaseModel):
@@ -112,6 +139,7 @@ class ApprovalStage:
         policy: ApprovalPolicy,
         slack_webhook_url: str | None,
         owns: Any,
+        metrics: ApprovalMetrics | None = None,
     ) -> None:
         self.topics = topics
         self.table = table
@@ -120,6 +148,7 @@ class ApprovalStage:
         self.policy = policy
         self.slack_webhook_url = slack_webhook_url
         self.owns = owns
+        self.metrics = metrics if metrics is not None else ApprovalMetrics(CollectorRegistry())
         self.book = ApprovalBook()
         self.response_urls: dict[str, str] = {}
         self._restored = False
@@ -153,6 +182,7 @@ class ApprovalStage:
                     self.table[request.request_id.encode()] = self.book.get(
                         request.request_id
                     ).to_json()
+                    self.metrics.requests.inc()
                     await self._audit_request(request)
                     self._spawn(self._post_slack(request))
             elif kind == "decision":
@@ -161,6 +191,9 @@ class ApprovalStage:
                 entry = self.book.on_decision(decision)
                 if entry is not None:
                     self.table[decision.request_id.encode()] = entry.to_json()
+                    self.metrics.decisions.labels(decision.outcome, decision.via).inc()
+                    waited = (decision.decided_at - entry.request.ts).total_seconds()
+                    self.metrics.wait.observe(max(0.0, waited))
                     await self._audit_decision(entry)
                     url = self.response_urls.pop(decision.request_id, None)
                     if url is not None:
@@ -168,8 +201,10 @@ class ApprovalStage:
             else:
                 log.warning("approvals: skipping %s: no type request or decision", where)
         except VerificationError as exc:
+            self.metrics.refused.inc()
             log.warning("approvals: refused decision at %s: %s", where, exc)
         except (ValidationError, orjson.JSONDecodeError) as exc:
+            self.metrics.refused.inc()
             log.warning("approvals: skipping malformed record at %s: %s", where, escape(exc, 300))
         for rid in self.book.prune(_now()):
             self.table.pop(rid.encode(), None)
@@ -372,6 +407,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
         policy=policy,
         slack_webhook_url=None if webhook is None else webhook.get_secret_value(),
         owns=owns,
+        metrics=ApprovalMetrics(worker.metrics.registry),
     )
     worker.approvals = stage
     token = settings.api_token

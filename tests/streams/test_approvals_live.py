@@ -289,6 +289,19 @@ async def test_approval_round_trip_through_slack_and_api(
     assert denials["slack:bob"]["actor_kind"] == "person"
     assert denials["slack:bob"]["detail"]["via"] == "slack"
     assert denials["dave"]["reason"] == "wrong account"
+    registry = worker.metrics.registry
+    decisions = {
+        (outcome, via): registry.get_sample_value(
+            "agentwatch_approval_decisions_total", {"outcome": outcome, "via": via}
+        )
+        for outcome, via in (("approved", "slack"), ("approved", "api"), ("denied", "slack"))
+    }
+    assert decisions == {
+        ("approved", "slack"): 1.0,
+        ("approved", "api"): 2.0,
+        ("denied", "slack"): 1.0,
+    }
+    assert registry.get_sample_value("agentwatch_approval_requests_total") == 6.0
     [expired] = [e for e in audit if e["action"] == "approval_expired"]
     assert expired["actor_kind"] == "system" and expired["actions"] == ["deploy.prod"]
     assert expired["detail"]["waited_s"] >= 1.0
