@@ -9,19 +9,35 @@ is answered with a tool error and never reaches the server.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from agentwatch.config import Settings
 from agentwatch.mcp.gate import REFUSAL_META_KEY
 from agentwatch.schemas.approvals import POLICY_KEY
 from agentwatch.streams.app import create_app
+from agentwatch.streams.broker import free_port
 from agentwatch.streams.runner import running_app
-from tests.mcp.helpers import by_action, ran, stdio_session, text_of
+from tests.mcp.helpers import (
+    ROOT,
+    by_action,
+    proxy_command,
+    proxy_env,
+    ran,
+    stdio_session,
+    text_of,
+    wait_port,
+    write_risk_map,
+)
+from tests.mcp.test_gateway import toy_http_server
 from tests.sdk.test_monitor import read_actions
 
 pytestmark = pytest.mark.integration
@@ -138,4 +154,58 @@ async def test_gateway_holds_calls_until_approved(
     assert (sent["a@b.c"].status, sent["a@b.c"].approved_by) == ("ok", "carol")
     assert sent["a@b.c"].attributes["approval_id"]
     assert (sent["x@y.z"].status, sent["x@y.z"].approved_by) == ("denied", None)
+    assert [e.status for e in events["fail"]] == ["denied"]
+
+
+async def test_http_gateway_holds_calls_until_approved(
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES, encoding="utf-8")
+    s = settings.model_copy(update={"rules_file": rules})
+    agent = "mcp-appr-http"
+    record: list[str] = []
+    worker = create_app(s)
+    async with running_app(worker), toy_http_server(record) as upstream:
+        await policy_published(s)
+        port = free_port()
+        with (tmp_path / "proxy-http.txt").open("w") as errlog:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *proxy_command(agent, write_risk_map(tmp_path)),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--upstream",
+                upstream,
+                cwd=str(ROOT),
+                env={**proxy_env(s), "PATH": "/usr/bin:/bin"},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=errlog,
+            )
+            try:
+                await wait_port(port)
+                async with (
+                    streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    mail = asyncio.create_task(
+                        session.call_tool("send_email", {"to": "h@t.tp", "body": "hey"})
+                    )
+                    decided = await decide(worker.web_url, auth, agent, "approve", "erin")
+                    sent = await asyncio.wait_for(mail, 10)
+                    assert time.monotonic() - decided < 2.0
+                    assert text_of(sent) == "sent 3 characters to h@t.tp"
+                    slow = await session.call_tool("fail", {"reason": "never asked"})
+                    assert slow.is_error and slow.meta is not None
+                    assert slow.meta[REFUSAL_META_KEY]["reason"] == "approval_timeout"
+                    assert record == ["send_email"]  # the refused call never reached it
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 15)
+
+    events = by_action(await read_actions(s, 2))
+    [mail_event] = events["send_email"]
+    assert (mail_event.status, mail_event.approved_by) == ("ok", "erin")
+    assert mail_event.attributes["mcp.transport"] == "http"
     assert [e.status for e in events["fail"]] == ["denied"]
