@@ -35,7 +35,7 @@ from agentwatch.schemas.approvals import (
     ApprovalRequirement,
 )
 from agentwatch.schemas.signing import ControlVerifier, VerificationError
-from agentwatch.sdk._support import Counters, describe_error, stop_client
+from agentwatch.sdk._support import Counters, RateLimited, describe_error, stop_client
 from agentwatch.sdk.errors import ApprovalDenied, ApprovalTimedOut
 from agentwatch.sdk.tools import ToolCall
 
@@ -132,6 +132,7 @@ class ApprovalGate:
         self._consumer: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
+        self._warn = RateLimited()
 
     def requirement(self, call: ToolCall) -> ApprovalRequirement | None:
         """The requirement ``call`` falls under, or ``None`` (it runs without asking)."""
@@ -173,8 +174,23 @@ class ApprovalGate:
             self._reader = asyncio.create_task(self._read(consumer), name="agentwatch-approvals")
 
     async def _read(self, consumer: Any) -> None:
+        """Follow the approvals topic until cancelled; fetch errors are retried, warned once
+        per interval (aiokafka reconnects by itself)."""
         while True:
-            batches = await consumer.getmany(timeout_ms=1000)
+            try:
+                batches = await consumer.getmany(timeout_ms=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._warn.warning(
+                    "approvals",
+                    "agentwatch: cannot read %s for agent %s: %s; retrying",
+                    self.topic,
+                    self.agent_id,
+                    describe_error(exc, 300, True),
+                )
+                await asyncio.sleep(0.5)
+                continue
             for records in batches.values():
                 for record in records:
                     self._on_record(record.value)

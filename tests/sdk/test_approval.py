@@ -64,3 +64,42 @@ def test_plain_tool_of_an_asyncio_monitor_is_denied_not_blocked() -> None:
     assert ran == []
     assert search() == "ok"
     assert monitor.stats["emitted"] == 2  # the denied event and the search
+
+
+async def test_gate_obeys_only_signed_decisions_for_its_own_agent() -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from agentwatch.schemas.approvals import ApprovalDecision
+
+    signer = ControlSigner.generate()
+    monitor = Monitor("bot-1", control_verifier=ControlVerifier([signer.public_key]))
+    gate = monitor.gate
+    waiter: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
+    gate._waiting["req00001"] = waiter
+
+    def decision(**fields: object) -> ApprovalDecision:
+        values: dict[str, object] = {
+            "request_id": "req00001",
+            "agent_id": "bot-1",
+            "action": "pay.refund",
+            "outcome": "approved",
+            "decided_by": "slack:alice",
+            "via": "slack",
+            "decided_at": datetime.now(UTC),
+        }
+        values.update(fields)
+        return ApprovalDecision(**values)  # type: ignore[arg-type]
+
+    gate._on_record(decision().model_dump_json().encode())  # unsigned
+    gate._on_record(decision().signed(ControlSigner.generate()).model_dump_json().encode())
+    tampered = decision().signed(signer).model_copy(update={"decided_by": "mallory"})
+    gate._on_record(tampered.model_dump_json().encode())
+    gate._on_record(decision(agent_id="bot-2").signed(signer).model_dump_json().encode())
+    gate._on_record(b"{broken")
+    gate._on_record(decision(request_id="req99999").signed(signer).model_dump_json().encode())
+    assert not waiter.done()
+    assert gate.counters.get("approvals_rejected_records") == 5
+    genuine = decision().signed(signer)
+    gate._on_record(genuine.model_dump_json().encode())
+    assert waiter.done() and waiter.result() == genuine
