@@ -1318,6 +1318,11 @@ def incidents_resolve(
     _incident_op("resolve", incident_id, reason, actor, url, config, as_json)
 
 
+from agentwatch.cli_approvals import approvals_app  # noqa: E402 - a command group of its own
+
+app.add_typer(approvals_app, name="approvals")
+
+
 def main() -> None:
     """Entry point of the ``agentwatch`` console script."""
     try:

@@ -251,3 +251,17 @@ class ControlClient:
         """Expire a silence now."""
         path = f"/silences/{urllib.parse.quote(silence_id, safe='')}"
         return self.request("DELETE", f"{path}?{urllib.parse.urlencode({'actor': actor})}")
+
+    # -- approvals -------------------------------------------------------------------------
+    def approvals(self, status: str | None = None) -> Any:
+        """Approval requests, oldest first (``status``: pending, approved, denied, expired)."""
+        query = f"?status={urllib.parse.quote(status)}" if status else ""
+        return self.request("GET", f"/approvals{query}")
+
+    def approval(self, request_id: str) -> Any:
+        return self.request("GET", f"/approvals/{urllib.parse.quote(request_id, safe='')}")
+
+    def approval_op(self, op: str, request_id: str, *, actor: str, reason: str) -> Any:
+        """Approve or deny a pending request as ``actor`` (the call's ``approved_by``)."""
+        path = f"/approvals/{urllib.parse.quote(request_id, safe='')}/{op}"
+        return self.request("POST", path, {"actor": actor, "reason": reason})

@@ -442,6 +442,11 @@ class Settings(BaseSettings):
     )
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL")
     slack_messages_per_second: float = Field(1.0, gt=0, le=100)
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        description="Slack app signing secret: verifies the Approve / Deny button clicks "
+        "posted to /slack/interactivity (docs/approvals.md)",
+    )
     alertmanager: AlertmanagerSettings = Field(
         default_factory=AlertmanagerSettings,
         description="Alertmanager notifier (docs/alerting.md)",
@@ -500,6 +505,7 @@ class Settings(BaseSettings):
         "api_token",
         "pagerduty_routing_key",
         "slack_webhook_url",
+        "slack_signing_secret",
         "control_signing_key",
         mode="before",
     )

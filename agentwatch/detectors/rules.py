@@ -27,7 +27,7 @@ the rule, the key, what was expected and what was found (see
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +38,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from agentwatch.alerting.silences import InhibitRule
 from agentwatch.detectors.base import DETECTORS, AgentDetector
 from agentwatch.detectors.problems import Problem, RulesError
+from agentwatch.schemas.approvals import ApprovalPolicy
 
 __all__ = [
     "DEFAULT_RULES",
@@ -140,6 +141,8 @@ class RuleSet:
     source: str
     inhibit_rules: tuple[InhibitRule, ...] = ()
     """``inhibit_rules:`` of the file (:mod:`agentwatch.alerting.silences`)."""
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    """Which calls wait for a person's approval (the file's ``approvals`` section)."""
 
     def __iter__(self) -> Any:
         return iter(self.rules)
@@ -201,6 +204,7 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         listing every problem of the file at once.
     """
     import agentwatch.detectors  # noqa: F401 - registers the built-in detectors
+    from agentwatch.detectors.approval_rules import check_approvals
     from agentwatch.detectors.validation import check_document, check_inhibit_rules
 
     source, text = _read(path)
@@ -208,6 +212,12 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     rules, problems = check_document(doc, source)
     inhibit, inhibit_problems = check_inhibit_rules(doc, source)
     problems += inhibit_problems
+    approvals, more = check_approvals(
+        doc.get("approvals") if isinstance(doc, dict) else None, source
+    )
+    problems += more
     if problems:
         raise RulesError(problems)
-    return RuleSet(rules=tuple(rules), source=source, inhibit_rules=tuple(inhibit))
+    return RuleSet(
+        rules=tuple(rules), source=source, inhibit_rules=tuple(inhibit), approvals=approvals
+    )

@@ -43,7 +43,7 @@ __all__ = [
     "detector_parameters",
 ]
 
-TOP_KEYS = ("groups", "inhibit_rules")
+TOP_KEYS = ("groups", "inhibit_rules", "approvals")
 GROUP_KEYS = ("name", "rules")
 RULE_KEYS = tuple(f.alias or name for name, f in Rule.model_fields.items())
 ACTION_KEYS = tuple(RuleAction.model_fields)

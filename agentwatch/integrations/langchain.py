@@ -48,6 +48,7 @@ from agentwatch.ingest.prices import PriceTable
 from agentwatch.integrations.common import Pricing, ToolPolicy, guarded, tokens_of
 from agentwatch.sdk._support import Risk
 from agentwatch.sdk.surface import AgentSurface
+from agentwatch.sdk.tools import ToolCall
 
 __all__ = ["AgentwatchCallbackHandler"]
 
@@ -58,6 +59,8 @@ class _ToolRun:
     risk: Risk | None
     target: str | None
     started: float
+    approved_by: str | None = None
+    approval_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +139,20 @@ class AgentwatchCallbackHandler(BaseCallbackHandler):
             # Raises AgentHalted / PermissionRevoked (after a "denied" event): the tool does
             # not run and the exception leaves the tool's invoke.
             self.monitor.check(action, kind="tool", risk=risk, target=target)
+            # waits for a person when the approval requirements match (docs/approvals.md);
+            # raises ApprovalDenied / ApprovalTimedOut (after a "denied" event) otherwise
+            decision = self.monitor.approve_blocking(
+                ToolCall(action=action, kind="tool", risk=risk, target=target)
+            )
+        else:
+            decision = None
+        run = _ToolRun(action, risk, target, time.perf_counter())
+        if decision is not None:
+            run = _ToolRun(
+                action, risk, target, time.perf_counter(), decision.decided_by, decision.request_id
+            )
         with self._lock:
-            self._tools[run_id] = _ToolRun(action, risk, target, time.perf_counter())
+            self._tools[run_id] = run
 
     def on_tool_end(
         self,
@@ -160,7 +175,9 @@ class AgentwatchCallbackHandler(BaseCallbackHandler):
             error=guarded("reading a tool error", lambda: _text(output)) if failed else None,
             risk=run.risk,
             target=run.target,
+            approved_by=run.approved_by,
             latency_ms=(time.perf_counter() - run.started) * 1000.0,
+            attributes=None if run.approval_id is None else {"approval_id": run.approval_id},
         )
 
     def on_tool_error(
@@ -183,7 +200,9 @@ class AgentwatchCallbackHandler(BaseCallbackHandler):
             error=error,
             risk=run.risk,
             target=run.target,
+            approved_by=run.approved_by,
             latency_ms=(time.perf_counter() - run.started) * 1000.0,
+            attributes=None if run.approval_id is None else {"approval_id": run.approval_id},
         )
 
     # -- models -------------------------------------------------------------------------------

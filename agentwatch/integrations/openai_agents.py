@@ -65,8 +65,9 @@ from agents.tracing import (
 from agentwatch.ingest.prices import PriceTable
 from agentwatch.integrations.common import Pricing, ToolPolicy, guarded, tokens_of
 from agentwatch.sdk._support import Risk
-from agentwatch.sdk.errors import ControlError, PermissionRevoked
+from agentwatch.sdk.errors import ApprovalDenied, ControlError, PermissionRevoked
 from agentwatch.sdk.surface import AgentSurface
+from agentwatch.sdk.tools import ToolCall
 
 __all__ = [
     "AgentwatchTracingProcessor",
@@ -111,6 +112,29 @@ class _RefusedSpans:
 _REFUSED = _RefusedSpans()
 
 
+class _ApprovedSpans:
+    """Approver and request id of function spans whose call was approved (bounded)."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, span_id: str, approval: tuple[str, str]) -> None:
+        with self._lock:
+            self._items[span_id] = approval
+            while len(self._items) > self.LIMIT:
+                self._items.popitem(last=False)
+
+    def take(self, span_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._items.pop(span_id, None)
+
+
+_APPROVED = _ApprovedSpans()
+
+
 def tool_guardrail(
     monitor: AgentSurface,
     *,
@@ -139,22 +163,31 @@ def tool_guardrail(
         raise ValueError(f"on_revoked must be 'raise' or 'reject', got {on_revoked!r}")
     policy = ToolPolicy(risks, target_args)
 
-    def agentwatch(data: ToolInputGuardrailData) -> ToolGuardrailFunctionOutput:
+    async def agentwatch(data: ToolInputGuardrailData) -> ToolGuardrailFunctionOutput:
         context = data.context
         action = context.tool_name[:128]
         risk = policy.risk(action)
         target = guarded(
             "reading a tool's target", lambda: policy.target(action, context.tool_arguments)
         )
+        span = get_current_span()
+        function_span = (
+            span if span is not None and isinstance(span.span_data, FunctionSpanData) else None
+        )
         try:
             monitor.check(action, kind="tool", risk=risk, target=target)
+            # waits for a person when the approval requirements match (docs/approvals.md)
+            decision = await monitor.approve_call(
+                ToolCall(action=action, kind="tool", risk=risk, target=target)
+            )
         except ControlError as denial:
-            span = get_current_span()
-            if span is not None and isinstance(span.span_data, FunctionSpanData):
-                _REFUSED.add(span.span_id)
-            if on_revoked == "reject" and isinstance(denial, PermissionRevoked):
+            if function_span is not None:
+                _REFUSED.add(function_span.span_id)
+            if on_revoked == "reject" and isinstance(denial, PermissionRevoked | ApprovalDenied):
                 return ToolGuardrailFunctionOutput.reject_content(str(denial), output_info=denial)
             return ToolGuardrailFunctionOutput.raise_exception(output_info=denial)
+        if decision is not None and function_span is not None:
+            _APPROVED.put(function_span.span_id, (decision.decided_by, decision.request_id))
         return ToolGuardrailFunctionOutput.allow()
 
     return ToolInputGuardrail(guardrail_function=agentwatch, name=GUARDRAIL_NAME)
@@ -255,6 +288,7 @@ class AgentwatchTracingProcessor(TracingProcessor):
     def _tool(self, span: Span[Any], data: FunctionSpanData) -> None:
         action = (data.name or "tool")[:128]
         error = span.error
+        approval = _APPROVED.take(span.span_id)
         self.monitor.emit(
             action,
             kind="tool",
@@ -262,7 +296,9 @@ class AgentwatchTracingProcessor(TracingProcessor):
             error=_error_text(error) if error else None,
             risk=self.policy.risk(action),
             target=self.policy.target(action, data.input),
+            approved_by=None if approval is None else approval[0],
             latency_ms=_latency_ms(span),
+            attributes=None if approval is None else {"approval_id": approval[1]},
         )
 
     def _model(self, span: Span[Any], data: GenerationSpanData | ResponseSpanData) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mcp_types import (
@@ -37,8 +37,15 @@ from agentwatch.mcp.policy import ToolPolicy
 from agentwatch.schemas import ActionEvent
 from agentwatch.sdk._support import Counters, Risk, Status, clip
 from agentwatch.sdk.call_context import Scalar, context
-from agentwatch.sdk.errors import AgentHalted, ControlError, PermissionRevoked
+from agentwatch.sdk.errors import (
+    AgentHalted,
+    ApprovalDenied,
+    ApprovalTimedOut,
+    ControlError,
+    PermissionRevoked,
+)
 from agentwatch.sdk.surface import AgentSurface
+from agentwatch.sdk.tools import ToolCall
 
 __all__ = [
     "GATE_COUNTERS",
@@ -68,6 +75,9 @@ class PendingCall:
     target: str | None
     session_id: str | None
     started: float
+    approved_by: str | None = None
+    """Who approved the call, when the rules' approval requirements matched it."""
+    approval_id: str | None = None
 
 
 def refusal_text(denial: ControlError, tool: str) -> str:
@@ -96,6 +106,17 @@ def refusal_text(denial: ControlError, tool: str) -> str:
             f"revoked by agentwatch: {denial.reason or 'no reason given'}. The tool {tool!r} was "
             f"not run: agent {denial.agent_id!r} may not use it until an operator grants it "
             "again; its other tools still work."
+        )
+    if isinstance(denial, ApprovalDenied):
+        who = (
+            "nobody approved it in time"
+            if isinstance(denial, ApprovalTimedOut)
+            else (f"denied by {denial.decided_by or 'agentwatch'}")
+        )
+        why = f" ({denial.reason})" if denial.reason else ""
+        return (
+            f"not approved by agentwatch: {who}{why}. The tool {tool!r} was not run: it needs "
+            f"a person's approval for agent {denial.agent_id!r}."
         )
     return f"refused by agentwatch: {denial}. The tool {tool!r} was not run."
 
@@ -197,9 +218,43 @@ class ToolCallGate:
             return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=self._refusal(denial, tool))
         return PendingCall(request.id, tool, risk, target, session_id, self.clock())
 
+    def needs_approval(self, call: PendingCall) -> bool:
+        """Whether the approval requirements (rules file, monitor) match ``call``."""
+        gate = self.surface.approvals
+        return gate is not None and gate.requirement(self._tool_call(call)) is not None
+
+    @staticmethod
+    def _tool_call(call: PendingCall) -> ToolCall:
+        return ToolCall(action=call.tool, kind="tool", risk=call.risk, target=call.target)
+
+    async def approve(self, call: PendingCall) -> PendingCall | JSONRPCResponse:
+        """Wait for a person's approval of an admitted call (:meth:`needs_approval`).
+
+        Returns the call to forward (carrying its approver; latency counts from now), or the
+        refusal to answer (``isError: true``, and a ``denied`` event); the server is not asked.
+        """
+        try:
+            with context(session_id=call.session_id, attributes=self._attributes()):
+                decision = await self.surface.approve_call(self._tool_call(call))
+        except ApprovalDenied as denial:
+            self.counters.add("refused")
+            result = self._refusal(denial, call.tool)
+            return JSONRPCResponse(jsonrpc="2.0", id=call.request_id, result=result)
+        if decision is None:
+            return call
+        return replace(
+            call,
+            started=self.clock(),
+            approved_by=decision.decided_by,
+            approval_id=decision.request_id,
+        )
+
     def _refusal(self, denial: ControlError, tool: str) -> dict[str, Any]:
+        reason = "halted" if isinstance(denial, AgentHalted) else "revoked"
+        if isinstance(denial, ApprovalDenied):
+            reason = "approval_timeout" if isinstance(denial, ApprovalTimedOut) else "not_approved"
         meta: dict[str, Any] = {
-            "reason": "halted" if isinstance(denial, AgentHalted) else "revoked",
+            "reason": reason,
             "agent_id": getattr(denial, "agent_id", None),
             "tool": tool,
         }
@@ -240,12 +295,15 @@ class ToolCallGate:
             if isinstance(task, Mapping) and isinstance(task.get("taskId"), str):
                 attributes["mcp.task_id"] = clip(task["taskId"], 128)
         self.counters.add(status)
+        if call.approval_id is not None:
+            attributes["approval_id"] = call.approval_id
         return self.surface.emit(
             call.tool,
             status=status,
             error=error,
             risk=call.risk,
             target=call.target,
+            approved_by=call.approved_by,
             session_id=call.session_id,
             latency_ms=latency_ms,
             attributes=attributes,

@@ -272,6 +272,10 @@ class HttpProxy:
             if isinstance(message, JSONRPCRequest):
                 if ToolCallGate.is_tool_call(message):
                     decision = self.gate.admit(message, clip(session, 128))
+                    if not isinstance(decision, JSONRPCResponse) and self.gate.needs_approval(
+                        decision
+                    ):  # this request waits for a person; other requests are not held up
+                        decision = await self.gate.approve(decision)
                     if isinstance(decision, JSONRPCResponse):
                         refusals[message.id] = decision
                     else:

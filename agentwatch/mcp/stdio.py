@@ -201,7 +201,7 @@ class StdioPipe:
         async with anyio.create_task_group() as tg:
 
             async def from_client() -> None:
-                await self._from_client(up_write)
+                await self._from_client(up_write, tg)
                 ended.append("client")
                 tg.cancel_scope.cancel()
 
@@ -221,7 +221,7 @@ class StdioPipe:
             self.pending.clear()
         return who
 
-    async def _from_client(self, up_write: Any) -> None:
+    async def _from_client(self, up_write: Any, tg: Any = None) -> None:
         async for item in self.client.messages():
             if isinstance(item, Exception):
                 log.warning(
@@ -236,6 +236,13 @@ class StdioPipe:
                     if isinstance(decision, JSONRPCResponse):  # refused: answer, never forward
                         await self.client.send(SessionMessage(decision))
                         continue
+                    if self.gate.needs_approval(decision):
+                        # waits for a person: the client's other messages keep flowing
+                        if tg is None:
+                            await self._approve_then_forward(item, decision, up_write)
+                        else:
+                            tg.start_soon(self._approve_then_forward, item, decision, up_write)
+                        continue
                     self.pending[message.id] = decision
                 self.outstanding[message.id] = message.method
             elif (
@@ -244,6 +251,18 @@ class StdioPipe:
             ):
                 self._cancelled(message)
             await up_write.send(item)
+
+    async def _approve_then_forward(
+        self, item: SessionMessage, call: PendingCall, up_write: Any
+    ) -> None:
+        """Forward ``item`` once approved, or answer the client with the refusal."""
+        decision = await self.gate.approve(call)
+        if isinstance(decision, JSONRPCResponse):
+            await self.client.send(SessionMessage(decision))
+            return
+        self.pending[call.request_id] = decision
+        self.outstanding[call.request_id] = "tools/call"
+        await up_write.send(item)
 
     def _cancelled(self, message: JSONRPCNotification) -> None:
         request_id = (message.params or {}).get("requestId")

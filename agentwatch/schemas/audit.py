@@ -43,6 +43,10 @@ class AuditEntry(BaseModel):
         "suppressed",
         "silence_create",
         "silence_expire",
+        "approval_requested",
+        "approval_approved",
+        "approval_denied",
+        "approval_expired",
     ]
     agent_id: AgentId | None = None
     incident_id: Name | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agentwatch.schemas.anomalies import Anomaly
+from agentwatch.schemas.approvals import ApprovalDecision, ApprovalPolicy, ApprovalRequest
 from agentwatch.schemas.audit import AuditEntry
 from agentwatch.schemas.control import ControlState
 from agentwatch.schemas.events import ActionEvent
@@ -23,6 +24,9 @@ WIRE_MODELS: dict[str, type[BaseModel]] = {
     "incident": Incident,
     "notification": Notification,
     "audit_entry": AuditEntry,
+    "approval_policy": ApprovalPolicy,
+    "approval_request": ApprovalRequest,
+    "approval_decision": ApprovalDecision,
 }
 
 

@@ -208,6 +208,16 @@ class ControlSigner:
         encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
         return unsigned.model_copy(update={"signature": encoded})
 
+    def sign_bytes(self, message: bytes) -> str:
+        """The Ed25519 signature of ``message`` (unpadded base64url).
+
+        For records other than control states (approval policies and decisions): the caller
+        puts its own context prefix in ``message`` so a signature never verifies as another
+        kind of record.
+        """
+        signature = self._key.sign(message)
+        return base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
     def private_pem(self) -> bytes:
         """The private key as PKCS#8 PEM (for writing a key file)."""
         return self._key.private_bytes(
@@ -298,6 +308,28 @@ class ControlVerifier:
         try:
             signature = _b64decode(state.signature)
             key.verify(signature, canonical_bytes(state))
+        except (InvalidSignature, ValueError, binascii.Error):
+            raise VerificationError(
+                "bad_signature", "signature does not match the record"
+            ) from None
+
+    def verify_bytes(self, message: bytes, key_id: str | None, signature: str | None) -> None:
+        """Return if the key ``key_id`` signed ``message`` (see :meth:`ControlSigner.sign_bytes`).
+
+        Raises
+        ------
+        VerificationError
+            ``unsigned``, ``unknown_key`` or ``bad_signature``.
+        """
+        if not signature or not key_id:
+            raise VerificationError("unsigned", "record carries no signature")
+        key = self.keys.get(key_id)
+        if key is None:
+            raise VerificationError(
+                "unknown_key", f"signed with key {key_id!r}; accepted: {sorted(self.keys)}"
+            )
+        try:
+            key.verify(_b64decode(signature), message)
         except (InvalidSignature, ValueError, binascii.Error):
             raise VerificationError(
                 "bad_signature", "signature does not match the record"

@@ -10,16 +10,26 @@ Modules: :mod:`~agentwatch.sdk.errors`, :mod:`~agentwatch.sdk.call_context`,
 :mod:`~agentwatch.sdk.control` (verified control state), :mod:`~agentwatch.sdk.follower`
 (control-topic consumer), :mod:`~agentwatch.sdk.emitter` (event buffer and sender),
 :mod:`~agentwatch.sdk.tools` (the tool wrapper and its hooks), :mod:`~agentwatch.sdk.surface`,
-:mod:`~agentwatch.sdk.monitor` and :mod:`~agentwatch.sdk.sync`.
+:mod:`~agentwatch.sdk.approval` (approval gates), :mod:`~agentwatch.sdk.monitor` and
+:mod:`~agentwatch.sdk.sync`.
 """
 
 from agentwatch.sdk.call_context import context
-from agentwatch.sdk.errors import AgentHalted, ControlError, ControlUnavailable, PermissionRevoked
+from agentwatch.sdk.errors import (
+    AgentHalted,
+    ApprovalDenied,
+    ApprovalTimedOut,
+    ControlError,
+    ControlUnavailable,
+    PermissionRevoked,
+)
 from agentwatch.sdk.monitor import Monitor
 from agentwatch.sdk.sync import SyncMonitor
 
 __all__ = [
     "AgentHalted",
+    "ApprovalDenied",
+    "ApprovalTimedOut",
     "ControlError",
     "ControlUnavailable",
     "Monitor",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AgentHalted", "ControlError", "ControlUnavailable", "PermissionRevoked"]
+__all__ = [
+    "AgentHalted",
+    "ApprovalDenied",
+    "ApprovalTimedOut",
+    "ControlError",
+    "ControlUnavailable",
+    "PermissionRevoked",
+]
 
 
 class ControlError(RuntimeError):
@@ -64,3 +71,52 @@ class PermissionRevoked(ControlError):
 
 class ControlUnavailable(ControlError):
     """Raised at start when ``require_control=True`` and the control topic could not be read."""
+
+
+class ApprovalDenied(ControlError):
+    """The call needed a person's approval and did not get it; the tool did not run.
+
+    Examples
+    --------
+    >>> print(ApprovalDenied("bot-1", "payments.refund", "slack:bob", "not today", "r-1"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    agent 'bot-1' may not run 'payments.refund': approval denied by slack:bob (not today;
+    request r-1). The tool was not run.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        action: str,
+        decided_by: str = "",
+        reason: str = "",
+        request_id: str = "",
+    ) -> None:
+        self.agent_id = agent_id
+        self.action = action
+        self.decided_by = decided_by
+        self.reason = reason
+        self.request_id = request_id
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        why = "; ".join(x for x in (self.reason, f"request {self.request_id}") if x)
+        return (
+            f"agent {self.agent_id!r} may not run {self.action!r}: approval denied by "
+            f"{self.decided_by or 'agentwatch'} ({why}). The tool was not run."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.agent_id, self.action, self.decided_by, self.reason, self.request_id)
+        return (type(self), args)
+
+
+class ApprovalTimedOut(ApprovalDenied):
+    """Nobody approved the call in time (or no worker answered): it is denied."""
+
+    def _message(self) -> str:
+        return (
+            f"agent {self.agent_id!r} may not run {self.action!r}: nobody approved it in time "
+            f"({self.reason or 'timed out'}; request {self.request_id}). The tool was not run; "
+            f"see `agentwatch approvals list`."
+        )

@@ -12,19 +12,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
-from agentwatch.sdk.control import ControlBook
 
-__all__ = ["TOPIC_POLL_S", "ControlFollower"]
+__all__ = ["TOPIC_POLL_S", "ControlFollower", "RecordSink"]
 
 log = logging.getLogger("agentwatch.sdk")
 
 TOPIC_POLL_S = 2.0
 """How often to look again for a control topic that does not exist yet."""
+
+
+class RecordSink(Protocol):
+    """What a follower feeds: a :class:`ControlBook`, or the approval policy's book."""
+
+    def apply_record(self, topic: str, partition: int, offset: int, key: Any, value: Any) -> None:
+        """Apply one record (never raises)."""
 
 
 class ControlFollower:
@@ -53,7 +59,7 @@ class ControlFollower:
         self,
         bootstrap: str,
         topic: str,
-        books: Mapping[bytes, ControlBook],
+        books: Mapping[bytes, RecordSink],
         *,
         kafka_options: Mapping[str, Any] | None = None,
         fetch_max_wait_ms: int = 100,

@@ -40,7 +40,9 @@ from agentwatch.connection import (
 )
 from agentwatch.kafka_security import KafkaConnectError, check_connection, client_options
 from agentwatch.schemas._types import AGENT_ID_PATTERN
+from agentwatch.schemas.approvals import POLICY_KEY, ApprovalPolicy
 from agentwatch.schemas.signing import ControlVerifier, SigningKeyError, verifier_from_settings
+from agentwatch.sdk.approval import ApprovalGate, PolicyBook
 from agentwatch.sdk.control import ControlBook
 from agentwatch.sdk.emitter import EventEmitter
 from agentwatch.sdk.errors import ControlUnavailable
@@ -162,6 +164,13 @@ class Monitor(AgentSurface):
     max_clock_skew_s
         A control record whose ``version`` (milliseconds) or ``updated_at`` is further than
         this ahead of this host's clock is refused as implausible.
+    approvals
+        Approval requirements of this agent's own, checked before those the workers publish
+        from their rules file (``docs/approvals.md``). A matching call waits for a person's
+        decision (:class:`~agentwatch.sdk.ApprovalDenied` when denied or timed out).
+    approval_grace_s
+        How long after a requirement's timeout a call still waits for the worker's answer
+        before it is denied locally (no worker running).
 
     Attributes
     ----------
@@ -205,6 +214,8 @@ class Monitor(AgentSurface):
         kafka_options: Mapping[str, Any] | None = None,
         control_verifier: ControlVerifier | None = None,
         max_clock_skew_s: float = 300.0,
+        approvals: ApprovalPolicy | None = None,
+        approval_grace_s: float = 5.0,
     ) -> None:
         if not isinstance(agent_id, str) or not 0 < len(agent_id) <= 128:
             raise ValueError("agent_id must be a string of 1 to 128 characters")
@@ -255,10 +266,24 @@ class Monitor(AgentSurface):
             kafka_options=self._kafka_options,
         )
         self.control = ControlBook(agent_id, control_verifier, max_clock_skew_s)
+        self.policy_book = PolicyBook(control_verifier)
+        self.approvals_topic = f"{self.topic_prefix}.approvals"
+        self.gate = ApprovalGate(
+            agent_id,
+            fleet,
+            bootstrap=self.bootstrap,
+            topic=self.approvals_topic,
+            policy_book=self.policy_book,
+            local=approvals,
+            verifier=control_verifier,
+            kafka_options=self._kafka_options,
+            grace_s=approval_grace_s,
+        )
+        self.approvals = self.gate
         self.follower = ControlFollower(
             self.bootstrap,
             self.control_topic,
-            {self.control.key: self.control},
+            {self.control.key: self.control, POLICY_KEY: self.policy_book},
             kafka_options=self._kafka_options,
             fetch_max_wait_ms=fetch_max_wait_ms,
             stop_timeout=close_timeout,
@@ -373,16 +398,19 @@ class Monitor(AgentSurface):
     def _connect(self, bootstrap: str, connection: Connection | None) -> None:
         """Use ``bootstrap``; from a connection file also its topic prefix and public key."""
         self.bootstrap = self.emitter.bootstrap = self.follower.bootstrap = bootstrap
+        self.gate.bootstrap = bootstrap
         if connection is None:
             return
         if not self._prefix_given and connection.topic_prefix != self.topic_prefix:
             self.topic_prefix = connection.topic_prefix
             self.actions_topic = self.emitter.topic = f"{self.topic_prefix}.actions"
             self.control_topic = self.follower.topic = f"{self.topic_prefix}.control"
+            self.approvals_topic = self.gate.topic = f"{self.topic_prefix}.approvals"
         key = connection.control_verify_key
         if self.control_verifier is None and key is not None:
             try:
                 self.control_verifier = self.control.verifier = ControlVerifier.load([str(key)])
+                self.policy_book.verifier = self.gate.verifier = self.control_verifier
             except SigningKeyError as exc:
                 log.warning("agentwatch: the connection file's public key: %s", exc)
         log.info(
@@ -400,6 +428,7 @@ class Monitor(AgentSurface):
         if self._closed:
             return
         self._closed = True
+        await self.gate.aclose()
         await self.emitter.aclose()
         task = self._control_task
         if task is not None and not task.done():

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from agentwatch.schemas import ActionEvent, ControlState
+from agentwatch.schemas.approvals import ApprovalDecision, ApprovalRequirement
 from agentwatch.sdk._support import KINDS, RISKS, Kind, Risk, Status, clip
-from agentwatch.sdk.call_context import Scalar, context
+from agentwatch.sdk.approval import ApprovalGate
+from agentwatch.sdk.call_context import Scalar, context, current_context
 from agentwatch.sdk.control import ControlBook
 from agentwatch.sdk.emitter import EventEmitter
-from agentwatch.sdk.errors import ControlError
+from agentwatch.sdk.errors import ApprovalDenied, ControlError
 from agentwatch.sdk.tools import ToolCall, wrap_tool
 
 __all__ = ["AgentSurface"]
@@ -26,18 +28,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Enforce:
-    """The tool hooks of a surface: refuse what the control state forbids, record the rest."""
+    """The tool hooks of a surface: refuse what the control state forbids, wait for approval
+    where the rules want it, record the rest (an approved call carries its approver)."""
 
     def __init__(self, surface: AgentSurface) -> None:
         self.surface = surface
+        self._approved: dict[int, ApprovalDecision] = {}
 
     def before(self, call: ToolCall) -> None:
         self.surface.check(call.action, kind=call.kind, risk=call.risk, target=call.target)
+        decision = self.surface._approve_blocking(call)
+        if decision is not None:
+            self._approved[id(call)] = decision
 
     async def abefore(self, call: ToolCall) -> None:
-        self.before(call)
+        self.surface.check(call.action, kind=call.kind, risk=call.risk, target=call.target)
+        decision = await self.surface.approve_call(call)
+        if decision is not None:
+            self._approved[id(call)] = decision
 
     def after(self, call: ToolCall, latency_ms: float, exc: BaseException | None) -> None:
+        decision = self._approved.pop(id(call), None)
         self.surface.emit(
             call.action,
             kind=call.kind,
@@ -46,6 +57,8 @@ class _Enforce:
             risk=call.risk,
             target=call.target,
             latency_ms=latency_ms,
+            approved_by=None if decision is None else decision.decided_by,
+            attributes=None if decision is None else {"approval_id": decision.request_id},
         )
 
 
@@ -58,6 +71,8 @@ class AgentSurface:
     agent_id: str
     control: ControlBook
     emitter: EventEmitter
+    approvals: ApprovalGate | None = None
+    """Asks before calls the approval requirements match (``None``: never asks)."""
 
     @property
     def state(self) -> ControlState | None:
@@ -75,7 +90,8 @@ class AgentSurface:
         by reason into ``control_rejected_unsigned``, ``..._unknown_key``,
         ``..._bad_signature`` and ``..._implausible``.
         """
-        return {**self.emitter.stats, **self.control.counters.snapshot()}
+        gate = {} if self.approvals is None else self.approvals.counters.snapshot()
+        return {**self.emitter.stats, **self.control.counters.snapshot(), **gate}
 
     def allows(self, action: str) -> bool:
         """Whether ``action`` may run now (no event, no exception)."""
@@ -103,6 +119,65 @@ class AgentSurface:
         if denial is not None:
             self._emit_denied(action, kind, risk, target, denial)
             raise denial
+
+    async def approve_call(self, call: ToolCall) -> ApprovalDecision | None:
+        """Wait for approval of ``call`` if a requirement matches it (else return ``None``).
+
+        Returns the approving decision (its ``decided_by`` is the approver); raises
+        :class:`~agentwatch.sdk.ApprovalDenied` (or ``ApprovalTimedOut``) and emits a
+        ``denied`` event otherwise. Framework adapters call it before running a tool.
+        """
+        gate = self.approvals
+        requirement = None if gate is None else gate.requirement(call)
+        if gate is None or requirement is None:
+            return None
+        try:
+            return await self._await_approval(gate, call, requirement)
+        except ApprovalDenied as denial:
+            self._emit_denied(call.action, call.kind, call.risk, call.target, denial)
+            raise
+
+    async def _await_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        """Ask ``gate`` on the running loop (a surface whose clients live elsewhere overrides)."""
+        return await gate.ask(call, requirement, self._session_for_request())
+
+    def approve_blocking(self, call: ToolCall) -> ApprovalDecision | None:
+        """:meth:`approve_call` waiting in the caller's thread (callbacks that cannot await).
+
+        A :class:`~agentwatch.sdk.SyncMonitor` waits; an asyncio
+        :class:`~agentwatch.sdk.Monitor` cannot wait without blocking its own event loop and
+        denies the call, saying so.
+        """
+        return self._approve_blocking(call)
+
+    def _approve_blocking(self, call: ToolCall) -> ApprovalDecision | None:
+        """:meth:`approve_call` for a plain function, waiting in the caller's thread."""
+        gate = self.approvals
+        requirement = None if gate is None else gate.requirement(call)
+        if gate is None or requirement is None:
+            return None
+        try:
+            return self._wait_approval(gate, call, requirement)
+        except ApprovalDenied as denial:
+            self._emit_denied(call.action, call.kind, call.risk, call.target, denial)
+            raise
+
+    def _wait_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        """Block until ``gate`` decides; a surface that cannot block denies."""
+        raise ApprovalDenied(
+            self.agent_id,
+            call.action,
+            "agentwatch",
+            "a plain function of an asyncio Monitor cannot wait for approval without "
+            "blocking the event loop: make the tool async, or use SyncMonitor",
+        )
+
+    def _session_for_request(self) -> str | None:
+        return current_context().session_id or self.emitter.session_id
 
     def context(
         self,
@@ -295,6 +370,22 @@ class AgentSurface:
     ) -> None:
         state = self.control.state
         attributes: dict[str, Scalar] = {}
+        if isinstance(denial, ApprovalDenied):
+            if denial.request_id:
+                attributes["approval_id"] = denial.request_id
+            self.emit(
+                action,
+                kind=kind,
+                status="denied",
+                error=clip(
+                    f"{type(denial).__name__}: {denial.reason}".rstrip(": "),
+                    self.emitter.max_error_chars,
+                ),
+                risk=risk,
+                target=target,
+                attributes=attributes,
+            )
+            return
         if state is not None:
             attributes["control_version"] = state.version
             if state.incident_id:

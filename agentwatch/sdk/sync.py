@@ -15,8 +15,12 @@ from types import TracebackType
 from typing import Any
 
 from agentwatch.config import Settings
+from agentwatch.schemas.approvals import ApprovalDecision, ApprovalRequirement
+from agentwatch.sdk.approval import ApprovalGate
+from agentwatch.sdk.errors import ApprovalDenied
 from agentwatch.sdk.monitor import Monitor, monitor_kwargs_from_settings
 from agentwatch.sdk.surface import AgentSurface
+from agentwatch.sdk.tools import ToolCall
 
 __all__ = ["SyncMonitor"]
 
@@ -46,6 +50,7 @@ class SyncMonitor(AgentSurface):
         self.agent_id = self.monitor.agent_id
         self.control = self.monitor.control
         self.emitter = self.monitor.emitter
+        self.approvals = self.monitor.approvals
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -133,6 +138,31 @@ class SyncMonitor(AgentSurface):
     def control_ready(self) -> bool:
         """See :attr:`Monitor.control_ready`."""
         return self.monitor.control_ready
+
+    def _wait_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        loop = self._loop
+        if loop is None or self._closed:
+            raise ApprovalDenied(
+                self.agent_id, call.action, "agentwatch", "the SyncMonitor is not running"
+            )
+        session = self._session_for_request()
+        future = asyncio.run_coroutine_threadsafe(gate.ask(call, requirement, session), loop)
+        return future.result(timeout=requirement.timeout_s + gate.grace_s + 30.0)
+
+    async def _await_approval(
+        self, gate: ApprovalGate, call: ToolCall, requirement: ApprovalRequirement
+    ) -> ApprovalDecision:
+        # the gate's Kafka clients live on the monitor's own loop: ask there, wait here
+        loop = self._loop
+        if loop is None or self._closed:
+            raise ApprovalDenied(
+                self.agent_id, call.action, "agentwatch", "the SyncMonitor is not running"
+            )
+        session = self._session_for_request()
+        future = asyncio.run_coroutine_threadsafe(gate.ask(call, requirement, session), loop)
+        return await asyncio.wrap_future(future)
 
     def _accept_tool(self, fn: Callable[..., Any]) -> None:
         if inspect.iscoroutinefunction(fn):

@@ -27,6 +27,7 @@ from agentwatch.kafka_security import faust_credentials
 from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
 from agentwatch.streams.api import register_api
+from agentwatch.streams.approvals import register_approvals
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.health import Readiness, StageProbe
@@ -65,6 +66,7 @@ class WorkerApp:
     web_port: int = 0
     readiness: Readiness | None = None
     otlp_url: str | None = None
+    approvals: Any = None
 
     @property
     def web_url(self) -> str:
@@ -261,6 +263,7 @@ def create_app(
     _register_agents(worker)
     _register_views(worker)
     register_api(worker)
+    register_approvals(worker, signer, rules.approvals)
     return worker
 
 

@@ -14,11 +14,20 @@ __all__ = ["SINGLE_PARTITION", "TOPIC_NAMES", "ensure_topics", "partitions_for",
 
 log = logging.getLogger(__name__)
 
-TOPIC_NAMES = ("actions", "deadletter", "anomalies", "control", "notifications", "audit")
+TOPIC_NAMES = (
+    "actions",
+    "deadletter",
+    "anomalies",
+    "control",
+    "notifications",
+    "audit",
+    "approvals",
+)
 #: The responder's input and the outbox have one partition: one worker owns every incident and
 #: every delivery (Kafka's group protocol moves them on failure). They carry a few messages a
 #: minute, so one partition is ample, and paging order is global.
-SINGLE_PARTITION = frozenset({"anomalies", "notifications"})
+#: Approval requests and decisions (``approvals``) share one log so the first decision wins.
+SINGLE_PARTITION = frozenset({"anomalies", "notifications", "approvals"})
 
 
 def partitions_for(settings: Settings, name: str) -> int:

@@ -16,6 +16,8 @@ fixtures (re-exported by ``tests/alerting/conftest.py``; import them into any co
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -24,15 +26,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest_asyncio
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from agentwatch.config import Settings
 from agentwatch.schemas import Anomaly, ControlState, Notification
 
 __all__ = [
     "PAGERDUTY_ROUTING_KEY",
+    "SLACK_SIGNING_SECRET",
     "SLACK_WEBHOOK_PATH",
     "Failure",
     "FakeClock",
@@ -45,10 +49,12 @@ __all__ = [
     "sample_notification",
     "validate_pagerduty_event",
     "validate_slack_blocks",
+    "validate_slack_button",
 ]
 
 PAGERDUTY_ROUTING_KEY = "0123456789abcdef0123456789abcdef"  # 32 characters, as documented
 SLACK_WEBHOOK_PATH = "/services/T000/B000/XXXX"
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the format Slack documents
 
 
 @dataclass
@@ -527,6 +533,43 @@ def validate_slack_blocks(blocks: Any) -> list[str]:
                     errors += _text_object(element, f"{where}.elements[{j}]", 3000)
         elif kind == "divider":
             errors += _only(block, {"type", "block_id"}, where)
+        elif kind == "actions":
+            errors += _only(block, {"type", "elements", "block_id"}, where)
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+                errors.append(f"{where}.elements must be an array of 1-25 elements")
+            else:
+                ids = [e.get("action_id") for e in elements if isinstance(e, dict)]
+                if len(ids) != len(set(ids)):
+                    errors.append(f"{where}.elements: action_id must be unique in the block")
+                for j, element in enumerate(elements):
+                    errors += validate_slack_button(element, f"{where}.elements[{j}]")
+    return errors
+
+
+def validate_slack_button(element: Any, where: str) -> list[str]:
+    """Problems of a Block Kit ``button`` element (the only element we accept here).
+
+    ``text`` plain_text at most 75; ``action_id`` at most 255; ``value`` at most 2000;
+    ``style`` ``primary`` or ``danger``; ``url`` at most 3000.
+    """
+    if not isinstance(element, dict) or element.get("type") != "button":
+        return [f"{where} must be a button element"]
+    errors = _only(
+        element,
+        {"type", "text", "action_id", "value", "style", "url", "confirm", "accessibility_label"},
+        where,
+    )
+    errors += _text_object(element.get("text"), f"{where}.text", 75, plain_only=True)
+    action_id = element.get("action_id")
+    if not isinstance(action_id, str) or not 0 < len(action_id) <= 255:
+        errors.append(f"{where}.action_id must be a string of 1-255 characters")
+    value = element.get("value")
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 2000):
+        errors.append(f"{where}.value must be a string of 1-2000 characters")
+    style = element.get("style")
+    if style is not None and style not in ("primary", "danger"):
+        errors.append(f"{where}.style must be primary or danger")
     return errors
 
 
@@ -540,14 +583,94 @@ class FakeSlack(_FakeService):
     Answers ``200 ok``; ``400 invalid_payload`` (not JSON, not an object),
     ``400 no_text`` (neither text nor blocks), ``400 invalid_blocks`` (Block Kit limits),
     ``404 no_service`` (another path); scripted ``429`` carry ``Retry-After``.
+
+    Interactivity: :meth:`click` plays a person pressing a button of an accepted message the
+    way Slack does: a ``block_actions`` payload built from that very button (only buttons the
+    message carries can be pressed), form-encoded, signed with the app's signing secret
+    (``X-Slack-Signature`` v0, ``X-Slack-Request-Timestamp``) and posted to the app's
+    interactivity URL; its ``response_url`` (``POST /actions/<n>``) records what the app
+    answers there in :attr:`responses`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signing_secret: str = SLACK_SIGNING_SECRET) -> None:
         super().__init__()
+        self.signing_secret = signing_secret
         self.messages: list[dict[str, Any]] = []
         """Accepted messages, in order."""
         self.last_errors: list[str] = []
         """Why the last ``invalid_blocks`` was answered."""
+        self.responses: list[dict[str, Any]] = []
+        """Messages the app posted to a ``response_url``, in order."""
+        self._clicks = 0
+
+    def buttons(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The buttons of a message, each with its block's ``block_id`` (``_block_id``)."""
+        found = []
+        for block in message.get("blocks") or []:
+            if block.get("type") == "actions":
+                for element in block["elements"]:
+                    found.append({**element, "_block_id": block.get("block_id")})
+        return found
+
+    def interaction(
+        self, message: dict[str, Any], action_id: str, user: str = "alice"
+    ) -> dict[str, Any]:
+        """The ``block_actions`` payload Slack sends when ``user`` presses a button."""
+        matching = [b for b in self.buttons(message) if b.get("action_id") == action_id]
+        if len(matching) != 1:
+            raise AssertionError(f"message has no single button {action_id!r}: {message}")
+        button = matching[0]
+        self._clicks += 1
+        return {
+            "type": "block_actions",
+            "user": {"id": f"U{abs(hash(user)) % 10**8:08d}", "username": user, "name": user},
+            "team": {"id": "T000", "domain": "example"},
+            "api_app_id": "A000",
+            "trigger_id": f"{self._clicks}.1.abc",
+            "response_url": f"{self.url}/actions/{self._clicks}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": button["_block_id"],
+                    "text": button["text"],
+                    "value": button.get("value"),
+                    "style": button.get("style"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def signed_request(
+        self, payload: dict[str, Any], *, secret: str | None = None, timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Body and headers of an interactivity request, signed as Slack signs it."""
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        base = b"v0:" + ts.encode() + b":" + body
+        key = (self.signing_secret if secret is None else secret).encode()
+        signature = "v0=" + hmac.new(key, base, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature,
+        }
+        return body, headers
+
+    async def click(
+        self, interactivity_url: str, message: dict[str, Any], action_id: str, user: str = "alice"
+    ) -> tuple[int, Any]:
+        """Press a button of ``message`` as ``user``: post the signed payload; the answer."""
+        body, headers = self.signed_request(self.interaction(message, action_id, user))
+        async with (
+            ClientSession() as http,
+            http.post(interactivity_url, data=body, headers=headers) as resp,
+        ):
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, text
 
     async def __aenter__(self) -> FakeSlack:
         await self.start()
@@ -565,6 +688,17 @@ class FakeSlack(_FakeService):
 
     async def _handle(self, request: web.Request) -> web.Response:
         entry = await self._record(request)
+        if request.path.startswith("/actions/") and request.method == "POST":
+            if not isinstance(entry.json, dict) or not (
+                entry.json.get("text") or entry.json.get("blocks")
+            ):
+                return self._answer(entry, 400, "invalid_payload")
+            errors = validate_slack_blocks(entry.json.get("blocks", []))
+            if errors:
+                self.last_errors = errors
+                return self._answer(entry, 400, "invalid_blocks")
+            self.responses.append(entry.json)
+            return self._answer(entry, 200, "ok")
         if request.path != SLACK_WEBHOOK_PATH:
             return self._answer(entry, 404, "no_service")
         if request.method != "POST":

@@ -19,7 +19,9 @@ from langchain_core.tools import BaseTool, tool
 
 from agentwatch.config import Settings
 from agentwatch.integrations.langchain import AgentwatchCallbackHandler
-from agentwatch.sdk import AgentHalted, Monitor, PermissionRevoked, SyncMonitor
+from agentwatch.schemas.approvals import ApprovalPolicy, ApprovalRequirement
+from agentwatch.sdk import AgentHalted, ApprovalDenied, Monitor, PermissionRevoked, SyncMonitor
+from tests.sdk.approvals import answer_approvals, create_approvals_topic
 from tests.sdk.test_monitor import agent, control, create_topics, read_actions, write_control
 
 pytestmark = pytest.mark.integration
@@ -205,3 +207,49 @@ def test_revoke_blocks_only_that_tool_in_a_sync_agent(settings: Settings) -> Non
         ("send_email", "denied"),
         ("search", "ok"),
     ]
+
+
+def test_sync_agent_waits_for_approval(settings: Settings, control_keys: Any) -> None:
+    import asyncio
+    import threading
+
+    asyncio.run(create_topics(settings))
+    asyncio.run(create_approvals_topic(settings))
+    agent_id = agent()
+    tools = Tools()
+    send, search = tools.by_name["send_email"], tools.by_name["search"]
+    policy = ApprovalPolicy(
+        requirements=[ApprovalRequirement(name="mail", actions=["send_email"], timeout_s=10)]
+    )
+    answered: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: answered.extend(
+            asyncio.run(
+                answer_approvals(
+                    settings, control_keys.signer, [("approved", "carol"), ("denied", "dave")]
+                )
+            )
+        )
+    )
+    worker.start()
+    with SyncMonitor.from_settings(agent_id, settings=settings, approvals=policy) as monitor:
+        handler = AgentwatchCallbackHandler(monitor, target_args={"send_email": "to"})
+        config: RunnableConfig = {"callbacks": [handler]}
+        assert search.invoke({"q": "no approval"}, config=config) == "NO APPROVAL"
+        assert send.invoke({"to": "a@example.com", "body": "hi"}, config=config) == (
+            "sent to a@example.com"
+        )
+        with pytest.raises(ApprovalDenied, match="approval denied by dave"):
+            send.invoke({"to": "b@example.com", "body": "hi"}, config=config)
+        assert tools.runs["send_email"] == 1
+        assert monitor.flush(5.0)
+    worker.join(10)
+    assert [r.target for r in answered] == ["a@example.com", "b@example.com"]
+
+    events = asyncio.run(read_actions(settings, 3))
+    assert [(e.action, e.status, e.approved_by) for e in events] == [
+        ("search", "ok", None),
+        ("send_email", "ok", "carol"),
+        ("send_email", "denied", None),
+    ]
+    assert events[1].attributes["approval_id"] == answered[0].request_id

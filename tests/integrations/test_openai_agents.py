@@ -37,7 +37,12 @@ from agentwatch.integrations.openai_agents import (
     refusal,
     tool_guardrail,
 )
-from agentwatch.sdk import AgentHalted, Monitor
+from agentwatch.schemas.approvals import (
+    ApprovalPolicy,
+    ApprovalRequirement,
+)
+from agentwatch.sdk import AgentHalted, ApprovalDenied, Monitor
+from tests.sdk.approvals import answer_approvals, create_approvals_topic
 from tests.sdk.test_monitor import agent, control, create_topics, read_actions, write_control
 
 pytestmark = pytest.mark.integration
@@ -273,3 +278,44 @@ async def test_revoke_blocks_only_that_tool(settings: Settings) -> None:
     denied = next(e for e in events if e.status == "denied")
     assert denied.error is not None and "PermissionRevoked" in denied.error
     assert isinstance(denied.attributes.get("control_version"), int)  # the revoking record
+
+
+@pytest.mark.usefixtures("only_agentwatch_tracing")
+async def test_guardrail_waits_for_approval(settings: Settings, control_keys: Any) -> None:
+    await create_topics(settings)
+    await create_approvals_topic(settings)
+    agent_id = agent()
+    tools = Tools()
+    policy = ApprovalPolicy(
+        requirements=[ApprovalRequirement(name="mail", actions=["send_email"], timeout_s=10)]
+    )
+    async with Monitor.from_settings(agent_id, settings=settings, approvals=policy) as monitor:
+        set_trace_processors([AgentwatchTracingProcessor(monitor)])
+        guard_tools(tools.all, tool_guardrail(monitor, target_args={"send_email": "to"}))
+        worker = asyncio.create_task(
+            answer_approvals(
+                settings, control_keys.signer, [("approved", "carol"), ("denied", "dave")]
+            )
+        )
+        args = {"to": "a@example.com", "body": "hi"}
+        await Runner.run(make_agent(FakeModel("send_email", args), tools), "mail")
+        assert tools.runs["send_email"] == 1
+        with pytest.raises(ToolInputGuardrailTripwireTriggered) as raised:
+            await Runner.run(make_agent(FakeModel("send_email", args), tools), "mail")
+        assert tools.runs["send_email"] == 1, "a denied call ran"
+        denial = refusal(raised.value)
+        assert isinstance(denial, ApprovalDenied) and denial.decided_by == "dave"
+        # a tool the policy does not name runs without asking
+        await Runner.run(make_agent(FakeModel("search", {"q": "x"}), tools), "search")
+        requests = await asyncio.wait_for(worker, 10)
+        assert [(r.action, r.target) for r in requests] == [("send_email", "a@example.com")] * 2
+        assert await monitor.flush(5.0)
+        sent = monitor.stats["sent"]
+
+    tool_events = [e for e in await read_actions(settings, sent) if e.kind == "tool"]
+    assert [(e.action, e.status, e.approved_by) for e in tool_events] == [
+        ("send_email", "ok", "carol"),
+        ("send_email", "denied", None),
+        ("search", "ok", None),
+    ]
+    assert tool_events[0].attributes["approval_id"] == requests[0].request_id
