@@ -47,6 +47,7 @@ from agentwatch.alerting.notifiers.base import (
     parse_retry_after,
     redact,
     register_notifier,
+    status_error,
     truncate,
 )
 from agentwatch.config import AlertmanagerSettings, Settings
@@ -394,24 +395,8 @@ class AlertmanagerNotifier(RefreshingNotifier):
         if 200 <= status < 300:
             return None
         text = redact(_error_text(body), self._secrets())
-        if status == 429:
-            return DeliveryError(
-                f"Alertmanager {where} throttled the post (HTTP 429)",
-                retryable=True,
-                retry_after=retry_after,
-                reason="rate_limited",
-            )
-        if status >= 500 or status == 408:
-            return DeliveryError(
-                f"Alertmanager {where} failed (HTTP {status}): {text}",
-                retryable=True,
-                retry_after=retry_after,
-                reason="server_error",
-            )
-        return DeliveryError(
-            f"Alertmanager {where} rejected the alerts (HTTP {status}): {text}",
-            retryable=False,
-            reason="rejected",
+        return status_error(
+            f"Alertmanager {where}", status, text, retry_after=retry_after, refused="the alerts"
         )
 
     async def aclose(self) -> None:

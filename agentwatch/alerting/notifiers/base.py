@@ -21,6 +21,7 @@ __all__ = [
     "parse_retry_after",
     "redact",
     "register_notifier",
+    "status_error",
     "truncate",
 ]
 
@@ -169,3 +170,41 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def status_error(
+    service: str, status: int, detail: str, *, retry_after: float | None, refused: str
+) -> DeliveryError:
+    """The :class:`DeliveryError` for a non-2xx HTTP answer of ``service``.
+
+    429 is throttling and 408 or 5xx a failure (both retried, after ``retry_after`` when the
+    service gave one); any other status is a refusal, not retried. ``detail`` (the answer's
+    text) must already be redacted; ``refused`` says what was refused.
+
+    Examples
+    --------
+    >>> e = status_error("Slack", 503, "busy", retry_after=2.0, refused="the message")
+    >>> str(e), e.retryable, e.reason
+    ('Slack failed (HTTP 503): busy', True, 'server_error')
+    >>> status_error("Slack", 404, "no_service", retry_after=None, refused="the message").reason
+    'rejected'
+    """
+    if status == 429:
+        return DeliveryError(
+            f"{service} throttled the request (HTTP 429)",
+            retryable=True,
+            retry_after=retry_after,
+            reason="rate_limited",
+        )
+    if status >= 500 or status == 408:
+        return DeliveryError(
+            f"{service} failed (HTTP {status}): {detail}",
+            retryable=True,
+            retry_after=retry_after,
+            reason="server_error",
+        )
+    return DeliveryError(
+        f"{service} rejected {refused} (HTTP {status}): {detail}",
+        retryable=False,
+        reason="rejected",
+    )

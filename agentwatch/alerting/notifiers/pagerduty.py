@@ -24,6 +24,7 @@ from agentwatch.alerting.notifiers.base import (
     parse_retry_after,
     redact,
     register_notifier,
+    status_error,
     truncate,
 )
 from agentwatch.config import Settings
@@ -158,25 +159,8 @@ def _status_error(response: httpx2.Response, secret: str) -> DeliveryError:
     """The :class:`DeliveryError` for a non-2xx answer; ``secret`` never appears in it."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    if status == 429:
-        return DeliveryError(
-            "PagerDuty throttled the event (HTTP 429)",
-            retryable=True,
-            retry_after=retry_after,
-            reason="rate_limited",
-        )
-    if status >= 500 or status == 408:
-        return DeliveryError(
-            f"PagerDuty failed (HTTP {status}): {redact(_error_text(response), [secret])}",
-            retryable=True,
-            retry_after=retry_after,
-            reason="server_error",
-        )
-    return DeliveryError(
-        f"PagerDuty rejected the event (HTTP {status}): {redact(_error_text(response), [secret])}",
-        retryable=False,
-        reason="rejected",
-    )
+    detail = redact(_error_text(response), [secret])
+    return status_error("PagerDuty", status, detail, retry_after=retry_after, refused="the event")
 
 
 class _EventsClient(pagerduty.EventsApiV2Client):

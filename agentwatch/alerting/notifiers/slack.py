@@ -22,6 +22,7 @@ from agentwatch.alerting.notifiers.base import (
     parse_retry_after,
     redact,
     register_notifier,
+    status_error,
     truncate,
 )
 from agentwatch.config import Settings
@@ -284,24 +285,12 @@ class SlackNotifier(Notifier):
         text = redact(
             truncate(" ".join(str(response.body).split()), ERROR_TEXT_MAX), self._secrets()
         )
-        if status == 429:
-            raise DeliveryError(
-                "Slack rate-limited the webhook (HTTP 429)",
-                retryable=True,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                reason="rate_limited",
-            )
-        if status >= 500 or status == 408:
-            raise DeliveryError(
-                f"Slack failed (HTTP {status}): {text}",
-                retryable=True,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                reason="server_error",
-            )
-        raise DeliveryError(
-            f"Slack rejected the message (HTTP {status}): {text}",
-            retryable=False,
-            reason="rejected",
+        raise status_error(
+            "Slack",
+            status,
+            text,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            refused="the message",
         )
 
     async def aclose(self) -> None:

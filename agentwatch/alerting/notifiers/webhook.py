@@ -38,6 +38,7 @@ from agentwatch.alerting.notifiers.base import (
     parse_retry_after,
     redact,
     register_notifier,
+    status_error,
     truncate,
 )
 from agentwatch.config import Settings, WebhookSettings
@@ -215,24 +216,8 @@ class WebhookNotifier(Notifier):
         if 200 <= status < 300:
             return
         detail = redact(truncate(" ".join(text.split()), ERROR_TEXT_MAX), [secret, url])
-        if status == 429:
-            raise DeliveryError(
-                f"webhook {where} throttled the request (HTTP 429)",
-                retryable=True,
-                retry_after=retry_after,
-                reason="rate_limited",
-            )
-        if status >= 500 or status == 408:
-            raise DeliveryError(
-                f"webhook {where} failed (HTTP {status}): {detail}",
-                retryable=True,
-                retry_after=retry_after,
-                reason="server_error",
-            )
-        raise DeliveryError(
-            f"webhook {where} refused the notification (HTTP {status}): {detail}",
-            retryable=False,
-            reason="rejected",
+        raise status_error(
+            f"webhook {where}", status, detail, retry_after=retry_after, refused="the notification"
         )
 
     async def aclose(self) -> None:
