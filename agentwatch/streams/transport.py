@@ -40,6 +40,10 @@ __all__ = ["AckedFlushProducer", "AgentwatchApp", "CommitBarrier", "Unacknowledg
 
 log = logging.getLogger(__name__)
 
+#: the start-up and shut-down chatter of agentwatch's faust services goes with faust's
+#: (``agentwatch worker`` logs it from WARNING at the default level)
+_CHATTER = logging.getLogger("agentwatch.faust")
+
 #: How often a waiting flush checks the producer is still running (and logs that it waits).
 FLUSH_CHECK_S = 1.0
 FLUSH_LOG_EVERY_S = 10.0
@@ -57,6 +61,8 @@ class AckedFlushProducer(driver.Producer):  # type: ignore[misc]
     of running ahead of the changelog; the worker's consumer then asks :meth:`problem`
     whether any of them failed, and does not commit if one did.
     """
+
+    logger = _CHATTER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -137,11 +143,6 @@ def _topic(fut: Any) -> str:
         return escape(str(fut.message.channel.get_topic_name()), 200)
     except AttributeError:  # not a faust FutureMessage
         return "?"
-
-
-#: the start-up and shut-down chatter of agentwatch's faust services goes with faust's
-#: (``agentwatch worker`` logs it from WARNING at the default level)
-_CHATTER = logging.getLogger("agentwatch.faust")
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
