@@ -46,7 +46,6 @@ the worker that owns it. The token is never logged.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -63,6 +62,7 @@ from agentwatch.detectors.rules import parse_duration
 from agentwatch.logtext import escape
 from agentwatch.schemas import ControlState
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
+from agentwatch.streams.http_auth import bearer_refusal, problem
 from agentwatch.streams.response import NotFound, VersionConflict
 from agentwatch.streams.roster import (
     fleet_members,
@@ -230,11 +230,6 @@ def parse_if_match(value: str | None) -> int | None:
     return int(text)
 
 
-def _problem(view: Any, status: int, message: str, **extra: Any) -> Any:
-    headers = {"WWW-Authenticate": 'Bearer realm="agentwatch"'} if status == 401 else None
-    return view.json({"error": message, **extra}, status=status, headers=headers)
-
-
 def register_api(worker: WorkerApp) -> None:
     """Add the control API views to the worker's faust app."""
     import re
@@ -247,26 +242,18 @@ def register_api(worker: WorkerApp) -> None:
     metrics = worker.metrics
 
     def check_auth(view: Any, request: Any) -> Any | None:
-        if token is None:
-            return _problem(
-                view, 503, "control API disabled: set AGENTWATCH_API_TOKEN on the worker"
-            )
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            return _problem(view, 401, "missing or wrong bearer token")
-        return None
+        return bearer_refusal(view, request, token)
 
     async def read_body(view: Any, request: Any) -> ControlRequest | Any:
         raw = await request.read()
         if len(raw) > MAX_BODY:
-            return _problem(view, 400, f"body over {MAX_BODY} bytes")
+            return problem(view, 400, f"body over {MAX_BODY} bytes")
         try:
             doc = orjson.loads(raw or b"null")
         except orjson.JSONDecodeError as exc:
-            return _problem(view, 400, f"body is not valid JSON: {exc}")
+            return problem(view, 400, f"body is not valid JSON: {exc}")
         if not isinstance(doc, dict):
-            return _problem(view, 400, "body must be a JSON object with actor and reason")
+            return problem(view, 400, "body must be a JSON object with actor and reason")
         try:
             return ControlRequest.model_validate(doc)
         except ValidationError as exc:
@@ -274,7 +261,7 @@ def register_api(worker: WorkerApp) -> None:
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             ]
-            return _problem(view, 400, "invalid body", problems=problems)
+            return problem(view, 400, "invalid body", problems=problems)
 
     def is_self(dest: Any) -> bool:
         canonical = app.conf.canonical_url  # what the other workers know this one by
@@ -307,9 +294,9 @@ def register_api(worker: WorkerApp) -> None:
             dest = app.router.key_store(worker.controls.name, b"")
         except Exception as exc:  # no assignment yet (starting, rebalancing)
             log.warning("control API: responder owner unknown: %r", exc)
-            return _problem(view, 503, "responder not assigned yet; retry in a few seconds")
+            return problem(view, 503, "responder not assigned yet; retry in a few seconds")
         if is_self(dest):
-            return _problem(view, 503, "responder partition is recovering; retry shortly")
+            return problem(view, 503, "responder partition is recovering; retry shortly")
         return await forward(view, request, dest, body)
 
     def count(endpoint: str, resp: Any) -> Any:
@@ -427,7 +414,7 @@ def register_api(worker: WorkerApp) -> None:
         if known:
             return None
         if known is None:
-            return _problem(
+            return problem(
                 view,
                 503,
                 f"cannot tell whether agent {agent_id!r} is known (the worker holding it does "
@@ -437,7 +424,7 @@ def register_api(worker: WorkerApp) -> None:
         ids = {row["agent_id"] for row in rows} | response.known_agents()
         suggestions = suggest(agent_id, ids)
         message = unknown_agent_message(agent_id, suggestions)
-        return _problem(view, 404, message, reason="unknown_agent", suggestions=suggestions)
+        return problem(view, 404, message, reason="unknown_agent", suggestions=suggestions)
 
     @app.page("/agents/{agent_id}")  # type: ignore[untyped-decorator]
     class AgentView(faust.web.View):  # type: ignore[misc]
@@ -450,14 +437,14 @@ def register_api(worker: WorkerApp) -> None:
             except KeyError as exc:  # no partition assignment yet: starting or rebalancing
                 log.info("control API: no owner for agent views yet: %r", exc)
                 return count(
-                    "agent", _problem(self, 503, "worker starting or rebalancing; retry shortly")
+                    "agent", problem(self, 503, "worker starting or rebalancing; retry shortly")
                 )
             if not is_self(dest):  # the baseline lives elsewhere: that worker answers
                 return count("agent", await forward(self, request, dest))
             baseline = worker.stage.baseline(agent_id)
             control = await response_part(request, agent_id)
             if baseline is None and not control.get("control"):
-                return count("agent", _problem(self, 404, f"unknown agent {agent_id!r}"))
+                return count("agent", problem(self, 404, f"unknown agent {agent_id!r}"))
             body = baseline.to_dict() if baseline is not None else {"agent_id": agent_id}
             body.update(control)
             headers = None
@@ -557,7 +544,7 @@ def register_api(worker: WorkerApp) -> None:
                 log.info("control API: no owner for agent events yet: %r", exc)
                 return count(
                     "agent_events",
-                    _problem(self, 503, "worker starting or rebalancing; retry shortly"),
+                    problem(self, 503, "worker starting or rebalancing; retry shortly"),
                 )
             if not is_self(dest):
                 return count("agent_events", await forward(self, request, dest))
@@ -584,19 +571,19 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count(endpoint, denied)
             if op not in ("halt", "resume", "revoke", "grant"):
-                return count(endpoint, _problem(self, 404, f"unknown operation {op!r}"))
+                return count(endpoint, problem(self, 404, f"unknown operation {op!r}"))
             if len(agent_id) > 128 or not agent_re.fullmatch(agent_id):
-                return count(endpoint, _problem(self, 400, f"invalid agent id {agent_id!r}"))
+                return count(endpoint, problem(self, 400, f"invalid agent id {agent_id!r}"))
             raw = await request.read()
             body = await read_body(self, _Body(raw))
             if not isinstance(body, ControlRequest):
                 return count(endpoint, body)
             if op == "revoke" and not body.actions:
-                return count(endpoint, _problem(self, 400, "revoke needs a non-empty 'actions'"))
+                return count(endpoint, problem(self, 400, "revoke needs a non-empty 'actions'"))
             try:
                 expected = parse_if_match(request.headers.get("If-Match"))
             except ValueError as exc:
-                return count(endpoint, _problem(self, 400, str(exc)))
+                return count(endpoint, problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request, raw)
             if forwarded is not None:
                 return count(endpoint, forwarded)
@@ -640,7 +627,7 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count(endpoint, denied)
             if op not in ("halt", "resume"):
-                return count(endpoint, _problem(self, 404, f"unknown fleet operation {op!r}"))
+                return count(endpoint, problem(self, 404, f"unknown fleet operation {op!r}"))
             raw = await request.read()
             body = await read_body(self, _Body(raw))
             if not isinstance(body, ControlRequest):
@@ -648,7 +635,7 @@ def register_api(worker: WorkerApp) -> None:
             if body.actions or body.force or "If-Match" in request.headers:
                 return count(
                     endpoint,
-                    _problem(
+                    problem(
                         self, 400, "'actions', 'force' and If-Match apply to one agent, not a fleet"
                     ),
                 )
@@ -664,10 +651,10 @@ def register_api(worker: WorkerApp) -> None:
                         f"no agent of fleet {fleet!r} found, and workers "
                         f"{', '.join(unreachable)} did not answer; retry shortly"
                     )
-                    return count(endpoint, _problem(self, 503, message))
+                    return count(endpoint, problem(self, 503, message))
                 fleets = {row["fleet"] for row in rows if row.get("fleet")}
                 message = unknown_fleet_message(fleet, suggest(fleet, fleets))
-                return count(endpoint, _problem(self, 404, message, reason="unknown_fleet"))
+                return count(endpoint, problem(self, 404, message, reason="unknown_fleet"))
             changed, unchanged = await response.fleet_command(
                 op,  # type: ignore[arg-type]
                 agents,
@@ -706,7 +693,7 @@ def register_api(worker: WorkerApp) -> None:
             try:
                 statuses = parse_statuses(request.query.get("status"))
             except ValueError as exc:
-                return count("incidents", _problem(self, 400, str(exc)))
+                return count("incidents", problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request)
             if forwarded is not None:
                 return count("incidents", forwarded)
@@ -729,7 +716,7 @@ def register_api(worker: WorkerApp) -> None:
             try:
                 state = response.find(incident_id)
             except NotFound:
-                return count("incident", _problem(self, 404, f"unknown incident {incident_id!r}"))
+                return count("incident", problem(self, 404, f"unknown incident {incident_id!r}"))
             incident = state.incident
             body = incident.model_dump(mode="json")
             control = response.control(incident.agent_id)
@@ -758,7 +745,7 @@ def register_api(worker: WorkerApp) -> None:
             if denied is not None:
                 return count(endpoint, denied)
             if op not in ("ack", "resolve"):
-                return count(endpoint, _problem(self, 404, f"unknown operation {op!r}"))
+                return count(endpoint, problem(self, 404, f"unknown operation {op!r}"))
             raw = await request.read()
             body = await read_body(self, _Body(raw))
             if not isinstance(body, ControlRequest):
@@ -774,7 +761,7 @@ def register_api(worker: WorkerApp) -> None:
                     reason=body.reason,
                 )
             except NotFound:
-                return count(endpoint, _problem(self, 404, f"unknown incident {incident_id!r}"))
+                return count(endpoint, problem(self, 404, f"unknown incident {incident_id!r}"))
             log.info(
                 "incident: %s %s by %s: %s",
                 op,
@@ -802,7 +789,7 @@ def register_api(worker: WorkerApp) -> None:
             try:
                 since, limit = query_since(request), query_limit(request)
             except ValueError as exc:
-                return count("anomalies", _problem(self, 400, str(exc)))
+                return count("anomalies", problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request)
             if forwarded is not None:
                 return count("anomalies", forwarded)
@@ -835,7 +822,7 @@ def register_api(worker: WorkerApp) -> None:
             try:
                 since, limit = query_since(request), query_limit(request)
             except ValueError as exc:
-                return count("audit", _problem(self, 400, str(exc)))
+                return count("audit", problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request)
             if forwarded is not None:
                 return count("audit", forwarded)
@@ -874,7 +861,7 @@ def register_api(worker: WorkerApp) -> None:
                 return count("silence_create", denied)
             raw = await request.read()
             if len(raw) > MAX_BODY:
-                return count("silence_create", _problem(self, 400, f"body over {MAX_BODY} bytes"))
+                return count("silence_create", problem(self, 400, f"body over {MAX_BODY} bytes"))
             try:
                 silence_request = SilenceRequest.model_validate_json(raw or b"null")
             except ValidationError as exc:
@@ -883,17 +870,17 @@ def register_api(worker: WorkerApp) -> None:
                     for e in exc.errors(include_url=False)
                 ]
                 return count(
-                    "silence_create", _problem(self, 400, "invalid silence", problems=problems)
+                    "silence_create", problem(self, 400, "invalid silence", problems=problems)
                 )
             except MatcherError as exc:
-                return count("silence_create", _problem(self, 400, str(exc)))
+                return count("silence_create", problem(self, 400, str(exc)))
             forwarded = await on_responder(self, request, raw)
             if forwarded is not None:
                 return count("silence_create", forwarded)
             try:
                 silence = await response.create_silence(silence_request)
             except ValueError as exc:
-                return count("silence_create", _problem(self, 400, str(exc)))
+                return count("silence_create", problem(self, 400, str(exc)))
             log.info(
                 "silence %s created by %s: %s",
                 silence.silence_id,
@@ -914,7 +901,7 @@ def register_api(worker: WorkerApp) -> None:
                 return count("silence", forwarded)
             silence = response.silences.get(silence_id) if response.silences else None
             if silence is None:
-                return count("silence", _problem(self, 404, f"unknown silence {silence_id!r}"))
+                return count("silence", problem(self, 404, f"unknown silence {silence_id!r}"))
             now = datetime.fromtimestamp(response.clock(), UTC)
             return count("silence", self.json(silence.view(now)))
 
@@ -930,7 +917,7 @@ def register_api(worker: WorkerApp) -> None:
             if not actor:
                 return count(
                     "silence_expire",
-                    _problem(self, 400, "say who expires the silence: ?actor=NAME"),
+                    problem(self, 400, "say who expires the silence: ?actor=NAME"),
                 )
             forwarded = await on_responder(self, request)
             if forwarded is not None:
@@ -939,7 +926,7 @@ def register_api(worker: WorkerApp) -> None:
                 silence = await response.expire_silence(silence_id, by=actor)
             except NotFound:
                 return count(
-                    "silence_expire", _problem(self, 404, f"unknown silence {silence_id!r}")
+                    "silence_expire", problem(self, 404, f"unknown silence {silence_id!r}")
                 )
             log.info("silence %s expired by %s", silence.silence_id, escape(actor))
             now = datetime.fromtimestamp(response.clock(), UTC)

@@ -19,7 +19,6 @@ approval policy, signed, on the control topic (key ``#approvals``), where agents
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from agentwatch.schemas.approvals import (
     ApprovalRequest,
 )
 from agentwatch.schemas.signing import ControlSigner, ControlVerifier, VerificationError
+from agentwatch.streams.http_auth import bearer_refusal, problem
 from agentwatch.streams.produce import Outgoing, send_acked
 
 if TYPE_CHECKING:
@@ -382,11 +382,6 @@ class ApprovalStage:
             await self._session.close()
 
 
-def _problem(view: Any, status: int, message: str, **extra: Any) -> Any:
-    headers = {"WWW-Authenticate": 'Bearer realm="agentwatch"'} if status == 401 else None
-    return view.json({"error": message, **extra}, status=status, headers=headers)
-
-
 def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: ApprovalPolicy) -> None:
     """Add the approvals topic, table, stream agent, timers and views to the worker's app."""
     app, settings = worker.app, worker.settings
@@ -431,15 +426,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
         await stage.aclose()
 
     def check_auth(view: Any, request: Any) -> Any | None:
-        if token is None:
-            return _problem(
-                view, 503, "control API disabled: set AGENTWATCH_API_TOKEN on the worker"
-            )
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            return _problem(view, 401, "missing or wrong bearer token")
-        return None
+        return bearer_refusal(view, request, token)
 
     async def on_owner(view: Any, request: Any, body: bytes | None = None) -> Any | None:
         """Forward to the worker holding the approvals partition; ``None`` when that is here."""
@@ -449,10 +436,10 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
             dest = app.router.key_store(table.name, b"")
         except Exception as exc:  # no assignment yet
             log.warning("approvals API: owner unknown: %r", exc)
-            return _problem(view, 503, "approvals not assigned yet; retry in a few seconds")
+            return problem(view, 503, "approvals not assigned yet; retry in a few seconds")
         canonical = app.conf.canonical_url
         if (dest.host, dest.port) == (canonical.host, canonical.port):
-            return _problem(view, 503, "approvals are recovering; retry shortly")
+            return problem(view, 503, "approvals are recovering; retry shortly")
         url = request.url.with_host(dest.host).with_port(dest.port)
         passed = ("authorization", "content-type", "x-slack-signature", "x-slack-request-timestamp")
         headers = {k: v for k, v in request.headers.items() if k.lower() in passed}
@@ -469,7 +456,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
                 return denied
             status = request.query.get("status")
             if status not in (None, "all", *STATUSES):
-                return _problem(
+                return problem(
                     self, 400, f"unknown status {status!r}: use {', '.join(STATUSES)} or all"
                 )
             forwarded = await on_owner(self, request)
@@ -493,7 +480,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
             try:
                 return self.json(stage.book.get(request_id).to_dict())
             except UnknownApproval as exc:
-                return _problem(self, 404, str(exc))
+                return problem(self, 404, str(exc))
 
     @app.page("/approvals/{request_id}/{op}")  # type: ignore[untyped-decorator]
     class ApprovalDecideView(faust.web.View):  # type: ignore[misc]
@@ -502,10 +489,10 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
             if denied is not None:
                 return denied
             if op not in ("approve", "deny"):
-                return _problem(self, 404, f"unknown operation {op!r}: use approve or deny")
+                return problem(self, 404, f"unknown operation {op!r}: use approve or deny")
             raw = await request.read()
             if len(raw) > MAX_BODY:
-                return _problem(self, 400, f"body over {MAX_BODY} bytes")
+                return problem(self, 400, f"body over {MAX_BODY} bytes")
             try:
                 body = DecisionBody.model_validate_json(raw or b"null")
             except ValidationError as exc:
@@ -513,7 +500,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
                     f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                     for e in exc.errors(include_url=False)
                 ]
-                return _problem(
+                return problem(
                     self, 400, "invalid body: needs actor (and reason)", problems=problems
                 )
             forwarded = await on_owner(self, request, raw)
@@ -524,16 +511,16 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
                     request_id, op == "approve", body.actor, "api", body.reason
                 )
             except UnknownApproval as exc:
-                return _problem(self, 404, str(exc))
+                return problem(self, 404, str(exc))
             except ApprovalConflict as exc:
-                return _problem(self, 409, str(exc))
+                return problem(self, 409, str(exc))
             return self.json(decision.model_dump(mode="json", exclude={"type"}))
 
     @app.page("/slack/interactivity")  # type: ignore[untyped-decorator]
     class SlackInteractivityView(faust.web.View):  # type: ignore[misc]
         async def post(self, request: Any) -> Any:
             if secret is None:
-                return _problem(
+                return problem(
                     self, 503, "set AGENTWATCH_SLACK_SIGNING_SECRET to accept Slack buttons"
                 )
             raw = await request.read()
