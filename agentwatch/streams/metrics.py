@@ -156,7 +156,14 @@ class WorkerMetrics:
         )
         self.incident_transitions = Counter(
             "agentwatch_incident_transitions",
-            "Incident notifications emitted, by reason (opened, escalated, repeat, ...).",
+            "Incident state changes (opened, reopened, escalated, acknowledged, resolved),"
+            " paged or not.",
+            ["reason"],
+            registry=r,
+        )
+        self.incident_notifications = Counter(
+            "agentwatch_incident_notifications",
+            "Incident notifications put in the outbox, by reason (opened, escalated, repeat, ...).",
             ["reason"],
             registry=r,
         )

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from faust.streams import _current_event
@@ -522,7 +522,7 @@ class ResponseStage:
         await self._publish("notifications", notes)
         await self._publish("audit", audit)
         for note in outcome.notifications:
-            self.metrics.incident_transitions.labels(note.reason).inc()
+            self.metrics.incident_notifications.labels(note.reason).inc()
         for entry in outcome.audit:
             self._count(entry)
         if self.history is not None and outcome.audit:
@@ -582,6 +582,11 @@ class ResponseStage:
             self.incidents[_INDEX] = orjson.dumps(index)
 
     def _count(self, entry: AuditEntry) -> None:
+        transition = _TRANSITIONS.get(entry.action)
+        if transition is not None:
+            if entry.action == "incident_open" and entry.detail.get("reopened"):
+                transition = "reopened"
+            self.metrics.incident_transitions.labels(transition).inc()
         if entry.action == "suppressed":
             silenced = bool(entry.detail.get("silenced_by"))
             self.metrics.suppressed.labels("silenced" if silenced else "inhibited").inc()
@@ -589,6 +594,17 @@ class ResponseStage:
             self.metrics.dry_run_actions.labels(entry.action).inc()
         elif entry.action in ("halt", "resume", "revoke", "grant"):
             self.metrics.control_changes.labels(entry.action, entry.actor_kind).inc()
+
+
+#: Audit actions that are incident transitions, and their ``reason`` label. Counted from the
+#: audit, not from notifications: an incident that opens silenced, inhibited or below the
+#: paging severity sends no page but has still opened.
+_TRANSITIONS: Final = {
+    "incident_open": "opened",
+    "incident_escalate": "escalated",
+    "incident_ack": "acknowledged",
+    "incident_resolve": "resolved",
+}
 
 
 class TableLog:

@@ -99,10 +99,33 @@ async def test_long_content_respects_block_kit_limits(fake_slack: FakeSlack) -> 
 
 
 def test_user_text_is_escaped_for_mrkdwn() -> None:
-    message = build_message(sample_notification(title="<!channel> & <https://evil|click>"))
-    summary = message["blocks"][1]["text"]["text"]
-    assert "&lt;!channel&gt; &amp; &lt;https://evil|click&gt;" in summary
+    evil = "<!channel> & <https://evil|click>"
+    base = sample_notification()
+    anomaly = base.top_anomalies[0].model_copy(update={"summary": evil})
+    message = build_message(sample_notification(title=evil, top_anomalies=[anomaly]))
+    assert message["blocks"][0]["text"]["type"] == "plain_text"  # Slack parses no markup there
     assert "<!channel>" not in message["text"]
+    other = anomaly.model_copy(update={"anomaly_id": "an-2", "summary": "then " + evil})
+    message = build_message(sample_notification(top_anomalies=[anomaly, other]))
+    summary = message["blocks"][1]["text"]["text"]
+    assert "• &lt;!channel&gt; &amp; &lt;https://evil|click&gt;" in summary
+    assert "• then &lt;!channel&gt;" in summary
+    assert "<!channel>" not in "".join(_texts(message))
+
+
+def test_each_summary_is_shown_once() -> None:
+    """An incident's title is its first anomaly's summary: the header says it, the body
+    lists only the other anomalies (it used to repeat the same line three times)."""
+    base = sample_notification()
+    first = base.top_anomalies[0]
+    second = first.model_copy(update={"anomaly_id": "an-2", "summary": "failures 9 of 10"})
+    again = first.model_copy(update={"anomaly_id": "an-3"})  # the same summary, later
+    message = build_message(
+        sample_notification(title=first.summary, top_anomalies=[first, second, again])
+    )
+    texts = [message["blocks"][0]["text"]["text"], *_texts(message)[1:]]
+    assert sum(t.count(first.summary) for t in texts) == 1
+    assert sum(t.count("failures 9 of 10") for t in texts) == 1
 
 
 @pytest.mark.parametrize(

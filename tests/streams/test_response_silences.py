@@ -176,3 +176,37 @@ async def test_a_page_queued_before_a_silence_is_not_delivered_and_the_next_one_
     await delivery.process(FakeEvent(notes[1], 1))
     second = Notification.model_validate_json(notes[1])
     assert dispatcher.delivered == [second.notification_id] and second.event == "trigger"
+
+
+async def test_an_incident_whose_page_was_silenced_counts_as_a_transition_not_a_page() -> None:
+    """``agentwatch_incident_transitions_total`` counts state changes, paged or not (it used
+    to count notifications, so an incident whose page was muted was missing from ``opened``)."""
+    clock = ManualClock()
+    stage = make_stage(clock)
+    await stage.process_anomalies([failing(1, clock)])  # opens; its page waits (group_wait)
+    await stage.create_silence(
+        SilenceRequest.model_validate(
+            {
+                "matchers": ['agent="a1"'],
+                "ends_at": datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1),
+                "created_by": "alice",
+                "comment": "maintenance",
+            }
+        )
+    )
+    clock.now += 11
+    await stage.tick()
+    assert sent(stage, "notifications") == []
+    state = stage.incident_state("a1")
+    assert state is not None
+    await stage.incident_command(
+        "resolve", state.incident.incident_id, actor="alice", reason="fixed"
+    )
+
+    def value(name: str, reason: str) -> float:
+        got = stage.metrics.registry.get_sample_value(name, {"reason": reason})
+        return 0.0 if got is None else got
+
+    assert value("agentwatch_incident_transitions_total", "opened") == 1
+    assert value("agentwatch_incident_transitions_total", "resolved") == 1
+    assert value("agentwatch_incident_notifications_total", "opened") == 0

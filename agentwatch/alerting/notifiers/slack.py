@@ -137,9 +137,15 @@ def build_message(notification: Notification) -> dict[str, Any]:
     summary_lines = [
         f"*Severity:* `{severity.upper()}`   *Reason:* {escape(n.reason)}"
         f"   *Anomalies:* {n.anomaly_count}",
-        escape(n.title),
     ]
-    summary_lines += [f"• {escape(a.summary)}" for a in n.top_anomalies]
+    # The header already says the title, which is usually the first anomaly's summary: each
+    # text is shown once (the same line three times is noise on a phone at 3 a.m.).
+    seen = {" ".join(n.title.split())}
+    for anomaly in n.top_anomalies:
+        line = " ".join(anomaly.summary.split())
+        if line not in seen:
+            seen.add(line)
+            summary_lines.append(f"• {escape(anomaly.summary)}")
     summary = "\n".join(summary_lines)
 
     top = n.top_anomalies[0] if n.top_anomalies else None
