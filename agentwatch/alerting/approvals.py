@@ -60,6 +60,7 @@ class ApprovalEntry:
 
     request: ApprovalRequest
     decision: ApprovalDecision | None = None
+    posted: bool = False  # Slack accepted the request's message (an ApprovalPosted was read)
 
     @property
     def status(self) -> Status:
@@ -84,6 +85,7 @@ class ApprovalEntry:
                 "decision": None
                 if self.decision is None
                 else self.decision.model_dump(mode="json"),
+                "posted": self.posted,
             }
         )
 
@@ -97,6 +99,7 @@ class ApprovalEntry:
             decision=None
             if decision is None
             else ApprovalDecision.model_validate_json(orjson.dumps(decision)),
+            posted=bool(doc.get("posted", False)),
         )
 
 
@@ -125,6 +128,19 @@ class ApprovalBook:
             return False
         self.entries[request.request_id] = ApprovalEntry(request)
         return True
+
+    def on_posted(self, request_id: str) -> ApprovalEntry | None:
+        """A posted record was read: the entry it marks, or ``None`` (unknown, or marked)."""
+        entry = self.entries.get(request_id)
+        if entry is None or entry.posted:
+            return None
+        entry.posted = True
+        return entry
+
+    def unposted(self) -> list[ApprovalEntry]:
+        """Pending requests whose Slack message was not accepted yet, oldest first."""
+        waiting = [e for e in self.entries.values() if e.decision is None and not e.posted]
+        return sorted(waiting, key=lambda e: e.request.ts)
 
     def on_decision(self, decision: ApprovalDecision) -> ApprovalEntry | None:
         """A decision record was read: the entry it settles, or ``None`` when it settles

@@ -7,7 +7,9 @@ control state and ask before any call it matches.
 
 ``ApprovalRequest`` (agent to workers) and ``ApprovalDecision`` (workers to agent, signed) travel
 on ``<prefix>.approvals`` (one partition, key = ``request_id``); a record's ``type`` tells which.
-The first decision for a request id in that log is the decision. Signatures use the control
+The first decision for a request id in that log is the decision. ``ApprovalPosted`` (worker to
+workers, signed) records that Slack accepted the request's message, so a worker taking over the
+partition posts the requests still missing there and none twice. Signatures use the control
 signing key (:mod:`agentwatch.schemas.signing`) over a context prefix of their own, so neither
 can pass for a control state or for each other.
 
@@ -36,20 +38,24 @@ __all__ = [
     "DECISION_CONTEXT",
     "POLICY_CONTEXT",
     "POLICY_KEY",
+    "POSTED_CONTEXT",
     "ApprovalDecision",
     "ApprovalPolicy",
+    "ApprovalPosted",
     "ApprovalRequest",
     "ApprovalRequirement",
     "Outcome",
     "Risk",
     "decision_bytes",
     "policy_bytes",
+    "posted_bytes",
 ]
 
 POLICY_KEY = b"#approvals"
 """Control-topic key of the approval policy (never an agent id: ``#`` is not allowed there)."""
 POLICY_CONTEXT = b"agentwatch.approval-policy.v1\n"
 DECISION_CONTEXT = b"agentwatch.approval-decision.v1\n"
+POSTED_CONTEXT = b"agentwatch.approval-posted.v1\n"
 
 Risk = Literal["low", "medium", "high", "critical"]
 Outcome = Literal["approved", "denied", "expired"]
@@ -165,6 +171,27 @@ class ApprovalDecision(BaseModel):
         verifier.verify_bytes(decision_bytes(self), self.key_id, self.signature)
 
 
+class ApprovalPosted(BaseModel):
+    """Slack accepted the message asking for ``request_id``'s approval (signed by a worker)."""
+
+    model_config = WIRE_CONFIG
+
+    type: Literal["posted"] = "posted"
+    request_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    posted_at: UtcDatetime
+    key_id: _KeyId | None = None
+    signature: _Signature | None = None
+
+    def signed(self, signer: ControlSigner) -> ApprovalPosted:
+        """This record with ``signer``'s key id and signature."""
+        unsigned = self.model_copy(update={"key_id": signer.key_id, "signature": None})
+        return unsigned.model_copy(update={"signature": signer.sign_bytes(posted_bytes(unsigned))})
+
+    def verify(self, verifier: ControlVerifier) -> None:
+        """Raise :class:`~agentwatch.schemas.signing.VerificationError` unless authentic."""
+        verifier.verify_bytes(posted_bytes(self), self.key_id, self.signature)
+
+
 def _canonical(context: bytes, model: BaseModel) -> bytes:
     doc = model.model_dump(mode="json", exclude={"signature"})
     return context + orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
@@ -178,3 +205,8 @@ def policy_bytes(policy: ApprovalPolicy) -> bytes:
 def decision_bytes(decision: ApprovalDecision) -> bytes:
     """What a decision's signature covers: context, then its JSON without ``signature``."""
     return _canonical(DECISION_CONTEXT, decision)
+
+
+def posted_bytes(posted: ApprovalPosted) -> bytes:
+    """What a posted record's signature covers: context, then its JSON without ``signature``."""
+    return _canonical(POSTED_CONTEXT, posted)

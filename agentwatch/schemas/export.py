@@ -8,7 +8,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agentwatch.schemas.anomalies import Anomaly
-from agentwatch.schemas.approvals import ApprovalDecision, ApprovalPolicy, ApprovalRequest
+from agentwatch.schemas.approvals import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalPosted,
+    ApprovalRequest,
+)
 from agentwatch.schemas.audit import AuditEntry
 from agentwatch.schemas.control import ControlState
 from agentwatch.schemas.events import ActionEvent
@@ -27,6 +32,7 @@ WIRE_MODELS: dict[str, type[BaseModel]] = {
     "approval_policy": ApprovalPolicy,
     "approval_request": ApprovalRequest,
     "approval_decision": ApprovalDecision,
+    "approval_posted": ApprovalPosted,
 }
 
 

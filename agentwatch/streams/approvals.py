@@ -52,6 +52,7 @@ from agentwatch.schemas.approvals import (
     POLICY_KEY,
     ApprovalDecision,
     ApprovalPolicy,
+    ApprovalPosted,
     ApprovalRequest,
 )
 from agentwatch.schemas.signing import ControlSigner, ControlVerifier, VerificationError
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 APPROVALS_TABLE = "approvals"
 TICK_S = 0.2
 SLACK_TIMEOUT_S = 10.0
+SLACK_RETRY_MAX_S = 60.0  # the longest wait between two posts of a request Slack refused
 MAX_BODY = 64 * 1024
 STATUSES = ("pending", "approved", "denied", "expired")
 
@@ -151,6 +153,9 @@ class ApprovalStage:
         self.metrics = metrics if metrics is not None else ApprovalMetrics(CollectorRegistry())
         self.book = ApprovalBook()
         self.response_urls: dict[str, str] = {}
+        self._posting: set[str] = set()  # request ids whose Slack message is being posted
+        self._sent: set[str] = set()  # posted by this worker; their ApprovalPosted not read yet
+        self._retry: dict[str, tuple[int, float]] = {}  # request id -> (failures, next try)
         self._restored = False
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -184,7 +189,14 @@ class ApprovalStage:
                     ).to_json()
                     self.metrics.requests.inc()
                     await self._audit_request(request)
-                    self._spawn(self._post_slack(request))
+                    self._spawn(self._post_request(request.request_id))
+            elif kind == "posted":
+                posted = ApprovalPosted.model_validate_json(event.value)
+                posted.verify(self.verifier)
+                self._sent.discard(posted.request_id)
+                entry = self.book.on_posted(posted.request_id)
+                if entry is not None:
+                    self.table[posted.request_id.encode()] = entry.to_json()
             elif kind == "decision":
                 decision = ApprovalDecision.model_validate_json(event.value)
                 decision.verify(self.verifier)
@@ -199,7 +211,7 @@ class ApprovalStage:
                     if url is not None:
                         self._spawn(self._post(url, build_settled_message(entry)))
             else:
-                log.warning("approvals: skipping %s: no type request or decision", where)
+                log.warning("approvals: skipping %s: no type request, decision or posted", where)
         except VerificationError as exc:
             self.metrics.refused.inc()
             log.warning("approvals: refused decision at %s: %s", where, exc)
@@ -210,12 +222,22 @@ class ApprovalStage:
             self.table.pop(rid.encode(), None)
 
     async def tick(self) -> None:
-        """Publish ``expired`` decisions for requests past their deadline (owner only)."""
+        """Publish ``expired`` decisions for requests past their deadline, and (re)post the
+        pending requests Slack has not accepted yet: after a failure, with backoff, and after
+        taking over the partition (owner only)."""
         if not self.owns():
             return
         self._restore()
         for decision in self.book.due(_now()):
             await self._publish(decision)
+        if self.slack_webhook_url is None:
+            return
+        now = time.monotonic()
+        for entry in self.book.unposted():
+            rid = entry.request.request_id
+            if rid in self._posting or rid in self._sent or self._retry.get(rid, (0, 0.0))[1] > now:
+                continue
+            self._spawn(self._post_request(rid))
 
     # -- decisions ---------------------------------------------------------------------------
     async def decide(
@@ -351,13 +373,45 @@ class ApprovalStage:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post_slack(self, request: ApprovalRequest) -> None:
-        if self.slack_webhook_url is None:
+    async def _post_request(self, request_id: str) -> None:
+        """Post a pending request to Slack once; on success record it on the approvals log
+        (signed), on failure schedule the next try (1 s, doubling, at most 60 s)."""
+        url = self.slack_webhook_url
+        entry = self.book.entries.get(request_id)
+        if url is None or entry is None or entry.decision is not None or entry.posted:
             return
-        await self._post(self.slack_webhook_url, build_request_message(request))
+        if request_id in self._posting or request_id in self._sent:
+            return
+        self._posting.add(request_id)
+        try:
+            if not await self._post(url, build_request_message(entry.request)):
+                failures = self._retry.get(request_id, (0, 0.0))[0] + 1
+                delay = min(2.0 ** (failures - 1), SLACK_RETRY_MAX_S)
+                self._retry[request_id] = (failures, time.monotonic() + delay)
+                return
+            self._retry.pop(request_id, None)
+            self._sent.add(request_id)
+            posted = ApprovalPosted(request_id=request_id, posted_at=_now()).signed(self.signer)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
-        """POST JSON to Slack; failures are logged (never the URL: it is a secret)."""
+            def failed(exc: BaseException, attempt: int) -> None:
+                log.warning(
+                    "approvals: posted record of %s not acknowledged (attempt %d): %r",
+                    request_id,
+                    attempt,
+                    exc,
+                )
+
+            await send_acked(
+                self.topics["approvals"],
+                Outgoing(request_id.encode(), posted.model_dump_json().encode()),
+                on_failure=failed,
+            )
+        finally:
+            self._posting.discard(request_id)
+
+    async def _post(self, url: str, body: dict[str, Any]) -> bool:
+        """POST JSON to Slack; ``True`` on a 2xx answer. Failures are logged (never the URL:
+        it is a secret)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT_S)
@@ -373,8 +427,11 @@ class ApprovalStage:
                         resp.status,
                         escape(text),
                     )
+                    return False
+                return True
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("approvals: Slack unreachable: %s", type(exc).__name__)
+            return False
 
     async def aclose(self) -> None:
         """Close the Slack HTTP session."""
