@@ -40,7 +40,7 @@ from agentwatch.alerting.notifiers.base import (
     Notifier,
     RefreshingNotifier,
 )
-from agentwatch.alerting.ratelimit import Rate, TokenBucket, notifier_rates
+from agentwatch.alerting.ratelimit import Rate, TokenBucket
 from agentwatch.config import ConfigError, Settings, Severity
 from agentwatch.schemas import Notification
 
@@ -280,8 +280,9 @@ class Dispatcher:
     initial_backoff_s
         First retry delay before jitter; doubles per attempt up to ``notify_max_backoff_s``.
     rates
-        Destination name -> rate; default :func:`~agentwatch.alerting.ratelimit.notifier_rates`.
-        Destinations without a rate are not paced.
+        Destination name -> rate; by default each notifier's own
+        :meth:`~agentwatch.alerting.notifiers.Notifier.rate`. Destinations without one are
+        not paced.
     firing
         What refreshing destinations hold firing (a dict by default; a faust table in the
         worker, so a restart keeps refreshing).
@@ -314,7 +315,10 @@ class Dispatcher:
         self.log = log
         self.metrics = metrics if metrics is not None else NotificationMetrics()
         self.initial_backoff_s = initial_backoff_s
-        self.rates = dict(rates) if rates is not None else notifier_rates(settings)
+        if rates is None:
+            owned = ((name, n.rate()) for name, n in self.notifiers.items())
+            rates = {name: rate for name, rate in owned if rate is not None}
+        self.rates = dict(rates)
         self.firing = firing if firing is not None else FiringStore()
         self._rng = rng or random.Random()
         self._clock = clock

@@ -1,10 +1,10 @@
 """Async token buckets that pace deliveries to each service: excess waits, nothing is dropped.
 
-PagerDuty throttles the Events API per routing key (``pagerduty_events_per_minute``, about
-120/min); Slack allows about one incoming-webhook message per second per webhook
-(``slack_messages_per_second``). Alertmanager and the signed webhook take theirs from their
-own sections (``alertmanager.requests_per_second``, ``webhook.requests_per_second``). One
-bucket per destination keeps each under its limit.
+Each notifier knows its service's limit (:meth:`~agentwatch.alerting.notifiers.Notifier.rate`,
+from its own settings): PagerDuty throttles the Events API per routing key
+(``pagerduty_events_per_minute``, about 120/min), Slack allows about one incoming-webhook
+message per second (``slack_messages_per_second``), Alertmanager and the signed webhook take
+``requests_per_second`` from their sections. One bucket per destination keeps each under it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from agentwatch.config import Settings
-
-__all__ = ["Rate", "TokenBucket", "notifier_rates"]
+__all__ = ["Rate", "TokenBucket"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -34,19 +32,6 @@ class Rate:
             raise ValueError("per_second must be positive")
         if not self.burst >= 1:
             raise ValueError("burst must be at least 1")
-
-
-def notifier_rates(settings: Settings) -> dict[str, Rate]:
-    """The rate of each built-in notifier, from ``settings``.
-
-    PagerDuty gets a burst of a tenth of its per-minute budget (12 at 120/min) so a wave of
-    incidents pages quickly; Slack gets no burst (the documented limit is one per second).
-    """
-    per_minute = settings.pagerduty_events_per_minute
-    return {
-        "pagerduty": Rate(per_minute / 60.0, max(1.0, per_minute / 10.0)),
-        "slack": Rate(settings.slack_messages_per_second, 1.0),
-    }
 
 
 class TokenBucket:

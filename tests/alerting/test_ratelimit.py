@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from agentwatch.alerting.ratelimit import Rate, TokenBucket, notifier_rates
+from agentwatch.alerting.dispatch import Dispatcher, MemoryDeliveryLog
+from agentwatch.alerting.notifiers import (
+    AlertmanagerNotifier,
+    PagerDutyNotifier,
+    SlackNotifier,
+    WebhookNotifier,
+)
+from agentwatch.alerting.ratelimit import Rate, TokenBucket
+from agentwatch.config import Settings
 from tests.alerting.fakes import FakeClock, notify_settings
 
 
@@ -57,20 +65,42 @@ async def test_concurrent_waiters_are_all_served_in_order_at_the_rate() -> None:
 
 async def test_pagerduty_pacing_is_120_per_minute_after_the_burst() -> None:
     clock = FakeClock()
-    rates = notifier_rates(notify_settings(pagerduty_events_per_minute=120))
-    bucket = TokenBucket(rates["pagerduty"], clock=clock, sleep=clock.sleep)
+    rate = PagerDutyNotifier(notify_settings(pagerduty_events_per_minute=120)).rate()
+    bucket = TokenBucket(rate, clock=clock, sleep=clock.sleep)
     for _ in range(12 + 120):
         await bucket.acquire()
     assert clock.now - 1000.0 == pytest.approx(60.0)
 
 
-def test_notifier_rates_follow_settings() -> None:
-    rates = notifier_rates(
-        notify_settings(pagerduty_events_per_minute=120, slack_messages_per_second=1.0)
+def test_each_notifier_owns_its_rate() -> None:
+    settings = notify_settings(
+        pagerduty_events_per_minute=120,
+        slack_messages_per_second=1.0,
+        alertmanager={"urls": ["http://127.0.0.1:9093"], "requests_per_second": 4.0},
+        webhook={"url": "http://127.0.0.1:9", "secret": "s" * 32, "requests_per_second": 3.0},
     )
-    assert rates["pagerduty"].per_second == pytest.approx(2.0)
-    assert rates["pagerduty"].burst == pytest.approx(12.0)
-    assert rates["slack"] == Rate(1.0, 1.0)
+    pagerduty = PagerDutyNotifier(settings).rate()
+    assert pagerduty.per_second == pytest.approx(2.0)
+    assert pagerduty.burst == pytest.approx(12.0)
+    assert SlackNotifier(settings).rate() == Rate(1.0, 1.0)
+    assert AlertmanagerNotifier(settings).rate() == Rate(4.0, 1.0)
+    assert WebhookNotifier(settings).rate() == Rate(3.0, 1.0)
+
+
+def test_the_dispatcher_paces_every_notifier_at_its_own_rate() -> None:
+    """Alertmanager's and the webhook's ``requests_per_second`` were documented and ignored:
+    the dispatcher only knew PagerDuty's and Slack's limits."""
+    settings = Settings(
+        routes={"critical": ["webhook", "alertmanager"]},  # type: ignore[dict-item]
+        alertmanager={"urls": ["http://127.0.0.1:9093"], "requests_per_second": 4.0},  # type: ignore[arg-type]
+        webhook={"url": "http://127.0.0.1:9", "secret": "s" * 32, "requests_per_second": 3.0},  # type: ignore[arg-type]
+    )
+    notifiers = {
+        "webhook": WebhookNotifier(settings),
+        "alertmanager": AlertmanagerNotifier(settings),
+    }
+    dispatcher = Dispatcher(settings, notifiers, MemoryDeliveryLog())
+    assert dispatcher.rates == {"webhook": Rate(3.0, 1.0), "alertmanager": Rate(4.0, 1.0)}
 
 
 def test_rate_rejects_nonsense() -> None:

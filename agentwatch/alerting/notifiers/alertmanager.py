@@ -50,6 +50,7 @@ from agentwatch.alerting.notifiers.base import (
     status_error,
     truncate,
 )
+from agentwatch.alerting.ratelimit import Rate
 from agentwatch.config import AlertmanagerSettings, Settings
 from agentwatch.detectors.rules import RulesError, load_rules
 from agentwatch.schemas import Anomaly, Notification
@@ -263,6 +264,11 @@ class AlertmanagerNotifier(RefreshingNotifier):
         self._rules: tuple[dict[str, dict[str, str]], dict[str, str]] | None = None
 
     # -- building ------------------------------------------------------------------------
+
+    def rate(self) -> Rate:
+        """``requests_per_second`` of the notifier's section, no burst."""
+        return Rate(self.config.requests_per_second, 1.0)
+
     def _now(self) -> datetime:
         seconds = self._clock() if self._clock is not None else time.time()
         return datetime.fromtimestamp(seconds, UTC)

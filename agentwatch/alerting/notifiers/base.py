@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 from agentwatch.alerting.firing import FiringIncident, merge_firing
+from agentwatch.alerting.ratelimit import Rate
 from agentwatch.config import Settings
 from agentwatch.schemas import Notification
 
@@ -64,6 +65,14 @@ class Notifier(ABC):
     @abstractmethod
     async def send(self, notification: Notification) -> None:
         """Deliver one notification, or raise :class:`DeliveryError`."""
+
+    def rate(self) -> Rate | None:
+        """The service's rate limit, from the notifier's own settings (``None``: unpaced).
+
+        The dispatcher paces every post to this destination (deliveries and refreshes) with a
+        token bucket of this rate: excess waits, nothing is dropped.
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients (optional)."""

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pagerduty
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from agentwatch.alerting.notifiers.base import (
     DeliveryError,
@@ -27,11 +28,12 @@ from agentwatch.alerting.notifiers.base import (
     status_error,
     truncate,
 )
+from agentwatch.alerting.ratelimit import Rate
 from agentwatch.config import Settings
 from agentwatch.schemas import Anomaly, Notification
 from agentwatch.schemas._types import format_ts
 
-__all__ = ["PagerDutyNotifier", "build_event"]
+__all__ = ["PagerDutyConfig", "PagerDutyNotifier", "build_event"]
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +196,37 @@ class _EventsClient(pagerduty.EventsApiV2Client):
             raise _status_error(response, str(self.auth_method.secret))
 
 
+class PagerDutyConfig(BaseModel):
+    """The PagerDuty notifier's own settings (``AGENTWATCH_PAGERDUTY_ROUTING_KEY``,
+    ``_URL``, ``_EVENTS_PER_MINUTE``; validated with the rest of :class:`Settings`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    routing_key: SecretStr | None = None
+    url: str = "https://events.pagerduty.com"
+    events_per_minute: int = 120
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PagerDutyConfig:
+        return cls(
+            routing_key=settings.pagerduty_routing_key,
+            url=settings.pagerduty_url,
+            events_per_minute=settings.pagerduty_events_per_minute,
+        )
+
+    def rate(self) -> Rate:
+        """The Events API's limit per routing key, with a burst of a tenth of it (12 at 120
+        a minute), so a wave of incidents pages quickly."""
+        return Rate(self.events_per_minute / 60.0, max(1.0, self.events_per_minute / 10.0))
+
+
 class PagerDutyNotifier(Notifier):
     """Sends notifications as PagerDuty Events API v2 alert events.
 
     Parameters
     ----------
     settings
-        ``pagerduty_routing_key`` (required) and ``pagerduty_url``.
+        Read for :class:`PagerDutyConfig` only (the routing key is required).
     timeout_s
         Longest one attempt may take (HTTP timeout; the thread is abandoned a second later).
     """
@@ -208,13 +234,16 @@ class PagerDutyNotifier(Notifier):
     name = "pagerduty"
 
     def __init__(self, settings: Settings, *, timeout_s: float = 10.0) -> None:
-        self.settings = settings
+        self.config = PagerDutyConfig.from_settings(settings)
         self.timeout_s = timeout_s
         self._client: _EventsClient | None = None
         self._client_lock = threading.Lock()
 
+    def rate(self) -> Rate:
+        return self.config.rate()
+
     def _routing_key(self) -> str:
-        key = self.settings.pagerduty_routing_key
+        key = self.config.routing_key
         if key is None:
             raise DeliveryError("PagerDuty routing key is not configured", retryable=False)
         return key.get_secret_value()
@@ -222,9 +251,7 @@ class PagerDutyNotifier(Notifier):
     def _get_client(self) -> _EventsClient:
         with self._client_lock:
             if self._client is None:
-                self._client = _EventsClient(
-                    self._routing_key(), self.settings.pagerduty_url, self.timeout_s
-                )
+                self._client = _EventsClient(self._routing_key(), self.config.url, self.timeout_s)
             return self._client
 
     def _post(self, event: dict[str, Any]) -> None:

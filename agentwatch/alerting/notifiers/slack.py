@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, SecretStr
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from agentwatch.alerting.notifiers.base import (
@@ -25,10 +26,11 @@ from agentwatch.alerting.notifiers.base import (
     status_error,
     truncate,
 )
+from agentwatch.alerting.ratelimit import Rate
 from agentwatch.config import Settings
 from agentwatch.schemas import Notification
 
-__all__ = ["SlackNotifier", "build_message"]
+__all__ = ["SlackConfig", "SlackNotifier", "build_message"]
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -216,13 +218,35 @@ def _bypass_proxy(url: str) -> bool:
     return host in _LOOPBACK_HOSTS or bool(urllib.request.proxy_bypass(host))
 
 
+class SlackConfig(BaseModel):
+    """The Slack notifier's own settings (``AGENTWATCH_SLACK_WEBHOOK_URL``,
+    ``_MESSAGES_PER_SECOND``; validated with the rest of :class:`Settings`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    webhook_url: SecretStr | None = None
+    messages_per_second: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlackConfig:
+        return cls(
+            webhook_url=settings.slack_webhook_url,
+            messages_per_second=settings.slack_messages_per_second,
+        )
+
+    def rate(self) -> Rate:
+        """Slack's documented limit for incoming webhooks: about one message a second, no
+        burst."""
+        return Rate(self.messages_per_second, 1.0)
+
+
 class SlackNotifier(Notifier):
     """Posts notifications to a Slack incoming webhook.
 
     Parameters
     ----------
     settings
-        ``slack_webhook_url`` (required).
+        Read for :class:`SlackConfig` only (the webhook URL is required).
     timeout_s
         Longest one attempt may take.
     """
@@ -230,13 +254,16 @@ class SlackNotifier(Notifier):
     name = "slack"
 
     def __init__(self, settings: Settings, *, timeout_s: float = 10.0) -> None:
-        self.settings = settings
+        self.config = SlackConfig.from_settings(settings)
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebhookClient | None = None
 
+    def rate(self) -> Rate:
+        return self.config.rate()
+
     def _url(self) -> str:
-        url = self.settings.slack_webhook_url
+        url = self.config.webhook_url
         if url is None:
             raise DeliveryError("Slack webhook URL is not configured", retryable=False)
         return url.get_secret_value()

@@ -41,6 +41,7 @@ from agentwatch.alerting.notifiers.base import (
     status_error,
     truncate,
 )
+from agentwatch.alerting.ratelimit import Rate
 from agentwatch.config import Settings, WebhookSettings
 from agentwatch.schemas import Notification
 
@@ -152,10 +153,13 @@ class WebhookNotifier(Notifier):
     name = "webhook"
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] | None = None) -> None:
-        self.settings = settings
         self.config: WebhookSettings = settings.webhook
         self._clock = clock if clock is not None else time.time
         self._session: aiohttp.ClientSession | None = None
+
+    def rate(self) -> Rate:
+        """``requests_per_second`` of the notifier's section, no burst."""
+        return Rate(self.config.requests_per_second, 1.0)
 
     def _target(self) -> tuple[str, str]:
         config = self.config
