@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agentwatch.schemas import Anomaly
+from agentwatch.schemas.approvals import ApprovalRequest
 
 __all__ = ["BAD_RULES", "make_anomaly"]
 
@@ -41,3 +42,25 @@ def make_anomaly(
         rule=rule,
         actions=actions or [],
     )
+
+
+def approval_request(
+    rid: str = "req00001",
+    *,
+    ts: datetime | None = None,
+    timeout_s: float = 300,
+    **fields: object,
+) -> ApprovalRequest:
+    """An agent's request to run ``payments.refund`` (high risk) under ``payments``."""
+    at = ts if ts is not None else datetime.now(UTC)
+    values: dict[str, object] = {
+        "agent_id": "pay-bot",
+        "action": "payments.refund",
+        "risk": "high",
+        "target": "acct:1",
+        "requirement": "payments",
+    }
+    values.update(fields)
+    return ApprovalRequest(
+        request_id=rid, ts=at, expires_at=at + timedelta(seconds=timeout_s), **values
+    )  # type: ignore[arg-type]

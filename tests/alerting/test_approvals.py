@@ -13,21 +13,13 @@ from agentwatch.alerting.approvals import (
     UnknownApproval,
 )
 from agentwatch.schemas.approvals import ApprovalRequest
+from tests.fixtures import approval_request
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def request(rid: str = "req00001", agent: str = "bot", timeout_s: float = 60) -> ApprovalRequest:
-    return ApprovalRequest(
-        request_id=rid,
-        ts=T0,
-        expires_at=T0 + timedelta(seconds=timeout_s),
-        agent_id=agent,
-        action="payments.refund",
-        risk="high",
-        target="acct:1",
-        requirement="payments",
-    )
+    return approval_request(rid, ts=T0, timeout_s=timeout_s, agent_id=agent)
 
 
 def test_a_decision_settles_only_when_read_back_and_the_first_wins() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,23 +19,14 @@ from agentwatch.alerting.slack_approvals import (
 )
 from agentwatch.schemas.approvals import ApprovalRequest
 from tests.alerting.fakes import FakeSlack, validate_slack_blocks
+from tests.fixtures import approval_request
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def request() -> ApprovalRequest:
-    return ApprovalRequest(
-        request_id="req00001",
-        ts=NOW,
-        expires_at=NOW + timedelta(minutes=5),
-        agent_id="pay-bot",
-        fleet="finance",
-        action="payments.refund",
-        risk="high",
-        target="acct:<1>&",
-        requirement="payments",
-    )
+    return approval_request(ts=NOW, fleet="finance", target="acct:<1>&")
 
 
 def test_slacks_documented_signature_example() -> None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agentwatch.schemas.approvals import ApprovalPolicy, ApprovalRequest
+from agentwatch.schemas.approvals import ApprovalPolicy
 from agentwatch.schemas.signing import ControlSigner
 from agentwatch.streams.approvals import ApprovalStage
 from tests.alerting.fakes import SLACK_WEBHOOK_PATH, FakeSlack
+from tests.fixtures import approval_request
 from tests.streams.test_response_stage import FakeEvent as _AnomalyEvent
 from tests.streams.test_response_stage import SlowTopic
 
@@ -41,20 +41,7 @@ def make_stage(slack: FakeSlack, signer: ControlSigner, table: dict[bytes, bytes
 
 
 def request(rid: str) -> bytes:
-    now = datetime.now(UTC)
-    return (
-        ApprovalRequest(
-            request_id=rid,
-            ts=now,
-            expires_at=now + timedelta(minutes=5),
-            agent_id="pay-bot",
-            action="payments.refund",
-            target="acct:1",
-            requirement="payments",
-        )
-        .model_dump_json()
-        .encode()
-    )
+    return approval_request(rid).model_dump_json().encode()
 
 
 async def settle(stage: ApprovalStage, until: Callable[[], bool], seconds: float) -> None:

@@ -10,7 +10,7 @@ import orjson
 from agentwatch.alerting.dispatch import DeliveryResult
 from agentwatch.alerting.incidents import IncidentBook, IncidentPolicy
 from agentwatch.alerting.responder import Responder
-from agentwatch.alerting.silences import SilenceRequest
+from agentwatch.alerting.silences import Silence, SilenceRequest
 from agentwatch.detectors.rules import load_rules
 from agentwatch.schemas import Anomaly, Notification
 from agentwatch.schemas.signing import ControlSigner
@@ -67,6 +67,19 @@ def failing(n: int, clock: ManualClock) -> FakeEvent:
     return FakeEvent(anomaly.model_dump_json().encode(), n)
 
 
+async def silence_a1(stage: ResponseStage, clock: ManualClock, comment: str) -> Silence:
+    """Alice silences agent ``a1`` for an hour from now."""
+    request = SilenceRequest.model_validate(
+        {
+            "matchers": ['agent="a1"'],
+            "ends_at": datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1),
+            "created_by": "alice",
+            "comment": comment,
+        }
+    )
+    return await stage.create_silence(request)
+
+
 def sent(stage: ResponseStage, topic: str) -> list[dict[str, object]]:
     return [orjson.loads(v) for _, v in stage.topics[topic].sent]
 
@@ -76,16 +89,7 @@ async def test_a_silence_made_after_the_anomaly_mutes_its_first_page_not_the_nex
     stage = make_stage(clock)
     await stage.process_anomalies([failing(1, clock)])
     clock.now += 1
-    silence = await stage.create_silence(
-        SilenceRequest.model_validate(
-            {
-                "matchers": ['agent="a1"'],
-                "ends_at": datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1),
-                "created_by": "alice",
-                "comment": "known",
-            }
-        )
-    )
+    silence = await silence_a1(stage, clock, "known")
     clock.now += 10
     await stage.tick()
     assert sent(stage, "notifications") == []
@@ -184,16 +188,7 @@ async def test_an_incident_whose_page_was_silenced_counts_as_a_transition_not_a_
     clock = ManualClock()
     stage = make_stage(clock)
     await stage.process_anomalies([failing(1, clock)])  # opens; its page waits (group_wait)
-    await stage.create_silence(
-        SilenceRequest.model_validate(
-            {
-                "matchers": ['agent="a1"'],
-                "ends_at": datetime.fromtimestamp(clock.now, UTC) + timedelta(hours=1),
-                "created_by": "alice",
-                "comment": "maintenance",
-            }
-        )
-    )
+    await silence_a1(stage, clock, "maintenance")
     clock.now += 11
     await stage.tick()
     assert sent(stage, "notifications") == []
