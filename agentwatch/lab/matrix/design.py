@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import yaml
 
-__all__ = ["FACTORS", "Row", "design", "render", "spec"]
+__all__ = ["FACTORS", "SEALED_HALVES", "Row", "design", "render", "spec"]
 
 FACTORS: Final[Mapping[str, tuple[str, ...]]] = {
     "density": ("sparse", "mixed", "dense"),
@@ -51,6 +51,11 @@ FACTORS: Final[Mapping[str, tuple[str, ...]]] = {
 """Every factor's levels."""
 
 _ROLES: Final = ("support", "coder", "analyst", "ops")
+_LETTERS: Final = {"tuning": "t", "sealed": "s", "sealed-2": "u"}
+SEALED_HALVES: Final = ("sealed", "sealed-2")
+"""Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
+``c26c6d9``); ``sealed-2`` (same design rows, new seeds) was committed on 2026-12-05 before any
+later change was tuned, to judge those changes."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -87,8 +92,10 @@ class Row:
 
     @property
     def name(self) -> str:
-        """``t01-sparse-small-narrow`` style: half letter, number, the three 3-level factors."""
-        return f"{self.half[0]}{self.index:02d}-{self.density}-{self.fleet_size}-{self.intensity}"
+        """``t01-sparse-small-subtle`` style: half letter (``t``, ``s``, ``u`` for the second
+        sealed half), number, the three 3-level factors."""
+        letter = _LETTERS[self.half]
+        return f"{letter}{self.index:02d}-{self.density}-{self.fleet_size}-{self.intensity}"
 
     @property
     def factors(self) -> dict[str, str]:
@@ -124,10 +131,12 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 24 rows: 12 tuning (``t01``-``t12``), then 12 sealed (``s01``-``s12``)."""
+    """The 36 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    sealed half (``u01``-``u12``: the sealed rows again with new seeds)."""
     tuning = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     sealed = _half("sealed", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 7000, flip=True)
-    return tuning + sealed
+    second = _half("sealed-2", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 9000, flip=True)
+    return tuning + sealed + second
 
 
 def _rate(density: str, k: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -254,7 +263,7 @@ def spec(row: Row) -> dict[str, Any]:
             f"{row.half} world {row.index}: {row.density} agents, {row.price_spread} price "
             f"spread, {row.fleet_size} fleets, benign {row.benign}, {row.intensity} incidents"
         ),
-        "half": row.half,
+        "half": "sealed" if row.half in SEALED_HALVES else row.half,
         "seed": row.seed,
         "start": f"2026-01-{5 + row.index % 5:02d}T{_START_HOUR[row.density]:02d}:00:00Z",
         "minutes": minutes,
@@ -276,7 +285,7 @@ def render(row: Row) -> str:
         "# Same file, same events: the seed is here. Run: agentwatch simulate --world FILE "
         "--out F\n"
     )
-    if row.half == "sealed":
+    if row.half in SEALED_HALVES:
         header += (
             "# SEALED: do not simulate or evaluate before the detectors are final "
             "(MANIFEST.sha256).\n"
@@ -286,15 +295,22 @@ def render(row: Row) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write the tuning specs into DIR (``--sealed``: the sealed ones, only into a new DIR)."""
+    """Write the tuning specs into DIR (``--sealed HALF``: a sealed half's, only into a new
+    DIR)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    sealed = "--sealed" in args
-    args = [a for a in args if a != "--sealed"]
-    if len(args) != 1:
-        print("usage: python -m agentwatch.lab.matrix.design [--sealed] DIR", file=sys.stderr)
+    half = "tuning"
+    if "--sealed" in args:
+        at = args.index("--sealed")
+        half = args[at + 1] if at + 1 < len(args) and args[at + 1] in SEALED_HALVES else ""
+        del args[at : at + 2]
+    if len(args) != 1 or not half:
+        print(
+            "usage: python -m agentwatch.lab.matrix.design [--sealed sealed|sealed-2] DIR",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args[0])
-    half = "sealed" if sealed else "tuning"
+    sealed = half in SEALED_HALVES
     if sealed and out.exists() and any(out.iterdir()):
         print(f"{out}: not empty; sealed specs are written once", file=sys.stderr)
         return 2

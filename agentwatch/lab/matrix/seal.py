@@ -22,6 +22,7 @@ import yaml
 __all__ = [
     "HALVES",
     "MANIFEST",
+    "MANIFEST_2",
     "WORLDS_DIR",
     "SealEntry",
     "half_files",
@@ -32,8 +33,10 @@ __all__ = [
 
 WORLDS_DIR: Final = Path(__file__).resolve().parent.parent / "worlds"
 """Where the specs live: one directory per half."""
-HALVES: Final = ("tuning", "sealed")
+HALVES: Final = ("tuning", "sealed", "sealed-2")
 MANIFEST: Final = WORLDS_DIR / "sealed" / "MANIFEST.sha256"
+MANIFEST_2: Final = WORLDS_DIR / "sealed-2" / "MANIFEST.sha256"
+"""The second sealed half's manifest (committed before the changes it judges were tuned)."""
 
 _SEED = re.compile(r"^# seed (\d+)\s*$")
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")
@@ -92,14 +95,16 @@ def read_manifest(path: Path = MANIFEST) -> list[SealEntry]:
     return entries
 
 
-def verify_seal(root: Path = WORLDS_DIR, manifest: Path | None = None) -> list[str]:
-    """Every way the sealed specs differ from their manifest (empty: the seal holds).
+def verify_seal(
+    root: Path = WORLDS_DIR, manifest: Path | None = None, half: str = "sealed"
+) -> list[str]:
+    """Every way a sealed half's specs differ from their manifest (empty: the seal holds).
 
     Reads the specs' bytes and seeds only: nothing is simulated.
     """
-    manifest = manifest or root / "sealed" / "MANIFEST.sha256"
+    manifest = manifest or root / half / "MANIFEST.sha256"
     entries = {e.name: e for e in read_manifest(manifest)}
-    files = {p.name: p for p in half_files("sealed", root)}
+    files = {p.name: p for p in half_files(half, root)}
     problems = [f"{name}: in the manifest, missing" for name in sorted(set(entries) - set(files))]
     problems += [f"{name}: not in the manifest" for name in sorted(set(files) - set(entries))]
     for name in sorted(set(entries) & set(files)):
