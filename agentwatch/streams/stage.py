@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 import weakref
 from collections import Counter
@@ -43,7 +42,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
-import orjson
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
@@ -56,59 +54,27 @@ from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.produce import Outgoing, send_all_acked
 from agentwatch.streams.recent import RecentEvents, capture, captured_events
+from agentwatch.streams.state_codec import (
+    Origins,
+    decode_full_state,
+    decode_state,
+    encode_state,
+)
 
-__all__ = ["ORIGIN_HEADER", "BaselineStage", "CommitGuard", "home_partition"]
+__all__ = [
+    "ORIGIN_HEADER",
+    "BaselineStage",
+    "CommitGuard",
+    "decode_full_state",  # the table value's codec (agentwatch.streams.state_codec)
+    "decode_state",
+    "encode_state",
+    "home_partition",
+]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">qI")  # v1: source offset of the last event folded in, baseline length
-_HEADER_V2 = struct.Struct(">BqII")  # 2, offset, baseline length, detector-state length
-_V2 = 2
 ORIGIN_HEADER = "agentwatch.origin"
 _MAX_HOMES = 100_000
-
-#: Per agent: origin partition -> [floor, origin offsets folded at or above the floor].
-Origins = dict[int, list[Any]]
-
-
-def encode_state(
-    offset: int,
-    baseline: AgentBaseline,
-    detectors: dict[str, Any],
-    origins: Origins | None = None,
-) -> bytes:
-    """Table value: offset, baseline, detector state (JSON), re-keyed origins (JSON)."""
-    packed = baseline.to_bytes()
-    state = orjson.dumps(detectors)
-    tail = orjson.dumps(
-        {str(p): [e[0], sorted(e[1])] for p, e in origins.items()} if origins else {}
-    )
-    return _HEADER_V2.pack(_V2, offset, len(packed), len(state)) + packed + state + tail
-
-
-def decode_state(value: bytes) -> tuple[int, AgentBaseline, dict[str, Any]]:
-    """Inverse of :func:`encode_state` without the origins (reads v1 values too)."""
-    offset, baseline, detectors, _ = decode_full_state(value)
-    return offset, baseline, detectors
-
-
-def decode_full_state(value: bytes) -> tuple[int, AgentBaseline, dict[str, Any], Origins]:
-    """Inverse of :func:`encode_state` (reads the v1 layout, which had no origins, too)."""
-    if value[0] != _V2:  # v1: the offset's high byte (0x00, or 0xff for -1) comes first
-        offset, size = _HEADER.unpack_from(value)
-        start = _HEADER.size
-        baseline = AgentBaseline.from_bytes(value[start : start + size])
-        return offset, baseline, orjson.loads(value[start + size :]), {}
-    _, offset, size, state_size = _HEADER_V2.unpack_from(value)
-    start = _HEADER_V2.size
-    baseline = AgentBaseline.from_bytes(value[start : start + size])
-    start += size
-    detectors = orjson.loads(value[start : start + state_size])
-    origins = {
-        int(p): [floor, set(offsets)]
-        for p, (floor, offsets) in orjson.loads(value[start + state_size :]).items()
-    }
-    return offset, baseline, detectors, origins
 
 
 def home_partition(agent_id: str, partitions: int) -> int:
