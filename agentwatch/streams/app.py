@@ -26,7 +26,7 @@ from agentwatch.detectors.rules import RuleSet, load_rules
 from agentwatch.kafka_security import faust_credentials
 from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
-from agentwatch.streams.api import register_api
+from agentwatch.streams.api import ControlApi
 from agentwatch.streams.approvals import register_approvals
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.deadletter import DeadLetters
@@ -262,7 +262,15 @@ def create_app(
     worker.readiness = _readiness(worker, owned)
     _register_agents(worker)
     _register_views(worker)
-    register_api(worker)
+    ControlApi(
+        app,
+        settings=settings,
+        metrics=metrics,
+        stage=stage,
+        response=response,
+        baselines=table,
+        controls=controls,
+    ).register()
     register_approvals(worker, signer, rules.approvals)
     return worker
 
