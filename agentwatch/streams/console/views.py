@@ -23,6 +23,7 @@ from yarl import URL
 
 from agentwatch.config import Settings
 from agentwatch.detectors.rules import parse_duration
+from agentwatch.logtext import escape
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
 from agentwatch.streams.api import Answer, Call, ControlApi
 
@@ -181,7 +182,7 @@ class Console:
             log.warning(
                 "console: %s %s refused: missing or wrong CSRF token",
                 request.method,
-                request.rel_url.path,
+                escape(request.rel_url.path, 300),  # the path holds ids anyone can send
             )
             page = pages.message_page(
                 "Refused",
