@@ -31,7 +31,7 @@ from . import pages
 from .pages import PREFIX
 from .sessions import Session, SessionStore
 
-__all__ = ["COOKIE", "Console", "safe_next"]
+__all__ = ["COOKIE", "Console", "safe_next", "served_over_tls"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,18 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc:
         return HOME
     return value
+
+
+def served_over_tls(request_is_https: bool, advertised_url: str | None) -> bool:
+    """Whether the session cookie gets ``Secure``: the request came over HTTPS, or the worker
+    is advertised at an ``https://`` URL (TLS ends at a proxy in front of it).
+
+    >>> served_over_tls(False, None), served_over_tls(True, None)
+    (False, True)
+    >>> served_over_tls(False, "https://aw.example"), served_over_tls(False, "http://10.0.0.5:6066")
+    (True, False)
+    """
+    return request_is_https or (advertised_url or "").startswith("https://")
 
 
 class Console:
@@ -163,8 +175,7 @@ class Console:
         return self._redirect(view, str(URL(f"{PREFIX}/login").with_query(next=target)))
 
     def _secure(self, request: Any) -> bool:
-        advertised = self.settings.web_advertised_url or ""
-        return bool(request.secure) or advertised.startswith("https://")
+        return served_over_tls(bool(request.secure), self.settings.web_advertised_url)
 
     async def _form(self, view: Any, request: Any) -> tuple[Session, Mapping[str, str]] | Any:
         """The session and form of a state-changing POST, or the 403 refusing it."""
