@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 ## Binaries some tests run for real, and the Debian packages that ship them: Prometheus and
 ## promtool (deploy/prometheus rules, the dashboard test) and Alertmanager (its notifier).
-SYSTEM_BINARIES := prometheus promtool prometheus-alertmanager
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager
+SYSTEM_BINARIES := prometheus promtool prometheus-alertmanager chromium chromedriver
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
 
 install: $(STAMP)
 

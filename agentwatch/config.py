@@ -311,6 +311,12 @@ class Settings(BaseSettings):
         None,
         description="bearer token for the control API; unset = control endpoints refuse (503)",
     )
+    console_session_ttl_s: float = Field(
+        43200.0,
+        gt=0,
+        le=7 * 86400,
+        description="how long an on-call console login lasts (its session expires after this)",
+    )
     api_url: str = Field(
         "http://127.0.0.1:6066",
         pattern=r"^https?://[^/\s]+$",

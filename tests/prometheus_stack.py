@@ -50,6 +50,8 @@ PACKAGES = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 #: Binaries found missing by tests that were skipped (reported by tests/conftest.py).
 MISSING_BINARIES: set[str] = set()

@@ -54,3 +54,24 @@ class Notification(BaseModel):
     runbook_url: Annotated[str, Field(max_length=2048)] | None = None
     agent_url: Annotated[str, Field(max_length=2048)] | None = None
     actor: OptionalName | None = None
+
+    @property
+    def incident_url(self) -> str | None:
+        """The incident's link, beside the agent's (``<base>/incidents/<id>`` for an
+        ``agent_url`` of ``<base>/agents/<agent_id>``), if there is one.
+
+        Examples
+        --------
+        >>> from datetime import datetime, timezone
+        >>> note = Notification(
+        ...     notification_id="inc-1:1", incident_id="inc-1", dedup_key="inc-1", event="trigger",
+        ...     reason="opened", created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        ...     agent_id="a1", severity="critical", title="t",
+        ...     agent_url="http://aw.example:6066/console/agents/a1")
+        >>> note.incident_url
+        'http://aw.example:6066/console/incidents/inc-1'
+        """
+        suffix = f"/agents/{self.agent_id}"
+        if not self.agent_url or not self.agent_url.endswith(suffix):
+            return None
+        return f"{self.agent_url[: -len(suffix)]}/incidents/{self.incident_id}"

@@ -26,9 +26,10 @@ from agentwatch.detectors.rules import RuleSet, load_rules
 from agentwatch.kafka_security import faust_credentials
 from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
-from agentwatch.streams.api import register_api
+from agentwatch.streams.api import ControlApi
 from agentwatch.streams.approvals import register_approvals
 from agentwatch.streams.broker import free_port
+from agentwatch.streams.console import Console, SessionStore
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.health import Readiness, StageProbe
 from agentwatch.streams.metrics import WorkerMetrics
@@ -204,7 +205,7 @@ def create_app(
         responder=Responder(
             engine.rules or rules,
             IncidentBook(IncidentPolicy.from_settings(settings)),
-            agent_url=base_url,
+            agent_url=f"{base_url}/console",  # pages link the on-call console's pages
             runbook_base_url=settings.runbook_base_url,
         ),
         controls=controls,
@@ -262,7 +263,18 @@ def create_app(
     worker.readiness = _readiness(worker, owned)
     _register_agents(worker)
     _register_views(worker)
-    register_api(worker)
+    api = ControlApi(
+        app,
+        settings=settings,
+        metrics=metrics,
+        stage=stage,
+        response=response,
+        baselines=table,
+        controls=controls,
+    )
+    api.register()
+    sessions = SessionStore(settings.console_session_ttl_s, clock=clock)
+    Console(app, api=api, settings=settings, sessions=sessions).register()
     register_approvals(worker, signer, rules.approvals)
     return worker
 

@@ -53,9 +53,10 @@ async def test_trigger_maps_every_field(fake_pagerduty: FakePagerDuty) -> None:
     assert payload["timestamp"] == "2026-03-01T12:30:00Z"
     assert event["links"] == [
         {"href": "https://runbooks.example.com/cost-spike", "text": "Runbook"},
+        {"href": "http://127.0.0.1:6066/incidents/inc-1", "text": "Incident inc-1"},
         {"href": "http://127.0.0.1:6066/agents/support-7", "text": "Agent support-7"},
     ]
-    assert event["client_url"] == "http://127.0.0.1:6066/agents/support-7"
+    assert event["client_url"] == "http://127.0.0.1:6066/incidents/inc-1"
 
 
 async def test_custom_details_explain_the_incident(fake_pagerduty: FakePagerDuty) -> None:

@@ -99,11 +99,7 @@ def incident_url(notification: Notification) -> str | None:
     >>> incident_url(note)
     'http://aw.example:6066/incidents/inc-1'
     """
-    agent_url = notification.agent_url
-    suffix = f"/agents/{notification.agent_id}"
-    if not agent_url or not agent_url.endswith(suffix):
-        return None
-    return f"{agent_url[: -len(suffix)]}/incidents/{notification.incident_id}"
+    return notification.incident_url
 
 
 def _absolute(url: str | None) -> str | None:

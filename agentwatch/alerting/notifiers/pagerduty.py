@@ -134,9 +134,12 @@ def build_event(notification: Notification) -> dict[str, Any]:
         links.append({"href": notification.runbook_url, "text": "Runbook"})
     elif notification.runbook_url:  # relative (no AGENTWATCH_RUNBOOK_BASE_URL): keep it visible
         payload["custom_details"]["runbook"] = notification.runbook_url
+    incident_url = notification.incident_url  # the console's incident page
+    if incident_url:
+        links.append({"href": incident_url, "text": f"Incident {notification.incident_id}"})
     if notification.agent_url:
         links.append({"href": notification.agent_url, "text": f"Agent {notification.agent_id}"})
-        event["client_url"] = notification.agent_url
+        event["client_url"] = incident_url or notification.agent_url
     if links:
         event["links"] = links
     return event

@@ -200,7 +200,11 @@ def build_message(notification: Notification) -> dict[str, Any]:
     context = [f"agentwatch · notification `{escape(n.notification_id)}`"]
     context += [
         link
-        for link in (_link(n.runbook_url, "Runbook"), _link(n.agent_url, f"Agent {n.agent_id}"))
+        for link in (
+            _link(n.incident_url, f"Incident {n.incident_id}"),
+            _link(n.runbook_url, "Runbook"),
+            _link(n.agent_url, f"Agent {n.agent_id}"),
+        )
         if link
     ]
     blocks.append(
