@@ -75,11 +75,40 @@ def approvals_list(
 
 
 @approvals_app.command("show")
-def approvals_show(request_id: str, url: UrlOpt = None, config: ConfigOpt = None) -> None:
-    """One approval request and its decision, as JSON."""
+def approvals_show(
+    request_id: str, url: UrlOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None
+) -> None:
+    """One approval request and its decision."""
     from agentwatch.cli import _print_json
 
-    _print_json(_api(config, url)("approval", request_id))
+    item = _api(config, url)("approval", request_id)
+    if as_json:
+        _print_json(item)
+        return
+    for label, key in _SHOWN:
+        value = item.get(key)
+        typer.echo(f"{label:10} {'-' if value in (None, '') else value}")
+    decision = item.get("decision")
+    if decision:
+        reason = f" ({decision['reason']})" if decision.get("reason") else ""
+        typer.echo(
+            f"{'decision':10} {decision['outcome']} by {decision['decided_by']} via "
+            f"{decision['via']} at {decision['decided_at']}{reason}"
+        )
+
+
+_SHOWN = (
+    ("request", "request_id"),
+    ("status", "status"),
+    ("agent", "agent_id"),
+    ("fleet", "fleet"),
+    ("action", "action"),
+    ("risk", "risk"),
+    ("target", "target"),
+    ("rule", "requirement"),
+    ("asked", "ts"),
+    ("expires", "expires_at"),
+)
 
 
 def _decide(

@@ -245,6 +245,14 @@ async def test_approval_round_trip_through_slack_and_api(
             await asyncio.wait_for(call, 5)
         code, out, err = await cli(worker.web_url, "approvals", "approve", rid)
         assert code == 1 and "already denied by dave" in err and "Traceback" not in err
+        code, out, err = await cli(worker.web_url, "approvals", "show", rid)
+        assert code == 0, err
+        lines = dict(line.split(None, 1) for line in out.splitlines())
+        assert (lines["status"], lines["agent"], lines["target"]) == ("denied", "pay-bot", "acct:4")
+        assert lines["decision"].startswith("denied by dave via api at ")
+        assert lines["decision"].endswith("(wrong account)")
+        code, out, err = await cli(worker.web_url, "approvals", "show", rid, "--json")
+        assert code == 0 and json.loads(out)["decision"]["decided_by"] == "dave"
 
         # 5. nobody answers: the 1 s deadline denies
         @monitor.tool(name="deploy.prod")
