@@ -12,7 +12,7 @@ import hashlib
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,6 +39,8 @@ class BacktestResult:
     seconds: float
     engine_seconds: float
     first_errors: list[str] = field(default_factory=list)
+    tracked: dict[str, list[float]] = field(default_factory=dict)
+    """Event times of the agents asked for with ``track`` (to count evidence in events)."""
 
     @property
     def events_per_s(self) -> float:
@@ -110,11 +112,14 @@ def run_backtest(
     *,
     progress: bool = False,
     stream: IO[str] = sys.stderr,
+    track: Collection[str] = (),
 ) -> BacktestResult:
     """Replay ``events_path`` through a fresh engine configured with ``rules``.
 
     ``seconds`` is the whole replay (building the engine, reading, decoding, detecting);
-    ``engine_seconds`` the time spent in :meth:`Engine.process` alone.
+    ``engine_seconds`` the time spent in :meth:`Engine.process` alone. The event times of
+    the agents in ``track`` are kept in ``tracked`` (the evaluation counts an incident's
+    evidence in its agent's events with them).
     """
     perf = time.perf_counter
     started = perf()
@@ -128,6 +133,7 @@ def run_backtest(
         on_progress = _progress_printer(Path(events_path).stat().st_size, stream)
     engine_seconds = 0.0
     process = engine.process
+    tracked: dict[str, list[float]] = {agent: [] for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
             invalid += 1
@@ -142,6 +148,10 @@ def run_backtest(
         else:
             anomalies.extend(found)
         ts = event.ts_epoch
+        if tracked:
+            times = tracked.get(event.agent_id)
+            if times is not None:
+                times.append(ts)
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -167,4 +177,5 @@ def run_backtest(
         seconds=seconds,
         engine_seconds=engine_seconds,
         first_errors=errors,
+        tracked={agent: sorted(times) for agent, times in tracked.items()},
     )

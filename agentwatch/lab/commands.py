@@ -35,7 +35,7 @@ def backtest_file(
     import json
 
     from agentwatch.lab.backtest import run_backtest
-    from agentwatch.lab.evaluation import evaluate
+    from agentwatch.lab.evaluation import evaluate, incident_agents
     from agentwatch.lab.labels import LabelError, load_labels
 
     if not events.is_file():
@@ -46,7 +46,12 @@ def backtest_file(
     except (OSError, LabelError) as exc:
         typer.echo(f"agentwatch backtest: {exc}", err=True)
         raise typer.Exit(2) from None
-    result = run_backtest(events, ruleset, progress=progress and sys.stderr.isatty())
+    result = run_backtest(
+        events,
+        ruleset,
+        progress=progress and sys.stderr.isatty(),
+        track=incident_agents(label_rows),
+    )
     for line in result.first_errors:
         typer.echo(f"invalid event: {line}", err=True)
 
@@ -72,7 +77,7 @@ def backtest_file(
         say(f"wrote {len(result.anomalies)} anomalies to {out}")
     evaluation = None
     if labels is not None:
-        evaluation = evaluate(result.anomalies, label_rows, result.summary)
+        evaluation = evaluate(result.anomalies, label_rows, result.summary, events=result.tracked)
         if not as_json:
             typer.echo(evaluation.format_text(targets=goal))
     if as_json:
@@ -128,7 +133,7 @@ def backtest_compare(
 
     from agentwatch.lab.backtest import rules_fingerprint, run_backtest
     from agentwatch.lab.compare import Comparison, format_comparison
-    from agentwatch.lab.evaluation import evaluate
+    from agentwatch.lab.evaluation import evaluate, incident_agents
     from agentwatch.lab.labels import LabelError, load_labels
 
     comparisons: list[Comparison] = []
@@ -167,8 +172,10 @@ def backtest_compare(
             raise typer.Exit(2)
         sides = []
         for ruleset in pair:
-            result = run_backtest(events, ruleset)
-            sides.append(evaluate(result.anomalies, label_rows, result.summary))
+            result = run_backtest(events, ruleset, track=incident_agents(label_rows))
+            sides.append(
+                evaluate(result.anomalies, label_rows, result.summary, events=result.tracked)
+            )
         comparisons.append(Comparison(events.name, sides[0], sides[1]))
     fa, fb = rules_fingerprint(files[0]), rules_fingerprint(files[1])
     if as_json:

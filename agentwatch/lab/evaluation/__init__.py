@@ -18,7 +18,7 @@ from agentwatch.lab.evaluation.results import (
     IncidentResult,
     KindStats,
 )
-from agentwatch.lab.evaluation.scoring import evaluate
+from agentwatch.lab.evaluation.scoring import evaluate, incident_agents
 from agentwatch.lab.evaluation.targets import DEFAULT_TTD_KINDS, TargetCheck, Targets
 from agentwatch.lab.labels import parse_time
 
@@ -33,5 +33,6 @@ __all__ = [
     "TargetCheck",
     "Targets",
     "evaluate",
+    "incident_agents",
     "parse_time",
 ]

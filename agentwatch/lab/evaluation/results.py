@@ -147,6 +147,9 @@ class IncidentResult:
     first_detector: str | None
     detectors: tuple[str, ...]
     """Every detector with an anomaly in the incident window, sorted."""
+    events_to_detect: int | None = None
+    """The agent's events from the incident start to the first detection, inclusive (``None``
+    if missed or not counted): the evidence the detectors had."""
     crosses_2x: float | None = None
     """For a cost ramp: when its cost rate reaches twice the starting one."""
     fast_ramp: bool = False
@@ -171,6 +174,7 @@ class IncidentResult:
             "end": iso(self.end),
             "detected": self.detected,
             "ttd_s": self.ttd_s,
+            "events_to_detect": self.events_to_detect,
             "first_detector": self.first_detector,
             "detectors": list(self.detectors),
         }
@@ -229,6 +233,8 @@ class KindStats:
     median_ttd_s: float | None
     p90_ttd_s: float | None
     max_ttd_s: float | None
+    median_events_to_detect: float | None = None
+    """Median of the detected incidents' ``events_to_detect`` (``None`` if not counted)."""
 
     @property
     def recall(self) -> float | None:
@@ -245,6 +251,7 @@ class KindStats:
             "median_ttd_s": self.median_ttd_s,
             "p90_ttd_s": self.p90_ttd_s,
             "max_ttd_s": self.max_ttd_s,
+            "median_events_to_detect": self.median_events_to_detect,
         }
 
 

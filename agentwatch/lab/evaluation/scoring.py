@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -29,6 +30,7 @@ def evaluate(
     grace_s: float = 300.0,
     episode_gap_s: float = 900.0,
     change_window_s: float = 7200.0,
+    events: Mapping[str, Sequence[float]] | None = None,
 ) -> Evaluation:
     """Score a backtest's anomalies against labelled incidents and benign changes.
 
@@ -77,6 +79,11 @@ def evaluate(
         Anomalies of one agent closer than this form one episode.
     change_window_s
         How long after a benign fleet-wide change starts a false episode is blamed on it.
+    events
+        Event times (sorted) of incident agents, if known: then each detected incident also
+        says how many of its agent's events came from its start to the first detection
+        (``events_to_detect``, the evidence a detector had; a sparse agent's minutes say
+        little about a detector).
 
     Returns
     -------
@@ -131,6 +138,10 @@ def evaluate(
         lo, hi = lab.start_s, lab.end_s + grace_s
         hits = [(t, a) for t, a in by_agent.get(str(lab.agent_id), ()) if lo <= t <= hi]
         first = hits[0] if hits else None
+        times = None if events is None or first is None else events.get(str(lab.agent_id))
+        seen = None
+        if times is not None and first is not None:
+            seen = bisect_right(times, first[0]) - bisect_left(times, lo)
         results.append(
             IncidentResult(
                 id=lab.id,
@@ -141,6 +152,7 @@ def evaluate(
                 end=lab.end_s,
                 detected=first is not None,
                 ttd_s=None if first is None else first[0] - lo,
+                events_to_detect=seen,
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),
                 crosses_2x=lab.crosses_2x_s,
@@ -152,6 +164,7 @@ def evaluate(
     for kind in sorted({r.kind for r in results}):
         rs = [r for r in results if r.kind == kind]
         ttds = [r.ttd_s for r in rs if r.ttd_s is not None]
+        seens = [float(r.events_to_detect) for r in rs if r.events_to_detect is not None]
         kinds.append(
             KindStats(
                 kind=kind,
@@ -160,6 +173,7 @@ def evaluate(
                 median_ttd_s=quantile(ttds, 0.5),
                 p90_ttd_s=quantile(ttds, 0.9),
                 max_ttd_s=max(ttds) if ttds else None,
+                median_events_to_detect=quantile(seens, 0.5),
             )
         )
 
@@ -300,3 +314,9 @@ def _fast_ramp(lab: Label) -> bool:
     """A cost ramp that reaches 3x its starting cost rate within 2 h of its start."""
     three = lab.crosses_3x_s
     return three is not None and three - lab.start_s <= 7200.0
+
+
+def incident_agents(labels: Sequence[Label]) -> frozenset[str]:
+    """The agents of the labelled incidents: those whose events :func:`evaluate` counts
+    (``run_backtest(..., track=incident_agents(labels))``)."""
+    return frozenset(str(lab.agent_id) for lab in labels if not lab.benign and lab.agent_id)

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from agentwatch.detectors.rules import RuleSet
 from agentwatch.lab.backtest import run_backtest
-from agentwatch.lab.evaluation import Evaluation, Targets, evaluate
+from agentwatch.lab.evaluation import Evaluation, Targets, evaluate, incident_agents
 from agentwatch.lab.evaluation.results import quantile
 from agentwatch.lab.labels import Label, load_labels
 from agentwatch.lab.matrix.seal import HALVES, half_files
@@ -184,11 +184,11 @@ def run_world(world: World, rules: RuleSet, *, traces: Path | None = None) -> Wo
             key = f"{world.sha256} {sim_code_hash()}\n"
             (directory / f"{world.name}.key").write_text(key, encoding="utf-8")
         labels: list[Label] = load_labels(labels_path)
-        result = run_backtest(events_path, rules)
+        result = run_backtest(events_path, rules, track=incident_agents(labels))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    evaluation = evaluate(result.anomalies, labels, result.summary)
+    evaluation = evaluate(result.anomalies, labels, result.summary, events=result.tracked)
     return WorldRun(
         world=world,
         evaluation=evaluation,
@@ -235,10 +235,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
 
 
-def _kind_cell(det: int, n: int, ttds: list[float]) -> str:
+def _kind_cell(det: int, n: int, ttds: list[float], seens: list[float]) -> str:
     if not n:
         return ""
-    return f"{det}/{n} {_secs(quantile(ttds, 0.5))}"
+    seen = quantile(seens, 0.5)
+    return f"{det}/{n} {_secs(quantile(ttds, 0.5))}" + ("" if seen is None else f" {seen:.0f}e")
 
 
 def _ramp_cell(runs: Sequence[WorldRun], targets: Targets) -> str:
@@ -276,7 +277,8 @@ def _row(label: str, runs: Sequence[WorldRun], targets: Targets) -> tuple[list[s
     for kind, _ in KIND_COLUMNS:
         mine = [r for r in incidents if r.kind == kind]
         ttds = [r.ttd_s for r in mine if r.ttd_s is not None]
-        kinds.append(_kind_cell(sum(r.detected for r in mine), len(mine), ttds))
+        seens = [float(r.events_to_detect) for r in mine if r.events_to_detect is not None]
+        kinds.append(_kind_cell(sum(r.detected for r in mine), len(mine), ttds, seens))
     return main, kinds
 
 
@@ -317,7 +319,9 @@ def format_tables(runs: Sequence[WorldRun], targets: Targets | None = None) -> s
         "detected: incidents caught / incidents; false/100h: false alert episodes per 100 "
         "agent-hours; benign: false episodes on benign fleet-wide changes;",
         "ramps<=30m: fast cost ramps (3x within 2 h) flagged within 30 min of crossing 2x, "
-        "median delay after 2x; per kind: caught/incidents and median time to detect;",
+        "median delay after 2x; per kind: caught/incidents, median time to detect and "
+        "median events to detect (Ne: the agent's events from the incident start to the first "
+        "detection, the evidence the detectors had);",
         "events/s: the backtest end to end (engine setup, read, decode, detect) on one core.",
     ]
     failing = [(run, [c for c in run.evaluation.check(t) if not c.ok]) for run in runs]
