@@ -125,7 +125,7 @@ def _river_hst(series: Series) -> PointScorer:
 def _river_gaussian(series: Series) -> PointScorer:
     from river import anomaly
 
-    return _TargetScorer(anomaly.GaussianScorer(grace_period=100))
+    return _TargetScorer(anomaly.GaussianScorer(grace_period=100))  # type: ignore[no-untyped-call]
 
 
 def _river_sad(series: Series) -> PointScorer:
@@ -139,7 +139,9 @@ def _river_holt_winters(series: Series) -> PointScorer:
 
     steps = [b - a for a, b in zip(series.timestamps, series.timestamps[1:], strict=False)]
     season = max(2, round(86_400.0 / statistics.median(steps))) if steps else 2
-    model = time_series.HoltWinters(alpha=0.3, beta=0.1, gamma=0.6, seasonality=season)
+    model = time_series.HoltWinters(  # type: ignore[no-untyped-call]
+        alpha=0.3, beta=0.1, gamma=0.6, seasonality=season
+    )
     return _TargetScorer(
         anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=3.0, warmup_period=2 * season)
     )
@@ -219,12 +221,20 @@ def alarms_from_scores(
 ) -> list[bool]:
     """Alarms: a score at or over the budget's threshold, at most one per ``cooldown_s``.
 
-    The threshold learns only the scores it did not flag (an anomaly never raises it).
+    The threshold learns only the scores it did not flag (an anomaly never raises it), and
+    none of the exact zeros a scorer returns before its first non-zero score (its warm-up):
+    a long warm-up would otherwise teach it a tail of nothing.
     """
     guard = BudgetThreshold(budget_per_day=budget_per_day, floor=floor)
     quiet_until = -math.inf
+    warmed = False
     alarms: list[bool] = []
     for ts, score in zip(timestamps, scores, strict=True):
+        if not warmed:  # a scorer's warm-up zeros say nothing about its tail
+            warmed = score != 0.0
+            if not warmed:
+                alarms.append(False)
+                continue
         if guard.is_anomaly(score):
             alarms.append(ts >= quiet_until)
             if ts >= quiet_until:

@@ -31,7 +31,9 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _delay(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds / 60.0:.0f} min" if seconds < 7_200 else f"{seconds / 3_600.0:.1f} h"
+    if abs(seconds) < 7_200:
+        return f"{seconds / 60.0:.0f} min"
+    return f"{seconds / 3_600.0:.1f} h"
 
 
 def _summary_line(label: str, s: Summary) -> str:
@@ -39,14 +41,16 @@ def _summary_line(label: str, s: Summary) -> str:
         f"  {label:<11} {s.series:>2} series {s.detected:>2}/{s.windows:<2} windows "
         f"recall {_pct(s.recall):>4}  false {s.false_alarms:>4} "
         f"({_num(s.false_per_1000, 2)}/1000 pts, {_num(s.false_per_day, 2)}/day)  "
-        f"precision {_pct(s.precision):>4}  delay median {_num(s.median_delay_points, 0)} pts "
-        f"/ {_delay(s.median_delay_s)}  NAB {_num(s.nab)}"
+        f"precision {_pct(s.precision):>4}  median delay {_num(s.median_delay_points, 0)} pts "
+        f"/ {_delay(s.median_delay_s)}, lag {_num(s.median_lag_points, 0)} pts "
+        f"/ {_delay(s.median_lag_s)}  NAB {_num(s.nab)}"
     )
 
 
 def _series_line(r: SeriesResult) -> str:
     delays = ", ".join(
-        f"{p} pts/{_delay(s)}" for p, s in zip(r.delays_points, r.delays_s, strict=True)
+        f"{p} pts/{_delay(s)} (lag {_delay(lag)})"
+        for p, s, lag in zip(r.delays_points, r.delays_s, r.lags_s, strict=True)
     )
     return (
         f"    {r.name:<55} {r.half:<11} {r.detected}/{r.windows} false {r.false_alarms:>4} "

@@ -27,7 +27,7 @@ from agentwatch.lab.univariate.scoring import SeriesResult, Summary, score_serie
 __all__ = ["BUDGETS", "CandidateReport", "Report", "run_protocol"]
 
 #: False alarms per series-day tried on the calibration half (fixed before any run).
-BUDGETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+BUDGETS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,7 @@ def run_protocol(
                 for s, sc in zip(series, scores, strict=True)
             )
             by_budget.append((budget, results))
-        calibration = [
-            (b, _nab([r for r in rs if r.half == "calibration"])) for b, rs in by_budget
-        ]
+        calibration = [(b, _nab([r for r in rs if r.half == "calibration"])) for b, rs in by_budget]
         best = max(
             range(len(by_budget)),
             key=lambda i: (

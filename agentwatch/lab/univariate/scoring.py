@@ -22,6 +22,12 @@ alarms come from a false-alarm budget calibrated online (see
 :mod:`~agentwatch.lab.univariate.candidates`), and the one constant, the budget, is chosen
 on the calibration half only. Windows are located by timestamp (first point at or after
 the start, last at or before the end), so a subset or a resampled copy still scores.
+
+Detection time is reported two ways: the *delay* from a window's first point (what NAB's
+sigmoid rewards) and the *lag* from its centre. NAB centres each window on the labelled
+anomaly (its length is 10 % of the file over the number of anomalies), so the lag
+approximates the time from the labelled event to the first alarm; a negative lag is an
+alarm before the labelled point (often on the precursor the window was made to include).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class SeriesResult:
     detected: int
     delays_points: tuple[int, ...]  # per detected window: first alarm index - window start
     delays_s: tuple[float, ...]
+    lags_points: tuple[int, ...]  # per detected window: first alarm index - window centre
+    lags_s: tuple[float, ...]
     false_alarms: int
     alarms: int  # every alarm after the probationary period
     raw: float  # NAB standard-profile raw score
@@ -115,6 +123,8 @@ class SeriesResult:
             "recall": self.recall,
             "delays_points": list(self.delays_points),
             "delays_s": list(self.delays_s),
+            "lags_points": list(self.lags_points),
+            "lags_s": list(self.lags_s),
             "false_alarms": self.false_alarms,
             "false_per_1000": round(self.false_per_1000, 3),
             "false_per_day": round(self.false_per_day, 3),
@@ -157,15 +167,16 @@ def score_series(series: Series, alarms: Sequence[bool]) -> SeriesResult:
         if not alarms[i] or i < probation:
             continue
         alarms_total += 1
-        k = inside[i]
-        if k is not None:
-            left, right = bounds[k]
+        here = inside[i]
+        if here is not None:
+            left, right = bounds[here]
             width = right - left + 1
             value = A_TP * scaled_sigmoid(-(right - i + 1) / width) / max_tp
-            if best[k] is None or value > best[k]:  # type: ignore[operator]
-                best[k] = value
-            if first[k] is None:
-                first[k] = i
+            current = best[here]
+            if current is None or value > current:
+                best[here] = value
+            if first[here] is None:
+                first[here] = i
             continue
         false_alarms += 1
         if prev is None:
@@ -178,6 +189,9 @@ def score_series(series: Series, alarms: Sequence[bool]) -> SeriesResult:
     raw = fp_score + sum(A_FN if b is None else b for b in best)
     delays_points = tuple(f - bounds[k][0] for k, f in enumerate(first) if f is not None)
     delays_s = tuple(times[f] - times[bounds[k][0]] for k, f in enumerate(first) if f is not None)
+    centres = [(left + right) // 2 for left, right in bounds]
+    lags_points = tuple(f - centres[k] for k, f in enumerate(first) if f is not None)
+    lags_s = tuple(times[f] - times[centres[k]] for k, f in enumerate(first) if f is not None)
     scored = max(n - probation, 0)
     days = (times[-1] - times[probation]) / 86_400.0 if scored > 1 else 0.0
     return SeriesResult(
@@ -190,6 +204,8 @@ def score_series(series: Series, alarms: Sequence[bool]) -> SeriesResult:
         detected=sum(f is not None for f in first),
         delays_points=delays_points,
         delays_s=delays_s,
+        lags_points=lags_points,
+        lags_s=lags_s,
         false_alarms=false_alarms,
         alarms=alarms_total,
         raw=raw,
@@ -213,6 +229,8 @@ class Summary:
     perfect: float
     delays_points: tuple[int, ...] = field(default=())
     delays_s: tuple[float, ...] = field(default=())
+    lags_points: tuple[int, ...] = field(default=())
+    lags_s: tuple[float, ...] = field(default=())
 
     @property
     def recall(self) -> float | None:
@@ -244,6 +262,14 @@ class Summary:
     def median_delay_s(self) -> float | None:
         return _median(list(self.delays_s))
 
+    @property
+    def median_lag_points(self) -> float | None:
+        return _median([float(d) for d in self.lags_points])
+
+    @property
+    def median_lag_s(self) -> float | None:
+        return _median(list(self.lags_s))
+
     def to_dict(self) -> dict[str, object]:
         return {
             "series": self.series,
@@ -256,6 +282,8 @@ class Summary:
             "precision": self.precision,
             "median_delay_points": self.median_delay_points,
             "median_delay_s": self.median_delay_s,
+            "median_lag_points": self.median_lag_points,
+            "median_lag_s": self.median_lag_s,
             "nab_raw": round(self.raw, 4),
             "nab": None if self.nab is None else round(self.nab, 1),
         }
@@ -283,4 +311,6 @@ def summarize(results: Sequence[SeriesResult]) -> Summary:
         perfect=sum(r.perfect for r in results),
         delays_points=tuple(d for r in results for d in r.delays_points),
         delays_s=tuple(d for r in results for d in r.delays_s),
+        lags_points=tuple(d for r in results for d in r.lags_points),
+        lags_s=tuple(d for r in results for d in r.lags_s),
     )
