@@ -29,7 +29,7 @@ def test_the_halves_depend_on_the_name_only() -> None:
 
 
 def test_unreadable_corpora_say_what_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="combined_windows.json: no such file"):
+    with pytest.raises(CorpusError, match=r"combined_windows\.json: no such file"):
         load_corpus(tmp_path)
     root = write_corpus(tmp_path)
     path = root / "data" / SPIKE[0]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_alarms_respect_the_cooldown_and_skip_the_warm_up(tmp_path: Path) -> Non
     alarms = alarms_from_scores(times, scores, budget_per_day=0.1, floor=0.0, cooldown_s=3600.0)
     fired = [i for i, a in enumerate(alarms) if a]
     assert fired[0] == 300
-    assert all(b - a >= 12 for a, b in zip(fired, fired[1:], strict=False))  # 1 h of 5 min
+    assert all(b - a >= 12 for a, b in itertools.pairwise(fired))  # 1 h of 5 min
     assert not any(alarms[:300])
 
 
