@@ -24,7 +24,7 @@ class CorpusError(Exception):
 class Series:
     """One labelled stream: its NAB name (``category/file.csv``), points and anomaly windows.
 
-    ``timestamps`` are UTC epoch seconds, increasing; ``windows`` are ``(start, end)`` pairs
+    ``timestamps`` are UTC epoch seconds, never decreasing (a few NAB files repeat one); ``windows`` are ``(start, end)`` pairs
     of epoch seconds, both ends inclusive, as in NAB's ``combined_windows.json``.
     """
 
@@ -79,8 +79,8 @@ def _read_series(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
                 raise CorpusError(f"{path}:{line}: not a 'timestamp,value' row: {row}") from None
             if not math.isfinite(value):
                 raise CorpusError(f"{path}:{line}: value is not a finite number: {row[1]}")
-            if times and ts <= times[-1]:
-                raise CorpusError(f"{path}:{line}: timestamp {row[0]} does not increase")
+            if times and ts < times[-1]:  # NAB has a few repeated stamps; keep them
+                raise CorpusError(f"{path}:{line}: timestamp {row[0]} goes back in time")
             times.append(ts)
             values.append(value)
     if not times:
