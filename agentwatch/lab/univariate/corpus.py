@@ -24,8 +24,9 @@ class CorpusError(Exception):
 class Series:
     """One labelled stream: its NAB name (``category/file.csv``), points and anomaly windows.
 
-    ``timestamps`` are UTC epoch seconds, never decreasing (a few NAB files repeat one); ``windows`` are ``(start, end)`` pairs
-    of epoch seconds, both ends inclusive, as in NAB's ``combined_windows.json``.
+    ``timestamps`` are UTC epoch seconds, never decreasing (a few NAB files repeat one);
+    ``windows`` are ``(start, end)`` pairs of epoch seconds, both ends inclusive, as in NAB's
+    ``combined_windows.json``.
     """
 
     name: str
