@@ -42,6 +42,8 @@ keys_app = typer.Typer(
     help="Control signing keys: workers sign halts, agents verify them.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+lab_app = typer.Typer(help="The offline lab: evaluations on labelled data.", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
 
 ConfigOption = Annotated[
     Path | None,
@@ -434,6 +436,30 @@ def bench(
         baseline=baseline,
     )
     typer.echo(result)
+
+
+@lab_app.command("univariate")
+def lab_univariate(
+    nab: Annotated[
+        Path,
+        typer.Option(
+            "--nab",
+            help="A directory in the Numenta Anomaly Benchmark's layout "
+            "(labels/combined_windows.json, data/<category>/<file>.csv); any subset of NAB.",
+        ),
+    ],
+    scorer: Annotated[
+        list[str] | None,
+        typer.Option("--scorer", help="Only this candidate (repeatable); default: all."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Univariate scorers on labelled metric streams, scored as NAB scores (window recall,
+    delay, false alarms, standard-profile score); budgets calibrated on half the streams."""
+    _needs("lab", "lab univariate")
+    from agentwatch.lab.univariate.command import univariate
+
+    univariate(nab, scorers=scorer or [], as_json=as_json)
 
 
 @app.command()

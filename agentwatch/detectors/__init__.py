@@ -21,6 +21,7 @@ from agentwatch.detectors import (  # noqa: E402, F401 - imported to register
     policy,
     rate_test,
     robust_zscore,
+    seasonal_zscore,
     runaway_loop,
     sequence,
     thresholded,
