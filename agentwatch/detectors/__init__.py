@@ -21,8 +21,8 @@ from agentwatch.detectors import (  # noqa: E402, F401 - imported to register
     policy,
     rate_test,
     robust_zscore,
-    seasonal_zscore,
     runaway_loop,
+    seasonal_zscore,
     sequence,
     thresholded,
 )
