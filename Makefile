@@ -53,7 +53,7 @@ system-deps:
 ## Lint, types, unit and integration tests (integration tests start their own embedded broker;
 ## Prometheus and Alertmanager tests start the real binaries, which must be there: no skips).
 test: lint typecheck compile system-deps
-	REQUIRE_SYSTEM_BINARIES=1 $(BIN)/python -m pytest -q
+	REQUIRE_SYSTEM_BINARIES=1 $(BIN)/python -m pytest -q --durations=20
 
 ## Chaos and fuzz suite at full size (tests/chaos): 20 SIGKILLs of a worker with incidents in
 ## flight, 1,000,000 fuzzed records, 200 concurrent control requests, forged control records.
