@@ -236,6 +236,15 @@ async def test_loops_halted_within_a_minute_peers_never_stopped(settings: Settin
         await asyncio.sleep(1.0)  # the last anomalies through the response stage
 
         outcomes = {name: agent.outcome for name, agent in agents.items()}
+        print(  # the figures for the issue notes (pytest -s)
+            "\nlive scenarios: "
+            + ", ".join(
+                f"{name} {'revoked' if name == 'probe' else 'halted'} after "
+                f"{(o.revoked_after_s if name == 'probe' else o.halted_after_s) or 0.0:.1f} s"
+                for name, o in outcomes.items()
+                if name not in PEERS
+            )
+        )
         for name in ("loop-warm", "loop-new"):
             outcome = outcomes[name]
             assert outcome.halted_after_s is not None, f"{name} never halted"
