@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from agentwatch.detectors.base import AgentDetector, Finding
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.fleet_sync import FleetSync
 from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import ActionEvent, Anomaly
 
@@ -93,6 +94,11 @@ class Engine:
         to ``dedup_window`` ids seen (two generations of sets: O(1) per event).
     baseline_factory
         Builds an empty baseline for an agent seen for the first time.
+    worker_id
+        This engine's worker, among those sharing fleet summaries (:meth:`absorb`).
+    fleet_ttl_s
+        Another worker's fleet summaries are forgotten this long after they were published
+        (:meth:`expire`).
 
     Examples
     --------
@@ -113,6 +119,8 @@ class Engine:
         *,
         dedup_window: int = 100_000,
         baseline_factory: Callable[[str, str], AgentBaseline] = AgentBaseline,
+        worker_id: str = "local",
+        fleet_ttl_s: float = 60.0,
     ) -> None:
         self.rules = rules
         self.dedup_window = dedup_window
@@ -126,6 +134,10 @@ class Engine:
         ]
         for _, detector, _ in self._compiled:
             detector.prepare()
+        self._by_alert = {
+            rule.alert: (detector, fleets) for rule, detector, fleets in self._compiled
+        }
+        self.sync = FleetSync(worker_id, fleet_ttl_s)
         self._plans: dict[str, _Plan] = {}
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
@@ -239,6 +251,68 @@ class Engine:
             rule=rule.alert,
             actions=list(dict.fromkeys(finding.actions))[:64],
         )
+
+    # -- fleet state across workers -------------------------------------------------------
+    def fleet_partials(self, only: str | None = None) -> dict[str, dict[str, Any]]:
+        """This worker's part of every fleet's state (or of fleet ``only``):
+        ``{fleet: {alert: partial}}``.
+
+        Only detectors that share their fleet state (:meth:`AgentDetector.fleet_partial`)
+        appear; every value is JSON-able.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for (alert, fleet), fleet_state in self.fleet_states.items():
+            entry = self._by_alert.get(alert)
+            if entry is None or not fleet_state or (only is not None and fleet != only):
+                continue
+            partial = entry[0].fleet_partial(fleet_state)
+            if partial is not None:
+                out.setdefault(fleet, {})[alert] = partial
+        return out
+
+    def absorb(self, worker_id: str, fleet: str, partials: dict[str, Any], now: float) -> None:
+        """Take ``worker_id``'s newest partials of ``fleet`` (published at ``now``, in the
+        clock :meth:`expire` is given) and merge the other workers' view of the fleet again.
+        This worker's own id is ignored (see :meth:`restore`)."""
+        if self.sync.put(worker_id, fleet, partials, now):
+            self._merge(fleet)
+
+    def forget(self, worker_id: str, fleet: str) -> None:
+        """Drop ``worker_id``'s partials of ``fleet`` (it said it left)."""
+        if self.sync.drop(worker_id, fleet):
+            self._merge(fleet)
+
+    def expire(self, now: float) -> None:
+        """Forget the partials published more than the TTL before ``now``."""
+        for fleet in self.sync.expire(now):
+            self._merge(fleet)
+
+    def restore(self, fleet: str, partials: dict[str, Any]) -> None:
+        """Start this worker's own part of ``fleet``'s state from ``partials``, what it
+        published before it restarted, so that its fleets do not start cold."""
+        for alert, partial in partials.items():
+            fleet_state = self._fleet_state(alert, fleet)
+            if fleet_state is not None:
+                self._by_alert[alert][0].fleet_restore(fleet_state, partial)
+
+    def _fleet_state(self, alert: str, fleet: str) -> dict[str, Any] | None:
+        entry = self._by_alert.get(alert)
+        if entry is None or (entry[1] is not None and fleet not in entry[1]):
+            return None
+        fleet_state = self.fleet_states.get((alert, fleet))
+        if fleet_state is None:
+            fleet_state = self.fleet_states[(alert, fleet)] = {}
+        return fleet_state
+
+    def _merge(self, fleet: str) -> None:
+        others = self.sync.others(fleet)
+        alerts = {alert for partials in others for alert in partials}
+        alerts.update(alert for alert, name in self.fleet_states if name == fleet)
+        for alert in sorted(alerts):
+            fleet_state = self._fleet_state(alert, fleet)
+            if fleet_state is not None:
+                parts = [partials[alert] for partials in others if alert in partials]
+                self._by_alert[alert][0].fleet_absorb(fleet_state, parts)
 
     def evict(self, agent_ids: set[str]) -> None:
         """Forget the in-memory state of agents this process no longer owns."""
