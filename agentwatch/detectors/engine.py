@@ -294,6 +294,7 @@ class Engine:
             fleet_state = self._fleet_state(alert, fleet)
             if fleet_state is not None:
                 self._by_alert[alert][0].fleet_restore(fleet_state, partial)
+        self._merge(fleet)
 
     def _fleet_state(self, alert: str, fleet: str) -> dict[str, Any] | None:
         entry = self._by_alert.get(alert)
