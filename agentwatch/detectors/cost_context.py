@@ -80,8 +80,8 @@ class FleetShift:
     """
 
     __slots__ = (
-        "_next",
         "_need",
+        "_next",
         "_own",
         "_pruned",
         "_remote",

@@ -14,7 +14,7 @@ one per event.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from typing import Any, cast
 
@@ -275,6 +275,16 @@ class Engine:
         clock :meth:`expire` is given) and merge the other workers' view of the fleet again.
         This worker's own id is ignored (see :meth:`restore`)."""
         if self.sync.put(worker_id, fleet, partials, now):
+            self._merge(fleet)
+
+    def absorb_many(self, items: Iterable[tuple[str, str, dict[str, Any]]], now: float) -> None:
+        """:meth:`absorb` of several ``(worker_id, fleet, partials)``, merging each fleet
+        once (a batch read from the fleets topic, or one exchange of a replay)."""
+        changed: set[str] = set()
+        for worker_id, fleet, partials in items:
+            if self.sync.put(worker_id, fleet, partials, now):
+                changed.add(fleet)
+        for fleet in sorted(changed):
             self._merge(fleet)
 
     def forget(self, worker_id: str, fleet: str) -> None:

@@ -459,7 +459,9 @@ class MixShift(AgentDetector):
 
     def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
         """The other workers' parts (see :class:`_Fleet`)."""
-        origin = min((float(p["lo"]) for p in partials), default=0.0)
+        if not partials and "m" not in fleet_state:
+            return
+        origin = max((float(p["lo"]) for p in partials), default=0.0)
         self._fleet(fleet_state, origin).absorb(partials)
 
     def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
@@ -544,6 +546,7 @@ class _Fleet:
 
     __slots__ = (
         "at",
+        "budget",
         "calls",
         "first",
         "growth",
@@ -563,7 +566,6 @@ class _Fleet:
         "restored",
         "tick",
         "view",
-        "budget",
         "weight",
     )
 
@@ -746,6 +748,9 @@ class _Fleet:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        newest = max((float(p["lo"]) for p in self.remote), default=self.origin)
+        if newest - self.origin > 50.0 * self.memory_s:  # keep the weights in range
+            self._rebase_long(newest)
         mine = self._mine()
         parts = [mine, *self.remote]
         calls = sum(int(p["c"]) for p in parts)

@@ -445,7 +445,9 @@ class _Fleet:
             "m": self.own_model(),
             "f": self.first,
             "b": None if self.born == math.inf else self.born,
-            "g": [[prev, action, sorted(agents)] for (prev, action), agents in self.flagged.items()],
+            "g": [
+                [prev, action, sorted(agents)] for (prev, action), agents in self.flagged.items()
+            ],
             "d": {domain: sorted(agents) for domain, agents in self.dest.items()},
         }
 

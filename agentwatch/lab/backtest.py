@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from aiokafka.partitioner import murmur2
 
@@ -144,6 +144,7 @@ class _Workers:
         self.exchange_s = exchange_s
         self.home: dict[str, Engine] = {}
         self.next_exchange = -math.inf
+        self.touched: dict[int, set[str]] = {id(engine): set() for engine in self.engines}
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
         engine = self.home.get(event.agent_id)
@@ -158,16 +159,32 @@ class _Workers:
         found = engine.process(event)
         if self.exchange_s <= 0.0:
             self.exchange(ts, (engine, event.fleet))
+        else:
+            self.touched[id(engine)].add(event.fleet)
         return found
 
     def exchange(self, now: float, only: tuple[Engine, str] | None) -> None:
-        """Every engine (or ``only`` one, of one fleet) publishes; the others absorb."""
+        """Every engine (or ``only`` one, of one fleet) publishes the fleets it saw events
+        of since its last exchange (the others' copies of the rest are still current; the
+        workers republish everything, the TTL aside, to the same effect); the others absorb.
+        """
+        published: list[tuple[Engine, str, dict[str, Any]]] = []
         for engine in self.engines if only is None else [only[0]]:
-            partials = engine.fleet_partials(None if only is None else only[1])
-            for fleet, parts in partials.items():
-                for other in self.engines:
-                    if other is not engine:
-                        other.absorb(engine.sync.worker_id, fleet, parts, now)
+            if only is None:
+                fleets = self.touched[id(engine)]
+                if not fleets:
+                    continue
+                partials: dict[str, dict[str, Any]] = {}
+                for fleet in fleets:
+                    partials.update(engine.fleet_partials(fleet))
+                fleets.clear()
+            else:
+                partials = engine.fleet_partials(only[1])
+            published += [(engine, fleet, parts) for fleet, parts in partials.items()]
+        for other in self.engines:
+            items = [(e.sync.worker_id, f, p) for e, f, p in published if e is not other]
+            if items:
+                other.absorb_many(items, now)
 
 
 def run_backtest(
