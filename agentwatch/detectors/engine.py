@@ -277,11 +277,11 @@ class Engine:
         if self.sync.put(worker_id, fleet, partials, now):
             self._merge(fleet)
 
-    def absorb_many(self, items: Iterable[tuple[str, str, dict[str, Any]]], now: float) -> None:
-        """:meth:`absorb` of several ``(worker_id, fleet, partials)``, merging each fleet
-        once (a batch read from the fleets topic, or one exchange of a replay)."""
+    def absorb_many(self, items: Iterable[tuple[str, str, dict[str, Any], float]]) -> None:
+        """:meth:`absorb` of several ``(worker_id, fleet, partials, published_at)``, merging
+        each fleet once (a batch read from the fleets topic, or one exchange of a replay)."""
         changed: set[str] = set()
-        for worker_id, fleet, partials in items:
+        for worker_id, fleet, partials, now in items:
             if self.sync.put(worker_id, fleet, partials, now):
                 changed.add(fleet)
         for fleet in sorted(changed):

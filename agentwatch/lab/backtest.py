@@ -182,9 +182,9 @@ class _Workers:
                 partials = engine.fleet_partials(only[1])
             published += [(engine, fleet, parts) for fleet, parts in partials.items()]
         for other in self.engines:
-            items = [(e.sync.worker_id, f, p) for e, f, p in published if e is not other]
+            items = [(e.sync.worker_id, f, p, now) for e, f, p in published if e is not other]
             if items:
-                other.absorb_many(items, now)
+                other.absorb_many(items)
 
 
 def run_backtest(
