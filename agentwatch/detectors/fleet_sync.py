@@ -92,6 +92,10 @@ class FleetSync:
         """The other workers that have a live partial of ``fleet``."""
         return sorted(self._latest.get(fleet, ()))
 
+    def published(self, fleet: str) -> dict[str, float]:
+        """The other workers with a live partial of ``fleet``, and when each published it."""
+        return {w: at for w, (at, _) in sorted(self._latest.get(fleet, {}).items())}
+
     def fleets(self) -> list[str]:
         """The fleets some other worker has a live partial of."""
         return sorted(self._latest)
