@@ -32,6 +32,7 @@ from agentwatch.streams.broker import free_port
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.fleets import FleetExchange
 from agentwatch.streams.health import Readiness, StageProbe
+from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
@@ -498,6 +499,9 @@ def _register_views(worker: WorkerApp) -> None:
     async def fleets(self: Any, request: Any) -> Any:
         """This worker's part in the fleet summaries: its id, its agents and events per
         fleet, and which other workers' summaries it holds (published when, wall time)."""
+        refused = bearer_refusal(self, request, worker.settings.api_token)
+        if refused is not None:
+            return refused
         engine = stage.engine
         exchange = worker.fleets
         by_fleet: dict[str, dict[str, Any]] = {}

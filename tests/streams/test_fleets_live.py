@@ -30,6 +30,7 @@ from agentwatch.detectors.rules import load_rules
 from agentwatch.lab.backtest import home_partition, run_backtest
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
+from tests.conftest import API_TOKEN
 from tests.streams.test_response import read_topic
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,7 @@ def start_worker(settings: Settings, home: Path, rules: Path, port: int) -> Any:
         "fleet_exchange_s": 0.5,
         "log_level": "INFO",
         "control_signing_key_file": settings.control_signing_key_file,
+        "api_token": API_TOKEN,
     }
     env.update({f"AGENTWATCH_{k.upper()}": str(v) for k, v in values.items()})
     log = (home / "worker.log").open("ab")
@@ -145,7 +147,7 @@ def fleet_events(views: list[dict[str, Any]]) -> int:
 
 
 async def test_three_workers_flag_what_one_worker_flags_and_restore_after_a_restart(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, auth: dict[str, str]
 ) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text(RULES)
@@ -177,9 +179,14 @@ async def test_three_workers_flag_what_one_worker_flags_and_restore_after_a_rest
     procs += [start_worker(settings, homes[n], rules, ports[n]) for n in (1, 2, 3)]
     many = ports[1:]
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=auth) as http:
             views = await until(http, ports, lambda vs: all(v["ready"] for v in vs), "not ready")
             assert len({v["worker"] for v in views}) == 4  # four distinct worker ids
+            async with (
+                aiohttp.ClientSession() as bare,  # the view needs the API token
+                bare.get(f"http://127.0.0.1:{ports[1]}/fleets") as resp,
+            ):
+                assert resp.status == 401
             await produce(single, bulk)
             await produce(settings, bulk)
             await until(http, ports[:1], lambda vs: fleet_events(vs) == len(bulk), "one: bulk")
