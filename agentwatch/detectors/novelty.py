@@ -149,10 +149,10 @@ class Novelty(AgentDetector):
 
     Notes
     -----
-    Per-fleet state (agents per action and domain, call counts) is in memory: after a
-    restart it is rebuilt from each agent's persisted history the first time the agent is
-    seen again, and the call counts start over (so the fleet is quiet until it has seen
-    enough calls again). ``observed`` is the number of other agents in the fleet that use
+    Per-fleet state (agents per action and domain, call counts) is in memory and shared by
+    the workers (``fleet_partial`` / ``fleet_absorb``); after a restart the worker restores
+    its part from the fleets topic (``fleet_restore``) and each agent re-registers its
+    persisted history the first time it is seen again. ``observed`` is the number of other agents in the fleet that use
     the novelty and ``baseline`` the fleet's agents.
 
     Examples
