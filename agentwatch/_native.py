@@ -42,6 +42,7 @@ COMPILED = (
     "engine",
     "failure_rate",
     "fleet_outlier",
+    "fleet_tail",
     "mix_shift",
     "novelty",
     "policy",
