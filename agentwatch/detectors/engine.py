@@ -13,6 +13,7 @@ one per event.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
@@ -25,6 +26,8 @@ from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import ActionEvent, Anomaly
 
 __all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
 
 #: Findings further apart than this restart a rule's ``for`` clock.
 FOR_RESET_S = 60.0
@@ -255,10 +258,12 @@ class Engine:
     # -- fleet state across workers -------------------------------------------------------
     def fleet_partials(self, only: str | None = None) -> dict[str, dict[str, Any]]:
         """This worker's part of every fleet's state (or of fleet ``only``):
-        ``{fleet: {alert: partial}}``.
+        ``{fleet: {alert: [detector name, partial]}}``.
 
         Only detectors that share their fleet state (:meth:`AgentDetector.fleet_partial`)
-        appear; every value is JSON-able.
+        appear; every value is JSON-able. The detector's name goes along, so a worker whose
+        rule of that name runs another detector (a rules file changed between two workers'
+        deployments) leaves the partial alone.
         """
         out: dict[str, dict[str, Any]] = {}
         for (alert, fleet), fleet_state in self.fleet_states.items():
@@ -267,7 +272,7 @@ class Engine:
                 continue
             partial = entry[0].fleet_partial(fleet_state)
             if partial is not None:
-                out.setdefault(fleet, {})[alert] = partial
+                out.setdefault(fleet, {})[alert] = [entry[0].name, partial]
         return out
 
     def absorb(self, worker_id: str, fleet: str, partials: dict[str, Any], now: float) -> None:
@@ -300,10 +305,22 @@ class Engine:
     def restore(self, fleet: str, partials: dict[str, Any]) -> None:
         """Start this worker's own part of ``fleet``'s state from ``partials``, what it
         published before it restarted, so that its fleets do not start cold."""
-        for alert, partial in partials.items():
+        for alert, tagged in partials.items():
             fleet_state = self._fleet_state(alert, fleet)
-            if fleet_state is not None:
-                self._by_alert[alert][0].fleet_restore(fleet_state, partial)
+            detector = self._by_alert[alert][0] if fleet_state is not None else None
+            if fleet_state is None or detector is None or not _tagged(tagged, detector.name):
+                continue
+            try:
+                detector.fleet_restore(fleet_state, tagged[1])
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                fleet_state.clear()  # nothing half-loaded
+                log.warning(
+                    "fleet %s, rule %s: this worker's summary from before the restart does not "
+                    "load (%r); its own part starts cold",
+                    fleet,
+                    alert,
+                    exc,
+                )
         self._merge(fleet)
 
     def _fleet_state(self, alert: str, fleet: str) -> dict[str, Any] | None:
@@ -321,9 +338,24 @@ class Engine:
         alerts.update(alert for alert, name in self.fleet_states if name == fleet)
         for alert in sorted(alerts):
             fleet_state = self._fleet_state(alert, fleet)
-            if fleet_state is not None:
-                parts = [partials[alert] for partials in others if alert in partials]
-                self._by_alert[alert][0].fleet_absorb(fleet_state, parts)
+            if fleet_state is None:
+                continue
+            detector = self._by_alert[alert][0]
+            name = detector.name
+            parts = [p[alert][1] for p in others if alert in p and _tagged(p[alert], name)]
+            try:
+                detector.fleet_absorb(fleet_state, parts)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                # a partial of another version: judged on this worker's agents alone
+                # until the other workers publish ones that load
+                log.warning(
+                    "fleet %s, rule %s: another worker's summary does not merge (%r); "
+                    "this worker's own part only",
+                    fleet,
+                    alert,
+                    exc,
+                )
+                detector.fleet_absorb(fleet_state, [])
 
     def evict(self, agent_ids: set[str]) -> None:
         """Forget the in-memory state of agents this process no longer owns."""
@@ -331,6 +363,11 @@ class Engine:
             self.baselines.pop(agent_id, None)
             self.states.pop(agent_id, None)
             self._plans.pop(agent_id, None)
+
+
+def _tagged(tagged: Any, name: str) -> bool:
+    """Whether ``tagged`` is ``[name, partial]``: a partial of detector ``name``."""
+    return isinstance(tagged, list) and len(tagged) == 2 and tagged[0] == name
 
 
 def _finite(value: float) -> float:

@@ -152,8 +152,8 @@ class Novelty(AgentDetector):
     Per-fleet state (agents per action and domain, call counts) is in memory and shared by
     the workers (``fleet_partial`` / ``fleet_absorb``); after a restart the worker restores
     its part from the fleets topic (``fleet_restore``) and each agent re-registers its
-    persisted history the first time it is seen again. ``observed`` is the number of other agents in the fleet that use
-    the novelty and ``baseline`` the fleet's agents.
+    persisted history the first time it is seen again. ``observed`` is the number of other
+    agents in the fleet that use the novelty and ``baseline`` the fleet's agents.
 
     Examples
     --------

@@ -104,3 +104,31 @@ def test_a_restarted_worker_that_restores_its_summaries_flags_what_it_would_have
     assert expected, "the second part must raise anomalies for this to mean anything"
     assert runs["restored"] == expected
     assert runs["cold"] != expected  # what starting cold cost before
+
+
+def test_a_partial_of_another_detector_or_version_is_left_alone(
+    events: list[ActionEvent],
+) -> None:
+    rules = load_rules()
+    mine, theirs = Engine(rules, worker_id="a"), Engine(rules, worker_id="b")
+    for event in events[:6000]:
+        (mine if home_partition(event.agent_id, 2) == 0 else theirs).process(event)
+    fleet: Any = mine.fleet_states[("FailureRate", "support-2")]["failure_rate"]
+    alone = fleet.fleet_agents()
+    partials = theirs.fleet_partials()["support-2"]
+    assert partials["FailureRate"][0] == "failure_rate"
+    renamed = {**partials, "FailureRate": ["novelty", partials["FailureRate"][1]]}
+    mine.absorb("b", "support-2", renamed, now=0.0)  # the rule runs another detector there
+    assert fleet.fleet_agents() == alone
+    broken = {**partials, "FailureRate": ["failure_rate", {"n": 3}]}  # another version
+    mine.absorb("b", "support-2", broken, now=1.0)
+    assert fleet.fleet_agents() == alone
+    mine.absorb("b", "support-2", partials, now=2.0)
+    assert fleet.fleet_agents() > alone
+    # a summary from before a restart that does not load: this worker's part starts cold,
+    # nothing half-loaded, and the other workers' part is merged again
+    mine.restore("support-2", broken)
+    fleet = mine.fleet_states[("FailureRate", "support-2")]["failure_rate"]
+    their: Any = theirs.fleet_states[("FailureRate", "support-2")]["failure_rate"]
+    assert fleet.agents == 0
+    assert fleet.fleet_agents() == their.agents > 0
