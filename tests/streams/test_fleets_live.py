@@ -116,7 +116,7 @@ async def fleets_view(http: aiohttp.ClientSession, port: int) -> dict[str, Any] 
 
 
 async def until(
-    http: aiohttp.ClientSession, ports: list[int], ok: Any, what: str, timeout: float = 60.0
+    http: aiohttp.ClientSession, ports: list[int], ok: Any, what: str, timeout: float = 120.0
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -207,7 +207,7 @@ async def test_three_workers_flag_what_one_worker_flags_and_restore_after_a_rest
             await produce(single, [novel])
             await produce(settings, [novel])
             expected = [(agents[0], "new_egress_domain", novel["event_id"])]
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while True:
                 got = {}
                 for name, where in (("one", single), ("three", settings)):
@@ -224,6 +224,12 @@ async def test_three_workers_flag_what_one_worker_flags_and_restore_after_a_rest
             [view] = await until(http, [ports[2]], lambda vs: vs[0]["ready"], "no restart")
             assert view["restored"] == 1, view
             assert len(view["fleets"]["ops"].get("workers", {})) == 2, view
+    except AssertionError as exc:  # with what the workers said
+        tails = "".join(
+            f"\n--- {home.name}\n{(home / 'worker.log').read_text(errors='replace')[-2000:]}"
+            for home in homes
+        )
+        raise AssertionError(f"{exc}{tails}") from None
     finally:
         for proc in procs:
             if proc.poll() is None:
