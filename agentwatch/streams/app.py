@@ -266,7 +266,7 @@ def create_app(
         probes=probes,
         topics=topics,
         web_port=web_port,
-        fleets=FleetExchange(settings, engine),
+        fleets=FleetExchange(settings, engine, metrics=metrics),
     )
     worker.readiness = _readiness(worker, owned)
     _register_agents(worker)

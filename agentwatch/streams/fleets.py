@@ -34,6 +34,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.kafka_security import client_options
 from agentwatch.logtext import escape
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
+from agentwatch.streams.metrics import WorkerMetrics
 
 __all__ = ["FleetExchange", "FleetRecord", "decode_record", "encode_record", "record_key"]
 
@@ -111,15 +112,23 @@ class FleetExchange:
         Broker, topic prefix, ``fleet_exchange_s``, ``fleet_ttl_s`` and the worker id.
     engine
         The worker's engine (its ``worker_id`` must be this worker's).
+    metrics
+        The worker's metrics (``agentwatch_fleet_*``); none in tests that do not look.
     clock
         Wall time in seconds (injectable for tests).
     """
 
     def __init__(
-        self, settings: Settings, engine: Engine, *, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.metrics = metrics
         self.clock = clock
         self.topic = settings.topic("fleets")
         self.worker_id = engine.sync.worker_id
@@ -212,6 +221,10 @@ class FleetExchange:
             if time.monotonic() >= next_publish:
                 await self.publish(producer)
                 self.engine.expire(self.clock())
+                if self.metrics is not None:
+                    sync = self.engine.sync
+                    peers = {w for fleet in sync.fleets() for w in sync.workers(fleet)}
+                    self.metrics.fleet_workers.set(len(peers))
                 next_publish = time.monotonic() + every
 
     async def _catch_up(self, consumer: Any, partitions: list[Any], ends: dict[Any, int]) -> None:
@@ -243,6 +256,8 @@ class FleetExchange:
         self.engine.absorb_many((r.worker, r.fleet, r.partials, r.ts) for r in others)
         self.engine.expire(self.clock())
         self.absorbed += len(others)
+        if self.metrics is not None:
+            self.metrics.fleet_absorbed.inc(len(others))
         log.info(
             "fleet summaries: restored %d of this worker's (%s), absorbed %d of %d other worker(s)",
             len(own),
@@ -262,6 +277,8 @@ class FleetExchange:
             return
         self.engine.absorb_many((r.worker, r.fleet, r.partials, r.ts) for r in items)
         self.absorbed += len(items)
+        if self.metrics is not None:
+            self.metrics.fleet_absorbed.inc(len(items))
 
     def _decode(self, r: Any) -> FleetRecord | None:
         if r.value is None:  # a tombstone: nothing to merge
@@ -269,6 +286,8 @@ class FleetExchange:
         try:
             return decode_record(r.value)
         except ValueError as exc:
+            if self.metrics is not None:
+                self.metrics.fleet_skipped.labels("undecodable").inc()
             self._warn.warning(
                 "decode",
                 "fleet summaries: skipped %s[%d]@%d: %s",
@@ -286,6 +305,8 @@ class FleetExchange:
         for fleet, partials in self.engine.fleet_partials().items():
             value = encode_record(FleetRecord(self.worker_id, fleet, now, partials))
             if len(value) > self.settings.max_message_bytes:
+                if self.metrics is not None:
+                    self.metrics.fleet_skipped.labels("too_large").inc()
                 self._warn.warning(
                     "size",
                     "fleet summaries: %s's of fleet %s are %d bytes, over max_message_bytes "
@@ -302,4 +323,6 @@ class FleetExchange:
         for future in sent:
             await future
         self.published += len(sent)
+        if self.metrics is not None:
+            self.metrics.fleet_published.inc(len(sent))
         return len(sent)

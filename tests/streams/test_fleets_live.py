@@ -204,6 +204,15 @@ async def test_three_workers_flag_what_one_worker_flags_and_restore_after_a_rest
                 ),
                 "summaries not exchanged",
             )
+            async with http.get(f"http://127.0.0.1:{many[0]}/metrics") as resp:
+                metrics = await resp.text()
+            assert "agentwatch_fleet_peer_workers 2.0" in metrics
+            absorbed = [
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("agentwatch_fleet_summaries_absorbed_total")
+            ]
+            assert absorbed and absorbed[0] > 0
             await produce(single, [novel])
             await produce(settings, [novel])
             expected = [(agents[0], "new_egress_domain", novel["event_id"])]
