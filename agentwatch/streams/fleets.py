@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +37,21 @@ from agentwatch.logtext import escape
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
 from agentwatch.streams.metrics import WorkerMetrics
 
-__all__ = ["FleetExchange", "FleetRecord", "decode_record", "encode_record", "record_key"]
+__all__ = [
+    "COMPRESS_OVER",
+    "FleetExchange",
+    "FleetRecord",
+    "decode_record",
+    "encode_record",
+    "record_key",
+]
 
 log = logging.getLogger(__name__)
 
 _VERSION = 1
 _TOPIC_POLL_S = 1.0
+#: Values longer than this are zlib-compressed (behind a leading ``z``).
+COMPRESS_OVER = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +75,21 @@ def record_key(fleet: str, worker: str) -> bytes:
     return f"{fleet}|{worker}".encode()
 
 
-def encode_record(record: FleetRecord) -> bytes:
-    """The record's value (JSON).
+def encode_record(record: FleetRecord, compress_over: int = COMPRESS_OVER) -> bytes:
+    """The record's value: JSON, zlib-compressed behind a ``z`` when longer than
+    ``compress_over`` bytes (a large fleet's summary shrinks several times).
 
     Examples
     --------
     >>> raw = encode_record(FleetRecord("w1", "support", 12.5, {"cost": {"n": 1}}))
-    >>> decode_record(raw)
-    FleetRecord(worker='w1', fleet='support', ts=12.5, partials={'cost': {'n': 1}})
+    >>> raw[:1], decode_record(raw)
+    (b'{', FleetRecord(worker='w1', fleet='support', ts=12.5, partials={'cost': {'n': 1}}))
+    >>> big = FleetRecord("w1", "support", 12.5, {"cost": {f"agent-{i}": i for i in range(9999)}})
+    >>> raw, plain = encode_record(big), encode_record(big, compress_over=10**9)
+    >>> raw[:1], len(raw) < len(plain) / 3, decode_record(raw) == big
+    (b'z', True, True)
     """
-    return orjson.dumps(
+    raw = orjson.dumps(
         {
             "v": _VERSION,
             "worker": record.worker,
@@ -83,10 +98,18 @@ def encode_record(record: FleetRecord) -> bytes:
             "partials": record.partials,
         }
     )
+    if len(raw) > compress_over:
+        return b"z" + zlib.compress(raw, 6)
+    return raw
 
 
 def decode_record(value: bytes) -> FleetRecord:
     """A record's value back; ``ValueError`` when it is not one (or of another version)."""
+    if value[:1] == b"z":
+        try:
+            value = zlib.decompress(value[1:])
+        except zlib.error as exc:
+            raise ValueError(f"not a compressed fleet summary: {exc}") from None
     doc = orjson.loads(value)
     if not isinstance(doc, dict) or doc.get("v") != _VERSION:
         raise ValueError("not a version 1 fleet summary record")

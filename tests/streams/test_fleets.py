@@ -14,6 +14,17 @@ def test_a_record_round_trips_and_is_keyed_by_fleet_and_worker() -> None:
     assert record_key("support", "host:/data") == b"support|host:/data"
 
 
+def test_a_large_record_is_compressed_and_still_decodes() -> None:
+    agents = {f"support-{k:04d}": [1_767_000_000.0 + k, 0.25 * k] for k in range(5000)}
+    record = FleetRecord("w", "support", 1.0, {"CostSpike": ["cost_spike", {"r": agents}]})
+    raw = encode_record(record)
+    assert raw[:1] == b"z"
+    assert len(raw) < len(encode_record(record, compress_over=10**9)) / 2
+    assert decode_record(raw) == record
+    with pytest.raises(ValueError, match="compressed"):
+        decode_record(b"z" + b"not zlib at all")
+
+
 @pytest.mark.parametrize(
     "raw",
     [
