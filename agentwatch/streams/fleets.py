@@ -11,7 +11,8 @@ first: its own records of before a restart (same ``worker_id``) become the start
 its own part (:meth:`~agentwatch.detectors.engine.Engine.restore`), the others' its view of
 the rest; the ingest stage waits for that (:meth:`FleetExchange.wait_ready`). A worker's
 summaries are forgotten ``fleet_ttl_s`` after it last published them (by the time in the
-record), so a worker that left stops counting.
+record), so a worker that left stops counting; a null value for its key (a tombstone, e.g.
+produced by hand for a worker known gone) forgets it at once.
 
 The merging is pure logic in the engine and :class:`~agentwatch.detectors.fleet_sync.FleetSync`;
 this module is the Kafka adapter around it.
@@ -292,6 +293,12 @@ class FleetExchange:
     def _absorb(self, records: list[Any]) -> None:
         items = []
         for r in records:
+            if r.value is None and r.key is not None:  # a tombstone: that worker left
+                # the worker id holds no "|" (a fleet name may)
+                fleet, _, worker = bytes(r.key).decode(errors="replace").rpartition("|")
+                if worker and worker != self.worker_id:
+                    self.engine.forget(worker, fleet)
+                continue
             record = self._decode(r)
             if record is None or record.worker == self.worker_id:
                 continue

@@ -48,3 +48,41 @@ def test_the_worker_id_is_stable_per_data_dir_and_can_be_set(tmp_path: object) -
     assert Settings(worker_id="w-1").fleet_worker_id() == "w-1"
     with pytest.raises(ValueError):
         Settings(worker_id="a|b")  # the key separator
+
+
+def test_the_exchange_merges_others_ignores_its_own_and_forgets_on_a_tombstone() -> None:
+    from types import SimpleNamespace
+
+    from agentwatch.detectors.engine import Engine
+    from agentwatch.detectors.rules import load_rules
+    from agentwatch.streams.fleets import FleetExchange
+    from agentwatch.streams.metrics import WorkerMetrics
+
+    engine = Engine(load_rules(), worker_id="me")
+    metrics = WorkerMetrics()
+    exchange = FleetExchange(Settings(), engine, metrics=metrics, clock=lambda: 100.0)
+
+    def record(fleet: str, worker: str, value: bytes | None, offset: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            topic="agentwatch.fleets",
+            partition=0,
+            offset=offset,
+            key=record_key(fleet, worker),
+            value=value,
+        )
+
+    runaway = {"RunawayLoop": ["runaway_loop", {"t": [0, 3, 1, 2, 5, 9, 3], "a": 2}]}
+    ours = encode_record(FleetRecord("me", "a|b", 99.0, runaway))
+    theirs = encode_record(FleetRecord("w2", "a|b", 99.0, runaway))
+    exchange._absorb(
+        [record("a|b", "me", ours, 0), record("a|b", "w2", theirs, 1), record("x", "w3", b"{", 2)]
+    )
+    assert engine.sync.published("a|b") == {"w2": 99.0}
+    assert engine.fleet_states[("RunawayLoop", "a|b")]["ra"] == 2
+    assert exchange.absorbed == 1
+    exchange._absorb([record("a|b", "w2", None, 3)])  # w2 left: forgotten at once
+    assert engine.sync.published("a|b") == {}
+    assert engine.fleet_states[("RunawayLoop", "a|b")]["ra"] == 0
+    sample = metrics.registry.get_sample_value
+    assert sample("agentwatch_fleet_summaries_absorbed_total") == 1.0
+    assert sample("agentwatch_fleet_summaries_skipped_total", {"reason": "undecodable"}) == 1.0
