@@ -78,3 +78,34 @@ def test_agents_go_where_the_worker_finds_them() -> None:
 def test_partitions_must_be_positive(trace: tuple[Path, Path]) -> None:
     with pytest.raises(ValueError, match="partitions"):
         run_backtest(trace[0], load_rules(), partitions=0)
+
+
+def test_the_cli_replays_as_n_workers_and_says_so(trace: tuple[Path, Path]) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from agentwatch.cli import app
+
+    runs = {}
+    for args in ([], ["--partitions", "4", "--exchange-s", "0"]):
+        done = CliRunner().invoke(
+            app,
+            [
+                "backtest",
+                str(trace[0]),
+                "--labels",
+                str(trace[1]),
+                "--json",
+                "--no-progress",
+                *args,
+            ],
+        )
+        assert done.exit_code == 0, done.output
+        runs[bool(args)] = json.loads(done.stdout)
+        if args:
+            assert "replayed as 4 workers exchanging fleet summaries every 0 s" in done.stderr
+    assert runs[True]["anomalies"] == runs[False]["anomalies"] > 0
+    assert runs[True]["evaluation"]["recall"] == runs[False]["evaluation"]["recall"]
+    bad = CliRunner().invoke(app, ["backtest", str(trace[0]), "--partitions", "0"])
+    assert bad.exit_code == 2
