@@ -41,6 +41,7 @@ COMPILED = (
     "drift",
     "engine",
     "failure_rate",
+    "fleet_agents",
     "fleet_outlier",
     "fleet_tail",
     "mix_shift",

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from agentwatch.detectors.base import AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
+from agentwatch.detectors.fleet_agents import FleetAgents
 from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.detectors.rate_test import RateTest, binomial_tail_log10
 from agentwatch.schemas import ActionEvent
@@ -35,25 +36,23 @@ class _Fleet:
         "checks",
         "failing",
         "pooled",
-        "remote_agents",
         "remote_by_action",
         "remote_failing",
         "view",
     )
 
     def __init__(self) -> None:
-        self.agents = 0  # agents of the fleet seen by this detector (on this worker)
+        self.agents = FleetAgents()  # agents of the fleet seen by this detector
         self.checks: dict[str, BudgetThreshold] = {}  # agent -> its storm checks (a cache)
         self.pooled = FleetTail(_KEEP)  # every agent's storm checks (their rate)
         self.failing: dict[str, list[float]] = {}  # agent -> its last few failure times
         self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 3 times
-        self.remote_agents = 0
         self.remote_failing: dict[str, list[float]] = {}
         self.remote_by_action: dict[str, dict[str, list[float]]] = {}
         self.view: BudgetThreshold | None = None  # the pooled checks (a cache)
 
     def fleet_agents(self) -> int:
-        return self.agents + self.remote_agents
+        return len(self.agents)
 
     def pooled_checks(self) -> BudgetThreshold | None:
         """Every agent's storm checks as one threshold (for their rate); None before any."""
@@ -137,7 +136,7 @@ class _Fleet:
     def partial(self) -> dict[str, Any]:
         """This worker's agents' part, JSON-able (``-inf`` times as ``None``)."""
         return {
-            "n": self.agents,
+            "n": self.agents.partial(),
             "t": self.pooled.partial(),
             "f": self.failing,
             "a": {
@@ -148,7 +147,7 @@ class _Fleet:
 
     def absorb(self, partials: list[dict[str, Any]]) -> None:
         """The other workers' parts (their agents are not ours: a union)."""
-        self.remote_agents = sum(int(p["n"]) for p in partials)
+        self.agents.absorb([p["n"] for p in partials])
         self.pooled.absorb([p["t"] for p in partials])
         self.view = None
         failing: dict[str, list[float]] = {}
@@ -164,7 +163,7 @@ class _Fleet:
 
     def restore(self, partial: dict[str, Any]) -> None:
         """This worker's own part from before a restart."""
-        self.agents = int(partial["n"])
+        self.agents.restore(partial["n"])
         self.pooled.restore(partial["t"])
         self.view = None
         self.failing = {k: list(v) for k, v in partial["f"].items()}
@@ -390,7 +389,7 @@ class FailureRate(AgentDetector):
             fleet = fleet_state.get("failure_rate")
             if fleet is None:
                 fleet = fleet_state["failure_rate"] = _Fleet()
-            fleet.agents += 1
+            fleet.agents.add(event.agent_id)
             ok = 0
         ring = state["r"]  # the last failed calls: [ts, action, kind, event id, number]
         if (
@@ -417,7 +416,7 @@ class FailureRate(AgentDetector):
         if fleet is None:  # the agent moved fleets, or its worker restarted without a
             # fleet summary to restore (its first start, or its summary expired)
             fleet = fleet_state["failure_rate"] = _Fleet()
-            fleet.agents += 1
+            fleet.agents.add(event.agent_id)
         fleet.record(agent, event.action, ts)
         denied = status == "denied"
         ring.append([round(ts, 3), event.action, 1 if denied else 0, event.event_id, index])

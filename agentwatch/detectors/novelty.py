@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.fleet_agents import FleetAgents
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["DEFAULT_EGRESS_ACTIONS", "Novelty", "target_domain"]
@@ -504,25 +505,25 @@ class _Fleet:
         self.own_calls = [0, 0]
         self.singles = [0, 0]
         self.events = 0
-        self.agents: set[str] = set()  # agents registered in this process
+        self.agents = FleetAgents()  # agents registered (this worker's and the others')
         self.born = math.inf  # earliest first_seen of the registered agents
         self.latest = -math.inf
         self.egress = egress
-        # the other workers' agents, events, born and latest
-        self.remote: tuple[int, int, float, float] = (0, 0, math.inf, -math.inf)
+        # the other workers' events, born and latest
+        self.remote: tuple[int, float, float] = (0, math.inf, -math.inf)
 
     def fleet_agents(self) -> int:
-        return len(self.agents) + self.remote[0]
+        return len(self.agents)
 
     def fleet_events(self) -> int:
-        return self.events + self.remote[1]
+        return self.events + self.remote[0]
 
     def fleet_born(self) -> float:
-        born = self.remote[2]
+        born = self.remote[1]
         return self.born if self.born < born else born
 
     def fleet_latest(self) -> float:
-        latest = self.remote[3]
+        latest = self.remote[2]
         return self.latest if self.latest > latest else latest
 
     def register(
@@ -598,7 +599,7 @@ class _Fleet:
     def partial(self) -> dict[str, Any]:
         """This worker's agents' part, JSON-able."""
         return {
-            "n": len(self.agents),
+            "n": self.agents.partial(),
             "e": self.events,
             "b": None if self.born == math.inf else self.born,
             "l": None if self.latest == -math.inf else self.latest,
@@ -612,7 +613,8 @@ class _Fleet:
         """The whole fleet again: this worker's part and the other workers' ``partials``."""
         born = min((p["b"] for p in partials if p["b"] is not None), default=math.inf)
         latest = max((p["l"] for p in partials if p["l"] is not None), default=-math.inf)
-        self.remote = (sum(p["n"] for p in partials), sum(p["e"] for p in partials), born, latest)
+        self.agents.absorb([p["n"] for p in partials])
+        self.remote = (sum(p["e"] for p in partials), born, latest)
         for space in (0, 1):
             remote: dict[str, int] = {}
             for p in partials:

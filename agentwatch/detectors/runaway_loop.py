@@ -11,6 +11,7 @@ from zlib import crc32
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.fleet_agents import FleetAgents
 from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.schemas import ActionEvent
 
@@ -159,7 +160,7 @@ class RunawayLoop(AgentDetector):
             self._keys[pair] = key
         if state.get("k") != key:
             if "k" in state:
-                self._close(state, fleet_state, ts)
+                self._close(state, fleet_state, ts, event.agent_id)
             else:  # a new agent, or state written by an older version of this detector
                 state.clear()
             state["k"] = key
@@ -202,7 +203,9 @@ class RunawayLoop(AgentDetector):
         ]
 
     # -- the run's end: learn it (unless flagged) ---------------------------------------------
-    def _close(self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float) -> None:
+    def _close(
+        self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float, agent: str
+    ) -> None:
         n = state["n"]
         if n > 1:
             del state["ts"], state["r0"]
@@ -217,7 +220,7 @@ class RunawayLoop(AgentDetector):
         own = state.get("t")
         if own is None:
             own = state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
-            fleet_state["a"] = fleet_state.get("a", 0) + 1
+            self._fleet_agents(fleet_state).add(agent)
         _learn(own, n, ts, self._keep)
         self._fleet_tail(fleet_state).learn(n, ts)
 
@@ -228,27 +231,31 @@ class RunawayLoop(AgentDetector):
             tail = fleet_state["t"] = FleetTail(self._keep, _FLOOR)
         return tail
 
-    def _fleet_agents(self, fleet_state: dict[str, JSON]) -> int:
+    @staticmethod
+    def _fleet_agents(fleet_state: dict[str, JSON]) -> FleetAgents:
         """Agents of the fleet with a tail of their own, on every worker."""
-        return int(fleet_state.get("a", 0)) + int(fleet_state.get("ra", 0))
+        agents: FleetAgents | None = fleet_state.get("a")
+        if agents is None:
+            agents = fleet_state["a"] = FleetAgents()
+        return agents
 
     def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
         """This worker's part of the fleet's run-length tail and its agents with a tail."""
         tail: FleetTail | None = fleet_state.get("t")
         if tail is None:
             return None
-        return {"t": tail.partial(), "a": int(fleet_state.get("a", 0))}
+        return {"t": tail.partial(), "a": self._fleet_agents(fleet_state).partial()}
 
     def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
         """The other workers' parts: their tails (summed, see :class:`FleetTail`), their
         agents (disjoint: added)."""
         self._fleet_tail(fleet_state).absorb([p["t"] for p in partials])
-        fleet_state["ra"] = sum(int(p["a"]) for p in partials)
+        self._fleet_agents(fleet_state).absorb([p["a"] for p in partials])
 
     def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
         """This worker's own part from before a restart."""
         self._fleet_tail(fleet_state).restore(partial["t"])
-        fleet_state["a"] = int(partial["a"])
+        self._fleet_agents(fleet_state).restore(partial["a"])
 
     # -- judging --------------------------------------------------------------------------------
     def _pace(self, baseline: AgentBaseline) -> float | None:
@@ -268,7 +275,7 @@ class RunawayLoop(AgentDetector):
         first, last = own.first_ts, own.last_ts
         if first is None or last is None or last - first < own.min_span_s:
             # young: at least its fleet's typical number of runs a day per agent
-            per_agent = fleet.checks_per_day() / max(self._fleet_agents(fleet_state), 1)
+            per_agent = fleet.checks_per_day() / max(len(self._fleet_agents(fleet_state)), 1)
             runs_per_day = max(runs_per_day, per_agent)
         judge = own.shrunk(fleet, self.fleet_strength)
         return max(float(self.min_run), judge.threshold(runs_per_day))

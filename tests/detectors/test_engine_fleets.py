@@ -130,5 +130,26 @@ def test_a_partial_of_another_detector_or_version_is_left_alone(
     mine.restore("support-2", broken)
     fleet = mine.fleet_states[("FailureRate", "support-2")]["failure_rate"]
     their: Any = theirs.fleet_states[("FailureRate", "support-2")]["failure_rate"]
-    assert fleet.agents == 0
-    assert fleet.fleet_agents() == their.agents > 0
+    assert fleet.agents.local == set()
+    assert fleet.fleet_agents() == len(their.agents.local) > 0
+
+
+def test_an_agent_that_moved_between_workers_is_counted_once(
+    events: list[ActionEvent],
+) -> None:
+    rules = load_rules()
+    old, new = Engine(rules, worker_id="old"), Engine(rules, worker_id="new")
+    support = [e for e in events if e.fleet == "support-2"]
+    for event in support[:3000]:
+        old.process(event)
+    moved = support[3000].agent_id  # a rebalance gives this agent to the other worker
+    new.absorb("old", "support-2", old.fleet_partials()["support-2"], now=0.0)
+    for event in support[3000:]:
+        if event.agent_id == moved:
+            new.process(event)
+    new.absorb("old", "support-2", old.fleet_partials()["support-2"], now=1.0)
+    whole = len({e.agent_id for e in support[:3000]} | {moved})
+    fleet: Any = new.fleet_states[("NovelDestination", "support-2")]["f"]
+    assert fleet.fleet_agents() == whole
+    storms: Any = new.fleet_states[("FailureRate", "support-2")]["failure_rate"]
+    assert storms.fleet_agents() <= whole
