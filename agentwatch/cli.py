@@ -505,6 +505,23 @@ def backtest(
         typer.Option(help="With --report: re-run each rule with stricter thresholds for it."),
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Replay as N workers would: agents spread over N partitions by Kafka's "
+            "default partitioner, fleet summaries exchanged every --exchange-s.",
+        ),
+    ] = 1,
+    exchange_s: Annotated[
+        float,
+        typer.Option(
+            "--exchange-s",
+            min=0.0,
+            help="With --partitions: seconds of event time between fleet summary exchanges "
+            "(0: after every event).",
+        ),
+    ] = 5.0,
 ) -> None:
     """Replay recorded events (or world specs) through the detection engine; score them."""
     _needs("lab", "backtest")
@@ -560,6 +577,8 @@ def backtest(
             sealed=sealed,
             traces=traces,
             as_json=as_json,
+            partitions=partitions,
+            exchange_s=exchange_s,
         )
         if check and not ok:
             raise typer.Exit(1)
@@ -581,6 +600,8 @@ def backtest(
         as_json=as_json,
         goal=goal,
         what_if=what_if,
+        partitions=partitions,
+        exchange_s=exchange_s,
     )
     if check and evaluation is not None and not all(c.ok for c in evaluation.check(goal)):
         raise typer.Exit(1)

@@ -272,6 +272,37 @@ class Settings(BaseSettings):
         description="per agent: the recent events held as evidence fit in this many bytes",
     )
 
+    # Fleet state across workers (docs/operations.md, "Several workers: one fleet")
+    fleet_exchange_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="each worker publishes its fleet summaries to <prefix>.fleets, and merges "
+        "the other workers', this often",
+    )
+    fleet_ttl_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="another worker's fleet summaries are forgotten this long after it last "
+        "published them (a worker that left)",
+    )
+    fleet_restore_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="at start, a worker waits this long for the fleets topic to be read "
+        "before it processes events (then it starts with what it has, and says so)",
+    )
+    worker_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^|]+$",
+        description="this worker among those sharing fleet summaries; stable across restarts "
+        "(default: host name and data_dir)",
+    )
+
     # Record size limits (docs/operations.md, "Record sizes"); one coherent set
     max_message_bytes: int = Field(
         1_048_588,
@@ -675,6 +706,15 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("actions") == "agentwatch.actions"``."""
         return f"{self.topic_prefix}.{name}"
+
+    def fleet_worker_id(self) -> str:
+        """:attr:`worker_id`, or by default this host's name and the data directory: the same
+        after a restart, different for two workers on one host."""
+        if self.worker_id is not None:
+            return self.worker_id
+        import socket
+
+        return f"{socket.gethostname()}:{self.data_dir.resolve()}".replace("|", "/")
 
     @property
     def connection_path(self) -> Path:

@@ -134,9 +134,27 @@ class AgentDetector(Params, ABC):
             This detector's per-agent state (starts empty; JSON-able; keep it under ~1 KB).
         fleet_state
             This detector's state for the agent's fleet, shared by the fleet's agents. It is
-            held in memory only (any Python objects) and rebuilt from traffic after a restart;
-            on several workers each sees the fleet agents of its own partitions.
+            held in memory (any Python objects). On several workers each sees the fleet
+            agents of its own partitions; a detector that implements :meth:`fleet_partial`
+            and :meth:`fleet_absorb` shares it (see ``docs/detectors.md``, "Fleet state
+            across workers"), one that does not keeps it to its own worker.
         """
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """What this worker's own agents contributed to ``fleet_state``, JSON-able.
+
+        Published to the other workers every exchange interval; ``None`` (the default)
+        when the detector keeps no shareable fleet state, or has none yet.
+        """
+        return None
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """Replace the other workers' part of ``fleet_state`` by the merge of ``partials``
+        (their :meth:`fleet_partial` outputs, newest per worker). The default does nothing."""
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """Start this worker's own part of ``fleet_state`` from ``partial``, the
+        :meth:`fleet_partial` it published before a restart. The default does nothing."""
 
     def prepare(self) -> None:
         """Load what the first :meth:`update` would otherwise load (heavy imports).

@@ -13,13 +13,17 @@ compared across agents (prices within one fleet differ up to 100x):
   the peers on their own models. :meth:`ModelMoves.alone` weighs the peers seen since the
   agent moved with a likelihood ratio (below).
 
-Both live in a detector's ``fleet_state`` (memory only, rebuilt from traffic after a restart)
-and cost a dictionary write per call.
+Both live in a detector's ``fleet_state`` and cost a dictionary write per call. Both are
+shared across workers (``partial``, ``absorb``, ``restore``): their per-agent entries are
+this worker's agents' own (agents are disjoint across workers, so the fleet is the union),
+and what is derived from all of them (the shift, when to recompute it, the models the fleet
+adopted) is the newest any worker computed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 __all__ = ["FleetShift", "ModelMoves", "call_size"]
 
@@ -76,10 +80,15 @@ class FleetShift:
     """
 
     __slots__ = (
-        "_due",
         "_need",
+        "_next",
+        "_own",
+        "_pruned",
+        "_remote",
+        "_remote_reports",
         "_reports",
         "_seen",
+        "_version",
         "error",
         "rollout_s",
         "spread",
@@ -98,14 +107,19 @@ class FleetShift:
         self.spread = 0.25  # of the agents' reports, until measured
         self._reports: dict[str, float] = {}
         self._seen: dict[str, float] = {}
-        self._due = 0
+        self._own = 0  # reports of this worker's agents, ever
+        self._remote_reports = 0  # ... and of the other workers' (as last absorbed)
+        self._next = 0  # the fleet's report count at which to recompute the value
+        self._version = 0  # the fleet's report count when the value was last computed
+        self._pruned: float | None = None  # agents last seen before it were forgotten
+        self._remote: set[str] = set()  # agents of the other workers (as last absorbed)
 
     def report(self, agent: str, estimate: float, ts: float) -> None:
         """Record ``agent``'s current estimate of the fleet's shift, at event time ``ts``."""
         self._reports[agent] = estimate
         self._seen[agent] = ts
-        self._due -= 1
-        if self._due <= 0:
+        self._own += 1
+        if self._own + self._remote_reports >= self._next:
             self.refresh(ts)
 
     def refresh(self, now: float) -> float:
@@ -116,8 +130,11 @@ class FleetShift:
         active = sorted(reports[a] for a, t in seen.items() if t >= since)
         size = len(active)
         # the next refresh after a quarter of the fleet has reported again (at least 16)
-        self._due = max(16, len(seen) >> 2)
+        count = self._own + self._remote_reports
+        self._version = count
+        self._next = count + max(16, len(seen) >> 2)
         if len(seen) > 2 * size + 256:  # forget agents long gone
+            self._pruned = since
             for agent in [a for a, t in seen.items() if t < since]:
                 del seen[agent]
                 del reports[agent]
@@ -137,6 +154,55 @@ class FleetShift:
     def peers(self, agent: str) -> int:
         """How many other agents of the fleet have reported."""
         return len(self._seen) - (agent in self._seen)
+
+    # -- across workers ---------------------------------------------------------------------
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' reports and the newest shift it computed (JSON-able)."""
+        remote = self._remote
+        seen = self._seen
+        reports = self._reports
+        return {
+            "r": {a: [reports[a], t] for a, t in seen.items() if a not in remote},
+            "n": self._own,
+            "v": [self._version, self.value, self.spread, self._next, self._pruned],
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The other workers' agents' reports (a union) and the newest shift of all."""
+        seen = self._seen
+        reports = self._reports
+        for agent in self._remote:
+            seen.pop(agent, None)
+            reports.pop(agent, None)
+        remote: set[str] = set()
+        for p in partials:
+            for agent, (estimate, ts) in p["r"].items():
+                if agent not in seen or seen[agent] < ts:  # ours unless theirs is newer
+                    seen[agent] = ts
+                    reports[agent] = estimate
+                    remote.add(agent)
+        self._remote = remote
+        self._remote_reports = sum(int(p["n"]) for p in partials)
+        newest = max((p["v"] for p in partials), default=None, key=lambda v: v[0])
+        if newest is not None and newest[0] > self._version:
+            pruned = self._pruned
+            self._version, self.value, self.spread, self._next, self._pruned = newest
+            if pruned is not None and (self._pruned is None or pruned > self._pruned):
+                self._pruned = pruned
+        pruned = self._pruned
+        if pruned is not None:  # agents long gone, forgotten by whoever computed it last
+            for agent in [a for a, t in seen.items() if t < pruned]:
+                del seen[agent]
+                del reports[agent]
+                remote.discard(agent)
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart."""
+        for agent, (estimate, ts) in partial["r"].items():
+            self._seen[agent] = ts
+            self._reports[agent] = estimate
+        self._own = int(partial["n"])
+        self._version, self.value, self.spread, self._next, self._pruned = partial["v"]
 
     def verdict(self, agent: str, *, since: float, base: float, growth: float) -> int:
         """Whether ``agent``, whose calls grew by ``growth`` (log) from ``since`` on, when
@@ -231,6 +297,7 @@ class ModelMoves:
         "_moved",
         "_moved_to",
         "_need",
+        "_remote",
         "adopted",
         "error",
         "rollout_s",
@@ -246,6 +313,7 @@ class ModelMoves:
         self._moved_to: dict[str, str] = {}
         #: models the fleet was found rolling out, with when: moving to one is no anomaly
         self.adopted: dict[str, float] = {}
+        self._remote: set[str] = set()  # agents of the other workers (as last absorbed)
 
     def on_main(self, agent: str, model: str, ts: float) -> None:
         """``agent`` (warm) made a call on its main model ``model`` at ``ts``."""
@@ -270,6 +338,55 @@ class ModelMoves:
             if ts >= start and peer != agent and moved_to[peer] == model:
                 return True
         return False
+
+    # -- across workers ---------------------------------------------------------------------
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' main models and moves, and the models the fleet adopted
+        as far as this worker knows (JSON-able)."""
+        remote = self._remote
+        main = self._main
+        moved_to = self._moved_to
+        return {
+            "m": {a: [main[a], t] for a, t in self._main_ts.items() if a not in remote},
+            "v": {a: [moved_to[a], t] for a, t in self._moved.items() if a not in remote},
+            "a": self.adopted,
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The other workers' agents' entries (a union) and adopted models (newest time)."""
+        for agent in self._remote:
+            for table in (self._main, self._main_ts, self._moved, self._moved_to):
+                table.pop(agent, None)
+        remote: set[str] = set()
+        for p in partials:
+            for agent, (model, ts) in p["m"].items():
+                if self._main_ts.get(agent, -math.inf) < ts:
+                    self._main[agent] = model
+                    self._main_ts[agent] = ts
+                    remote.add(agent)
+            for agent, (model, ts) in p["v"].items():
+                if self._moved.get(agent, -math.inf) < ts:
+                    self._moved_to[agent] = model
+                    self._moved[agent] = ts
+                    remote.add(agent)
+            self._adopt(p["a"])
+        self._remote = remote
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart."""
+        for agent, (model, ts) in partial["m"].items():
+            self._main[agent] = model
+            self._main_ts[agent] = ts
+        for agent, (model, ts) in partial["v"].items():
+            self._moved_to[agent] = model
+            self._moved[agent] = ts
+        self._adopt(partial["a"])
+
+    def _adopt(self, adopted: dict[str, float]) -> None:
+        mine = self.adopted
+        for model, ts in adopted.items():
+            if mine.get(model, -math.inf) < ts:
+                mine[model] = ts
 
     def alone(self, agent: str, *, since: float, own_main: str | None, model: str) -> bool:
         """Whether the peers seen on their main models since ``agent`` moved from

@@ -9,6 +9,7 @@ from agentwatch.detectors.base import AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold
 from agentwatch.detectors.cost_context import FleetShift, ModelMoves, call_size
+from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["CostSpike"]
@@ -29,16 +30,39 @@ _PEAK, _M, _XS, _FS, _SUM = range(12, 17)
 
 
 class _Fleet:
-    """Per-fleet memory: its shift in call size, who moved models, its models, its tail."""
+    """Per-fleet memory: its shift in call size, who moved models, its models, its tail.
 
-    __slots__ = ("calls", "models", "moves", "shift", "tail")
+    Shared across workers (:meth:`partial`, :meth:`absorb`): the shift and the moves merge
+    as :mod:`~agentwatch.detectors.cost_context` says, the tail as a
+    :class:`~agentwatch.detectors.fleet_tail.FleetTail`, and the model counts as sums of
+    every worker's own counts, each halved at the same points of the fleet's count of calls
+    (:func:`_halvings`), so the sum is what one worker counting every call would hold.
+    """
 
-    def __init__(self, shift: FleetShift, moves: ModelMoves) -> None:
+    __slots__ = (
+        "calls",
+        "counted",
+        "models",
+        "moves",
+        "own",
+        "own_halvings",
+        "remote",
+        "remote_counted",
+        "shift",
+        "tail",
+    )
+
+    def __init__(self, shift: FleetShift, moves: ModelMoves, keep: float) -> None:
         self.shift = shift
         self.moves = moves
-        self.tail = BudgetThreshold.new_state()
+        self.tail = FleetTail(keep)
         self.models: dict[str, float] = {}  # model -> calls of the fleet's agents (halved)
         self.calls = 0.0
+        self.own: dict[str, float] = {}  # model -> this worker's agents' calls (halved)
+        self.own_halvings = 0  # halvings own has had
+        self.counted = 0  # calls this worker counted, ever
+        self.remote: list[tuple[dict[str, float], int]] = []  # other workers' (own, halvings)
+        self.remote_counted = 0
 
     def common(self, model: str, share: float) -> bool:
         """Whether ``model`` has at least ``share`` of the fleet's calls."""
@@ -54,6 +78,70 @@ class _Fleet:
                 models[key] *= 0.5
             calls *= 0.5
         self.calls = calls
+        # this worker's part, halved where the fleet's count is halved
+        index = self.counted + self.remote_counted + 1  # this call's number in the fleet
+        before = _halvings(index - 1)
+        own = self.own
+        if before > self.own_halvings:
+            _scale(own, 0.5 ** (before - self.own_halvings))
+        own[model] = own.get(model, 0.0) + 1.0
+        after = _halvings(index)
+        if after > before:
+            _scale(own, 0.5 ** (after - before))
+        self.own_halvings = after
+        self.counted += 1
+
+    def partial(self) -> dict[str, Any]:
+        """This worker's part (JSON-able)."""
+        return {
+            "o": self.own,
+            "h": self.own_halvings,
+            "c": self.counted,
+            "t": self.tail.partial(),
+            "s": self.shift.partial(),
+            "m": self.moves.partial(),
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The other workers' parts."""
+        self.remote = [(dict(p["o"]), int(p["h"])) for p in partials]
+        self.remote_counted = sum(int(p["c"]) for p in partials)
+        self.tail.absorb([p["t"] for p in partials])
+        self.shift.absorb([p["s"] for p in partials])
+        self.moves.absorb([p["m"] for p in partials])
+        self._rebuild()
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart."""
+        self.own = dict(partial["o"])
+        self.own_halvings = int(partial["h"])
+        self.counted = int(partial["c"])
+        self.tail.restore(partial["t"])
+        self.shift.restore(partial["s"])
+        self.moves.restore(partial["m"])
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        halvings = _halvings(self.counted + self.remote_counted)
+        models: dict[str, float] = {}
+        for part, done in [(self.own, self.own_halvings), *self.remote]:
+            factor = 0.5 ** (halvings - done)
+            for model, n in part.items():
+                models[model] = models.get(model, 0.0) + n * factor
+        self.models = models
+        self.calls = sum(models.values())
+
+
+def _halvings(counted: int) -> int:
+    """How many times the fleet's model counts were halved after ``counted`` calls: at
+    ``_FLEET_CALLS``, then at every ``_FLEET_CALLS / 2`` more."""
+    half = int(_FLEET_CALLS) // 2
+    return 0 if counted < 2 * half else (counted - half) // half
+
+
+def _scale(counts: dict[str, float], factor: float) -> None:
+    for key in counts:
+        counts[key] *= factor
 
 
 @register_detector
@@ -229,10 +317,7 @@ class CostSpike(AgentDetector):
             return []
         fleet: _Fleet | None = fleet_state.get(self.name)
         if fleet is None:
-            fleet = fleet_state[self.name] = _Fleet(
-                FleetShift(rollout_s=self.rollout_s, error=self.rollout_error),
-                ModelMoves(rollout_s=self.rollout_s, error=self.rollout_error),
-            )
+            fleet = self._fleet(fleet_state)
         v = state.get("v")
         if v is None:
             v = state["v"] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, event.ts_epoch, 0.0]
@@ -294,14 +379,14 @@ class CostSpike(AgentDetector):
             sp = v[_SP] + x + jump - k
             v[_SP] = sp if sp > 0.0 else 0.0
             if v[_ALONE] and sp > 0.0:
-                h = self._tail.state_threshold(state["t"], fleet.tail)
+                h = self._tail.state_threshold(state["t"], fleet.tail.view())
                 if sp >= h:
                     v[_SP] = h  # clears on the first normal call
                     v[_PEAK] = -1.0
                     return [self._finding(event, state, h, jump)]
         held = False
         if warm and s > 0.0:
-            h = self._tail.state_threshold(state["t"], fleet.tail)
+            h = self._tail.state_threshold(state["t"], fleet.tail.view())
             if s >= h:
                 verdict = self._own_growth(agent, v, fleet)
                 if verdict > 0:
@@ -319,6 +404,29 @@ class CostSpike(AgentDetector):
         self._learn(event, state, fleet, size=size, log_cost=log_cost, x=x)
         self._calibrate(state, fleet, s=s, warm=warm, ts=ts)
         return []
+
+    def _fleet(self, fleet_state: dict[str, Any]) -> _Fleet:
+        fleet: _Fleet | None = fleet_state.get(self.name)
+        if fleet is None:
+            fleet = fleet_state[self.name] = _Fleet(
+                FleetShift(rollout_s=self.rollout_s, error=self.rollout_error),
+                ModelMoves(rollout_s=self.rollout_s, error=self.rollout_error),
+                0.5 ** (1.0 / self._tail.half_life),
+            )
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, Any]) -> Any:
+        """This worker's agents' reports, moves, model counts and excursion peaks."""
+        fleet: _Fleet | None = fleet_state.get(self.name)
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, Any], partials: list[Any]) -> None:
+        """The other workers' parts (see :class:`_Fleet`)."""
+        self._fleet(fleet_state).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, Any], partial: Any) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet(fleet_state).restore(partial)
 
     def _own_growth(self, agent: str, v: list[Any], fleet: _Fleet) -> int:
         """1 if the agent's growth since its excursion started is its own, -1 if its fleet
@@ -461,7 +569,7 @@ class CostSpike(AgentDetector):
             if peak > 0.0 and warm:
                 tail = self._tail
                 tail.learn_state(state["t"], peak, ts)
-                tail.learn_state(fleet.tail, peak, ts)
+                fleet.tail.learn(peak, ts)
 
     def _finding(
         self, event: ActionEvent, state: dict[str, Any], h: float, jump: float | None

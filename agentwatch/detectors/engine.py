@@ -13,17 +13,21 @@ one per event.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from typing import Any, cast
 
 from agentwatch.detectors.base import AgentDetector, Finding
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.fleet_sync import FleetSync
 from agentwatch.detectors.rules import Rule, RuleSet
 from agentwatch.schemas import ActionEvent, Anomaly
 
 __all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
 
 #: Findings further apart than this restart a rule's ``for`` clock.
 FOR_RESET_S = 60.0
@@ -93,6 +97,11 @@ class Engine:
         to ``dedup_window`` ids seen (two generations of sets: O(1) per event).
     baseline_factory
         Builds an empty baseline for an agent seen for the first time.
+    worker_id
+        This engine's worker, among those sharing fleet summaries (:meth:`absorb`).
+    fleet_ttl_s
+        Another worker's fleet summaries are forgotten this long after they were published
+        (:meth:`expire`).
 
     Examples
     --------
@@ -113,6 +122,8 @@ class Engine:
         *,
         dedup_window: int = 100_000,
         baseline_factory: Callable[[str, str], AgentBaseline] = AgentBaseline,
+        worker_id: str = "local",
+        fleet_ttl_s: float = 60.0,
     ) -> None:
         self.rules = rules
         self.dedup_window = dedup_window
@@ -126,6 +137,10 @@ class Engine:
         ]
         for _, detector, _ in self._compiled:
             detector.prepare()
+        self._by_alert = {
+            rule.alert: (detector, fleets) for rule, detector, fleets in self._compiled
+        }
+        self.sync = FleetSync(worker_id, fleet_ttl_s)
         self._plans: dict[str, _Plan] = {}
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
@@ -240,12 +255,119 @@ class Engine:
             actions=list(dict.fromkeys(finding.actions))[:64],
         )
 
+    # -- fleet state across workers -------------------------------------------------------
+    def fleet_partials(self, only: str | None = None) -> dict[str, dict[str, Any]]:
+        """This worker's part of every fleet's state (or of fleet ``only``):
+        ``{fleet: {alert: [detector name, partial]}}``.
+
+        Only detectors that share their fleet state (:meth:`AgentDetector.fleet_partial`)
+        appear; every value is JSON-able. The detector's name goes along, so a worker whose
+        rule of that name runs another detector (a rules file changed between two workers'
+        deployments) leaves the partial alone.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for (alert, fleet), fleet_state in self.fleet_states.items():
+            entry = self._by_alert.get(alert)
+            if entry is None or not fleet_state or (only is not None and fleet != only):
+                continue
+            partial = entry[0].fleet_partial(fleet_state)
+            if partial is not None:
+                out.setdefault(fleet, {})[alert] = [entry[0].name, partial]
+        return out
+
+    def absorb(self, worker_id: str, fleet: str, partials: dict[str, Any], now: float) -> None:
+        """Take ``worker_id``'s newest partials of ``fleet`` (published at ``now``, in the
+        clock :meth:`expire` is given) and merge the other workers' view of the fleet again.
+        This worker's own id is ignored (see :meth:`restore`)."""
+        if self.sync.put(worker_id, fleet, partials, now):
+            self._merge(fleet)
+
+    def absorb_many(self, items: Iterable[tuple[str, str, dict[str, Any], float]]) -> None:
+        """:meth:`absorb` of several ``(worker_id, fleet, partials, published_at)``, merging
+        each fleet once (a batch read from the fleets topic, or one exchange of a replay)."""
+        changed: set[str] = set()
+        for worker_id, fleet, partials, now in items:
+            if self.sync.put(worker_id, fleet, partials, now):
+                changed.add(fleet)
+        for fleet in sorted(changed):
+            self._merge(fleet)
+
+    def forget(self, worker_id: str, fleet: str) -> None:
+        """Drop ``worker_id``'s partials of ``fleet`` (it said it left)."""
+        if self.sync.drop(worker_id, fleet):
+            self._merge(fleet)
+
+    def expire(self, now: float) -> None:
+        """Forget the partials published more than the TTL before ``now``."""
+        for fleet in self.sync.expire(now):
+            self._merge(fleet)
+
+    def restore(self, fleet: str, partials: dict[str, Any]) -> None:
+        """Start this worker's own part of ``fleet``'s state from ``partials``, what it
+        published before it restarted, so that its fleets do not start cold."""
+        for alert, tagged in partials.items():
+            fleet_state = self._fleet_state(alert, fleet)
+            detector = self._by_alert[alert][0] if fleet_state is not None else None
+            if fleet_state is None or detector is None or not _tagged(tagged, detector.name):
+                continue
+            try:
+                detector.fleet_restore(fleet_state, tagged[1])
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                fleet_state.clear()  # nothing half-loaded
+                log.warning(
+                    "fleet %s, rule %s: this worker's summary from before the restart does not "
+                    "load (%r); its own part starts cold",
+                    fleet,
+                    alert,
+                    exc,
+                )
+        self._merge(fleet)
+
+    def _fleet_state(self, alert: str, fleet: str) -> dict[str, Any] | None:
+        entry = self._by_alert.get(alert)
+        if entry is None or (entry[1] is not None and fleet not in entry[1]):
+            return None
+        fleet_state = self.fleet_states.get((alert, fleet))
+        if fleet_state is None:
+            fleet_state = self.fleet_states[(alert, fleet)] = {}
+        return fleet_state
+
+    def _merge(self, fleet: str) -> None:
+        others = self.sync.others(fleet)
+        alerts = {alert for partials in others for alert in partials}
+        alerts.update(alert for alert, name in self.fleet_states if name == fleet)
+        for alert in sorted(alerts):
+            fleet_state = self._fleet_state(alert, fleet)
+            if fleet_state is None:
+                continue
+            detector = self._by_alert[alert][0]
+            name = detector.name
+            parts = [p[alert][1] for p in others if alert in p and _tagged(p[alert], name)]
+            try:
+                detector.fleet_absorb(fleet_state, parts)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                # a partial of another version: judged on this worker's agents alone
+                # until the other workers publish ones that load
+                log.warning(
+                    "fleet %s, rule %s: another worker's summary does not merge (%r); "
+                    "this worker's own part only",
+                    fleet,
+                    alert,
+                    exc,
+                )
+                detector.fleet_absorb(fleet_state, [])
+
     def evict(self, agent_ids: set[str]) -> None:
         """Forget the in-memory state of agents this process no longer owns."""
         for agent_id in agent_ids:
             self.baselines.pop(agent_id, None)
             self.states.pop(agent_id, None)
             self._plans.pop(agent_id, None)
+
+
+def _tagged(tagged: Any, name: str) -> bool:
+    """Whether ``tagged`` is ``[name, partial]``: a partial of detector ``name``."""
+    return isinstance(tagged, list) and len(tagged) == 2 and tagged[0] == name
 
 
 def _finite(value: float) -> float:

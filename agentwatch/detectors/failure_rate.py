@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from agentwatch.detectors.base import AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
+from agentwatch.detectors.fleet_agents import FleetAgents
+from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.detectors.rate_test import RateTest, binomial_tail_log10
 from agentwatch.schemas import ActionEvent
 
@@ -17,19 +19,51 @@ __all__ = ["FailureRate"]
 _RING = 16  # recent failures kept per agent [ts, action, kind, event id, call number]
 _REPORTED = 2  # the kind of a failure an error_storm finding reported (1: denied, 0: error)
 _PRIOR_CHECKS = 10.0  # checks of the fleet's typical agent an agent's check rate starts from
+_KEEP = 0.5 ** (1.0 / 5_000.0)  # a BudgetThreshold's decay per check (its default half-life)
 
 
 class _Fleet:
-    """Per-fleet memory of recent failures: per agent (outages) and per action (shared)."""
+    """Per-fleet memory of recent failures: per agent (outages) and per action (shared).
 
-    __slots__ = ("agents", "by_action", "checks", "failing", "pooled")
+    This worker's own agents' part (``agents``, ``failing``, ``by_action``, ``pooled``'s own
+    part) and the other workers' (``remote_*``, :meth:`absorb`): agents are disjoint across
+    workers, so the fleet is their union and the counts their sums.
+    """
+
+    __slots__ = (
+        "agents",
+        "by_action",
+        "checks",
+        "failing",
+        "pooled",
+        "remote_by_action",
+        "remote_failing",
+        "view",
+    )
 
     def __init__(self) -> None:
-        self.agents = 0  # agents of the fleet seen by this detector
+        self.agents = FleetAgents()  # agents of the fleet seen by this detector
         self.checks: dict[str, BudgetThreshold] = {}  # agent -> its storm checks (a cache)
-        self.pooled: BudgetThreshold | None = None  # every agent's storm checks
+        self.pooled = FleetTail(_KEEP)  # every agent's storm checks (their rate)
         self.failing: dict[str, list[float]] = {}  # agent -> its last few failure times
         self.by_action: dict[str, dict[str, list[float]]] = {}  # action -> agent -> 3 times
+        self.remote_failing: dict[str, list[float]] = {}
+        self.remote_by_action: dict[str, dict[str, list[float]]] = {}
+        self.view: BudgetThreshold | None = None  # the pooled checks (a cache)
+
+    def fleet_agents(self) -> int:
+        return len(self.agents)
+
+    def pooled_checks(self) -> BudgetThreshold | None:
+        """Every agent's storm checks as one threshold (for their rate); None before any."""
+        view = self.view
+        if view is None and self.pooled.seen():
+            view = self.view = BudgetThreshold().load_state(self.pooled.view())
+        return view
+
+    def learn_check(self, score: float, ts: float) -> None:
+        self.pooled.learn(score, ts)
+        self.view = None
 
     def record(self, agent: str, action: str, ts: float) -> None:
         times = self.failing.get(agent)
@@ -62,34 +96,89 @@ class _Fleet:
                 count += 1
         for key in stale:
             del self.failing[key]
+        for key, times in self.remote_failing.items():
+            if times[-1] >= since and key != agent and len(times) >= 3 and times[-3] >= since:
+                count += 1
         return count
 
     def shared(self, action: str, agent: str, ts: float, horizon: float) -> bool:
         """Whether ``action`` is failing for peers: within ``horizon`` seconds, another
         agent failed it three times (in a busy fleet, two agents failing an action twice in
         two minutes is ordinary noise)."""
-        agents = self.by_action.get(action)
-        if not agents:
-            return False
         since = ts - horizon
-        return any(key != agent and third >= since for key, (third, _, _) in agents.items())
+        for part in (self.by_action, self.remote_by_action):
+            agents = part.get(action)
+            if agents and any(
+                key != agent and third >= since for key, (third, _, _) in agents.items()
+            ):
+                return True
+        return False
 
     def lone(self, action: str, agent: str, ts: float, horizon: float, peers: int = 0) -> bool:
         """Whether at most ``peers`` other agents failed ``action`` within ``horizon``
         seconds, once each (a broken tool fails again, and for everyone who calls it)."""
-        agents = self.by_action.get(action)
-        if not agents:
-            return True
         since = ts - horizon
         seen = 0
-        for key, (_, second, last) in agents.items():
-            if key != agent and last >= since:
-                if second >= since:
-                    return False
-                seen += 1
-                if seen > peers:
-                    return False
+        for part in (self.by_action, self.remote_by_action):
+            agents = part.get(action)
+            if not agents:
+                continue
+            for key, (_, second, last) in agents.items():
+                if key != agent and last >= since:
+                    if second >= since:
+                        return False
+                    seen += 1
+                    if seen > peers:
+                        return False
         return True
+
+    # -- across workers ---------------------------------------------------------------------
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' part, JSON-able (``-inf`` times as ``None``)."""
+        return {
+            "n": self.agents.partial(),
+            "t": self.pooled.partial(),
+            "f": self.failing,
+            "a": {
+                action: {k: [_out(x) for x in v] for k, v in agents.items()}
+                for action, agents in self.by_action.items()
+            },
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The other workers' parts (their agents are not ours: a union)."""
+        self.agents.absorb([p["n"] for p in partials])
+        self.pooled.absorb([p["t"] for p in partials])
+        self.view = None
+        failing: dict[str, list[float]] = {}
+        by_action: dict[str, dict[str, list[float]]] = {}
+        for p in partials:
+            failing.update(p["f"])
+            for action, agents in p["a"].items():
+                into = by_action.setdefault(action, {})
+                for key, times in agents.items():
+                    into[key] = [_in(x) for x in times]
+        self.remote_failing = failing
+        self.remote_by_action = by_action
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart."""
+        self.agents.restore(partial["n"])
+        self.pooled.restore(partial["t"])
+        self.view = None
+        self.failing = {k: list(v) for k, v in partial["f"].items()}
+        self.by_action = {
+            action: {k: [_in(x) for x in v] for k, v in agents.items()}
+            for action, agents in partial["a"].items()
+        }
+
+
+def _out(x: float) -> float | None:
+    return None if x == -math.inf else x
+
+
+def _in(x: float | None) -> float:
+    return -math.inf if x is None else x
 
 
 @register_detector
@@ -300,7 +389,7 @@ class FailureRate(AgentDetector):
             fleet = fleet_state.get("failure_rate")
             if fleet is None:
                 fleet = fleet_state["failure_rate"] = _Fleet()
-            fleet.agents += 1
+            fleet.agents.add(event.agent_id)
             ok = 0
         ring = state["r"]  # the last failed calls: [ts, action, kind, event id, number]
         if (
@@ -324,9 +413,10 @@ class FailureRate(AgentDetector):
         ts = event.ts_epoch
         agent = event.agent_id
         fleet = fleet_state.get("failure_rate")
-        if fleet is None:  # agent state restored (restart) or the agent moved fleets
+        if fleet is None:  # the agent moved fleets, or its worker restarted without a
+            # fleet summary to restore (its first start, or its summary expired)
             fleet = fleet_state["failure_rate"] = _Fleet()
-            fleet.agents += 1
+            fleet.agents.add(event.agent_id)
         fleet.record(agent, event.action, ts)
         denied = status == "denied"
         ring.append([round(ts, 3), event.action, 1 if denied else 0, event.event_id, index])
@@ -380,15 +470,31 @@ class FailureRate(AgentDetector):
             if not findings:  # a check that fired teaches nothing, its rate included
                 checks.learn_one(score, ts)
                 state["b"] = compact_state(checks)
-                pooled = fleet.pooled
-                if pooled is None:
-                    pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day)
-                pooled.learn_one(score, ts)
+                fleet.learn_check(score, ts)
         quiet = index - state.get("s", -self.storm_events) > self.storm_events
         if not findings and score < 0.5 * threshold and quiet:  # not during a storm
             self._fails.learn_value(state["f"], 1.0, 1.0)
             self._denials.learn_value(state["d"], 1.0 if denied else 0.0, 1.0)
         return findings
+
+    def _fleet(self, fleet_state: dict[str, Any]) -> _Fleet:
+        fleet: _Fleet | None = fleet_state.get("failure_rate")
+        if fleet is None:
+            fleet = fleet_state["failure_rate"] = _Fleet()
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, Any]) -> Any:
+        """This worker's agents' recent failures, their count and their storm checks."""
+        fleet: _Fleet | None = fleet_state.get("failure_rate")
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, Any], partials: list[Any]) -> None:
+        """The other workers' agents' failures, count and checks (see :class:`_Fleet`)."""
+        self._fleet(fleet_state).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, Any], partial: Any) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet(fleet_state).restore(partial)
 
     def _checks(
         self, agent: str, state: dict[str, Any], fleet: _Fleet, ts: float
@@ -408,10 +514,10 @@ class FailureRate(AgentDetector):
         """The agent's checks a day, shrunk toward its fleet's per agent while it has had
         few (a young agent is judged by its fleet's habits, not by its first storm)."""
         own = checks.checks_per_day() if checks.seen else 0.0
-        pooled = fleet.pooled
+        pooled = fleet.pooled_checks()
         if pooled is None or not pooled.seen:
             return own if checks.seen else checks.checks_per_day()
-        typical = pooled.checks_per_day() / max(fleet.agents, 1)
+        typical = pooled.checks_per_day() / max(fleet.fleet_agents(), 1)
         seen = checks.seen
         return max((seen * own + _PRIOR_CHECKS * typical) / (seen + _PRIOR_CHECKS), 1.0)
 
@@ -498,7 +604,7 @@ class FailureRate(AgentDetector):
 
     def _fleet_wide(self, fleet: _Fleet, event: ActionEvent, ts: float) -> bool:
         peers = fleet.peers_failing(event.agent_id, ts, self.peer_window_s)
-        return peers >= max(self.min_peers, self.fleet_share * fleet.agents)
+        return peers >= max(self.min_peers, self.fleet_share * fleet.fleet_agents())
 
     def _finding(
         self,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
+from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["MixShift"]
@@ -24,6 +25,7 @@ _STALE_CALLS: Final = 16  # fleet calls after which an action's expectation is w
 _SAVE_EVERY: Final = 16  # run peaks below the floor between two saves of the agent's threshold
 # per action, the agent's test: [cusum, index settled at, run start, hits in run, run max]
 _S, _AT, _START, _HITS, _MAX = 0, 1, 2, 3, 4
+_KEEP: Final = 0.5 ** (1.0 / 5_000.0)  # a BudgetThreshold's decay per check (its default)
 
 
 @register_detector
@@ -186,9 +188,7 @@ class MixShift(AgentDetector):
         state["x"] = slot if failed else -1
         fleet: _Fleet | None = fleet_state.get("m")
         if fleet is None:
-            fleet = fleet_state["m"] = _Fleet(
-                self.fleet_recent_calls, self.fleet_memory_s, event.ts_epoch
-            )
+            fleet = self._fleet(fleet_state, event.ts_epoch)
         agent = event.agent_id
         ts = event.ts_epoch
         flagged: int = state["f"]
@@ -429,16 +429,44 @@ class MixShift(AgentDetector):
         guard.learn_one(peak, ts)
         if peak > self.floor or not int(guard.seen) % _SAVE_EVERY:
             state["b"] = compact_state(guard)  # the persisted copy: tail evidence at once
-        pooled = fleet.pooled
-        if pooled is None:
-            pooled = fleet.pooled = BudgetThreshold(self.false_alarms_per_agent_day, self.floor)
-        pooled.learn_one(peak, ts)
+        fleet.learn_peak(peak, ts)
 
     def _threshold(self, agent: str, state: dict[str, JSON], fleet: _Fleet) -> float:
         guard = self._guard(agent, state, fleet)
-        if fleet.pooled is not None:
-            guard = guard.shrunk(fleet.pooled, self.fleet_weight)
+        pooled = fleet.pooled_peaks()
+        if pooled is not None:
+            guard = guard.shrunk(pooled, self.fleet_weight)
         return guard.threshold()
+
+    # ------------------------------------------------------------------ across workers
+
+    def _fleet(self, fleet_state: dict[str, JSON], ts: float) -> _Fleet:
+        fleet: _Fleet | None = fleet_state.get("m")
+        if fleet is None:
+            fleet = fleet_state["m"] = _Fleet(
+                self.fleet_recent_calls,
+                self.fleet_memory_s,
+                ts,
+                self.false_alarms_per_agent_day,
+                self.floor,
+            )
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """This worker's agents' part of the fleet's mix, its first times and run peaks."""
+        fleet: _Fleet | None = fleet_state.get("m")
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """The other workers' parts (see :class:`_Fleet`)."""
+        if not partials and "m" not in fleet_state:
+            return
+        origin = max((float(p["lo"]) for p in partials), default=0.0)
+        self._fleet(fleet_state, origin).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet(fleet_state, float(partial["lo"])).restore(partial)
 
     # ------------------------------------------------------------------ reporting
 
@@ -517,6 +545,8 @@ class _Fleet:
     """
 
     __slots__ = (
+        "at",
+        "budget",
         "calls",
         "first",
         "growth",
@@ -528,14 +558,20 @@ class _Fleet:
         "memory_s",
         "origin",
         "own",
+        "own_calls",
         "pooled",
         "recent",
         "recent_total",
+        "remote",
+        "restored",
         "tick",
+        "view",
         "weight",
     )
 
-    def __init__(self, recent_calls: int, memory_s: float, origin: float) -> None:
+    def __init__(
+        self, recent_calls: int, memory_s: float, origin: float, budget: float, floor: float
+    ) -> None:
         self.growth = 1.0 / (1.0 - 1.0 / recent_calls)
         self.weight = 1.0  # weight of the newest call
         self.recent: dict[str, float] = {}
@@ -551,7 +587,28 @@ class _Fleet:
         self.memo: dict[str, _Memo] = {}
         self.first: dict[str, float] = {}  # action -> when the fleet first called it
         self.guards: dict[str, BudgetThreshold] = {}
-        self.pooled: BudgetThreshold | None = None
+        self.pooled = FleetTail(_KEEP, floor)  # every agent's run peaks
+        self.view: BudgetThreshold | None = None  # the pooled peaks as a threshold (a cache)
+        self.budget = budget
+        # across workers: the fleet's count of calls when the newest weight was given, this
+        # worker's calls, the other workers' parts (as absorbed) and this worker's own part
+        # from before a restart
+        self.at = 0
+        self.own_calls = 0
+        self.remote: list[dict[str, Any]] = []
+        self.restored: dict[str, Any] | None = None
+
+    def pooled_peaks(self) -> BudgetThreshold | None:
+        """The fleet's run peaks as one threshold (None before the first)."""
+        view = self.view
+        if view is None and self.pooled.seen():
+            view = BudgetThreshold(self.budget, self.pooled.floor)
+            view = self.view = view.load_state(self.pooled.view())
+        return view
+
+    def learn_peak(self, peak: float, ts: float) -> None:
+        self.pooled.learn(peak, ts)
+        self.view = None
 
     def add(self, agent: str, action: str, ts: float) -> None:
         recent = self.recent
@@ -562,12 +619,16 @@ class _Fleet:
         own = self.own.get(agent)
         if own is None:
             own = self.own[agent] = _Own()
-        w = self.weight * self.growth
+        calls = self.calls + 1  # this call's number among the fleet's
+        gap = calls - self.at
+        w = self.weight * (self.growth if gap == 1 else self.growth**gap)
         if w > _REBASE:
             self._rebase_recent(w)
             w = 1.0
         self.weight = w
-        self.calls += 1
+        self.at = calls
+        self.calls = calls
+        self.own_calls += 1
         recent[action] = recent.get(action, 0.0) + w
         self.recent_total += w
         mine = own.recent
@@ -624,3 +685,116 @@ class _Fleet:
             own.long = {a: v * factor for a, v in own.long.items()}
             own.long_total *= factor
         self.origin = ts
+
+    # -- across workers ---------------------------------------------------------------------
+    # A part of the fleet's mix: its recent counts in units of the weight of the fleet's
+    # call number "ra" (that call weighs 1), its long-run counts in units where a call at
+    # event time "lo" weighs 1, the calls it counted, its tick and the first times it knows.
+    def _mine(self) -> dict[str, Any]:
+        recent: dict[str, float] = {}
+        long: dict[str, float] = {}
+        recent_total = long_total = 0.0
+        for own in self.own.values():
+            for action, v in own.recent.items():
+                recent[action] = recent.get(action, 0.0) + v
+            for action, v in own.long.items():
+                long[action] = long.get(action, 0.0) + v
+            recent_total += own.recent_total
+            long_total += own.long_total
+        scale = 1.0 / self.weight
+        part = {
+            "r": {a: v * scale for a, v in recent.items()},
+            "rt": recent_total * scale,
+            "ra": self.at,
+            "l": long,
+            "lt": long_total,
+            "lo": self.origin,
+            "c": self.own_calls,
+            "k": self.tick,
+        }
+        if self.restored is not None:
+            _add_part(part, self.restored, self.growth, self.memory_s)
+        return part
+
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' part of the mix, the first times and the run peaks."""
+        part = self._mine()
+        part["f"] = self.first
+        part["t"] = self.pooled.partial()
+        return part
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The whole fleet's mix again: this worker's part plus the other workers'."""
+        self.remote = [p for p in partials]
+        self.pooled.absorb([p["t"] for p in partials])
+        self.view = None
+        for p in partials:
+            first = self.first
+            for action, ts in p["f"].items():
+                if ts < first.get(action, math.inf):
+                    first[action] = ts
+        self._rebuild()
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart: kept as a part of its own (the
+        agents' shares of it are not known: an agent's own part leaves it out)."""
+        self.restored = {k: v for k, v in partial.items() if k not in ("f", "t")}
+        self.own_calls = int(partial["c"])
+        self.pooled.restore(partial["t"])
+        self.view = None
+        for action, ts in partial["f"].items():
+            if ts < self.first.get(action, math.inf):
+                self.first[action] = ts
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        newest = max((float(p["lo"]) for p in self.remote), default=self.origin)
+        if newest - self.origin > 50.0 * self.memory_s:  # keep the weights in range
+            self._rebase_long(newest)
+        mine = self._mine()
+        parts = [mine, *self.remote]
+        calls = sum(int(p["c"]) for p in parts)
+        tick = max(int(p["k"]) for p in parts)
+        # the new units of the recent mix: the call numbered mine["ra"] weighs 1; the newest
+        # weight is that of the fleet's latest call
+        scale = 1.0 / self.weight
+        self.weight = self.growth ** (calls - mine["ra"]) if calls > mine["ra"] else 1.0
+        self.at = calls
+        self.calls = calls
+        recent: dict[str, float] = {}
+        long: dict[str, float] = {}
+        recent_total = long_total = 0.0
+        growth, memory_s, origin, weight = self.growth, self.memory_s, self.origin, self.weight
+        for p in parts:
+            rf = weight * growth ** (int(p["ra"]) - calls)
+            lf = math.exp((float(p["lo"]) - origin) / memory_s)
+            for action, v in p["r"].items():
+                recent[action] = recent.get(action, 0.0) + v * rf
+            for action, v in p["l"].items():
+                long[action] = long.get(action, 0.0) + v * lf
+            recent_total += float(p["rt"]) * rf
+            long_total += float(p["lt"]) * lf
+        # this worker's agents' own parts, in the new units of the recent mix
+        if scale != 1.0:
+            for own in self.own.values():
+                own.recent = {a: v * scale for a, v in own.recent.items()}
+                own.recent_total *= scale
+        self.recent, self.recent_total = recent, recent_total
+        self.long, self.long_total = long, long_total
+        if tick != self.tick and tick >= 0:
+            self.tick = tick
+            x = (tick * _TICK_S - origin) / memory_s
+            self.lw = math.exp(x) if x > -50.0 else 0.0
+
+
+def _add_part(into: dict[str, Any], part: dict[str, Any], growth: float, memory_s: float) -> None:
+    """Add ``part`` to ``into`` (both parts of the mix), in ``into``'s units."""
+    rf = growth ** (int(part["ra"]) - int(into["ra"]))
+    lf = math.exp((float(part["lo"]) - float(into["lo"])) / memory_s)
+    for key, factor, total in (("r", rf, "rt"), ("l", lf, "lt")):
+        values = into[key]
+        for action, v in part[key].items():
+            values[action] = values.get(action, 0.0) + v * factor
+        into[total] += float(part[total]) * factor
+    into["c"] += int(part["c"])
+    into["k"] = max(int(into["k"]), int(part["k"]))

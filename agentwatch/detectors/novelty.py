@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.fleet_agents import FleetAgents
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["DEFAULT_EGRESS_ACTIONS", "Novelty", "target_domain"]
@@ -149,11 +150,11 @@ class Novelty(AgentDetector):
 
     Notes
     -----
-    Per-fleet state (agents per action and domain, call counts) is in memory: after a
-    restart it is rebuilt from each agent's persisted history the first time the agent is
-    seen again, and the call counts start over (so the fleet is quiet until it has seen
-    enough calls again). ``observed`` is the number of other agents in the fleet that use
-    the novelty and ``baseline`` the fleet's agents.
+    Per-fleet state (agents per action and domain, call counts) is in memory and shared by
+    the workers (``fleet_partial`` / ``fleet_absorb``); after a restart the worker restores
+    its part from the fleets topic (``fleet_restore``) and each agent re-registers its
+    persisted history the first time it is seen again. ``observed`` is the number of other
+    agents in the fleet that use the novelty and ``baseline`` the fleet's agents.
 
     Examples
     --------
@@ -258,8 +259,8 @@ class Novelty(AgentDetector):
             fleet.born = ts
         if (
             baseline.count < self.min_agent_events
-            or ts - fleet.born < self.warmup_s
-            or len(fleet.agents) < self.min_fleet_agents
+            or ts - fleet.fleet_born() < self.warmup_s
+            or fleet.fleet_agents() < self.min_fleet_agents
         ):
             self._learn(known_actions, fleet, 0, action, agent)
             if domain is not None:
@@ -288,6 +289,26 @@ class Novelty(AgentDetector):
             else:
                 self._novel(event, state, known_domains, fleet, space=1, key=domain, ts=ts)
         return out
+
+    # -- across workers ----------------------------------------------------------------
+    def _fleet(self, fleet_state: dict[str, JSON]) -> _Fleet:
+        fleet: _Fleet | None = fleet_state.get("f")
+        if fleet is None:
+            fleet = fleet_state["f"] = _Fleet(frozenset(self.egress_actions))
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """This worker's agents' counts, keys and adopters (see :class:`_Fleet`)."""
+        fleet: _Fleet | None = fleet_state.get("f")
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """The other workers' agents' part: counts summed, adopters united."""
+        self._fleet(fleet_state).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet(fleet_state).restore(partial)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -385,7 +406,7 @@ class Novelty(AgentDetector):
         if p_new * per_day > self.false_alarms_per_agent_day:
             return None
         fleet.flag(space, key, event.agent_id)
-        agents = len(fleet.agents)
+        agents = fleet.fleet_agents()
         what = "action" if space == 0 else "domain"
         rate = (
             f"the fleet meets a new {what} in about 1 of {1.0 / p_new:,.0f} calls "
@@ -431,12 +452,13 @@ class Novelty(AgentDetector):
     def _calls_per_day(baseline: AgentBaseline, fleet: _Fleet, space: int) -> float:
         """The agent's calls of one kind a day: its event rate (or, while it has little
         history, its fleet's per agent) times the fleet's share of such calls."""
-        share = fleet.calls[space] / fleet.events if fleet.events else 1.0
+        events = fleet.fleet_events()
+        share = fleet.calls[space] / events if events else 1.0
         if baseline.count >= _RATE_EVENTS and baseline.rate > 0.0:
             per_day = baseline.rate * _DAY
         else:
-            days = max(fleet.latest - fleet.born, 3600.0) / _DAY
-            per_day = fleet.events / (max(len(fleet.agents), 1) * days)
+            days = max(fleet.fleet_latest() - fleet.fleet_born(), 3600.0) / _DAY
+            per_day = events / (max(fleet.fleet_agents(), 1) * days)
         return max(per_day * share, 1.0)
 
 
@@ -446,6 +468,12 @@ class _Fleet:
     Keys live in two spaces, 0 (actions) and 1 (domains); per space the fleet counts its
     learned calls of each key, all of them (``calls``) and how many keys it has called
     exactly once (``singles``, for the Good-Turing estimate).
+
+    Across workers (:meth:`partial`, :meth:`absorb`): ``counts``, ``agents``, ``events``,
+    ``born`` and ``latest`` are this worker's agents' own; ``calls``, ``singles``,
+    ``adopters`` and ``flagged`` are the whole fleet's (this worker's part is kept apart in
+    ``own_calls``, ``own_adopters`` and ``own_flagged``); agents are disjoint across workers,
+    so the fleet's counts are sums and its sets unions.
     """
 
     __slots__ = (
@@ -458,20 +486,45 @@ class _Fleet:
         "events",
         "flagged",
         "latest",
+        "own_adopters",
+        "own_calls",
+        "own_flagged",
+        "remote",
+        "remote_counts",
         "singles",
     )
 
     def __init__(self, egress: frozenset[str]) -> None:
         self.adopters: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
         self.flagged: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+        self.own_adopters: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
+        self.own_flagged: tuple[dict[str, set[str]], dict[str, set[str]]] = ({}, {})
         self.counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        self.remote_counts: tuple[dict[str, int], dict[str, int]] = ({}, {})
         self.calls = [0, 0]
+        self.own_calls = [0, 0]
         self.singles = [0, 0]
         self.events = 0
-        self.agents: set[str] = set()  # agents registered in this process
+        self.agents = FleetAgents()  # agents registered (this worker's and the others')
         self.born = math.inf  # earliest first_seen of the registered agents
         self.latest = -math.inf
         self.egress = egress
+        # the other workers' events, born and latest
+        self.remote: tuple[int, float, float] = (0, math.inf, -math.inf)
+
+    def fleet_agents(self) -> int:
+        return len(self.agents)
+
+    def fleet_events(self) -> int:
+        return self.events + self.remote[0]
+
+    def fleet_born(self) -> float:
+        born = self.remote[1]
+        return self.born if self.born < born else born
+
+    def fleet_latest(self) -> float:
+        latest = self.remote[2]
+        return self.latest if self.latest > latest else latest
 
     def register(
         self, agent: str, first_seen: float | None, actions: dict[str, int], domains: dict[str, int]
@@ -492,12 +545,18 @@ class _Fleet:
             if len(counts) >= _MAX_FLEET_KEYS:
                 return
             counts[key] = 1
-            self.singles[space] += 1
+            n = 0
         else:
             counts[key] = n + 1
-            if n == 1:
-                self.singles[space] -= 1
+        remote = self.remote_counts[space]
+        if remote:
+            n += remote.get(key, 0)
+        if n == 0:
+            self.singles[space] += 1
+        elif n == 1:
+            self.singles[space] -= 1
         self.calls[space] += 1
+        self.own_calls[space] += 1
 
     def others(self, space: int, key: str, agent: str) -> int:
         members = self.adopters[space].get(key)
@@ -506,13 +565,13 @@ class _Fleet:
         return len(members) - (agent in members)
 
     def adopt(self, space: int, key: str, agent: str) -> None:
-        adopters = self.adopters[space]
-        members = adopters.get(key)
-        if members is None:
-            if len(adopters) >= _MAX_FLEET_KEYS:
-                return
-            members = adopters[key] = set()
-        members.add(agent)
+        for adopters in (self.adopters[space], self.own_adopters[space]):
+            members = adopters.get(key)
+            if members is None:
+                if len(adopters) >= _MAX_FLEET_KEYS:
+                    return
+                members = adopters[key] = set()
+            members.add(agent)
 
     def users(self, space: int, key: str, agent: str) -> bool:
         """Has another agent used ``key`` (learned, held or flagged)?"""
@@ -522,13 +581,76 @@ class _Fleet:
         return flagged is not None and bool(flagged - {agent})
 
     def flag(self, space: int, key: str, agent: str) -> None:
-        members = self.adopters[space].get(key)
-        if members is not None:
-            members.discard(agent)
-        flagged = self.flagged[space]
-        agents = flagged.get(key)
-        if agents is None:
-            if len(flagged) >= _MAX_FLEET_KEYS:
-                return
-            agents = flagged[key] = set()
-        agents.add(agent)
+        for adopters, flagged in (
+            (self.adopters[space], self.flagged[space]),
+            (self.own_adopters[space], self.own_flagged[space]),
+        ):
+            members = adopters.get(key)
+            if members is not None:
+                members.discard(agent)
+            agents = flagged.get(key)
+            if agents is None:
+                if len(flagged) >= _MAX_FLEET_KEYS:
+                    return
+                agents = flagged[key] = set()
+            agents.add(agent)
+
+    # -- across workers ---------------------------------------------------------------------
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' part, JSON-able."""
+        return {
+            "n": self.agents.partial(),
+            "e": self.events,
+            "b": None if self.born == math.inf else self.born,
+            "l": None if self.latest == -math.inf else self.latest,
+            "c": list(self.counts),
+            "k": list(self.own_calls),
+            "a": [{k: sorted(v) for k, v in part.items()} for part in self.own_adopters],
+            "f": [{k: sorted(v) for k, v in part.items()} for part in self.own_flagged],
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The whole fleet again: this worker's part and the other workers' ``partials``."""
+        born = min((p["b"] for p in partials if p["b"] is not None), default=math.inf)
+        latest = max((p["l"] for p in partials if p["l"] is not None), default=-math.inf)
+        self.agents.absorb([p["n"] for p in partials])
+        self.remote = (sum(p["e"] for p in partials), born, latest)
+        for space in (0, 1):
+            remote: dict[str, int] = {}
+            for p in partials:
+                for key, n in p["c"][space].items():
+                    remote[key] = remote.get(key, 0) + n
+            self.remote_counts = (
+                (remote, self.remote_counts[1]) if space == 0 else (self.remote_counts[0], remote)
+            )
+            own = self.counts[space]
+            self.calls[space] = self.own_calls[space] + sum(p["k"][space] for p in partials)
+            total = dict(remote)
+            for key, n in own.items():
+                total[key] = total.get(key, 0) + n
+            self.singles[space] = sum(1 for n in total.values() if n == 1)
+            for merged, mine, name in (
+                (self.adopters[space], self.own_adopters[space], "a"),
+                (self.flagged[space], self.own_flagged[space], "f"),
+            ):
+                merged.clear()
+                for key, members in mine.items():
+                    merged[key] = set(members)
+                for p in partials:
+                    for key, members in p[name][space].items():
+                        into = merged.get(key)
+                        if into is None:
+                            into = merged[key] = set()
+                        into.update(members)
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart (the merged view follows at the
+        next :meth:`absorb`; until then it is this part alone)."""
+        self.events = int(partial["e"])
+        self.born = math.inf if partial["b"] is None else partial["b"]
+        self.latest = -math.inf if partial["l"] is None else partial["l"]
+        self.counts = (dict(partial["c"][0]), dict(partial["c"][1]))
+        self.own_calls = [int(partial["k"][0]), int(partial["k"][1])]
+        self.own_adopters = tuple({k: set(v) for k, v in part.items()} for part in partial["a"])  # type: ignore[assignment]
+        self.own_flagged = tuple({k: set(v) for k, v in part.items()} for part in partial["f"])  # type: ignore[assignment]
+        self.absorb([])

@@ -11,6 +11,8 @@ from zlib import crc32
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold
+from agentwatch.detectors.fleet_agents import FleetAgents
+from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["RunawayLoop"]
@@ -158,7 +160,7 @@ class RunawayLoop(AgentDetector):
             self._keys[pair] = key
         if state.get("k") != key:
             if "k" in state:
-                self._close(state, fleet_state, ts)
+                self._close(state, fleet_state, ts, event.agent_id)
             else:  # a new agent, or state written by an older version of this detector
                 state.clear()
             state["k"] = key
@@ -201,7 +203,9 @@ class RunawayLoop(AgentDetector):
         ]
 
     # -- the run's end: learn it (unless flagged) ---------------------------------------------
-    def _close(self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float) -> None:
+    def _close(
+        self, state: dict[str, JSON], fleet_state: dict[str, JSON], ts: float, agent: str
+    ) -> None:
         n = state["n"]
         if n > 1:
             del state["ts"], state["r0"]
@@ -216,12 +220,42 @@ class RunawayLoop(AgentDetector):
         own = state.get("t")
         if own is None:
             own = state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
-            fleet_state["a"] = fleet_state.get("a", 0) + 1
+            self._fleet_agents(fleet_state).add(agent)
         _learn(own, n, ts, self._keep)
-        tail = fleet_state.get("t")
+        self._fleet_tail(fleet_state).learn(n, ts)
+
+    # -- the fleet's tail, shared by the workers ------------------------------------------------
+    def _fleet_tail(self, fleet_state: dict[str, JSON]) -> FleetTail:
+        tail: FleetTail | None = fleet_state.get("t")
         if tail is None:
-            tail = fleet_state["t"] = [0.0, 0.0, 0.0, 0.0, ts, ts]
-        _learn(tail, n, ts, self._keep)
+            tail = fleet_state["t"] = FleetTail(self._keep, _FLOOR)
+        return tail
+
+    @staticmethod
+    def _fleet_agents(fleet_state: dict[str, JSON]) -> FleetAgents:
+        """Agents of the fleet with a tail of their own, on every worker."""
+        agents: FleetAgents | None = fleet_state.get("a")
+        if agents is None:
+            agents = fleet_state["a"] = FleetAgents()
+        return agents
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """This worker's part of the fleet's run-length tail and its agents with a tail."""
+        tail: FleetTail | None = fleet_state.get("t")
+        if tail is None:
+            return None
+        return {"t": tail.partial(), "a": self._fleet_agents(fleet_state).partial()}
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """The other workers' parts: their tails (summed, see :class:`FleetTail`), their
+        agents (disjoint: added)."""
+        self._fleet_tail(fleet_state).absorb([p["t"] for p in partials])
+        self._fleet_agents(fleet_state).absorb([p["a"] for p in partials])
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet_tail(fleet_state).restore(partial["t"])
+        self._fleet_agents(fleet_state).restore(partial["a"])
 
     # -- judging --------------------------------------------------------------------------------
     def _pace(self, baseline: AgentBaseline) -> float | None:
@@ -235,12 +269,13 @@ class RunawayLoop(AgentDetector):
     def _threshold(self, state: dict[str, JSON], fleet_state: dict[str, JSON]) -> float:
         """The run length the budget allows for this agent, judged with its fleet."""
         own = self._tail(state.get("t"))
-        fleet = self._tail(fleet_state.get("t"))
+        tail: FleetTail | None = fleet_state.get("t")
+        fleet = self._tail(None if tail is None else tail.view())
         runs_per_day = own.checks_per_day()
         first, last = own.first_ts, own.last_ts
         if first is None or last is None or last - first < own.min_span_s:
             # young: at least its fleet's typical number of runs a day per agent
-            per_agent = fleet.checks_per_day() / max(int(fleet_state.get("a", 0)), 1)
+            per_agent = fleet.checks_per_day() / max(len(self._fleet_agents(fleet_state)), 1)
             runs_per_day = max(runs_per_day, per_agent)
         judge = own.shrunk(fleet, self.fleet_strength)
         return max(float(self.min_run), judge.threshold(runs_per_day))
@@ -262,8 +297,9 @@ class RunawayLoop(AgentDetector):
         speed = f"{pace * 60:.0f} a minute" if math.isfinite(pace) else "at once"
         if before:
             speed += f", {pace / before:.0f}x its pace before the run"
+        pooled: FleetTail | None = fleet_state.get("t")
         tail = self._tail(state.get("t")).shrunk(
-            self._tail(fleet_state.get("t")), self.fleet_strength
+            self._tail(None if pooled is None else pooled.view()), self.fleet_strength
         )
         over = tail.over + tail.prior_checks * tail.prior_share
         usual = (

@@ -241,6 +241,26 @@ class SequenceSurprise(AgentDetector):
                 state["s"] = [ts, event.event_id, action, (target or "")[:120]]
         return out
 
+    # -- across workers ----------------------------------------------------------------
+    def _fleet(self, fleet_state: dict[str, JSON]) -> _Fleet:
+        fleet: _Fleet | None = fleet_state.get("f")
+        if fleet is None:
+            fleet = fleet_state["f"] = _Fleet()
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """This worker's transition counts and what it knows of senders and rare pairs."""
+        fleet: _Fleet | None = fleet_state.get("f")
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """The other workers' counts (summed) and senders and rare pairs (united)."""
+        self._fleet(fleet_state).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """This worker's own part from before a restart."""
+        self._fleet(fleet_state).restore(partial)
+
     def _egress(
         self,
         event: ActionEvent,
@@ -331,9 +351,26 @@ class SequenceSurprise(AgentDetector):
 
 
 class _Fleet:
-    """In-memory state of one fleet: transition counts and egress destinations."""
+    """In-memory state of one fleet: transition counts and egress destinations.
 
-    __slots__ = ("agents", "born", "calls", "dest", "first", "flagged", "model", "out")
+    Across workers (:meth:`partial`, :meth:`absorb`) the counts are the whole fleet's and
+    ``remote`` the other workers' part of them as last absorbed, so this worker's own part
+    is their difference (nothing extra on the per-event path). First times, the fleet's
+    birth, the agents that made a rare pair and the senders to a domain merge by minimum and
+    union, which repeating a value does not change: every worker publishes all it knows.
+    """
+
+    __slots__ = (
+        "agents",
+        "born",
+        "calls",
+        "dest",
+        "first",
+        "flagged",
+        "model",
+        "out",
+        "remote",
+    )
 
     def __init__(self) -> None:
         self.model: dict[str, dict[str, int]] = {}  # prev -> action -> count
@@ -344,6 +381,7 @@ class _Fleet:
         self.dest: dict[str, set[str]] = {}  # egress domain -> agents sending there
         self.agents: set[str] = set()
         self.born = math.inf
+        self.remote: dict[str, dict[str, int]] = {}  # the other workers' transition counts
 
     def register(self, agent: str, first_seen: float | None, known: dict[str, int] | None) -> None:
         self.agents.add(agent)
@@ -387,6 +425,88 @@ class _Fleet:
                 return
             agents = self.dest[domain] = set()
         agents.add(agent)
+
+    # -- across workers ---------------------------------------------------------------------
+    def own_model(self) -> dict[str, dict[str, int]]:
+        """This worker's agents' transition counts: the fleet's less the others'."""
+        remote = self.remote
+        out: dict[str, dict[str, int]] = {}
+        for prev, row in self.model.items():
+            theirs = remote.get(prev, {})
+            mine = {a: n - theirs.get(a, 0) for a, n in row.items()}
+            mine = {a: n for a, n in mine.items() if n > 0}
+            if mine:
+                out[prev] = mine
+        return out
+
+    def partial(self) -> dict[str, Any]:
+        """This worker's counts, and all it knows of the rest (JSON-able)."""
+        return {
+            "m": self.own_model(),
+            "f": self.first,
+            "b": None if self.born == math.inf else self.born,
+            "g": [
+                [prev, action, sorted(agents)] for (prev, action), agents in self.flagged.items()
+            ],
+            "d": {domain: sorted(agents) for domain, agents in self.dest.items()},
+        }
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """This worker's counts plus the other workers' ``partials``."""
+        model = self.own_model()
+        remote: dict[str, dict[str, int]] = {}
+        for p in partials:
+            for prev, row in p["m"].items():
+                into = remote.setdefault(prev, {})
+                for action, n in row.items():
+                    into[action] = into.get(action, 0) + n
+        self.remote = remote
+        self._rebuild(model)
+        for p in partials:
+            self._union(p)
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own part from before a restart."""
+        model = {prev: dict(row) for prev, row in partial["m"].items()}
+        self.remote = {}
+        self._rebuild(model)
+        self._union(partial)
+
+    def _rebuild(self, own: dict[str, dict[str, int]]) -> None:
+        model: dict[str, dict[str, int]] = {prev: dict(row) for prev, row in own.items()}
+        for prev, row in self.remote.items():
+            into = model.setdefault(prev, {})
+            for action, n in row.items():
+                into[action] = into.get(action, 0) + n
+        out: dict[str, int] = {}
+        calls: dict[str, int] = {}
+        for prev, row in model.items():
+            out[prev] = sum(row.values())
+            for action, n in row.items():
+                calls[action] = calls.get(action, 0) + n
+        self.model, self.out, self.calls = model, out, calls
+
+    def _union(self, partial: dict[str, Any]) -> None:
+        first = self.first
+        for action, ts in partial["f"].items():
+            if ts < first.get(action, math.inf):
+                first[action] = ts
+        if partial["b"] is not None and partial["b"] < self.born:
+            self.born = partial["b"]
+        for prev, action, agents in partial["g"]:
+            members = self.flagged.get((prev, action))
+            if members is None:
+                if len(self.flagged) >= _MAX_KEYS:
+                    continue
+                members = self.flagged[prev, action] = set()
+            members.update(agents)
+        for domain, agents in partial["d"].items():
+            members = self.dest.get(domain)
+            if members is None:
+                if len(self.dest) >= _MAX_KEYS:
+                    continue
+                members = self.dest[domain] = set()
+            members.update(agents)
 
 
 _FLAGS: Final = re.compile(r"^\(\?([aiLmsux]+)\)")

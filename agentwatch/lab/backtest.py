@@ -4,11 +4,19 @@ The events go through :meth:`agentwatch.detectors.engine.Engine.process`, the ve
 worker runs, in file order (which must be event-time order per agent, as a Kafka partition
 delivers it). Lines that are not valid events are counted and reported, as the worker would
 dead-letter them.
+
+With ``partitions > 1`` the replay is the one ``partitions`` workers would make: each agent's
+events go to the engine of the partition Kafka's default partitioner gives its key (murmur2
+of the agent id, as the SDK keys events), and every ``exchange_s`` seconds of event time each
+engine publishes its fleet summaries (:meth:`Engine.fleet_partials`) and absorbs the others'
+(:meth:`Engine.absorb`), as the workers do over the ``<prefix>.fleets`` topic. With
+``exchange_s = 0`` they are exchanged after every event.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import time
 from collections import Counter
@@ -16,14 +24,26 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from aiokafka.partitioner import murmur2
 
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
 from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 
-__all__ = ["BacktestResult", "read_events", "rules_fingerprint", "run_backtest"]
+__all__ = [
+    "BacktestResult",
+    "home_partition",
+    "read_events",
+    "rules_fingerprint",
+    "run_backtest",
+]
+
+#: Fleet summaries are exchanged this often (event time) unless told otherwise, as the
+#: workers' default ``AGENTWATCH_FLEET_EXCHANGE_S``.
+DEFAULT_EXCHANGE_S = 5.0
 
 
 @dataclass
@@ -106,6 +126,69 @@ def _progress_printer(total: int, stream: IO[str]) -> Callable[[int], None]:
     return show
 
 
+def home_partition(agent_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives the key ``agent_id`` (murmur2).
+
+    Examples
+    --------
+    >>> home_partition("a1", 1), home_partition("a1", 4)
+    (0, 3)
+    """
+    return int(murmur2(agent_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class _Workers:
+    """``partitions`` engines sharing fleet summaries every ``exchange_s`` of event time."""
+
+    def __init__(self, rules: RuleSet, partitions: int, exchange_s: float) -> None:
+        self.engines = [Engine(rules, worker_id=f"w{i}") for i in range(partitions)]
+        self.partitions = partitions
+        self.exchange_s = exchange_s
+        self.home: dict[str, Engine] = {}
+        self.next_exchange = -math.inf
+        self.touched: dict[int, set[str]] = {id(engine): set() for engine in self.engines}
+
+    def process(self, event: ActionEvent) -> list[Anomaly] | None:
+        engine = self.home.get(event.agent_id)
+        if engine is None:
+            engine = self.engines[home_partition(event.agent_id, self.partitions)]
+            self.home[event.agent_id] = engine
+        ts = event.ts_epoch
+        if self.exchange_s > 0.0 and ts >= self.next_exchange:
+            if self.next_exchange > -math.inf:
+                self.exchange(ts, None)
+            self.next_exchange = (ts // self.exchange_s + 1.0) * self.exchange_s
+        found = engine.process(event)
+        if self.exchange_s <= 0.0:
+            self.exchange(ts, (engine, event.fleet))
+        else:
+            self.touched[id(engine)].add(event.fleet)
+        return found
+
+    def exchange(self, now: float, only: tuple[Engine, str] | None) -> None:
+        """Every engine (or ``only`` one, of one fleet) publishes the fleets it saw events
+        of since its last exchange (the others' copies of the rest are still current; the
+        workers republish everything, the TTL aside, to the same effect); the others absorb.
+        """
+        published: list[tuple[Engine, str, dict[str, Any]]] = []
+        for engine in self.engines if only is None else [only[0]]:
+            if only is None:
+                fleets = self.touched[id(engine)]
+                if not fleets:
+                    continue
+                partials: dict[str, dict[str, Any]] = {}
+                for fleet in fleets:
+                    partials.update(engine.fleet_partials(fleet))
+                fleets.clear()
+            else:
+                partials = engine.fleet_partials(only[1])
+            published += [(engine, fleet, parts) for fleet, parts in partials.items()]
+        for other in self.engines:
+            items = [(e.sync.worker_id, f, p, now) for e, f, p in published if e is not other]
+            if items:
+                other.absorb_many(items)
+
+
 def run_backtest(
     events_path: str | Path,
     rules: RuleSet,
@@ -113,17 +196,30 @@ def run_backtest(
     progress: bool = False,
     stream: IO[str] = sys.stderr,
     track: Collection[str] = (),
+    partitions: int = 1,
+    exchange_s: float = DEFAULT_EXCHANGE_S,
 ) -> BacktestResult:
-    """Replay ``events_path`` through a fresh engine configured with ``rules``.
+    """Replay ``events_path`` through a fresh engine configured with ``rules`` (or through
+    ``partitions`` engines exchanging fleet summaries every ``exchange_s``, see the module).
 
     ``seconds`` is the whole replay (building the engine, reading, decoding, detecting);
-    ``engine_seconds`` the time spent in :meth:`Engine.process` alone. The event times of
-    the agents in ``track`` are kept in ``tracked`` (the evaluation counts an incident's
-    evidence in its agent's events with them).
+    ``engine_seconds`` the time spent in :meth:`Engine.process` alone (with the exchanges).
+    The event times of the agents in ``track`` are kept in ``tracked`` (the evaluation counts
+    an incident's evidence in its agent's events with them).
     """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
     perf = time.perf_counter
     started = perf()
-    engine = Engine(rules)  # builds and prepares the detectors (imports scikit-learn)
+    workers: _Workers | None = None
+    if partitions == 1:
+        engine = Engine(rules)  # builds and prepares the detectors (imports scikit-learn)
+        engines = [engine]
+        process = engine.process
+    else:
+        workers = _Workers(rules, partitions, exchange_s)
+        engines = workers.engines
+        process = workers.process
     anomalies: list[Anomaly] = []
     errors: list[str] = []
     events = invalid = duplicates = out_of_order = 0
@@ -132,7 +228,6 @@ def run_backtest(
     if progress:
         on_progress = _progress_printer(Path(events_path).stat().st_size, stream)
     engine_seconds = 0.0
-    process = engine.process
     tracked: dict[str, list[float]] = {agent: [] for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
@@ -160,9 +255,9 @@ def run_backtest(
     seconds = perf() - started
     if progress:
         stream.write("\n")
-    baselines = engine.baselines.values()
+    baselines = [b for one in engines for b in one.baselines.values()]
     summary = FleetSummary(
-        agents=len(engine.baselines),
+        agents=len(baselines),
         start=min((b.first_seen or 0.0 for b in baselines), default=0.0),
         end=max((b.watermark or 0.0 for b in baselines), default=0.0),
         agents_by_fleet=dict(sorted(Counter(b.fleet for b in baselines).items())),

@@ -31,6 +31,8 @@ def backtest_file(
     as_json: bool,
     goal: Targets,
     what_if: bool,
+    partitions: int = 1,
+    exchange_s: float = 5.0,
 ) -> Evaluation | None:
     import json
 
@@ -51,6 +53,8 @@ def backtest_file(
         ruleset,
         progress=progress and sys.stderr.isatty(),
         track=incident_agents(label_rows),
+        partitions=partitions,
+        exchange_s=exchange_s,
     )
     for line in result.first_errors:
         typer.echo(f"invalid event: {line}", err=True)
@@ -69,6 +73,8 @@ def backtest_file(
         f"(engine setup, read, decode, detect)"
     )
     say(f"rules: {fingerprint['source']} sha256 {fingerprint['sha256']}")
+    if partitions > 1:
+        say(f"replayed as {partitions} workers exchanging fleet summaries every {exchange_s:g} s")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as fh:
@@ -206,6 +212,8 @@ def backtest_worlds(
     sealed: bool,
     traces: Path | None,
     as_json: bool,
+    partitions: int = 1,
+    exchange_s: float = 5.0,
 ) -> bool:
     import json
     import time
@@ -237,7 +245,20 @@ def backtest_worlds(
         err=True,
     )
     started = time.perf_counter()
-    runs = run_worlds(chosen, ruleset, traces=traces, on_world=progress_line())
+    if partitions > 1:
+        typer.echo(
+            f"replaying as {partitions} workers exchanging fleet summaries every "
+            f"{exchange_s:g} s of event time",
+            err=True,
+        )
+    runs = run_worlds(
+        chosen,
+        ruleset,
+        traces=traces,
+        on_world=progress_line(),
+        partitions=partitions,
+        exchange_s=exchange_s,
+    )
     wall = time.perf_counter() - started
     doc = runs_to_json(runs, goal, fingerprint)
     if as_json:

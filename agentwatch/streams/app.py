@@ -31,7 +31,9 @@ from agentwatch.streams.approvals import register_approvals
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.console import Console, SessionStore
 from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.fleets import FleetExchange
 from agentwatch.streams.health import Readiness, StageProbe
+from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
@@ -68,6 +70,7 @@ class WorkerApp:
     readiness: Readiness | None = None
     otlp_url: str | None = None
     approvals: Any = None
+    fleets: FleetExchange | None = None
 
     @property
     def web_url(self) -> str:
@@ -97,7 +100,12 @@ def create_app(
     signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
     rules: RuleSet = load_rules(settings.rules_file)
-    engine = engine if engine is not None else Engine(rules)
+    worker_id = settings.fleet_worker_id()
+    if engine is None:
+        engine = Engine(rules, worker_id=worker_id, fleet_ttl_s=settings.fleet_ttl_s)
+    else:  # the worker's settings name it among the workers sharing fleet summaries
+        engine.sync.worker_id = worker_id
+        engine.sync.ttl_s = settings.fleet_ttl_s
     clock = clock if clock is not None else time.time
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
@@ -259,6 +267,7 @@ def create_app(
         probes=probes,
         topics=topics,
         web_port=web_port,
+        fleets=FleetExchange(settings, engine, metrics=metrics),
     )
     worker.readiness = _readiness(worker, owned)
     _register_agents(worker)
@@ -399,9 +408,13 @@ def _register_agents(worker: WorkerApp) -> None:
     probes = worker.probes
     reported_lag: set[TP] = set()
 
+    fleets = worker.fleets
+
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
         probe = probes["ingest"]
+        if fleets is not None:  # the fleet summaries first: a restarted worker is not cold
+            await fleets.wait_ready(settings.fleet_restore_timeout_s)
         try:
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 probe.begin()
@@ -412,6 +425,13 @@ def _register_agents(worker: WorkerApp) -> None:
         except Exception as exc:
             _crashed(worker, probe, exc)
             raise
+
+    if fleets is not None:
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def exchange_fleets() -> None:
+            """Publish this worker's fleet summaries, absorb the others' (streams/fleets.py)."""
+            await fleets.run()
 
     @app.timer(METRICS_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def update_metrics() -> None:
@@ -486,6 +506,33 @@ def _register_views(worker: WorkerApp) -> None:
             "pending_agents": stage.pending,
         }
         return self.json(body, status=200 if ok else 503)
+
+    @app.page("/fleets")  # type: ignore[untyped-decorator]
+    async def fleets(self: Any, request: Any) -> Any:
+        """This worker's part in the fleet summaries: its id, its agents and events per
+        fleet, and which other workers' summaries it holds (published when, wall time)."""
+        refused = bearer_refusal(self, request, worker.settings.api_token)
+        if refused is not None:
+            return refused
+        engine = stage.engine
+        exchange = worker.fleets
+        by_fleet: dict[str, dict[str, Any]] = {}
+        for baseline in engine.baselines.values():
+            entry = by_fleet.setdefault(baseline.fleet, {"agents": 0, "events": 0})
+            entry["agents"] += 1
+            entry["events"] += baseline.count
+        for fleet in engine.sync.fleets():
+            entry = by_fleet.setdefault(fleet, {"agents": 0, "events": 0})
+            entry["workers"] = engine.sync.published(fleet)
+        body = {
+            "worker": engine.sync.worker_id,
+            "ready": exchange is not None and exchange.ready.is_set(),
+            "published": exchange.published if exchange is not None else 0,
+            "absorbed": exchange.absorbed if exchange is not None else 0,
+            "restored": exchange.restored if exchange is not None else 0,
+            "fleets": by_fleet,
+        }
+        return self.json(body)
 
     @app.page("/readyz")  # type: ignore[untyped-decorator]
     async def readyz(self: Any, request: Any) -> Any:

@@ -189,3 +189,25 @@ class WorkerMetrics:
             ["endpoint", "status"],
             registry=r,
         )
+        self.fleet_published = Counter(
+            "agentwatch_fleet_summaries_published",
+            "Fleet summary records this worker published to the fleets topic (one per fleet).",
+            registry=r,
+        )
+        self.fleet_absorbed = Counter(
+            "agentwatch_fleet_summaries_absorbed",
+            "Other workers' fleet summary records merged into this worker's fleet state.",
+            registry=r,
+        )
+        self.fleet_skipped = Counter(
+            "agentwatch_fleet_summaries_skipped",
+            "Fleet summary records not published or not merged, by reason "
+            "(too_large, undecodable).",
+            ["reason"],
+            registry=r,
+        )
+        self.fleet_workers = Gauge(
+            "agentwatch_fleet_peer_workers",
+            "Other workers whose fleet summaries this worker holds (not yet expired).",
+            registry=r,
+        )

@@ -1,4 +1,5 @@
-"""Topic names and creation. ``control`` is compacted: the latest state per agent wins."""
+"""Topic names and creation. ``control`` is compacted: the latest state per agent wins;
+``fleets`` too: the latest fleet summaries per fleet and worker."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from aiokafka.errors import TopicAlreadyExistsError
 from agentwatch.config import Settings
 from agentwatch.kafka_security import client_options
 
-__all__ = ["SINGLE_PARTITION", "TOPIC_NAMES", "ensure_topics", "partitions_for", "topic_configs"]
+__all__ = [
+    "COMPACTED",
+    "SINGLE_PARTITION",
+    "TOPIC_NAMES",
+    "ensure_topics",
+    "partitions_for",
+    "topic_configs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +30,16 @@ TOPIC_NAMES = (
     "notifications",
     "audit",
     "approvals",
+    "fleets",
 )
 #: The responder's input and the outbox have one partition: one worker owns every incident and
 #: every delivery (Kafka's group protocol moves them on failure). They carry a few messages a
 #: minute, so one partition is ample, and paging order is global.
 #: Approval requests and decisions (``approvals``) share one log so the first decision wins.
-SINGLE_PARTITION = frozenset({"anomalies", "notifications", "approvals"})
+#: Every worker reads all of ``fleets`` (a few records per fleet and worker every few seconds).
+SINGLE_PARTITION = frozenset({"anomalies", "notifications", "approvals", "fleets"})
+#: Compacted topics: the latest record per key is what matters.
+COMPACTED = frozenset({"control", "fleets"})
 
 
 def partitions_for(settings: Settings, name: str) -> int:
@@ -41,7 +53,7 @@ def topic_configs(name: str, max_message_bytes: int = 1_048_588) -> dict[str, st
     ``max_message_bytes`` is :attr:`Settings.max_message_bytes` (docs/operations.md).
     """
     configs = {"max.message.bytes": str(max_message_bytes)}
-    if name == "control":
+    if name in COMPACTED:
         configs["cleanup.policy"] = "compact"
     return configs
 

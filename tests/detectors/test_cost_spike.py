@@ -117,10 +117,10 @@ def test_flagged_calls_are_learned_neither_by_the_agent_nor_by_its_fleet() -> No
     assert replay.found
     state = replay.states[a0]
     fleet_state = replay.fleets["support"]["cost_spike"]
-    before = copy.deepcopy((state["v"][:4], state["t"], state["m"], fleet_state.tail))
+    before = copy.deepcopy((state["v"][:4], state["t"], state["m"], fleet_state.tail.view()))
     fleet.tick(replay, 302, factor={a0: 20.0}, only={a0})
     assert len(replay.found) == 3  # flagged again
-    assert before == (state["v"][:4], state["t"], state["m"], fleet_state.tail)
+    assert before == (state["v"][:4], state["t"], state["m"], fleet_state.tail.view())
 
 
 def test_sparse_and_busy_agents_are_judged_on_the_same_calls() -> None:

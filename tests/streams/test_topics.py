@@ -8,12 +8,14 @@ from agentwatch.streams.app import create_app
 from agentwatch.streams.topics import TOPIC_NAMES, topic_configs
 
 
-def test_every_topic_gets_the_size_limit_and_control_stays_compacted() -> None:
+def test_every_topic_gets_the_size_limit_and_control_and_fleets_stay_compacted() -> None:
     for name in TOPIC_NAMES:
         configs = topic_configs(name, 2_000_000)
         assert configs["max.message.bytes"] == "2000000"
-        assert ("cleanup.policy" in configs) == (name == "control")
+        assert ("cleanup.policy" in configs) == (name in ("control", "fleets"))
     assert topic_configs("control")["cleanup.policy"] == "compact"
+    assert topic_configs("fleets")["cleanup.policy"] == "compact"
+    assert "fleets" in TOPIC_NAMES
 
 
 def test_the_worker_producer_and_consumer_use_the_same_limit(tmp_path: object) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agentwatch.detectors.rules import RuleSet
-from agentwatch.lab.backtest import run_backtest
+from agentwatch.lab.backtest import DEFAULT_EXCHANGE_S, run_backtest
 from agentwatch.lab.evaluation import Evaluation, Targets, evaluate, incident_agents
 from agentwatch.lab.evaluation.results import quantile
 from agentwatch.lab.labels import Label, load_labels
@@ -168,8 +168,16 @@ def _cached(traces: Path, world: World) -> tuple[Path, Path, bool]:
     return events, labels, fresh
 
 
-def run_world(world: World, rules: RuleSet, *, traces: Path | None = None) -> WorldRun:
-    """Generate (or reuse) one world's trace, replay it through ``rules``, score it."""
+def run_world(
+    world: World,
+    rules: RuleSet,
+    *,
+    traces: Path | None = None,
+    partitions: int = 1,
+    exchange_s: float = DEFAULT_EXCHANGE_S,
+) -> WorldRun:
+    """Generate (or reuse) one world's trace, replay it through ``rules`` (as ``partitions``
+    workers exchanging fleet summaries every ``exchange_s``), score it."""
     tmp = None if traces is not None else Path(tempfile.mkdtemp(prefix="agentwatch-world-"))
     try:
         directory = traces if traces is not None else tmp
@@ -184,7 +192,13 @@ def run_world(world: World, rules: RuleSet, *, traces: Path | None = None) -> Wo
             key = f"{world.sha256} {sim_code_hash()}\n"
             (directory / f"{world.name}.key").write_text(key, encoding="utf-8")
         labels: list[Label] = load_labels(labels_path)
-        result = run_backtest(events_path, rules, track=incident_agents(labels))
+        result = run_backtest(
+            events_path,
+            rules,
+            partitions=partitions,
+            exchange_s=exchange_s,
+            track=incident_agents(labels),
+        )
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -205,11 +219,13 @@ def run_worlds(
     *,
     traces: Path | None = None,
     on_world: Callable[[WorldRun], None] | None = None,
+    partitions: int = 1,
+    exchange_s: float = DEFAULT_EXCHANGE_S,
 ) -> list[WorldRun]:
     """:func:`run_world` for each world in turn (``on_world`` sees each as it finishes)."""
     runs: list[WorldRun] = []
     for world in worlds:
-        run = run_world(world, rules, traces=traces)
+        run = run_world(world, rules, traces=traces, partitions=partitions, exchange_s=exchange_s)
         runs.append(run)
         if on_world is not None:
             on_world(run)
