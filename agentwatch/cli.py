@@ -408,8 +408,21 @@ def bench(
             "(--events spans).",
         ),
     ] = False,
+    sdk: Annotated[
+        bool,
+        typer.Option(
+            "--sdk",
+            help="Instead: the SDK's cost per call in the agent's thread, permission check "
+            "and emit, p50/p99 in µs (--events calls; no broker).",
+        ),
+    ] = False,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
+    if sdk:
+        from agentwatch.lab.sdk_bench import run_sdk_bench
+
+        typer.echo(run_sdk_bench(calls=events))
+        return
     if otlp:
         _needs("ingest", "bench --otlp")
         from agentwatch.ingest.bench import run_otlp_bench
