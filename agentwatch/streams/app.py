@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from agentwatch.streams.health import Readiness, StageProbe
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
-from agentwatch.streams.transport import AgentwatchApp
+from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -44,6 +45,7 @@ BASELINE_TABLE = "baselines"
 COMMIT_EVERY_MESSAGES = 10_000_000
 METRICS_INTERVAL_S = 1.0
 TICK_INTERVAL_S = 1.0
+FETCH_WAIT_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -91,7 +93,6 @@ def create_app(
     agentwatch.schemas.signing.SigningKeyError
         when there is no usable control signing key (workers sign every control record).
     """
-    import time
 
     signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
@@ -101,7 +102,8 @@ def create_app(
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
         settings.app_id,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        # the consumer starts with the idle wait; FetchWait lengthens it while busy
+        fetch_max_wait_ms=min(settings.fetch_idle_wait_ms, settings.fetch_max_wait_ms),
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -386,6 +388,12 @@ def _register_agents(worker: WorkerApp) -> None:
     actions_topic = worker.settings.topic("actions")
     probes = worker.probes
     reported_lag: set[TP] = set()
+    fetch_wait = FetchWait(
+        settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms, settings.fetch_busy_events_per_s
+    )
+    worker.metrics.fetch_wait.set(fetch_wait.current / 1000.0)
+    folded = [0]  # events ingested since the fetch wait was last chosen
+    chosen_at = [time.monotonic()]
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
@@ -395,6 +403,7 @@ def _register_agents(worker: WorkerApp) -> None:
                 probe.begin()
                 await stage.process_batch(events)
                 probe.done(events)
+                folded[0] += len(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -407,6 +416,19 @@ def _register_agents(worker: WorkerApp) -> None:
         worker.deadletters.flush_log()
         _check_readiness(worker)
         _update_consumer_lag(worker, reported_lag)
+
+    @app.timer(FETCH_WAIT_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def choose_fetch_wait() -> None:
+        """Short fetches while idle, long ones while busy (transport.FetchWait)."""
+        now = time.monotonic()
+        events, folded[0] = folded[0], 0
+        held = fetch_wait.current
+        wait_ms = fetch_wait.choose(events, now - chosen_at[0])
+        chosen_at[0] = now
+        if app.set_fetch_wait(wait_ms):
+            worker.metrics.fetch_wait.set(wait_ms / 1000.0)
+        elif wait_ms != held:
+            fetch_wait.current = held  # no consumer yet: try again next time
 
     @app.agent(worker.topics["anomalies"], name="responder")  # type: ignore[untyped-decorator]
     async def respond(stream: Any) -> None:
