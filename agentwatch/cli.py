@@ -408,6 +408,17 @@ def bench(
             "(--events spans).",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Instead: N worker processes sharing the partitions (one consumer group); "
+            "total and per-worker events/s and the CPU of broker, producer and each worker.",
+        ),
+    ] = 0,
+    partitions: Annotated[
+        int,
+        typer.Option(help="With --workers: partitions of the actions topic (default: 8, or N)."),
+    ] = 0,
     sdk: Annotated[
         bool,
         typer.Option(
@@ -437,6 +448,16 @@ def bench(
         from agentwatch.lab.halt_bench import run_halt_bench
 
         typer.echo(run_halt_bench(trials=halt_trials))
+        return
+    if workers:
+        from agentwatch.lab.workers_bench import run_workers_bench
+
+        if partitions and partitions < workers:
+            typer.echo(
+                f"agentwatch bench: {workers} workers need --partitions >= {workers}", err=True
+            )
+            raise typer.Exit(2)
+        typer.echo(run_workers_bench(workers, events=events, agents=agents, partitions=partitions))
         return
     result = run_bench(
         events=events,
