@@ -35,40 +35,19 @@ from aiokafka import AIOKafkaProducer
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.lab.bench import _payloads
+from agentwatch.lab.cpu import cpu_seconds, host_cpu
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
 from agentwatch.streams.topics import ensure_topics
 
-__all__ = ["cpu_seconds", "host_cpu", "run_workers_bench"]
+__all__ = ["run_workers_bench"]
 
 log = logging.getLogger(__name__)
 
 # per worker, in its row of the shared array
 _FOLDED, _FIRST, _LAST, _PARTITIONS, _READY, _FAILED = range(6)
 _ROW = 6
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc/<pid>/stat``).
-
-    Examples
-    --------
-    >>> cpu_seconds(os.getpid()) > 0
-    True
-    """
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
-
-
-def host_cpu() -> tuple[float, float]:
-    """Busy and total CPU time of the whole host so far, in seconds (``/proc/stat``)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split()[1:9]]
-    total = sum(fields)
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (total - idle) / _TICKS, total / _TICKS
 
 
 def _settings(base: dict[str, Any], index: int) -> Settings:

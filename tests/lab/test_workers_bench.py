@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentwatch.cli import app
-from agentwatch.lab.workers_bench import cpu_seconds, host_cpu
+from agentwatch.lab.cpu import cpu_seconds, host_cpu
 
 
 def test_cpu_seconds_grow_with_work_done() -> None:
