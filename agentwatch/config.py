@@ -262,7 +262,14 @@ class Settings(BaseSettings):
 
     # Processing
     batch_max: int = Field(2000, ge=1, le=100_000)
-    batch_within_s: float = Field(0.005, gt=0, le=10)
+    batch_within_s: float = Field(0.05, gt=0, le=10)
+    batch_idle_within_s: float = Field(
+        0.005,
+        gt=0,
+        le=10,
+        description="the ingest batch window while the worker is idle (below "
+        "fetch_busy_events_per_s); batch_within_s while busy",
+    )
     commit_interval_s: float = Field(
         2.0,
         gt=0,

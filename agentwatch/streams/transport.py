@@ -176,15 +176,20 @@ class FetchWait:
         self.busy_ms = busy_ms
         self.idle_ms = min(idle_ms, busy_ms)
         self.busy_events_per_s = busy_events_per_s
-        #: the wait in force: a worker starts idle (a backlog makes it busy at the first look)
-        self.current = self.idle_ms
+        #: whether the worker counts as busy: it starts idle (a backlog makes it busy at the
+        #: first look)
+        self.busy = False
+
+    @property
+    def current(self) -> int:
+        """The fetch wait in force (ms)."""
+        return self.busy_ms if self.busy else self.idle_ms
 
     def choose(self, events: int, seconds: float) -> int:
         """The wait for the next interval, given ``events`` folded in the last ``seconds``."""
         rate = events / seconds if seconds > 0 else 0.0
-        busy_now = self.current == self.busy_ms
-        threshold = self.busy_events_per_s / 2.0 if busy_now else self.busy_events_per_s
-        self.current = self.busy_ms if rate >= threshold else self.idle_ms
+        threshold = self.busy_events_per_s / 2.0 if self.busy else self.busy_events_per_s
+        self.busy = rate >= threshold
         return self.current
 
 
