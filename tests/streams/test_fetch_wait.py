@@ -3,6 +3,8 @@ fetch wait of a broker that holds fetches), long while it is busy (no throughput
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -33,6 +35,13 @@ def test_an_idle_wait_longer_than_the_busy_one_is_the_busy_one() -> None:
     assert wait.current == 50 and wait.choose(0, 1.0) == 50
 
 
+def test_an_idle_worker_holds_fetches_back_only_as_long_as_its_wait() -> None:
+    wait = FetchWait(busy_ms=100, idle_ms=10, busy_events_per_s=2000)
+    assert wait.prefetch_backoff_s == pytest.approx(0.01)
+    wait.choose(5000, 1.0)
+    assert wait.busy and wait.prefetch_backoff_s == pytest.approx(0.1)
+
+
 def test_a_zero_threshold_keeps_the_long_wait_always_and_no_time_means_no_rate() -> None:
     always = FetchWait(busy_ms=100, idle_ms=10, busy_events_per_s=0)
     assert always.choose(0, 1.0) == 100
@@ -48,13 +57,18 @@ async def test_the_live_consumer_fetches_short_when_idle_and_long_when_busy(
         settings.replace(fetch_max_wait_ms=200, fetch_idle_wait_ms=7, fetch_busy_events_per_s=500)
     )
 
+    def fetcher() -> Any:
+        return worker.app.consumer._thread._consumer._fetcher
+
     def fetcher_wait() -> int:
-        consumer = worker.app.consumer._thread._consumer
-        return int(consumer._fetcher._fetch_max_wait_ms)
+        return int(fetcher()._fetch_max_wait_ms)
 
     async with running_app(worker):
-        await wait_for(lambda: fetcher_wait() == 7)  # idle from the start
+        assert fetcher_wait() == 7  # idle from the start
         assert worker.metrics.fetch_wait._value.get() == pytest.approx(0.007)
+        # a partition holding records not yet taken holds other fetches back this long (set
+        # at the first look at the load, 0.5 s after the start)
+        await wait_for(lambda: fetcher()._prefetch_backoff == pytest.approx(0.007))
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
         await producer.start()
         try:
@@ -66,4 +80,5 @@ async def test_the_live_consumer_fetches_short_when_idle_and_long_when_busy(
             await producer.stop()
         await wait_for(lambda: fetcher_wait() == 200)
         assert worker.metrics.fetch_wait._value.get() == pytest.approx(0.2)
+        assert fetcher()._prefetch_backoff == pytest.approx(0.1)  # aiokafka's own
         await wait_for(lambda: fetcher_wait() == 7)  # the burst is folded: idle again
