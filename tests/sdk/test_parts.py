@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from agentwatch.config import Settings
 from agentwatch.schemas import ActionEvent, ControlState, encode_event
-from agentwatch.sdk import AgentHalted, PermissionRevoked, context
+from agentwatch.sdk import AgentHalted, Monitor, PermissionRevoked, context
 from agentwatch.sdk.control import ControlBook
 from agentwatch.sdk.emitter import EventEmitter, new_event_id
 from agentwatch.sdk.follower import ControlFollower
@@ -189,3 +190,12 @@ def test_new_event_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(hex=event_id)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
         assert parsed.hex == event_id
+
+
+def test_a_monitor_from_settings_follows_control_with_the_configured_fetch_wait() -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", control_fetch_max_wait_ms=37)
+    monitor = Monitor.from_settings("bot-7", settings=settings)
+    assert monitor.fetch_max_wait_ms == monitor.follower.fetch_max_wait_ms == 37
+    explicit = Monitor.from_settings("bot-7", settings=settings, fetch_max_wait_ms=250)
+    assert explicit.follower.fetch_max_wait_ms == 250  # an explicit argument wins
+    assert Monitor.from_settings("bot-7", settings=Settings()).fetch_max_wait_ms == 100
