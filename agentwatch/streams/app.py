@@ -94,7 +94,6 @@ def create_app(
     agentwatch.schemas.signing.SigningKeyError
         when there is no usable control signing key (workers sign every control record).
     """
-
     signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
     rules: RuleSet = load_rules(settings.rules_file)
@@ -404,6 +403,7 @@ def _register_agents(worker: WorkerApp) -> None:
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
         probe = probes["ingest"]
+        folded[0], chosen_at[0] = 0, time.monotonic()  # the load counts from here
         try:
             async for events in take_batches(stream, settings.batch_max, batch_window):
                 probe.begin()
