@@ -410,8 +410,32 @@ def bench(
             "(--events spans).",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Instead: N worker processes sharing the partitions (one consumer group); "
+            "total and per-worker events/s and the CPU of broker, producer and each worker.",
+        ),
+    ] = 0,
+    partitions: Annotated[
+        int,
+        typer.Option(help="With --workers: partitions of the actions topic (default: 8, or N)."),
+    ] = 0,
+    sdk: Annotated[
+        bool,
+        typer.Option(
+            "--sdk",
+            help="Instead: the SDK's cost per call in the agent's thread, permission check "
+            "and emit, p50/p99 in µs (--events calls; no broker).",
+        ),
+    ] = False,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
+    if sdk:
+        from agentwatch.lab.sdk_bench import run_sdk_bench
+
+        typer.echo(run_sdk_bench(calls=events))
+        return
     if otlp:
         _needs("ingest", "bench --otlp")
         from agentwatch.ingest.bench import run_otlp_bench
@@ -426,6 +450,16 @@ def bench(
         from agentwatch.lab.halt_bench import run_halt_bench
 
         typer.echo(run_halt_bench(trials=halt_trials))
+        return
+    if workers:
+        from agentwatch.lab.workers_bench import run_workers_bench
+
+        if partitions and partitions < workers:
+            typer.echo(
+                f"agentwatch bench: {workers} workers need --partitions >= {workers}", err=True
+            )
+            raise typer.Exit(2)
+        typer.echo(run_workers_bench(workers, events=events, agents=agents, partitions=partitions))
         return
     result = run_bench(
         events=events,

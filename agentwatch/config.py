@@ -207,6 +207,19 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=10_000, description="longest a fetch waits for data (bounds latency)"
     )
+    fetch_idle_wait_ms: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="the worker's fetch wait while it is idle (below fetch_busy_events_per_s); "
+        "a halt then crosses the worker's two hops without waiting out fetch_max_wait_ms",
+    )
+    fetch_busy_events_per_s: float = Field(
+        2000.0,
+        ge=0,
+        description="events/s from which a worker counts as busy and fetches with "
+        "fetch_max_wait_ms (0: always)",
+    )
     producer_max_batch_bytes: int = Field(
         16384,
         ge=1,
@@ -250,6 +263,13 @@ class Settings(BaseSettings):
     # Processing
     batch_max: int = Field(2000, ge=1, le=100_000)
     batch_within_s: float = Field(0.05, gt=0, le=10)
+    batch_idle_within_s: float = Field(
+        0.005,
+        gt=0,
+        le=10,
+        description="the ingest batch window while the worker is idle (below "
+        "fetch_busy_events_per_s); batch_within_s while busy",
+    )
     commit_interval_s: float = Field(
         2.0,
         gt=0,
@@ -388,6 +408,14 @@ class Settings(BaseSettings):
         le=86400,
         description="SDK: a control record whose version or updated_at is further than this "
         "ahead of the agent's clock is refused as implausible",
+    )
+    control_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="SDK: long-poll time of the agent's control-topic fetches; on a broker "
+        "that holds fetches (Tansu) it bounds how soon a halt is obeyed, on Kafka it only "
+        "sets how often an idle agent asks",
     )
 
     rules_file: Path | None = Field(

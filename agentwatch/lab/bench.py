@@ -4,7 +4,9 @@ Phase 1 produces ``events`` events for ``agents`` agents, then starts a worker a
 fast it drains them (first event folded in to last; startup and rebalance excluded).
 Phase 2 offers a steady ``rate`` events/s for ``latency_seconds`` and measures, per event,
 the time from the producer's ``send`` to the baseline holding the event. The worker, producer
-and probe share one process (uvloop loops), so the figures are conservative.
+and probe share one process (uvloop loops), so the figures are conservative. Beside events/s
+(wall time, which a shared host's other load lowers) the result gives the CPU time per event
+of the worker process and of the broker over the drain, which other load hardly moves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.lab.cpu import cpu_seconds
 from agentwatch.schemas import ActionEvent
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.app import create_app
@@ -64,6 +67,13 @@ def _payloads(n: int, agents: int, seed: int, start: datetime) -> list[tuple[byt
     return out
 
 
+def _per_event(marks: list[tuple[float, float]], which: int, events: int) -> float | None:
+    """CPU µs per event between the first and the last event of the drain (None: unknown)."""
+    if len(marks) < 2 or events < 2:
+        return None
+    return round((marks[-1][which] - marks[0][which]) * 1e6 / (events - 1), 1)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -99,11 +109,19 @@ async def _bench(
         first_at = 0.0
         last_at = 0.0
         latencies: list[float] = []
+        # CPU seconds over the drain (this process: worker and probe; the broker), at the
+        # first and the last event of phase 1: what an event costs, whatever else the host runs
+        cpu_marks: list[tuple[float, float]] = []
+
+        def cpu_now() -> tuple[float, float]:
+            return time.process_time(), cpu_seconds(broker.pid) if broker.pid else 0.0
 
         def probe(event: ActionEvent) -> None:
             nonlocal processed, first_at, last_at
             now = time.perf_counter()
             processed += 1
+            if processed in (1, events):
+                cpu_marks.append(cpu_now())
             if processed == 1:
                 first_at = now
             last_at = now
@@ -165,6 +183,8 @@ async def _bench(
         "agents": agents,
         "store": store,
         "events_per_s": round(events / drain_s, 1) if drain_s > 0 else None,
+        "worker_cpu_us_per_event": _per_event(cpu_marks, 0, events),
+        "broker_cpu_us_per_event": _per_event(cpu_marks, 1, events),
         "produce_events_per_s": round(events / produce_s, 1),
         "offered_rate": rate,
         "latency_events": len(latencies),

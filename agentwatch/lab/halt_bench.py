@@ -188,9 +188,12 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
         "halt_min_ms": round(min(ms), 1),
         "call_interval_ms": interval_ms,
     }
-    for name in STAGES:  # where the time goes: each stage's median
+    for name in STAGES:  # where the time goes: each stage's median and 99th percentile
         values = [t[name] * 1000.0 for t in trials_out if not math.isnan(t[name])]
         result[f"{name}_p50_ms"] = round(_percentile(values, 0.50), 1) if values else None
+        result[f"{name}_p99_ms"] = round(_percentile(values, 0.99), 1) if values else None
+    slowest = max(trials_out, key=lambda t: t["total"])  # what made the slowest halt slow
+    result["slowest_ms"] = {name: round(slowest[name] * 1000.0, 1) for name in ("total", *STAGES)}
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetPydanticSchema, PlainSerializer
@@ -51,8 +51,21 @@ NAME_RULE = (
 )
 
 
+_ZERO = timedelta(0)
+
+
 def format_ts(value: datetime) -> str:
-    """RFC 3339 UTC with a ``Z`` suffix and microseconds only when present."""
+    """RFC 3339 UTC with a ``Z`` suffix and microseconds only when present.
+
+    Examples
+    --------
+    >>> from datetime import timezone
+    >>> format_ts(datetime(2026, 1, 1, tzinfo=UTC)), format_ts(datetime(2026, 1, 1, 1, 0, 0, 5,
+    ...     tzinfo=timezone(timedelta(hours=1))))
+    ('2026-01-01T00:00:00Z', '2026-01-01T00:00:00.000005Z')
+    """
+    if value.utcoffset() == _ZERO:  # every validated time: no conversion (a hot path)
+        return value.isoformat()[:-6] + "Z"  # "+00:00"
     text = value.astimezone(UTC).isoformat()
     return text.removesuffix("+00:00") + "Z"
 

@@ -15,18 +15,18 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from os import urandom
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
-from agentwatch.schemas import ActionEvent, encode_event
+from agentwatch.schemas import ActionEvent
 from agentwatch.schemas.events import MAX_EVENT_BYTES
 from agentwatch.sdk._support import (
     Backoff,
@@ -41,7 +41,13 @@ from agentwatch.sdk._support import (
 )
 from agentwatch.sdk.call_context import Scalar, current_context
 
-__all__ = ["EMITTER_COUNTERS", "MAX_BATCH", "MAX_PERMANENT_FAILURES", "EventEmitter"]
+__all__ = [
+    "EMITTER_COUNTERS",
+    "MAX_BATCH",
+    "MAX_PERMANENT_FAILURES",
+    "EventEmitter",
+    "new_event_id",
+]
 
 log = logging.getLogger("agentwatch.sdk")
 
@@ -53,6 +59,35 @@ EMITTER_COUNTERS = ("emitted", "sent", "dropped", "send_errors", "connect_errors
 """The counters of an :class:`EventEmitter` (plus ``buffered`` in :attr:`EventEmitter.stats`)."""
 
 
+_VALIDATE = ActionEvent.__pydantic_validator__.validate_python
+"""pydantic-core's validator of :class:`ActionEvent`: what ``ActionEvent(**fields)`` runs."""
+_TO_JSON = ActionEvent.__pydantic_serializer__.to_json
+"""pydantic-core's serializer: ``encode_event`` without the ``str`` round trip."""
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives (3x faster).
+
+    Examples
+    --------
+    >>> import uuid
+    >>> event_id = new_event_id()
+    >>> len(event_id), uuid.UUID(hex=event_id).version, uuid.UUID(hex=event_id).hex == event_id
+    (32, 4, True)
+    """
+    raw = bytearray(urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def _clip(value: object, limit: int) -> str | None:
+    """:func:`clip` without a call for the usual case (``None`` or a short string)."""
+    if value is None or (type(value) is str and len(value) <= limit):
+        return value  # type: ignore[return-value]
+    return clip(value, limit)
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Whether a send failure will not go away by retrying (broker rejected the record)."""
     if isinstance(exc, KafkaTimeoutError | OSError):  # includes TimeoutError
@@ -62,7 +97,7 @@ def is_permanent(exc: BaseException) -> bool:
     return True
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     payload: bytes
     failures: int = 0
@@ -244,33 +279,39 @@ class EventEmitter:
             ctx = current_context()
             if isinstance(error, BaseException):
                 error = describe_error(error, self.max_error_chars, self.error_detail)
-            attrs = dict(ctx.attributes)
+            attrs = dict(ctx.attributes) if ctx.attributes else {}
             if attributes:
                 attrs.update(attributes)
-            event = ActionEvent(
-                event_id=uuid.uuid4().hex,
-                ts=datetime.now(UTC),
-                agent_id=self.agent_id,
-                fleet=self.fleet,
-                session_id=clip(
-                    session_id if session_id is not None else ctx.session_id or self.session_id,
-                    128,
-                ),
-                action=action,
-                kind=kind,
-                status=status,
-                error=clip(error, self.max_error_chars),
-                risk=risk,
-                target=clip(target if target is not None else ctx.target, 1024),
-                approved_by=clip(approved_by if approved_by is not None else ctx.approved_by, 128),
-                model=clip(model, 128),
-                cost_usd=float(cost_usd),
-                input_tokens=int(input_tokens),
-                output_tokens=int(output_tokens),
-                latency_ms=float(latency_ms),
-                attributes=attrs,
+            if session_id is None:
+                session_id = ctx.session_id or self.session_id
+            if target is None:
+                target = ctx.target
+            if approved_by is None:
+                approved_by = ctx.approved_by
+            # the same checks as ActionEvent(**fields), without BaseModel.__init__'s own cost
+            event: ActionEvent = _VALIDATE(
+                {
+                    "event_id": new_event_id(),
+                    "ts": datetime.now(UTC),
+                    "agent_id": self.agent_id,
+                    "fleet": self.fleet,
+                    "session_id": _clip(session_id, 128),
+                    "action": action,
+                    "kind": kind,
+                    "status": status,
+                    "error": _clip(error, self.max_error_chars),
+                    "risk": risk,
+                    "target": _clip(target, 1024),
+                    "approved_by": _clip(approved_by, 128),
+                    "model": _clip(model, 128),
+                    "cost_usd": float(cost_usd),
+                    "input_tokens": int(input_tokens),
+                    "output_tokens": int(output_tokens),
+                    "latency_ms": float(latency_ms),
+                    "attributes": attrs,
+                }
             )
-            payload = encode_event(event)
+            payload = _TO_JSON(event, exclude_none=True)  # == encode_event(event)
         except ValidationError as exc:
             self._reject(action, validation_reason(exc))
             return None
@@ -286,21 +327,23 @@ class EventEmitter:
     def enqueue(self, payload: bytes) -> None:
         """Buffer one encoded event (dropping the oldest when full); never raises."""
         try:
-            closed = self._closed
             with self._lock:
-                self._counts["emitted"] += 1
-                if closed:
-                    self._counts["dropped"] += 1
+                counts = self._counts
+                counts["emitted"] += 1
+                if self._closed:
+                    counts["dropped"] += 1
                     self._unreported_drops += 1
                 else:
-                    if len(self._queue) >= self.buffer_size:
-                        self._queue.popleft()
-                        self._counts["dropped"] += 1
+                    queue = self._queue
+                    if len(queue) >= self.buffer_size:
+                        queue.popleft()
+                        counts["dropped"] += 1
                         self._unreported_drops += 1
-                    self._queue.append(_Pending(payload))
+                    queue.append(_Pending(payload))
             if self._unreported_drops:
                 self._report_drops()
-            self._wakeup()
+            if self._drainer_idle:
+                self._wakeup()
         except Exception:  # never let monitoring break the agent
             log.debug("agentwatch: enqueue failed", exc_info=True)
 

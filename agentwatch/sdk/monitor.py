@@ -77,7 +77,8 @@ def monitor_kwargs_from_settings(settings: Settings | None, kwargs: dict[str, An
     """Fill ``kwargs`` of a monitor from ``settings`` (default: :func:`load_settings`).
 
     Broker, topic prefix, Kafka security (explicit ``kafka_options`` keys win), the control
-    verifier and the clock-skew bound; keys already in ``kwargs`` are kept. When neither
+    verifier, the clock-skew bound and the control fetch wait; keys already in ``kwargs`` are
+    kept. When neither
     ``kwargs`` nor the settings name a broker, the connection file of a running
     ``agentwatch up`` (``settings.connection_path``) gives the broker, the topic prefix and the
     public key (:mod:`agentwatch.connection`).
@@ -105,6 +106,7 @@ def monitor_kwargs_from_settings(settings: Settings | None, kwargs: dict[str, An
     if "control_verifier" not in kwargs:
         kwargs["control_verifier"] = verifier_from_settings(settings)
     kwargs.setdefault("max_clock_skew_s", settings.control_max_clock_skew_s)
+    kwargs.setdefault("fetch_max_wait_ms", settings.control_fetch_max_wait_ms)
 
 
 class Monitor(AgentSurface):

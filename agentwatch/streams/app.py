@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
 from agentwatch.streams.api import ControlApi
 from agentwatch.streams.approvals import register_approvals
+from agentwatch.streams.batching import take_batches
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.console import Console, SessionStore
 from agentwatch.streams.deadletter import DeadLetters
@@ -37,7 +39,7 @@ from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
-from agentwatch.streams.transport import AgentwatchApp
+from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
 __all__ = ["WorkerApp", "create_app"]
 
@@ -47,6 +49,7 @@ BASELINE_TABLE = "baselines"
 COMMIT_EVERY_MESSAGES = 10_000_000
 METRICS_INTERVAL_S = 1.0
 TICK_INTERVAL_S = 1.0
+FETCH_WAIT_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -95,8 +98,6 @@ def create_app(
     agentwatch.schemas.signing.SigningKeyError
         when there is no usable control signing key (workers sign every control record).
     """
-    import time
-
     signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
     rules: RuleSet = load_rules(settings.rules_file)
@@ -110,7 +111,8 @@ def create_app(
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
         settings.app_id,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        # the consumer starts with the idle wait; FetchWait lengthens it while busy
+        fetch_max_wait_ms=min(settings.fetch_idle_wait_ms, settings.fetch_max_wait_ms),
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -407,19 +409,36 @@ def _register_agents(worker: WorkerApp) -> None:
     actions_topic = worker.settings.topic("actions")
     probes = worker.probes
     reported_lag: set[TP] = set()
+    fetch_wait = FetchWait(
+        settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms, settings.fetch_busy_events_per_s
+    )
+    worker.metrics.fetch_wait.set(fetch_wait.current / 1000.0)
+    folded = [0]  # events ingested since the fetch wait was last chosen
+
+    def batch_window() -> float:
+        """Long batches while busy (each costs ~0.2 ms), short ones while idle (latency)."""
+        return settings.batch_within_s if fetch_wait.busy else settings.batch_idle_within_s
+
+    chosen_at = [time.monotonic()]
 
     fleets = worker.fleets
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
         probe = probes["ingest"]
-        if fleets is not None:  # the fleet summaries first: a restarted worker is not cold
-            await fleets.wait_ready(settings.fleet_restore_timeout_s)
+        folded[0], chosen_at[0] = 0, time.monotonic()  # the load counts from here
+        restored = fleets is None
         try:
-            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+            async for events in take_batches(stream, settings.batch_max, batch_window):
+                if not restored:  # the fleet summaries first: a restarted worker is not cold
+                    # (inside the stream: waiting before it starts let a SIGKILL lose events,
+                    # tests/streams/test_changelog_durability.py)
+                    await fleets.wait_ready(settings.fleet_restore_timeout_s)  # type: ignore[union-attr]
+                    restored = True
                 probe.begin()
                 await stage.process_batch(events)
                 probe.done(events)
+                folded[0] += len(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -439,6 +458,19 @@ def _register_agents(worker: WorkerApp) -> None:
         worker.deadletters.flush_log()
         _check_readiness(worker)
         _update_consumer_lag(worker, reported_lag)
+
+    @app.timer(FETCH_WAIT_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def choose_fetch_wait() -> None:
+        """Short fetches while idle, long ones while busy (transport.FetchWait)."""
+        now = time.monotonic()
+        events, folded[0] = folded[0], 0
+        held = fetch_wait.current
+        wait_ms = fetch_wait.choose(events, now - chosen_at[0])
+        chosen_at[0] = now
+        if app.set_fetch_wait(wait_ms, fetch_wait.prefetch_backoff_s):
+            worker.metrics.fetch_wait.set(wait_ms / 1000.0)
+        elif wait_ms != held:
+            fetch_wait.busy = not fetch_wait.busy  # no consumer yet: try again next time
 
     @app.agent(worker.topics["anomalies"], name="responder")  # type: ignore[untyped-decorator]
     async def respond(stream: Any) -> None:

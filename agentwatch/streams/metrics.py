@@ -131,6 +131,12 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.fetch_wait = Gauge(
+            "agentwatch_consumer_fetch_wait_seconds",
+            "The worker consumer's fetch wait now: short while the worker is idle, "
+            "AGENTWATCH_FETCH_MAX_WAIT_MS while it is busy.",
+            registry=r,
+        )
         self.event_time_lag = Gauge(
             "agentwatch_event_time_lag_seconds",
             "Wall clock minus the newest event time processed.",

@@ -87,6 +87,9 @@ EMBEDDED_OVERRIDES: dict[str, float | int] = {
     "session_timeout_s": 4.0,
     "heartbeat_interval_s": 1.0,
     "producer_max_batch_bytes": 1,
+    # Tansu holds a fetch until its wait expires: an agent of the embedded stack (a few, on
+    # one host) follows the control topic with a short wait, so a halt is obeyed in ~10 ms
+    "control_fetch_max_wait_ms": 20,
 }
 
 

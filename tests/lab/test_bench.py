@@ -25,3 +25,5 @@ def test_bench_baseline_prints_both_runs_and_their_ratio() -> None:
     )
     # the detectors' state is what the default rules add to each agent's stored state
     assert result["baseline_bytes_per_agent"] < result["bytes_per_agent"]
+    # CPU per event over the drain: the worker's process and the broker both did work
+    assert result["worker_cpu_us_per_event"] > 0 and result["broker_cpu_us_per_event"] > 0
