@@ -307,13 +307,6 @@ class Settings(BaseSettings):
         description="another worker's fleet summaries are forgotten this long after it last "
         "published them (a worker that left)",
     )
-    fleet_restore_timeout_s: float = Field(
-        10.0,
-        ge=0,
-        le=600,
-        description="at start, a worker waits this long for the fleets topic to be read "
-        "before it processes events (then it starts with what it has, and says so)",
-    )
     worker_id: str | None = Field(
         None,
         min_length=1,

@@ -131,6 +131,8 @@ class Engine:
         self.baselines: dict[str, AgentBaseline] = {}
         self.states: dict[str, AgentState] = {}
         self.fleet_states: dict[tuple[str, str], dict[str, Any]] = {}
+        #: fleets with an agent whose events this engine folded (a restore leaves them be)
+        self.folded_fleets: set[str] = set()
         self._compiled = [
             (rule, rule.build(), frozenset(rule.fleets) if rule.fleets else None)
             for rule in (rules or ())
@@ -166,6 +168,7 @@ class Engine:
                 fleet_state = self.fleet_states[(alert, fleet)] = {}
             steps.append((detector, (rule, detector.update, det_state, fleet_state)))
         plan = self._plans[agent_id] = _Plan(state, fleet, steps)
+        self.folded_fleets.add(fleet)
         return plan
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
@@ -302,9 +305,17 @@ class Engine:
         for fleet in self.sync.expire(now):
             self._merge(fleet)
 
-    def restore(self, fleet: str, partials: dict[str, Any]) -> None:
+    def restore(self, fleet: str, partials: dict[str, Any]) -> bool:
         """Start this worker's own part of ``fleet``'s state from ``partials``, what it
-        published before it restarted, so that its fleets do not start cold."""
+        published before it restarted, so that its fleets do not start cold.
+
+        A fleet whose events this engine already folded keeps its own part: the restore runs
+        beside ingest, and replacing that part would drop those events (a colder start,
+        nothing lost). Returns whether the part was restored.
+        """
+        if fleet in self.folded_fleets:
+            log.info("fleet %s: events came before the restore; its own part is kept", fleet)
+            return False
         for alert, tagged in partials.items():
             fleet_state = self._fleet_state(alert, fleet)
             detector = self._by_alert[alert][0] if fleet_state is not None else None
@@ -322,6 +333,7 @@ class Engine:
                     exc,
                 )
         self._merge(fleet)
+        return True
 
     def _fleet_state(self, alert: str, fleet: str) -> dict[str, Any] | None:
         entry = self._by_alert.get(alert)

@@ -9,7 +9,8 @@ absorb the other workers' (:meth:`~agentwatch.detectors.engine.Engine.absorb_man
 worker judges its agents against the whole fleet. On start it reads the topic to its end
 first: its own records of before a restart (same ``worker_id``) become the starting point of
 its own part (:meth:`~agentwatch.detectors.engine.Engine.restore`), the others' its view of
-the rest; the ingest stage waits for that (:meth:`FleetExchange.wait_ready`). A worker's
+the rest. Ingest runs beside that read (holding its first batch for it let a SIGKILL after a
+restart lose events); a rule that folded events before the restore keeps its state. A worker's
 summaries are forgotten ``fleet_ttl_s`` after it last published them (by the time in the
 record), so a worker that left stops counting; a null value for its key (a tombstone, e.g.
 produced by hand for a worker known gone) forgets it at once.
@@ -162,21 +163,6 @@ class FleetExchange:
         self.restored = 0
         self._warn = RateLimited(logger=log)
 
-    async def wait_ready(self, timeout_s: float) -> bool:
-        """Wait until the topic was read to its end at start (at most ``timeout_s``);
-        whether it was (if not, the worker starts with the fleet state it has)."""
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout_s)
-        except TimeoutError:
-            log.warning(
-                "fleet summaries: %s not read within %.0f s; processing starts without the "
-                "other workers' summaries (they are merged as they arrive)",
-                self.topic,
-                timeout_s,
-            )
-            return False
-        return True
-
     async def run(self) -> None:
         """Follow the topic and publish every ``fleet_exchange_s`` until cancelled."""
         backoff = Backoff(0.2, 5.0)
@@ -273,9 +259,7 @@ class FleetExchange:
                 own.append(record)
             else:
                 others.append(record)
-        for record in own:
-            self.engine.restore(record.fleet, record.partials)
-        self.restored = len(own)
+        self.restored = sum(self.engine.restore(r.fleet, r.partials) for r in own)
         # the TTL counts from each one's publication
         self.engine.absorb_many((r.worker, r.fleet, r.partials, r.ts) for r in others)
         self.engine.expire(self.clock())
@@ -284,7 +268,7 @@ class FleetExchange:
             self.metrics.fleet_absorbed.inc(len(others))
         log.info(
             "fleet summaries: restored %d of this worker's (%s), absorbed %d of %d other worker(s)",
-            len(own),
+            self.restored,
             escape(self.worker_id, 200),
             len(others),
             len({r.worker for r in others}),

@@ -125,10 +125,16 @@ def test_a_partial_of_another_detector_or_version_is_left_alone(
     assert fleet.fleet_agents() == alone
     mine.absorb("b", "support-2", partials, now=2.0)
     assert fleet.fleet_agents() > alone
+    # the restore runs beside ingest: a rule that already folded events keeps its state
+    local = set(fleet.agents.local)
+    assert mine.restore("support-2", partials) is False
+    assert fleet.agents.local == local and local
     # a summary from before a restart that does not load: this worker's part starts cold,
     # nothing half-loaded, and the other workers' part is merged again
-    mine.restore("support-2", broken)
-    fleet = mine.fleet_states[("FailureRate", "support-2")]["failure_rate"]
+    restarted = Engine(rules, worker_id="a")
+    restarted.absorb("b", "support-2", partials, now=3.0)
+    restarted.restore("support-2", broken)
+    fleet = restarted.fleet_states[("FailureRate", "support-2")]["failure_rate"]
     their: Any = theirs.fleet_states[("FailureRate", "support-2")]["failure_rate"]
     assert fleet.agents.local == set()
     assert fleet.fleet_agents() == len(their.agents.local) > 0
