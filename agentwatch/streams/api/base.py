@@ -144,8 +144,12 @@ class ApiBase:
         return await self.forward(call, dest)
 
     def agent_owner(self, agent_id: str) -> Any:
-        """The worker holding ``agent_id``'s baseline (``KeyError`` with no assignment yet)."""
-        return self.app.router.key_store(self.baselines.name, agent_id)
+        """The worker holding ``agent_id``'s baseline (``KeyError`` with no assignment yet,
+        or while the producer has no metadata for the changelog topic: a start)."""
+        try:
+            return self.app.router.key_store(self.baselines.name, agent_id)
+        except TypeError as exc:  # aiokafka: partitions_for_topic() is None before metadata
+            raise KeyError(f"no metadata for {self.baselines.name} yet") from exc
 
     async def peer_get(self, call: Call, url: URL) -> tuple[int, Any]:
         """GET ``url`` on another worker with the caller's token: status and JSON document."""
