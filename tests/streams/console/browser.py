@@ -39,15 +39,18 @@ class Browser:
 
     async def text(self) -> str:
         """The visible text of the page (read again if the page changed meanwhile)."""
-        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.common.by import By
 
         def run() -> str:
             for _ in range(50):
                 try:
                     return str(self.driver.find_element(By.TAG_NAME, "body").text)
-                except StaleElementReferenceException:
-                    time.sleep(0.05)
+                except (StaleElementReferenceException, NoSuchElementException):
+                    time.sleep(0.05)  # between two documents (a form's POST and redirect)
             raise AssertionError(f"the page at {self.driver.current_url} kept changing")
 
         return await asyncio.to_thread(run)
