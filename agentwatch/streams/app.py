@@ -424,7 +424,7 @@ def _register_agents(worker: WorkerApp) -> None:
     fleets = worker.fleets
     # Ingest does not wait for the fleet summaries' restore (it runs beside it, typically well
     # under a second): holding the stream's first batch for it made a SIGKILL after a restart
-    # lose events in tests/streams/test_changelog_durability.py (7 of 13 counted, 2 runs in 3).
+    # lose events in tests/streams/test_changelog_durability.py (7 of 13 counted, 9 runs in 15).
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
