@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from agentwatch.alerting.dispatch import Dispatcher, MemoryDeliveryLog, NotificationMetrics
 from agentwatch.alerting.firing import FiringStore, merge_firing
 from agentwatch.alerting.notifiers import AlertmanagerNotifier, DeliveryError, build_alerts
-from agentwatch.alerting.notifiers.alertmanager import incident_url, label_name
+from agentwatch.alerting.notifiers.alertmanager import label_name
 from agentwatch.config import ConfigError, Settings, load_settings
 from agentwatch.schemas import Anomaly
 from tests.alerting.fakes import FakeClock, notify_settings, sample_notification
@@ -170,8 +170,8 @@ def test_a_notification_without_anomalies_is_one_alert() -> None:
 def test_label_names_and_links() -> None:
     assert label_name("a-b c") == "a_b_c" and label_name("") == "_"
     note = sample_notification(agent_url="https://aw.example/console/agents/support-7")
-    assert incident_url(note) == "https://aw.example/console/incidents/inc-1"
-    assert incident_url(sample_notification(agent_url=None)) is None
+    assert note.incident_url == "https://aw.example/console/incidents/inc-1"
+    assert sample_notification(agent_url=None).incident_url is None
     (alert,) = build_alerts(
         merge_firing(None, sample_notification(agent_url=None)), now=NOW, resend_interval_s=60
     )

@@ -56,7 +56,7 @@ from agentwatch.detectors.rules import RulesError, load_rules
 from agentwatch.schemas import Anomaly, Notification
 from agentwatch.schemas._types import format_ts
 
-__all__ = ["AlertmanagerNotifier", "build_alerts", "incident_url", "label_name"]
+__all__ = ["AlertmanagerNotifier", "build_alerts", "label_name"]
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +83,6 @@ def label_name(name: str) -> str:
     """
     clean = _INVALID_LABEL_CHARS.sub("_", name) or "_"
     return f"_{clean}" if clean[0].isdigit() else clean
-
-
-def incident_url(notification: Notification) -> str | None:
-    """The incident's link, beside the agent's (``<base>/incidents/<id>``), if there is one.
-
-    Examples
-    --------
-    >>> from datetime import datetime, timezone
-    >>> note = Notification(
-    ...     notification_id="inc-1:1", incident_id="inc-1", dedup_key="inc-1", event="trigger",
-    ...     reason="opened", created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    ...     agent_id="a1", severity="critical", title="t",
-    ...     agent_url="http://aw.example:6066/agents/a1")
-    >>> incident_url(note)
-    'http://aw.example:6066/incidents/inc-1'
-    """
-    return notification.incident_url
 
 
 def _absolute(url: str | None) -> str | None:
@@ -159,7 +142,7 @@ def _annotations(rule: FiringRule, note: Notification, ctx: _Context) -> dict[st
         ),
         "runbook_url": ctx.rule_runbooks.get(anomaly.rule or "") or note.runbook_url or "",
         "incident_id": note.incident_id,
-        "incident_url": incident_url(note) or "",
+        "incident_url": note.incident_url or "",
         "agent_url": note.agent_url or "",
         "incident_title": note.title,
         "incident_status": status,
@@ -180,7 +163,7 @@ def _alert(
         "startsAt": format_ts(starts),
         "endsAt": format_ts(ends),
     }
-    generator = _absolute(incident_url(note)) or _absolute(note.agent_url)
+    generator = _absolute(note.incident_url) or _absolute(note.agent_url)
     if generator:
         alert["generatorURL"] = generator
     return alert
