@@ -68,24 +68,15 @@ def probation_length(points: int) -> int:
     return int(min(math.floor(0.15 * points), 0.15 * 5000))
 
 
-@dataclass(frozen=True)
-class SeriesResult:
-    """How one scorer's alarms did on one series."""
+class _Rates:
+    """What a series' result and a pooled summary derive alike from their counts."""
 
-    name: str
-    half: Half
-    points: int
-    scored_points: int  # after the probationary period
-    days: float  # span of the scored points
     windows: int
     detected: int
-    delays_points: tuple[int, ...]  # per detected window: first alarm index - window start
-    delays_s: tuple[float, ...]
-    lags_points: tuple[int, ...]  # per detected window: first alarm index - window centre
-    lags_s: tuple[float, ...]
     false_alarms: int
-    alarms: int  # every alarm after the probationary period
-    raw: float  # NAB standard-profile raw score
+    scored_points: int
+    days: float
+    raw: float
     null: float
     perfect: float
 
@@ -109,9 +100,31 @@ class SeriesResult:
 
     @property
     def nab(self) -> float | None:
-        """Normalised NAB score of this series alone (``None`` without windows)."""
+        """Normalised NAB score (``None`` without windows)."""
         span = self.perfect - self.null
         return 100.0 * (self.raw - self.null) / span if span else None
+
+
+@dataclass(frozen=True)
+class SeriesResult(_Rates):
+    """How one scorer's alarms did on one series."""
+
+    name: str
+    half: Half
+    points: int
+    scored_points: int  # after the probationary period
+    days: float  # span of the scored points
+    windows: int
+    detected: int
+    delays_points: tuple[int, ...]  # per detected window: first alarm index - window start
+    delays_s: tuple[float, ...]
+    lags_points: tuple[int, ...]  # per detected window: first alarm index - window centre
+    lags_s: tuple[float, ...]
+    false_alarms: int
+    alarms: int  # every alarm after the probationary period
+    raw: float  # NAB standard-profile raw score
+    null: float
+    perfect: float
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -215,7 +228,7 @@ def score_series(series: Series, alarms: Sequence[bool]) -> SeriesResult:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(_Rates):
     """Pooled figures of several series' results (one scorer, one half or all)."""
 
     series: int
@@ -231,28 +244,6 @@ class Summary:
     delays_s: tuple[float, ...] = field(default=())
     lags_points: tuple[int, ...] = field(default=())
     lags_s: tuple[float, ...] = field(default=())
-
-    @property
-    def recall(self) -> float | None:
-        return self.detected / self.windows if self.windows else None
-
-    @property
-    def precision(self) -> float | None:
-        total = self.detected + self.false_alarms
-        return self.detected / total if total else None
-
-    @property
-    def false_per_1000(self) -> float:
-        return 1000.0 * self.false_alarms / self.scored_points if self.scored_points else 0.0
-
-    @property
-    def false_per_day(self) -> float:
-        return self.false_alarms / self.days if self.days > 0 else 0.0
-
-    @property
-    def nab(self) -> float | None:
-        span = self.perfect - self.null
-        return 100.0 * (self.raw - self.null) / span if span else None
 
     @property
     def median_delay_points(self) -> float | None:
