@@ -31,6 +31,7 @@ __all__ = [
     "AgentDetector",
     "FeatureScorer",
     "Finding",
+    "OneObjectFleet",
     "Params",
     "Scorer",
     "register_detector",
@@ -171,6 +172,41 @@ class AgentDetector(Params, ABC):
         :attr:`ignore_kinds` and, when :attr:`needs_cost` is set, events without a cost.
         """
         return (self.needs_cost and not costed) or kind in self.ignore_kinds
+
+
+class OneObjectFleet(AgentDetector):
+    """A detector whose fleet state is one object under :attr:`fleet_key`, which shares
+    itself across workers with ``partial()``, ``absorb(partials)`` and ``restore(partial)``.
+
+    Subclasses name the key and build an empty object (:meth:`new_fleet`); the three
+    ``fleet_*`` methods are then written once, here.
+    """
+
+    fleet_key: ClassVar[str]
+
+    def new_fleet(self) -> Any:
+        """An empty fleet object (its class has ``partial``, ``absorb``, ``restore``)."""
+        raise NotImplementedError
+
+    def fleet_object(self, fleet_state: dict[str, JSON]) -> Any:
+        """The fleet object in ``fleet_state``, made on first use."""
+        fleet = fleet_state.get(self.fleet_key)
+        if fleet is None:
+            fleet = fleet_state[self.fleet_key] = self.new_fleet()
+        return fleet
+
+    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
+        """This worker's own agents' part of the fleet object (``None`` before any)."""
+        fleet = fleet_state.get(self.fleet_key)
+        return None if fleet is None else fleet.partial()
+
+    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
+        """The other workers' part: counts summed, agents and keys united."""
+        self.fleet_object(fleet_state).absorb(partials)
+
+    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
+        """This worker's own part from before a restart."""
+        self.fleet_object(fleet_state).restore(partial)
 
 
 DETECTORS: dict[str, type[AgentDetector]] = {}

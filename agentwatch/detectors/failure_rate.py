@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from agentwatch.detectors.base import AgentDetector, Finding, register_detector
+from agentwatch.detectors.base import Finding, OneObjectFleet, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.detectors.fleet_agents import FleetAgents
@@ -182,7 +182,7 @@ def _in(x: float | None) -> float:
 
 
 @register_detector
-class FailureRate(AgentDetector):
+class FailureRate(OneObjectFleet):
     """Too many failures for this agent: an error storm or a burst of denials.
 
     Evidence is counted in the agent's calls (LLM calls aside: ``ignore_kinds``), not in
@@ -308,6 +308,7 @@ class FailureRate(AgentDetector):
     """
 
     name: ClassVar[str] = "failure_rate"
+    fleet_key = "failure_rate"  # its fleet object in the fleet state
 
     def __init__(
         self,
@@ -477,24 +478,8 @@ class FailureRate(AgentDetector):
             self._denials.learn_value(state["d"], 1.0 if denied else 0.0, 1.0)
         return findings
 
-    def _fleet(self, fleet_state: dict[str, Any]) -> _Fleet:
-        fleet: _Fleet | None = fleet_state.get("failure_rate")
-        if fleet is None:
-            fleet = fleet_state["failure_rate"] = _Fleet()
-        return fleet
-
-    def fleet_partial(self, fleet_state: dict[str, Any]) -> Any:
-        """This worker's agents' recent failures, their count and their storm checks."""
-        fleet: _Fleet | None = fleet_state.get("failure_rate")
-        return None if fleet is None else fleet.partial()
-
-    def fleet_absorb(self, fleet_state: dict[str, Any], partials: list[Any]) -> None:
-        """The other workers' agents' failures, count and checks (see :class:`_Fleet`)."""
-        self._fleet(fleet_state).absorb(partials)
-
-    def fleet_restore(self, fleet_state: dict[str, Any], partial: Any) -> None:
-        """This worker's own part from before a restart."""
-        self._fleet(fleet_state).restore(partial)
+    def new_fleet(self) -> _Fleet:
+        return _Fleet()
 
     def _checks(
         self, agent: str, state: dict[str, Any], fleet: _Fleet, ts: float

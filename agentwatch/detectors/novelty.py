@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar, Final
 
-from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
+from agentwatch.detectors.base import JSON, Finding, OneObjectFleet, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.fleet_agents import FleetAgents
 from agentwatch.schemas import ActionEvent
@@ -84,7 +84,7 @@ def _iso(ts: float) -> str:
 
 
 @register_detector
-class Novelty(AgentDetector):
+class Novelty(OneObjectFleet):
     """Something an agent never did before and its fleet peers do not do either.
 
     The detector remembers, per agent, the actions it has called and the registrable
@@ -187,6 +187,7 @@ class Novelty(AgentDetector):
     """
 
     name: ClassVar[str] = "novelty"
+    fleet_key = "f"  # its fleet object in the fleet state
 
     def __init__(
         self,
@@ -291,24 +292,8 @@ class Novelty(AgentDetector):
         return out
 
     # -- across workers ----------------------------------------------------------------
-    def _fleet(self, fleet_state: dict[str, JSON]) -> _Fleet:
-        fleet: _Fleet | None = fleet_state.get("f")
-        if fleet is None:
-            fleet = fleet_state["f"] = _Fleet(frozenset(self.egress_actions))
-        return fleet
-
-    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
-        """This worker's agents' counts, keys and adopters (see :class:`_Fleet`)."""
-        fleet: _Fleet | None = fleet_state.get("f")
-        return None if fleet is None else fleet.partial()
-
-    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
-        """The other workers' agents' part: counts summed, adopters united."""
-        self._fleet(fleet_state).absorb(partials)
-
-    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
-        """This worker's own part from before a restart."""
-        self._fleet(fleet_state).restore(partial)
+    def new_fleet(self) -> _Fleet:
+        return _Fleet(frozenset(self.egress_actions))
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
-from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
+from agentwatch.detectors.base import JSON, Finding, OneObjectFleet, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.novelty import DEFAULT_EGRESS_ACTIONS, target_domain
 from agentwatch.schemas import ActionEvent
@@ -39,7 +39,7 @@ _MAX_KEYS: Final = 100_000  # bound of each per-fleet table
 
 
 @register_detector
-class SequenceSurprise(AgentDetector):
+class SequenceSurprise(OneObjectFleet):
     """What an agent does next, given what it just did.
 
     Two checks on the agent's (non-LLM) calls:
@@ -130,6 +130,7 @@ class SequenceSurprise(AgentDetector):
     """
 
     name: ClassVar[str] = "sequence"
+    fleet_key = "f"  # its fleet object in the fleet state
 
     def __init__(
         self,
@@ -242,24 +243,8 @@ class SequenceSurprise(AgentDetector):
         return out
 
     # -- across workers ----------------------------------------------------------------
-    def _fleet(self, fleet_state: dict[str, JSON]) -> _Fleet:
-        fleet: _Fleet | None = fleet_state.get("f")
-        if fleet is None:
-            fleet = fleet_state["f"] = _Fleet()
-        return fleet
-
-    def fleet_partial(self, fleet_state: dict[str, JSON]) -> JSON | None:
-        """This worker's transition counts and what it knows of senders and rare pairs."""
-        fleet: _Fleet | None = fleet_state.get("f")
-        return None if fleet is None else fleet.partial()
-
-    def fleet_absorb(self, fleet_state: dict[str, JSON], partials: list[JSON]) -> None:
-        """The other workers' counts (summed) and senders and rare pairs (united)."""
-        self._fleet(fleet_state).absorb(partials)
-
-    def fleet_restore(self, fleet_state: dict[str, JSON], partial: JSON) -> None:
-        """This worker's own part from before a restart."""
-        self._fleet(fleet_state).restore(partial)
+    def new_fleet(self) -> _Fleet:
+        return _Fleet()
 
     def _egress(
         self,
