@@ -29,7 +29,7 @@ acknowledgement.
   aiokafka's ``seek_to_committed`` leaves a partition with no committed offset (or 0) where
   it is, past those records: they were never read again, a later event of the same agent was
   folded, and its offset, stored with the state, made the replay guard skip them for good
-  (a slow first batch after a restart lost 6 of 13 events, 9 runs in 15, in
+  (a first batch held 5 s after a restart lost 6 of 13 events in 3 of 10 runs of
   ``tests/streams/test_changelog_durability.py``). The consumer below reads such a partition
   from its start again instead (``earliest``, the worker's reset policy); the replay guard
   skips what was folded already. :func:`partitions_to_rewind` chooses them.
