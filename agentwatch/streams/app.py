@@ -429,8 +429,10 @@ def _register_agents(worker: WorkerApp) -> None:
 
     fleets = worker.fleets
     # Ingest does not wait for the fleet summaries' restore (it runs beside it, typically well
-    # under a second): holding the stream's first batch for it made a SIGKILL after a restart
-    # lose events in tests/streams/test_changelog_durability.py (7 of 13 counted, 9 runs in 15).
+    # under a second). Holding the stream's first batch for it once lost events after a restart
+    # (tests/streams/test_changelog_durability.py, 7 of 13 counted, 9 runs in 15): faust dropped
+    # the events buffered when the table recovery ended, on a partition with no committed
+    # offset, for good; the worker's consumer reads them again since (streams/transport.py).
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
