@@ -97,6 +97,18 @@ class WorkerMetrics:
             "Events dropped because their event_id was already processed.",
             registry=r,
         )
+        self.offset_gaps = Counter(
+            "agentwatch_ingest_offset_gaps",
+            "Holes in the offsets the ingest stage received of an actions partition: a message "
+            "beyond the next offset expected (events never folded; see the warning logged).",
+            registry=r,
+        )
+        self.offsets_skipped = Counter(
+            "agentwatch_ingest_offsets_skipped",
+            "Offsets of the actions topic inside those holes: events the ingest stage never "
+            "received (or transaction markers of a transactional producer).",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "agentwatch_batch_seconds",
             "Time to process one batch of action events.",

@@ -52,6 +52,7 @@ from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.deadletter import DeadLetters
 from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.offset_gaps import OffsetGaps
 from agentwatch.streams.produce import Outgoing, send_all_acked
 from agentwatch.streams.recent import RecentEvents, capture, captured_events
 from agentwatch.streams.state_codec import (
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 
 ORIGIN_HEADER = "agentwatch.origin"
 _MAX_HOMES = 100_000
+#: at most one offset-gap warning per partition this often (the others are summed into it)
+GAP_LOG_EVERY_S = 10.0
 
 
 def home_partition(agent_id: str, partitions: int) -> int:
@@ -163,6 +166,8 @@ class BaselineStage:
         self._origins: dict[str, Origins] = {}
         self._partitions: dict[str, int] = {}
         self._positions: dict[Any, int] = {}
+        self._gaps: OffsetGaps[Any] = OffsetGaps()
+        self._gap_logged: dict[Any, tuple[float, int, int]] = {}
         self._homes: dict[str, int] = {}
         self._homes_of = 0
         self._newest_event_time = 0.0
@@ -218,6 +223,7 @@ class BaselineStage:
         offsets = self._offsets
         dirty = self._dirty
         positions = self._positions
+        gaps = self._gaps
         max_bytes = self.settings.max_event_bytes
         newest = self._newest_event_time
         probe = self.on_event
@@ -229,6 +235,9 @@ class BaselineStage:
         for fevent in events:
             message = fevent.message
             positions[message.tp] = message.offset
+            missing = gaps.see(message.tp, message.offset)
+            if missing:
+                self._offset_gap(message.tp, message.offset, missing)
             try:
                 event = decode_event(message.value, max_bytes)
             except DecodeError as err:
@@ -302,6 +311,34 @@ class BaselineStage:
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
         self.metrics.batch_events.observe(len(events))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _offset_gap(self, tp: Any, offset: int, missing: int) -> None:
+        """Count and report the ``missing`` offsets before ``offset`` of ``tp``, never
+        received (:class:`OffsetGaps`), so never folded: at most one warning per partition
+        every ``GAP_LOG_EVERY_S`` (the holes in between are summed into the next one)."""
+        self.metrics.offset_gaps.inc()
+        self.metrics.offsets_skipped.inc(missing)
+        now = time.monotonic()
+        logged_at, held_gaps, held_missing = self._gap_logged.get(tp, (float("-inf"), 0, 0))
+        if now - logged_at < GAP_LOG_EVERY_S:
+            self._gap_logged[tp] = (logged_at, held_gaps + 1, held_missing + missing)
+            return
+        self._gap_logged[tp] = (now, 0, 0)
+        since = (
+            f" ({held_gaps} more holes, {held_missing} offsets, since the last warning)"
+            if held_gaps
+            else ""
+        )
+        log.warning(
+            "offset gap on %s partition %d: expected offset %d, received %d, %d missing; "
+            "events never received are in no baseline (see docs/operations.md, offset gaps)%s",
+            escape(str(tp.topic), 200),
+            tp.partition,
+            offset - missing,
+            offset,
+            missing,
+            since,
+        )
 
     def _capture(self, found_by: list[tuple[Any, list[Anomaly]]]) -> None:
         """Copy each anomaly's evidence events into the ``evidence`` table (its agent's key,
@@ -432,9 +469,11 @@ class BaselineStage:
             self.metrics.event_time_lag.set(max(0.0, time.time() - self._newest_event_time))
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
-        """Flush, then forget agents whose partition moved to another worker."""
+        """Flush, then forget agents whose partition moved to another worker, and the next
+        offset expected of those partitions (another worker may read them meanwhile)."""
         self.flush()
         gone = set(partitions)
+        self._gaps.forget(tp for tp in self._gaps.partitions() if tp.partition in gone)
         agents = {a for a, p in self._partitions.items() if p in gone}
         self.engine.evict(agents)
         self.recent.evict(agents)
