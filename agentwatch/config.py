@@ -361,6 +361,16 @@ class Settings(BaseSettings):
         le=7 * 86400,
         description="how long an on-call console login lasts (its session expires after this)",
     )
+    auth_max_failures: int = Field(
+        10,
+        ge=0,
+        description="wrong tokens (API, approvals, console login) from one address within "
+        "auth_failure_window_s after which it is refused with 429 until the window passes; "
+        "0 = no limit",
+    )
+    auth_failure_window_s: float = Field(
+        60.0, gt=0, le=86400, description="the window auth_max_failures counts in, seconds"
+    )
     api_url: str = Field(
         "http://127.0.0.1:6066",
         pattern=r"^https?://[^/\s]+$",

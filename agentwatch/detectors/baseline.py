@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
-from itertools import chain
 from typing import Any, Final
 
 from agentwatch.schemas._types import format_ts
@@ -812,18 +811,29 @@ class AgentBaseline:
         """
         hist = self._hist
         trans = self._trans
-        names = dict.fromkeys(hist)
-        names |= dict.fromkeys(chain.from_iterable(trans))  # keeps first-seen order
-        if self._last_action is not None:
-            names.setdefault(self._last_action)
-        index = {name: i for i, name in enumerate(names)}
+        # every action name once, numbered in first-seen order: the histogram's, then the
+        # transitions' (each pair's two ends), then the last action
+        index = {name: i for i, name in enumerate(hist)}
+        prevs: list[int] = []
+        actions: list[int] = []
+        for prev, action in trans:
+            i = index.get(prev)
+            if i is None:
+                i = index[prev] = len(index)
+            prevs.append(i)
+            i = index.get(action)
+            if i is None:
+                i = index[action] = len(index)
+            actions.append(i)
+        if self._last_action is not None and self._last_action not in index:
+            index[self._last_action] = len(index)
 
         flags = 0
         strings = [self._agent_id, self._fleet]
         if self._last_target is not None:
             flags |= _FLAG_LAST_TARGET
             strings.append(self._last_target)
-        strings.extend(names)
+        strings.extend(index)
         encoded = [text.encode("utf-8", "surrogatepass") for text in strings]
 
         out = [
@@ -878,33 +888,32 @@ class AgentBaseline:
         _pack_ints(out, list(hist.values()))
         _pack_ints(out, [hist_err.get(name, 0) for name in hist] if hist_err else [])
         trans_err = self._trans_err
-        _pack_ints(out, [index[prev] for prev, _ in trans])
-        _pack_ints(out, [index[action] for _, action in trans])
+        _pack_ints(out, prevs)
+        _pack_ints(out, actions)
         _pack_ints(out, list(trans.values()))
         _pack_ints(out, [trans_err.get(pair, 0) for pair in trans] if trans_err else [])
 
         columns: list[list[int]] = [[], [], [], []]
         if self._n:
-            # oldest-first rotation of the ring; slots that are not live are zeroed
+            # oldest-first rotation of the ring, from its first live slot with events (the
+            # head is always live); slots after it that are not live are zeroed
             size = self._nbuckets
-            head = self._head
-            start = (head + 1) % size
-            expected = list(range(head - size + 1, head + 1))
+            start = (self._head + 1) % size
+            oldest = self._head - size + 1  # the bucket index a live slot k holds: oldest + k
             idx = self._b_idx[start:] + self._b_idx[:start]
-            columns = [
-                ring[start:] + ring[:start]
-                for ring in (self._b_n, self._b_err, self._b_denied, self._b_cost)
-            ]
-            if idx != expected:
-                live = [i == e for i, e in zip(idx, expected, strict=True)]
-                columns = [
-                    [v if ok else 0 for v, ok in zip(col, live, strict=True)] for col in columns
-                ]
-            first = 0
-            for first, events in enumerate(columns[0]):  # noqa: B007 - the head is always live
-                if events:
+            counts = self._b_n[start:] + self._b_n[:start]
+            first = size - 1
+            for k in range(size):
+                if counts[k] and idx[k] == oldest + k:
+                    first = k
                     break
-            columns = [col[first:] for col in columns]
+            dead = [k - first for k in range(first + 1, size) if idx[k] != oldest + k]
+            columns = [counts[first:]]
+            for ring in (self._b_err, self._b_denied, self._b_cost):
+                columns.append((ring[start:] + ring[:start])[first:])
+            for col in columns:
+                for k in dead:
+                    col[k] = 0
         for col in columns:
             _pack_ints(out, col)
 

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
+from agentwatch.detectors.base import JSON, Finding, OneObjectFleet, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.features import WindowFeatures, window_features
 from agentwatch.schemas import ActionEvent
@@ -87,7 +87,13 @@ class _Forest:
 
 
 class _Fleet:
-    """In-memory state of one fleet (``fleet_state["fleet"]``)."""
+    """In-memory state of one fleet (``fleet_state["fleet"]``).
+
+    Across workers: ``vectors`` holds the latest deviations of this worker's own agents,
+    ``remote`` the other workers' (:meth:`absorb`); agents are disjoint across workers, so
+    the fleet is their union, taken in agent order (the same order on any worker, so the
+    same forest).
+    """
 
     __slots__ = (
         "center",
@@ -96,6 +102,7 @@ class _Fleet:
         "forest",
         "peers",
         "recent",
+        "remote",
         "scale",
         "stats_t",
         "train",
@@ -104,6 +111,7 @@ class _Fleet:
 
     def __init__(self) -> None:
         self.vectors: dict[str, tuple[float, list[float]]] = {}  # agent -> (ts, deviations)
+        self.remote: dict[str, tuple[float, list[float]]] = {}  # the other workers' agents
         self.recent: dict[str, deque[tuple[str, str, str, float]]] = {}
         self.findings: dict[str, Finding] = {}  # agent -> its current finding while flagged
         self.stats_t = -math.inf
@@ -114,9 +122,36 @@ class _Fleet:
         self.train: np.ndarray[Any, Any] | None = None
         self.forest: _Forest | None = None
 
+    def fleet_vectors(self, horizon: float) -> list[list[float]]:
+        """The latest deviations of every agent of the fleet seen since ``horizon`` (this
+        worker's and the others'), in agent order."""
+        union = {a: seen for a, seen in self.remote.items() if seen[0] >= horizon}
+        union.update(self.vectors)  # ours win: an agent that moved here since
+        return [union[a][1] for a in sorted(union) if union[a][0] >= horizon]
+
+    def partial(self) -> dict[str, Any]:
+        """This worker's agents' latest deviations, JSON-able."""
+        return {"v": {agent: [ts, vec] for agent, (ts, vec) in self.vectors.items()}}
+
+    def absorb(self, partials: list[dict[str, Any]]) -> None:
+        """The other workers' agents (the newest vector of an agent two of them name)."""
+        remote: dict[str, tuple[float, list[float]]] = {}
+        for part in partials:
+            for agent, (ts, vec) in part["v"].items():
+                seen = remote.get(agent)
+                if seen is None or ts > seen[0]:
+                    remote[agent] = (float(ts), [float(x) for x in vec])
+        self.remote = remote
+
+    def restore(self, partial: dict[str, Any]) -> None:
+        """This worker's own agents' vectors from before a restart (newer ones stay)."""
+        for agent, (ts, vec) in partial["v"].items():
+            if agent not in self.vectors:
+                self.vectors[agent] = (float(ts), [float(x) for x in vec])
+
 
 @register_detector
-class FleetOutlier(AgentDetector):
+class FleetOutlier(OneObjectFleet):
     """An agent whose last minutes moved away from its own normal unlike its fleet peers'.
 
     Every ``score_every_s`` of event time per agent, the agent's window (the last
@@ -220,6 +255,11 @@ class FleetOutlier(AgentDetector):
     """
 
     name = "fleet_outlier"
+    fleet_key = "fleet"
+
+    def new_fleet(self) -> _Fleet:
+        """An empty fleet (see :class:`_Fleet`)."""
+        return _Fleet()
 
     def __init__(
         self,
@@ -283,7 +323,7 @@ class FleetOutlier(AgentDetector):
         """Score the agent's window at most every ``score_every_s``; see the class doc."""
         fleet: _Fleet | None = fleet_state.get("fleet")
         if fleet is None:
-            fleet = fleet_state["fleet"] = _Fleet()
+            fleet = self.fleet_object(fleet_state)
         agent = event.agent_id
         ring = fleet.recent.get(agent)
         if ring is None:
@@ -353,7 +393,7 @@ class FleetOutlier(AgentDetector):
         if center is not None:
             epoch = int(ts // self.refit_s)
             if epoch != fleet.epoch:
-                self._new_epoch(fleet, epoch)
+                self._new_epoch(fleet, epoch, ts)
             scale = fleet.scale
             for j in range(5):
                 z = (vec[j] - center[j]) / scale[j]
@@ -409,20 +449,19 @@ class FleetOutlier(AgentDetector):
     def _refresh(self, fleet: _Fleet, ts: float) -> None:
         """Recompute the fleet's median and robust spread from its recent vectors."""
         fleet.stats_t = ts
-        vectors = fleet.vectors
+        own = fleet.vectors
         horizon = ts - self.refit_s
-        stale = [agent for agent, (seen, _) in vectors.items() if seen < horizon]
+        stale = [agent for agent, (seen, _) in own.items() if seen < horizon]
         for agent in stale:  # idle agents: their last window no longer stands for the fleet
-            del vectors[agent]
+            del own[agent]
             fleet.recent.pop(agent, None)
-        if len(vectors) < self.min_agents:
-            fleet.center = None
-            fleet.peers = len(vectors)
-            return
+        vectors = fleet.fleet_vectors(horizon)
         size = len(vectors)
-        matrix = np.fromiter(
-            chain.from_iterable(vec for _, vec in vectors.values()), float, count=5 * size
-        ).reshape(size, 5)
+        if size < self.min_agents:
+            fleet.center = None
+            fleet.peers = size
+            return
+        matrix = np.fromiter(chain.from_iterable(vectors), float, count=5 * size).reshape(size, 5)
         mid = ((size - 1) // 2, size // 2)
         ordered = np.sort(matrix, axis=0)
         center = (ordered[mid[0]] + ordered[mid[1]]) * 0.5  # the median of each column
@@ -432,15 +471,16 @@ class FleetOutlier(AgentDetector):
         fleet.scale = np.maximum(mad, _SCALE_FLOOR).tolist()
         fleet.peers = size
 
-    def _new_epoch(self, fleet: _Fleet, epoch: int) -> None:
+    def _new_epoch(self, fleet: _Fleet, epoch: int, ts: float) -> None:
         """Snapshot the fleet's robust-z vectors to train this epoch's forest on (lazily)."""
         fleet.epoch = epoch
         fleet.forest = None
         fleet.train = None
         center = fleet.center
-        if center is None or len(fleet.vectors) < self.min_agents:
+        vectors = fleet.fleet_vectors(ts - self.refit_s)
+        if center is None or len(vectors) < self.min_agents:
             return
-        matrix = np.array([vec for _, vec in fleet.vectors.values()])
+        matrix = np.array(vectors)
         fleet.train = np.clip((matrix - center) / np.array(fleet.scale), -_Z_CLIP, _Z_CLIP)
 
     def _finding(

@@ -30,6 +30,7 @@ from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
 from agentwatch.streams.api import ControlApi
 from agentwatch.streams.approvals import register_approvals
+from agentwatch.streams.auth_failures import AuthFailures
 from agentwatch.streams.batching import take_batches
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.console import Console, SessionStore
@@ -75,6 +76,7 @@ class WorkerApp:
     otlp_url: str | None = None
     approvals: Any = None
     fleets: FleetExchange | None = None
+    auth_failures: AuthFailures = field(default_factory=AuthFailures)
 
     @property
     def web_url(self) -> str:
@@ -272,6 +274,7 @@ def create_app(
         topics=topics,
         web_port=web_port,
         fleets=FleetExchange(settings, engine, metrics=metrics),
+        auth_failures=AuthFailures(settings.auth_max_failures, settings.auth_failure_window_s),
     )
     worker.readiness = _readiness(worker, owned)
     _register_agents(worker)
@@ -284,10 +287,13 @@ def create_app(
         response=response,
         baselines=table,
         controls=controls,
+        failures=worker.auth_failures,
     )
     api.register()
     sessions = SessionStore(settings.console_session_ttl_s, clock=clock)
-    Console(app, api=api, settings=settings, sessions=sessions).register()
+    Console(
+        app, api=api, settings=settings, sessions=sessions, failures=worker.auth_failures
+    ).register()
     register_approvals(worker, signer, rules.approvals)
     return worker
 
@@ -450,8 +456,10 @@ def _register_agents(worker: WorkerApp) -> None:
 
     fleets = worker.fleets
     # Ingest does not wait for the fleet summaries' restore (it runs beside it, typically well
-    # under a second): holding the stream's first batch for it made a SIGKILL after a restart
-    # lose events in tests/streams/test_changelog_durability.py (7 of 13 counted, 9 runs in 15).
+    # under a second). Holding the stream's first batch for it once lost events after a restart
+    # (tests/streams/test_changelog_durability.py, 7 of 13 counted, 9 runs in 15): faust dropped
+    # the events buffered when the table recovery ended, on a partition with no committed
+    # offset, for good; the worker's consumer reads them again since (streams/transport.py).
 
     @app.agent(worker.topics["actions"], name="baselines")  # type: ignore[untyped-decorator]
     async def ingest(stream: Any) -> None:
@@ -574,7 +582,7 @@ def _register_views(worker: WorkerApp) -> None:
     async def fleets(self: Any, request: Any) -> Any:
         """This worker's part in the fleet summaries: its id, its agents and events per
         fleet, and which other workers' summaries it holds (published when, wall time)."""
-        refused = bearer_refusal(self, request, worker.settings.api_token)
+        refused = bearer_refusal(self, request, worker.settings.api_token, worker.auth_failures)
         if refused is not None:
             return refused
         engine = stage.engine

@@ -483,7 +483,7 @@ def register_approvals(worker: WorkerApp, signer: ControlSigner, policy: Approva
         await stage.aclose()
 
     def check_auth(view: Any, request: Any) -> Any | None:
-        return bearer_refusal(view, request, token)
+        return bearer_refusal(view, request, token, worker.auth_failures)
 
     async def on_owner(view: Any, request: Any, body: bytes | None = None) -> Any | None:
         """Forward to the worker holding the approvals partition; ``None`` when that is here."""

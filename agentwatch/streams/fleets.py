@@ -9,8 +9,10 @@ absorb the other workers' (:meth:`~agentwatch.detectors.engine.Engine.absorb_man
 worker judges its agents against the whole fleet. On start it reads the topic to its end
 first: its own records of before a restart (same ``worker_id``) become the starting point of
 its own part (:meth:`~agentwatch.detectors.engine.Engine.restore`), the others' its view of
-the rest. Ingest runs beside that read (holding its first batch for it let a SIGKILL after a
-restart lose events); a rule that folded events before the restore keeps its state. A worker's
+the rest. Ingest runs beside that read (it once held its first batch for it, which exposed a
+loss of buffered events at the end of a table recovery, fixed in
+:mod:`agentwatch.streams.transport`); a rule that folded events before the restore keeps its
+state. A worker's
 summaries are forgotten ``fleet_ttl_s`` after it last published them (by the time in the
 record), so a worker that left stops counting; a null value for its key (a tombstone, e.g.
 produced by hand for a worker known gone) forgets it at once.

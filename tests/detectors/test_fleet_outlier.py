@@ -236,3 +236,55 @@ def test_simulated_fleet_with_benign_changes() -> None:
     assert sorted(label.kind for label in labels) == ["cost_explosion", "error_storm"]
     flagged = {e.agent_id for e, _ in found}
     assert flagged == {label.agent_id for label in labels}  # both caught, nobody else
+
+
+def run_split(
+    events: list[ActionEvent], workers: int, exchange: bool
+) -> list[tuple[ActionEvent, Finding]]:
+    """``events`` on ``workers`` workers (agent ``a<i>`` on worker ``i % workers``), each
+    with its own fleet state; with ``exchange``, each absorbs the others' partials (through
+    JSON, as the fleets topic carries them) after every event."""
+    det = FleetOutlier()
+    baselines: dict[str, AgentBaseline] = {}
+    states: dict[str, dict[str, Any]] = {}
+    fleets: list[dict[str, Any]] = [{} for _ in range(workers)]
+    found = []
+    for e in events:
+        home = int(e.agent_id[1:]) % workers
+        b = baselines.setdefault(e.agent_id, AgentBaseline(e.agent_id, e.fleet))
+        found += [(e, f) for f in det.update(e, b, states.setdefault(e.agent_id, {}), fleets[home])]
+        b.update(e)
+        if exchange:
+            parts = [json.loads(json.dumps(det.fleet_partial(f))) for f in fleets]
+            for w, fleet_state in enumerate(fleets):
+                det.fleet_absorb(fleet_state, [p for k, p in enumerate(parts) if k != w and p])
+    return found
+
+
+def test_workers_that_share_their_agents_vectors_judge_against_the_whole_fleet(
+    storm: Any,
+) -> None:
+    events, one, _, _ = storm
+    two = run_split(events, 2, exchange=True)
+    apart = run_split(events, 2, exchange=False)
+    assert one and {e.agent_id for e, _ in one} == {"a3"}
+    # each worker sees 8 of the 16 agents: fewer than min_agents, so alone it judges nobody
+    assert apart == []
+    # together they flag the same agent for the same reason, within a scoring or two (each
+    # worker refreshes the fleet's median on its own agents' clock)
+    assert {(e.agent_id, f.kind) for e, f in two} == {(e.agent_id, f.kind) for e, f in one}
+    assert abs(two[0][0].ts_epoch - one[0][0].ts_epoch) <= 2 * FleetOutlier().score_every_s
+
+
+def test_a_restarted_worker_keeps_its_agents_vectors_and_newer_ones_win() -> None:
+    det = FleetOutlier()
+    fleet_state: dict[str, Any] = {}
+    det.fleet_restore(fleet_state, {"v": {"a1": [10.0, [0.1] * 5], "a2": [12.0, [0.2] * 5]}})
+    fleet = fleet_state["fleet"]
+    fleet.vectors["a2"] = (20.0, [0.3] * 5)
+    det.fleet_restore(fleet_state, {"v": {"a2": [12.0, [0.2] * 5]}})  # older: ignored
+    det.fleet_absorb(fleet_state, [{"v": {"b1": [15.0, [0.4] * 5]}}])
+    assert fleet.fleet_vectors(horizon=11.0) == [[0.3] * 5, [0.4] * 5]  # a1 is stale
+    assert det.fleet_partial(fleet_state) == {
+        "v": {"a1": [10.0, [0.1] * 5], "a2": [20.0, [0.3] * 5]}
+    }

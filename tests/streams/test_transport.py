@@ -1,11 +1,14 @@
 """The worker's Kafka transport: an offset commit waits for the ingest batch in progress, and
 the producer flush (run by faust before every commit) waits for every acknowledgement and
-a commit refuses to go past a record that failed."""
+a commit refuses to go past a record that failed; events faust drops from the agents' buffers
+when a recovery ends are read again, even on a partition with no committed offset."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,12 @@ from agentwatch.config import Settings
 from agentwatch.streams.app import create_app
 from agentwatch.streams.produce import Outgoing
 from agentwatch.streams.runner import running_app
-from agentwatch.streams.stage import decode_state
-from agentwatch.streams.transport import AckedFlushProducer, UnacknowledgedRecordError
+from agentwatch.streams.stage import decode_state, home_partition
+from agentwatch.streams.transport import (
+    AckedFlushProducer,
+    UnacknowledgedRecordError,
+    _ConsumerThread,
+)
 from tests.streams.test_pipeline import encoded, event, produce, wait_for
 from tests.streams.test_response import risky, rules_file
 
@@ -91,6 +98,80 @@ async def test_a_failed_record_stops_the_worker_without_committing(
         assert worker.app.crashed
         committed = await group_offsets(settings)
         assert committed == {}, f"offsets committed past a failed record: {committed}"
+
+
+async def test_events_dropped_when_a_recovery_ends_are_read_again_with_no_committed_offset(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow first batch (a slow RocksDB open, a long GC) still running when faust ends a
+    table recovery: faust clears the agents' buffers then and seeks to the committed offsets
+    to read them again, which on a partition with none (here: no event of it was folded before
+    the restart) left the buffered events unread and a later one folded (its offset stored
+    with the state: the replay guard would skip them for good)."""
+    agent, events = "slow-start-1", 30
+    home = home_partition(agent, settings.topic_partitions)
+    earlier = next(
+        a
+        for a in (f"earlier-{i}" for i in range(100))
+        if home_partition(a, settings.topic_partitions) != home
+    )
+    # before the restart: a state in the changelog (the restart recovers it), a committed
+    # offset on another partition, none on the agent's
+    async with running_app(create_app(settings)):
+        await produce(settings, [encoded(event(0, earlier))])
+        deadline = time.monotonic() + 20
+        while not await group_offsets(settings) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    assert list(await group_offsets(settings)) == [
+        home_partition(earlier, settings.topic_partitions)
+    ]
+    await produce(settings, [encoded(event(i, agent)) for i in range(events)])
+
+    worker = create_app(settings.replace(batch_max=5))  # the rest waits in the agent's buffer
+    stage = worker.stage
+    first_batch, seek_done = asyncio.Event(), asyncio.Event()
+    overlapped: list[bool] = []
+    process_batch = stage.process_batch
+    seek_to_committed = _ConsumerThread.seek_to_committed
+
+    async def slow_first_batch(batch: Sequence[Any]) -> None:
+        if not first_batch.is_set():
+            first_batch.set()
+            await asyncio.wait_for(seek_done.wait(), timeout=30)
+            await asyncio.sleep(0.5)  # faust resumes the flow: the agents' buffers are cleared
+        await process_batch(batch)
+
+    async def slow_offset_fetch(self: Any) -> Mapping[Any, int]:
+        if seek_done.is_set():
+            return await seek_to_committed(self)
+        try:
+            # the committed offsets fetched once (aiokafka's fetcher waits for them), faust's
+            # answer comes once the first batch is being folded
+            await seek_to_committed(self)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(first_batch.wait(), timeout=10)
+            overlapped.append(first_batch.is_set())
+            await asyncio.sleep(0.2)  # the rest of the backlog reaches the agent's buffer
+            return await seek_to_committed(self)
+        finally:
+            seek_done.set()
+
+    monkeypatch.setattr(stage, "process_batch", slow_first_batch)
+    monkeypatch.setattr(_ConsumerThread, "seek_to_committed", slow_offset_fetch)
+    async with running_app(worker):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            baseline = stage.engine.baselines.get(agent)
+            counted = None if baseline is None else baseline.count
+            if counted == events:
+                break
+            await asyncio.sleep(0.1)
+        assert overlapped == [True], "the first batch did not overlap the end of the recovery"
+        assert counted == events, f"{counted} of {events} events folded"
+        deadline = time.monotonic() + 10
+        while (committed := await group_offsets(settings)).get(home) != events:
+            assert time.monotonic() < deadline, f"committed: {committed}"
+            await asyncio.sleep(0.2)
 
 
 async def group_offsets(settings: Settings) -> dict[int, int]:

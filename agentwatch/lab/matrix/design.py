@@ -51,11 +51,13 @@ FACTORS: Final[Mapping[str, tuple[str, ...]]] = {
 """Every factor's levels."""
 
 _ROLES: Final = ("support", "coder", "analyst", "ops")
-_LETTERS: Final = {"tuning": "t", "sealed": "s", "sealed-2": "u"}
-SEALED_HALVES: Final = ("sealed", "sealed-2")
+_LETTERS: Final = {"tuning": "t", "sealed": "s", "sealed-2": "u", "sealed-3": "v"}
+SEALED_HALVES: Final = ("sealed", "sealed-2", "sealed-3")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
 ``c26c6d9``); ``sealed-2`` (same design rows, new seeds) was committed on 2026-12-05 before any
-later change was tuned, to judge those changes."""
+later change was tuned, to judge those changes; it was opened once at ``966e8ec``.
+``sealed-3`` (same rows, seeds 11001-11012) was committed on 2026-12-05 at the start of the next
+session, before any of that session's changes were tuned."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -93,7 +95,7 @@ class Row:
     @property
     def name(self) -> str:
         """``t01-sparse-small-subtle`` style: half letter (``t``, ``s``, ``u`` for the second
-        sealed half), number, the three 3-level factors."""
+        sealed half, ``v`` for the third), number, the three 3-level factors."""
         letter = _LETTERS[self.half]
         return f"{letter}{self.index:02d}-{self.density}-{self.fleet_size}-{self.intensity}"
 
@@ -131,12 +133,14 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 36 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
-    sealed half (``u01``-``u12``: the sealed rows again with new seeds)."""
+    """The 48 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    and third sealed halves (``u01``-``u12``, ``v01``-``v12``: the sealed rows again with new
+    seeds)."""
     tuning = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     sealed = _half("sealed", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 7000, flip=True)
     second = _half("sealed-2", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 9000, flip=True)
-    return tuning + sealed + second
+    third = _half("sealed-3", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 11000, flip=True)
+    return tuning + sealed + second + third
 
 
 def _rate(density: str, k: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -305,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         del args[at : at + 2]
     if len(args) != 1 or not half:
         print(
-            "usage: python -m agentwatch.lab.matrix.design [--sealed sealed|sealed-2] DIR",
+            "usage: python -m agentwatch.lab.matrix.design [--sealed sealed|sealed-2|sealed-3] DIR",
             file=sys.stderr,
         )
         return 2

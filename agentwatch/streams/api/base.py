@@ -16,6 +16,7 @@ from yarl import URL
 
 from agentwatch.config import Settings
 from agentwatch.schemas import ControlState
+from agentwatch.streams.auth_failures import AuthFailures
 from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import ResponseStage
@@ -56,6 +57,8 @@ class ApiBase:
         The baseline table (its owner answers for an agent).
     controls
         The control-state table (its owner runs the responder).
+    failures
+        Wrong tokens per client address (:class:`AuthFailures`): too many, and it waits.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class ApiBase:
         response: ResponseStage,
         baselines: Any,
         controls: Any,
+        failures: AuthFailures,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -76,6 +80,7 @@ class ApiBase:
         self.response = response
         self.baselines = baselines
         self.controls = controls
+        self.failures = failures
 
     # -- the one wrapper -------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class ApiBase:
 
         async def serve(view: Any, request: Any, **params: str) -> Any:
             endpoint = label(params) if callable(label) else label
-            denied = bearer_refusal(view, request, token)
+            denied = bearer_refusal(view, request, token, self.failures)
             if denied is not None:
                 return self.count(endpoint, denied)
             answer = await handler(await Call.of(request), **params)

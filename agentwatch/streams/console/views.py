@@ -26,6 +26,7 @@ from agentwatch.detectors.rules import parse_duration
 from agentwatch.logtext import escape
 from agentwatch.schemas._types import AGENT_ID_PATTERN, Name
 from agentwatch.streams.api import Answer, Call, ControlApi
+from agentwatch.streams.auth_failures import AuthFailures
 
 from . import pages
 from .pages import PREFIX
@@ -113,15 +114,25 @@ class Console:
         The worker's settings (the API token a login must give; the advertised URL).
     sessions
         The server-side session store.
+    failures
+        Wrong tokens per client address, shared with the API: too many, and the login form
+        refuses the address (429) before it compares a token.
     """
 
     def __init__(
-        self, app: Any, *, api: ControlApi, settings: Settings, sessions: SessionStore
+        self,
+        app: Any,
+        *,
+        api: ControlApi,
+        settings: Settings,
+        sessions: SessionStore,
+        failures: AuthFailures,
     ) -> None:
         self.app = app
         self.api = api
         self.settings = settings
         self.sessions = sessions
+        self.failures = failures
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -254,8 +265,16 @@ class Console:
                 target, "Give your name for the audit log (letters, digits, '.', '_', '-')."
             )
             return self._html(view, page, status=400)
+        wait = self.failures.wait_s(request.remote)
+        if wait > 0.0:
+            after = self.failures.retry_after(wait)
+            page = pages.login_page(target, f"Too many wrong tokens; try again in {after} s.")
+            resp = self._html(view, page, status=429)
+            resp.headers["Retry-After"] = after
+            return resp
         given = _text(form.get("token")).strip().encode()
         if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+            self.failures.failed(request.remote)
             log.warning("console: failed login from %s", request.remote)
             return self._html(view, pages.login_page(target, "Wrong token."), status=401)
         session = self.sessions.create(actor)

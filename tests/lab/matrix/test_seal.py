@@ -9,13 +9,21 @@ from pathlib import Path
 import pytest
 
 from agentwatch.lab.matrix.design import design, render
-from agentwatch.lab.matrix.seal import MANIFEST, MANIFEST_2, WORLDS_DIR, read_manifest, verify_seal
+from agentwatch.lab.matrix.seal import (
+    MANIFEST,
+    MANIFEST_2,
+    MANIFEST_3,
+    WORLDS_DIR,
+    read_manifest,
+    verify_seal,
+)
 from agentwatch.lab.sim import SealedWorldError, load_world
 
 # The manifest's own SHA-256, pinned: changing a sealed spec needs a new manifest AND an edit
 # here, both visible in review. Never update it to make the test pass during tuning.
 MANIFEST_SHA256 = "36535a3bc060729e2a46dd676a92bae8ca34e58dbb16337bfebb54c18e216cc8"
 MANIFEST_2_SHA256 = "0d9810c5ba65ffb95c2927eafcf1eb3fb961c79160760f72279c7d1cd4ba9921"
+MANIFEST_3_SHA256 = "1faeccada61f744fd180b1a195258aedf32b6bc393a5f1af90601ab73e71575e"
 
 
 def test_the_seal_holds() -> None:
@@ -26,17 +34,24 @@ def test_the_seal_holds() -> None:
     assert [e.seed for e in entries] == list(range(7001, 7013))
 
 
-def test_the_second_seal_holds() -> None:
-    """The second sealed half: the first half's design rows with new seeds, committed before
-    the changes it judges were tuned."""
-    assert hashlib.sha256(MANIFEST_2.read_bytes()).hexdigest() == MANIFEST_2_SHA256
-    assert verify_seal(half="sealed-2") == []
-    entries = read_manifest(MANIFEST_2)
-    assert [e.seed for e in entries] == list(range(9001, 9013))
+@pytest.mark.parametrize(
+    ("half", "manifest", "pinned", "seed0"),
+    [
+        ("sealed-2", MANIFEST_2, MANIFEST_2_SHA256, 9000),
+        ("sealed-3", MANIFEST_3, MANIFEST_3_SHA256, 11000),
+    ],
+)
+def test_the_later_seals_hold(half: str, manifest: Path, pinned: str, seed0: int) -> None:
+    """The later sealed halves: the first half's design rows with new seeds, each committed
+    before the changes it judges were tuned."""
+    assert hashlib.sha256(manifest.read_bytes()).hexdigest() == pinned
+    assert verify_seal(half=half) == []
+    entries = read_manifest(manifest)
+    assert [e.seed for e in entries] == list(range(seed0 + 1, seed0 + 13))
     first = {r.index: r for r in design() if r.half == "sealed"}
-    for row in (r for r in design() if r.half == "sealed-2"):
+    for row in (r for r in design() if r.half == half):
         assert row.factors == first[row.index].factors
-        path = WORLDS_DIR / "sealed-2" / f"{row.name}.yml"
+        path = WORLDS_DIR / half / f"{row.name}.yml"
         assert path.read_text(encoding="utf-8") == render(row)
         with pytest.raises(SealedWorldError, match="--sealed"):
             load_world(path)

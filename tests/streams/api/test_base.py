@@ -11,6 +11,7 @@ from yarl import URL
 
 from agentwatch.config import Settings
 from agentwatch.streams.api import Answer, Call, ControlApi
+from agentwatch.streams.auth_failures import AuthFailures
 from agentwatch.streams.metrics import WorkerMetrics
 
 TOKEN = "s3cret-token"
@@ -39,12 +40,15 @@ class Request:
     body: bytes = b'{"actor": "alice"}'
     headers: dict[str, str] = field(default_factory=dict)
     url: URL = field(default_factory=lambda: URL("http://127.0.0.1:6066/agents/a1/halt?x=1"))
+    remote: str = "127.0.0.1"
 
     async def read(self) -> bytes:
         return self.body
 
 
-def api(token: str | None = TOKEN) -> tuple[ControlApi, WorkerMetrics]:
+def api(
+    token: str | None = TOKEN, failures: AuthFailures | None = None
+) -> tuple[ControlApi, WorkerMetrics]:
     metrics = WorkerMetrics()
     settings = Settings(api_token=SecretStr(token) if token else None)
     built = ControlApi(
@@ -55,6 +59,7 @@ def api(token: str | None = TOKEN) -> tuple[ControlApi, WorkerMetrics]:
         response=None,  # type: ignore[arg-type]
         baselines=None,
         controls=None,
+        failures=failures or AuthFailures(10, 60.0),
     )
     return built, metrics
 
@@ -112,6 +117,32 @@ async def test_no_token_configured_refuses_with_503_and_unlabelled_handlers_coun
         for s in m.samples
         if s.name == "agentwatch_api_requests_total"
     ]
+
+
+async def test_an_address_with_too_many_wrong_tokens_waits_before_any_token_is_compared() -> None:
+    now = [100.0]
+    control, metrics = api(failures=AuthFailures(3, 60.0, clock=lambda: now[0]))
+    runs: list[str] = []
+
+    async def handler(call: Call, **params: str) -> Answer:
+        runs.append(call.method)
+        return Answer({"ok": True})
+
+    serve = control.guarded("incidents", handler)
+    wrong = {"Authorization": "Bearer guess"}
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(3):
+        assert (await serve(View(), Request(headers=wrong, remote="10.9.8.7"))).status == 401
+    now[0] += 20.0
+    # the right token from that address is refused too while it waits; others are served
+    resp = await serve(View(), Request(headers=good, remote="10.9.8.7"))
+    assert resp.status == 429 and resp.headers == {"Retry-After": "40"}
+    assert "retry in 40 s" in resp.body["error"] and TOKEN not in str(resp.body)
+    assert (await serve(View(), Request(headers=good, remote="10.9.8.8"))).status == 200
+    now[0] += 40.0  # the first wrong token leaves the window
+    assert (await serve(View(), Request(headers=good, remote="10.9.8.7"))).status == 200
+    assert runs == ["POST", "POST"]
+    assert counted(metrics, "incidents", "429") == 1
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
