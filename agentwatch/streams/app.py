@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
 from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
-__all__ = ["WorkerApp", "create_app"]
+__all__ = ["WorkerApp", "create_app", "freeze_startup_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ def create_app(
         partitions=lambda: app.consumer.topic_partitions(actions_name),
         committed=lambda tp: _committed(app, tp),
         evidence_table=evidence_table,
+        backlog=lambda: _producer_backlog(app),
     )
     app.sensors.add(CommitGuard(stage))
     app.commit_barrier = stage  # every commit flushes whole batches only (CommitGuard)
@@ -294,6 +296,31 @@ def create_app(
     ).register()
     register_approvals(worker, signer, rules.approvals)
     return worker
+
+
+def freeze_startup_heap() -> int:
+    """Collect garbage, then exclude every object alive now from later garbage collections
+    (:func:`gc.freeze`); return how many were frozen (0: the heap was frozen before).
+
+    Called once the worker starts: the modules, classes, functions and app objects made by
+    then live as long as the process, yet each full collection walked them all. At 1,000
+    agents they were 190,000 of 275,000 tracked objects and a full collection, which holds
+    the event loop and so every event in flight, took 130-165 ms; 45-65 ms after the freeze.
+    Once per process (a second worker in the same process, e.g. in tests, does not freeze
+    again).
+    """
+    if gc.get_freeze_count():
+        return 0
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def _producer_backlog(app: Any) -> int:
+    """Records in faust's producer buffer not yet handed to the Kafka client (0 while the
+    buffer is not running: nothing drains it then, so nothing is worth waiting for)."""
+    buffer = app.producer.buffer
+    return int(buffer.size) if buffer.state == "running" else 0
 
 
 def _committed(app: Any, tp: TP) -> int | None:
@@ -449,6 +476,13 @@ def _register_agents(worker: WorkerApp) -> None:
         except Exception as exc:
             _crashed(worker, probe, exc)
             raise
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def settle_heap() -> None:
+        """Keep the start-up heap out of every later full collection (freeze_startup_heap)."""
+        frozen = freeze_startup_heap()
+        if frozen:
+            log.debug("froze %d start-up objects out of garbage collection", frozen)
 
     if fleets is not None:
 

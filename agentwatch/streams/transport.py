@@ -22,6 +22,11 @@ acknowledgement.
   acknowledgement of that batch's anomalies. A kill then left events in the stored state,
   skipped when read again, whose anomalies never went out. The consumer below first holds the
   app's :class:`CommitBarrier` (the ingest stage), which waits for the batch in progress.
+- Writing the state of every changed agent in that one step held the event loop, so ingest,
+  for as long as it took (1,000 agents: 120-230 ms, every commit). The sensor only takes the
+  barrier's snapshot; once faust chose the offsets, the consumer has the barrier write it
+  (:meth:`CommitBarrier.write_snapshot`, in slices between batches) before faust flushes the
+  producer and commits.
 - faust drops records it fetched but no agent took yet whenever a rebalance or a table
   recovery ends: the records of a partition still paused, those fetched while the flow was
   stopped, and every agent's buffered events (its queues are cleared when the flow resumes),
@@ -294,6 +299,9 @@ class CommitBarrier(Protocol):
     def release_commit(self) -> None:
         """Let the state move on (idempotent)."""
 
+    async def write_snapshot(self) -> int:
+        """Write the state the commit's offsets stand for (taken when it was held)."""
+
 
 class _Consumer(driver.Consumer):  # type: ignore[misc]
     logger = _CHATTER
@@ -312,6 +320,14 @@ class _Consumer(driver.Consumer):  # type: ignore[misc]
             await self.crash(problem)
             return False
         return bool(await super()._commit(offsets))
+
+    async def _handle_attached(self, commit_offsets: Any) -> None:
+        """Write the barrier's snapshot (the offsets are chosen, the producer not flushed
+        yet), then publish faust's attached messages."""
+        barrier: CommitBarrier | None = getattr(self.app, "commit_barrier", None)
+        if barrier is not None:
+            await barrier.write_snapshot()
+        await super()._handle_attached(commit_offsets)
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """faust's commit, once the app's :class:`CommitBarrier` (if any) is held; faust's
