@@ -125,7 +125,7 @@ class _Fleet:
     def fleet_vectors(self, horizon: float) -> list[list[float]]:
         """The latest deviations of every agent of the fleet seen since ``horizon`` (this
         worker's and the others'), in agent order."""
-        union = {a: seen for a, seen in self.remote.items() if seen[0] >= horizon}
+        union = dict(self.remote)
         union.update(self.vectors)  # ours win: an agent that moved here since
         return [union[a][1] for a in sorted(union) if union[a][0] >= horizon]
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from agentwatch.config import Settings
-from agentwatch.streams.app import create_app
+from agentwatch.streams.app import WorkerApp, create_app
 from agentwatch.streams.runner import running_app
 from tests.alerting.fakes import FakePagerDuty, FakeSlack
 from tests.streams.test_pipeline import encoded, event, produce, wait_for
@@ -44,17 +44,28 @@ async def get(http: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
+def notify_worker(
+    settings: Settings,
+    tmp_path: Path,
+    pd: FakePagerDuty,
+    slack: FakeSlack,
+    rules_text: str = NOTIFY_RULES,
+) -> WorkerApp:
+    """A worker paging the fakes with ``rules_text`` (incidents resolve after 600 s)."""
+    rules = tmp_path / "notify.yml"
+    rules.write_text(rules_text)
+    return create_app(
+        paging(settings, tmp_path, pd, slack, incident_resolve_after_s=600).replace(
+            rules_file=rules
+        )
+    )
+
+
 async def test_silenced_anomaly_is_recorded_not_paged_and_pages_after_expiry(
     settings: Settings, tmp_path: Path, auth: dict[str, str]
 ) -> None:
-    rules = tmp_path / "notify.yml"
-    rules.write_text(NOTIFY_RULES)
     async with FakePagerDuty() as pd, FakeSlack() as slack:
-        worker = create_app(
-            paging(settings, tmp_path, pd, slack, incident_resolve_after_s=600).replace(
-                rules_file=rules
-            )
-        )
+        worker = notify_worker(settings, tmp_path, pd, slack)
         base = worker.web_url
         async with running_app(worker), aiohttp.ClientSession(headers=auth) as http:
             async with aiohttp.ClientSession() as anonymous:
@@ -158,14 +169,8 @@ inhibit_rules:
 async def test_fleet_outage_inhibits_the_rest_of_the_fleets_pages(
     settings: Settings, tmp_path: Path, auth: dict[str, str]
 ) -> None:
-    rules = tmp_path / "inhibit.yml"
-    rules.write_text(INHIBIT_RULES)
     async with FakePagerDuty() as pd, FakeSlack() as slack:
-        worker = create_app(
-            paging(settings, tmp_path, pd, slack, incident_resolve_after_s=600).replace(
-                rules_file=rules
-            )
-        )
+        worker = notify_worker(settings, tmp_path, pd, slack, INHIBIT_RULES)
         history = worker.response.history
         assert history is not None
         async with running_app(worker), aiohttp.ClientSession(headers=auth) as http:

@@ -318,7 +318,16 @@ class ApiBase:
             log.warning("control API: %s unreachable for events: %r", dest, exc)
         return "unavailable"
 
-    async def with_evidence(
+    async def add_evidence(
+        self, call: Call, body: dict[str, Any], records: list[dict[str, Any]]
+    ) -> None:
+        """Put ``records`` with their evidence events resolved in ``body["anomalies"]``, and
+        the agents whose store could not be read in ``body["evidence_unavailable"]``."""
+        body["anomalies"], unavailable = await self._with_evidence(call, records)
+        if unavailable:
+            body["evidence_unavailable"] = unavailable
+
+    async def _with_evidence(
         self, call: Call, records: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Records with their evidence events resolved; and the agents whose store could not be

@@ -131,20 +131,25 @@ class ReadEndpoints(ApiBase):
                 {**a.model_dump(mode="json"), "incident_id": incident.incident_id}
                 for a in state.top
             ]
-        body["anomalies"], unavailable = await self.with_evidence(call, records)
-        if unavailable:
-            body["evidence_unavailable"] = unavailable
+        await self.add_evidence(call, body, records)
         return Answer(body)
 
-    async def list_anomalies(self, call: Call) -> Answer:
-        """``GET /anomalies[?agent=A&since=S&limit=N&evidence=false]``, newest first."""
+    async def _listing(self, call: Call) -> tuple[datetime | None, int] | Answer:
+        """A history listing's ``?since=`` and ``?limit=``; or the answer: 400 for a bad one,
+        or the responder's when it runs on another worker."""
         try:
             since, limit = query_since(call), query_limit(call)
         except ValueError as exc:
             return Answer.problem(400, str(exc))
         forwarded = await self.on_responder(call)
-        if forwarded is not None:
-            return forwarded
+        return (since, limit) if forwarded is None else forwarded
+
+    async def list_anomalies(self, call: Call) -> Answer:
+        """``GET /anomalies[?agent=A&since=S&limit=N&evidence=false]``, newest first."""
+        listing = await self._listing(call)
+        if isinstance(listing, Answer):
+            return listing
+        since, limit = listing
         history = self.response.history
         records = (
             history.anomalies(call.query.get("agent"), since=since, limit=limit)
@@ -160,20 +165,15 @@ class ReadEndpoints(ApiBase):
                 f"{MAX_EVIDENCE_AGENTS}; ask for one agent (?agent=)"
             )
         elif wanted:
-            body["anomalies"], unavailable = await self.with_evidence(call, records)
-            if unavailable:
-                body["evidence_unavailable"] = unavailable
+            await self.add_evidence(call, body, records)
         return Answer(body)
 
     async def list_audit(self, call: Call) -> Answer:
         """``GET /audit[?agent=A&incident=I&since=S&limit=N]``, newest first."""
-        try:
-            since, limit = query_since(call), query_limit(call)
-        except ValueError as exc:
-            return Answer.problem(400, str(exc))
-        forwarded = await self.on_responder(call)
-        if forwarded is not None:
-            return forwarded
+        listing = await self._listing(call)
+        if isinstance(listing, Answer):
+            return listing
+        since, limit = listing
         history = self.response.history
         entries = (
             history.audit(

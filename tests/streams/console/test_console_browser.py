@@ -14,15 +14,13 @@ import pytest
 from yarl import URL
 
 from agentwatch.config import Settings
-from agentwatch.streams.app import create_app
 from agentwatch.streams.console import COOKIE
 from agentwatch.streams.runner import running_app
 from tests.alerting.fakes import FakePagerDuty, FakeSlack
 from tests.conftest import API_TOKEN
 from tests.streams.console.browser import chromium
 from tests.streams.test_pipeline import encoded, event, produce, wait_for
-from tests.streams.test_response import paging
-from tests.streams.test_silences_live import NOTIFY_RULES
+from tests.streams.test_silences_live import get, notify_worker
 
 pytestmark = pytest.mark.integration
 
@@ -40,23 +38,11 @@ def triggers(pd: FakePagerDuty, agent: str) -> list[dict[str, Any]]:
     return [e for e in pd.accepted("trigger") if e["payload"]["source"] == agent]
 
 
-async def get(http: aiohttp.ClientSession, url: str) -> Any:
-    async with http.get(url) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
 async def test_on_call_console_in_chromium(
     settings: Settings, tmp_path: Path, auth: dict[str, str]
 ) -> None:
-    rules = tmp_path / "notify.yml"
-    rules.write_text(NOTIFY_RULES)
     async with FakePagerDuty() as pd, FakeSlack() as slack:
-        worker = create_app(
-            paging(settings, tmp_path, pd, slack, incident_resolve_after_s=600).replace(
-                rules_file=rules
-            )
-        )
+        worker = notify_worker(settings, tmp_path, pd, slack)
         base = worker.web_url
         async with (
             running_app(worker),
