@@ -23,6 +23,29 @@ __all__ = ["Browser", "chromium"]
 
 WAIT_S = 15.0
 
+# Chromium (134 and later) can answer a command on an element found just after a navigation
+# with this inspector error instead of a stale-element one: the node id was resolved against
+# the document that was being replaced (SeleniumHQ/selenium#15401, teamcapybara/capybara#2800).
+# It is raised while the node is resolved, before any input is dispatched, so finding the
+# element again and repeating the command cannot act twice.
+_REPLACED_DOCUMENT = ("does not belong to the document", "No node with given id found")
+
+
+def _on_element(run: Any) -> Any:
+    """Call ``run()`` (which finds its element afresh), again if the document was replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    for attempt in range(20):
+        try:
+            return run()
+        except StaleElementReferenceException:
+            pass
+        except WebDriverException as exc:
+            if not any(text in str(exc.msg) for text in _REPLACED_DOCUMENT) or attempt == 19:
+                raise
+        time.sleep(0.05)
+    raise AssertionError("the page kept replacing its document")
+
 
 class Browser:
     """Async wrappers around a selenium Chrome driver."""
@@ -39,21 +62,18 @@ class Browser:
 
     async def text(self) -> str:
         """The visible text of the page (read again if the page changed meanwhile)."""
-        from selenium.common.exceptions import (
-            NoSuchElementException,
-            StaleElementReferenceException,
-        )
+        from selenium.common.exceptions import NoSuchElementException
         from selenium.webdriver.common.by import By
 
         def run() -> str:
             for _ in range(50):
                 try:
                     return str(self.driver.find_element(By.TAG_NAME, "body").text)
-                except (StaleElementReferenceException, NoSuchElementException):
+                except NoSuchElementException:
                     time.sleep(0.05)  # between two documents (a form's POST and redirect)
             raise AssertionError(f"the page at {self.driver.current_url} kept changing")
 
-        return await asyncio.to_thread(run)
+        return str(await asyncio.to_thread(_on_element, run))
 
     async def source(self) -> str:
         return str(await asyncio.to_thread(lambda: self.driver.page_source))
@@ -66,19 +86,23 @@ class Browser:
             field.clear()
             field.send_keys(value)
 
-        await asyncio.to_thread(run)
+        await asyncio.to_thread(_on_element, run)
 
     async def click(self, element_id: str) -> None:
         from selenium.webdriver.common.by import By
 
-        await asyncio.to_thread(lambda: self.driver.find_element(By.ID, element_id).click())
+        await asyncio.to_thread(
+            _on_element, lambda: self.driver.find_element(By.ID, element_id).click()
+        )
 
     async def click_text(self, text: str) -> None:
         """Click the button whose label is ``text``."""
         from selenium.webdriver.common.by import By
 
         xpath = f"//button[normalize-space()='{text}']"
-        await asyncio.to_thread(lambda: self.driver.find_element(By.XPATH, xpath).click())
+        await asyncio.to_thread(
+            _on_element, lambda: self.driver.find_element(By.XPATH, xpath).click()
+        )
 
     async def script(self, code: str) -> Any:
         return await asyncio.to_thread(self.driver.execute_script, code)
