@@ -362,6 +362,8 @@ def _readiness(worker: WorkerApp, owned: TP) -> Readiness:
         if app.should_stop or app.crashed:
             return ["worker: stopping"]
         problems = []
+        if worker.stage.interrupted is not None:
+            problems.append(f"ingest: {worker.stage.interrupted}; restart the worker")
         if not app.consumer.assignment():
             problems.append("worker: no partitions assigned yet (starting or rebalancing)")
         if not recovered():

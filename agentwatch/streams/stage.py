@@ -198,6 +198,8 @@ class BaselineStage:
         self._newest_event_time = 0.0
         self._errors_logged: set[str] = set()
         self._failure_logged_at = float("-inf")
+        #: Why no state may be written nor offset committed any more (see :meth:`_interrupt`).
+        self.interrupted: str | None = None
         self._batch_done = asyncio.Event()  # set: no batch in progress
         self._batch_done.set()
         self._may_start = asyncio.Event()  # clear: a commit waits to take its snapshot
@@ -219,8 +221,38 @@ class BaselineStage:
         self._batch_done.clear()
         try:
             await self._process_batch(events)
+        except BaseException as exc:
+            self._interrupt(events, exc)
+            raise
         finally:
             self._batch_done.set()
+
+    def _interrupt(self, events: Sequence[Any], exc: BaseException) -> None:
+        """A batch stopped before all its side effects were acknowledged (the worker is
+        stopping and cancelled it, or a bug escaped it): its events may be folded into the
+        state while their anomalies are not out. From now on no state is written and no
+        offset committed (:attr:`interrupted`), so the next start replays from the last
+        commit, as after a kill, and publishes those anomalies then."""
+        if self.interrupted is not None:
+            return
+        spans: dict[tuple[str, int], list[int]] = {}
+        for fevent in events:
+            message = fevent.message
+            span = spans.setdefault((message.topic, message.partition), [message.offset] * 2)
+            span[0] = min(span[0], message.offset)
+            span[1] = max(span[1], message.offset)
+        where = ", ".join(f"{t}[{p}] {a}-{b}" for (t, p), (a, b) in spans.items())
+        why = "cancelled" if isinstance(exc, asyncio.CancelledError) else escape(repr(exc), 300)
+        self.interrupted = (
+            f"a batch ({where or 'empty'}) stopped before its side effects were out ({why})"
+        )
+        log.warning(
+            "%s: no state is written and no offset committed from now on; the next start "
+            "reads every event since the last commit again",
+            self.interrupted,
+        )
+        for fevent in events:  # faust's stop waits for them; no commit can follow any more
+            fevent.ack()
 
     async def hold_for_commit(self) -> None:
         """Wait until no batch is in progress, and start none until :meth:`release_commit`.
@@ -469,6 +501,8 @@ class BaselineStage:
         Called while no batch is in progress (:meth:`hold_for_commit`). Agents of a snapshot
         not written yet (a commit that committed nothing) stay in it.
         """
+        if self.interrupted is not None:
+            return 0  # nothing is written any more (see _interrupt)
         if self._snapshot:
             self._snapshot.update(self._dirty)
         else:
@@ -488,7 +522,7 @@ class BaselineStage:
         """
         written = 0
         busy = 0.0
-        while self._snapshot:
+        while self._snapshot and self.interrupted is None:
             waited = 0.0
             while self.backlog() > SNAPSHOT_SLICE and waited < BACKLOG_WAIT_S:
                 await asyncio.sleep(BACKLOG_POLL_S)
@@ -508,7 +542,9 @@ class BaselineStage:
 
     def flush(self) -> int:
         """Write every changed agent's state to the table at once (the snapshot not written
-        yet, then the rest); return how many."""
+        yet, then the rest); return how many (none after an interrupted batch)."""
+        if self.interrupted is not None:
+            return 0
         self.snapshot()
         started = time.perf_counter()
         snapshot, self._snapshot = self._snapshot, {}

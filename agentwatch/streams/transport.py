@@ -299,6 +299,10 @@ class CommitBarrier(Protocol):
     def release_commit(self) -> None:
         """Let the state move on (idempotent)."""
 
+    @property
+    def interrupted(self) -> str | None:
+        """Why no offset may be committed any more (a batch stopped half done), or None."""
+
     async def write_snapshot(self) -> int:
         """Write the state the commit's offsets stand for (taken when it was held)."""
 
@@ -338,6 +342,12 @@ class _Consumer(driver.Consumer):  # type: ignore[misc]
             return bool(await commit(topics, start_new_transaction=start_new_transaction))
         try:
             await barrier.hold_for_commit()
+            interrupted = barrier.interrupted
+            if interrupted is not None:  # no state is written either: the next start replays
+                if not self.app.should_stop:  # not a stop's cancel: stop, as a failed record does
+                    log.error("not committing offsets: %s", interrupted)
+                    await self.crash(UnacknowledgedRecordError(interrupted))
+                return False
             return bool(await commit(topics, start_new_transaction=start_new_transaction))
         finally:
             barrier.release_commit()

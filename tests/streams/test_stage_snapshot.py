@@ -36,9 +36,14 @@ class Message:
         return (self.topic, self.partition)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FaustEvent:
     message: Message
+    acked: bool = False
+
+    def ack(self) -> bool:
+        self.acked = True
+        return True
 
 
 class Table(dict[bytes, bytes]):
@@ -158,3 +163,30 @@ async def test_flush_writes_the_unwritten_snapshot_and_the_changes_since(
     assert sorted(table.writes) == [b"a", b"b", b"c"]
     assert decode_state(table[b"b"])[1].count == 2
     assert stage.pending == 0 and stage.flush() == 0
+
+
+async def test_a_batch_stopped_half_done_stops_every_later_state_write(tmp_path: Path) -> None:
+    """Its events are folded while its side effects are not out: writing that state (or any
+    later one) would let a restart skip them, so nothing is written any more; its messages
+    are acked so that faust's stop does not wait for them (no commit follows)."""
+    stage, table = make_stage(tmp_path, [0])
+    offsets = Offsets()
+    await stage.process_batch(offsets.events(["a1", "a2"]))  # a whole batch
+    fold = stage._process_batch
+
+    async def half_done(events: Any) -> None:
+        await fold(events)
+        raise RuntimeError("the broker went away")
+
+    stage._process_batch = half_done  # type: ignore[method-assign]
+    events = offsets.events(["a1", "a3"])
+    with pytest.raises(RuntimeError):
+        await stage.process_batch(events)
+    assert stage.interrupted is not None
+    assert "agentwatch.actions[0] 2-3" in stage.interrupted
+    assert "the broker went away" in stage.interrupted
+    assert all(e.acked for e in events)
+    assert stage.snapshot() == 0
+    assert await stage.write_snapshot() == 0
+    assert stage.flush() == 0
+    assert table == {}
