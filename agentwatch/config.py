@@ -276,6 +276,13 @@ class Settings(BaseSettings):
         le=60,
         description="offsets are committed, and changed baselines written, this often",
     )
+    stop_grace_s: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="a stop waits this long for the ingest batch in progress (its anomalies "
+        "acknowledged), then cancels it; the next start reads its events again (0 = no limit)",
+    )
     max_event_bytes: int = Field(
         64 * 1024, ge=1024, le=1024 * 1024, description="larger events are dead-lettered"
     )

@@ -475,6 +475,11 @@ class BaselineStage:
         await send_all_acked(topic, records, on_failure=failed, backoff=self.deadletters.backoff)
 
     @property
+    def busy(self) -> bool:
+        """Whether a batch is in progress."""
+        return not self._batch_done.is_set()
+
+    @property
     def pending(self) -> int:
         """Agents whose state changed and is not written yet."""
         return len(self._dirty.keys() | self._snapshot.keys())

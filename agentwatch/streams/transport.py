@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 import faust
@@ -369,7 +369,29 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
         self.fetch_max_wait_ms = fetch_max_wait_ms
         #: Held by every offset commit before faust takes its snapshot (set by create_app).
         self.commit_barrier: CommitBarrier | None = None
+        #: Called once when a stop still waits after ``stop_grace_s`` (set by create_app; it
+        #: cancels the ingest batch in progress, whose events the next start reads again).
+        self.stop_overdue: Callable[[], None] | None = None
+        self.stop_grace_s = 0.0  # 0: a stop waits as long as the batch in progress takes
         super().__init__(*args, **kwargs)
+
+    async def on_stop(self) -> None:
+        """faust's stop, which waits for the batch in progress (its anomalies acknowledged);
+        after ``stop_grace_s``, :attr:`stop_overdue` cuts the wait short."""
+        overdue = self.stop_overdue
+        watchdog = None
+        if overdue is not None and self.stop_grace_s > 0:
+            watchdog = asyncio.ensure_future(self._cut_stop_short(overdue, self.stop_grace_s))
+        try:
+            await super().on_stop()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    @staticmethod
+    async def _cut_stop_short(overdue: Callable[[], None], grace_s: float) -> None:
+        await asyncio.sleep(grace_s)
+        overdue()
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
