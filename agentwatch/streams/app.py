@@ -196,7 +196,7 @@ def create_app(
     app.sensors.add(CommitGuard(stage))
     app.commit_barrier = stage  # every commit flushes whole batches only (CommitGuard)
     app.stop_grace_s = settings.stop_grace_s
-    app.stop_overdue = lambda: _cut_batch_short(app, stage, settings.stop_grace_s)
+    app.stop_overdue = lambda: _cut_batch_short(app, stage)
     # The responder's state: one partition each, like its input topics (see topics.py).
     controls = app.Table("controls", default=None, key_type=bytes, value_type=bytes, partitions=1)
     incidents = app.Table("incidents", default=None, key_type=bytes, value_type=bytes, partitions=1)
@@ -318,16 +318,16 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
-def _cut_batch_short(app: Any, stage: BaselineStage, grace_s: float) -> None:
-    """A stop still waits for the ingest batch in progress after ``grace_s`` (the broker does
-    not acknowledge its anomalies): cancel it. The stage then writes and commits nothing
-    more, and the next start reads its events again (:meth:`BaselineStage.process_batch`)."""
+def _cut_batch_short(app: Any, stage: BaselineStage) -> None:
+    """A stop still waits for the ingest batch in progress after ``app.stop_grace_s`` (the
+    broker does not acknowledge its anomalies): cancel it. The stage then writes and commits
+    nothing more, and the next start reads its events again (:meth:`BaselineStage._interrupt`)."""
     if not stage.busy:
         return
     log.warning(
         "stopping: the ingest batch in progress still waits for the broker after %.0f s "
         "(AGENTWATCH_STOP_GRACE_S); cancelling it, the next start reads its events again",
-        grace_s,
+        app.stop_grace_s,
     )
     agent = app.agents.get("baselines")
     for actor in getattr(agent, "_actors", ()):  # faust keeps no public view

@@ -527,7 +527,7 @@ class BaselineStage:
         """
         written = 0
         busy = 0.0
-        while self._snapshot and self.interrupted is None:
+        while self._snapshot:
             waited = 0.0
             while self.backlog() > SNAPSHOT_SLICE and waited < BACKLOG_WAIT_S:
                 await asyncio.sleep(BACKLOG_POLL_S)
@@ -548,8 +548,6 @@ class BaselineStage:
     def flush(self) -> int:
         """Write every changed agent's state to the table at once (the snapshot not written
         yet, then the rest); return how many (none after an interrupted batch)."""
-        if self.interrupted is not None:
-            return 0
         self.snapshot()
         started = time.perf_counter()
         snapshot, self._snapshot = self._snapshot, {}
@@ -560,7 +558,10 @@ class BaselineStage:
 
     def _write(self, agents: dict[str, Any]) -> int:
         """Write each agent's current state to the table (as its last event ``agents`` maps
-        it to); return how many."""
+        it to); return how many: none after an interrupted batch (see :meth:`_interrupt`),
+        the one guard every state write passes."""
+        if self.interrupted is not None:
+            return 0
         table = self.table
         engine = self.engine
         written = 0

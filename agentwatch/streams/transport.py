@@ -378,20 +378,14 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
     async def on_stop(self) -> None:
         """faust's stop, which waits for the batch in progress (its anomalies acknowledged);
         after ``stop_grace_s``, :attr:`stop_overdue` cuts the wait short."""
-        overdue = self.stop_overdue
-        watchdog = None
-        if overdue is not None and self.stop_grace_s > 0:
-            watchdog = asyncio.ensure_future(self._cut_stop_short(overdue, self.stop_grace_s))
+        overdue = None
+        if self.stop_overdue is not None and self.stop_grace_s > 0:
+            overdue = asyncio.get_running_loop().call_later(self.stop_grace_s, self.stop_overdue)
         try:
             await super().on_stop()
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-
-    @staticmethod
-    async def _cut_stop_short(overdue: Callable[[], None], grace_s: float) -> None:
-        await asyncio.sleep(grace_s)
-        overdue()
+            if overdue is not None:
+                overdue.cancel()
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
