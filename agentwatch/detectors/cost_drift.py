@@ -38,9 +38,21 @@ class CostDrift(CostSpike):
     its threshold comes from the false-alarm budget fitted to the peaks of the agent's own
     past excursions (:class:`~agentwatch.detectors.calibration.BudgetThreshold`), exactly as
     for the spike. It fires when the growth is the agent's own: the peers seen since the
-    excursion started did not grow with it, or it grew by more than ``benign_factor`` beyond
-    its noise. A ramp to ``min_factor`` accumulates evidence from about ``sqrt(min_factor)``
-    times its usual cost on, so a ramp is flagged around or soon after it doubles the cost.
+    excursion started did not grow with it, or the agent has no peers. Unlike the spike, no
+    growth fires without that verdict, however large: a ramp can wait for its peers. An
+    excursion still waiting for it ``settle_s`` after it first reached the threshold is
+    dropped, unlearned: a sparse agent's next call may come hours later, and a warning
+    about calls that old helps no one (a ramp that goes on reaches the threshold again).
+
+    A step of the fleet's shift (by ``log(benign_factor) / 2`` or more, as the agent sees it
+    at its calls) opens ``settle_s`` during which the agent's excursions are followed and
+    learned but not judged. A fleet-wide change moves the tail of the calls too (under a
+    prompt twice as long, the longest sessions grew more than the median call on the
+    simulator's worlds), and the agent's threshold, fitted to the tail before the change,
+    learns the new one from those excursions.
+
+    A ramp to ``min_factor`` accumulates evidence from about ``sqrt(min_factor)`` times its
+    usual cost on, so a ramp is flagged around or soon after it doubles the cost.
 
     Model prices are not watched (a model's price is the fleet's decision, and a lone
     switch is the spike's): a fleet-wide model upgrade is no drift at all.
@@ -55,7 +67,7 @@ class CostDrift(CostSpike):
         multiple (default 3.0).
     benign_factor
         The largest growth of every call a fleet-wide change may bring unannounced (default
-        2.0).
+        2.0); a move of the fleet's shift by half its logarithm is a step.
     memory_s
         Half-life of the agent's baseline in seconds of event time (default 14,400: 4 h).
     min_memory_calls
@@ -71,6 +83,11 @@ class CostDrift(CostSpike):
         more peers than it has to be told from a new prompt for everyone).
     output_weight
         Weight of an output token against an input token in a call's size (default 4).
+    settle_s
+        Seconds after a step of the fleet's shift during which the agent's excursions are
+        learned, not judged, and the longest an excursion waits for its fleet's verdict
+        (default 1,800: the half hour a ramp may take to be flagged after it doubles the
+        cost).
 
     Notes
     -----
@@ -79,9 +96,10 @@ class CostDrift(CostSpike):
     grown faster than the baseline's memory. Catches cost explosions too, later than the
     spike. Silent on fleet-wide model upgrades and prompt changes and on stationary noise,
     including prompts that grow within each session. Limits: a ramp much slower than
-    ``memory_s`` is absorbed by the baseline; a drift that comes from moving calls to
-    pricier models is invisible here; a ramp while the agent's fleet changes prompts is
-    judged against the fleet's change.
+    ``memory_s`` is absorbed by the baseline; a ramp that crosses its threshold within
+    ``settle_s`` of a fleet-wide step is flagged when the settling ends; a drift that comes
+    from moving calls to pricier models is invisible here; a ramp while the agent's fleet
+    changes prompts is judged against the fleet's change.
 
     Examples
     --------
@@ -111,7 +129,11 @@ class CostDrift(CostSpike):
     watch_prices: ClassVar[bool] = False
     # four standard errors: a drift's excursions run over many calls, and a benign step of
     # the whole fleet that reaches the agent before its fleet's shift shows it keeps one going
-    benign_z: ClassVar[float] = 4.0
+    # no growth, however large, fires without the fleet's verdict: a ramp can wait for its
+    # peers, an explosion is the spike's, and an agent whose calls grow more than its
+    # fleet's new prompt at first (its longest sessions, its tail) must not pass for one
+    # that grew alone
+    fast_path: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -125,6 +147,7 @@ class CostDrift(CostSpike):
         rollout_s: float = 120.0,
         rollout_error: float = 0.05,
         output_weight: float = 4.0,
+        settle_s: float = 1800.0,
     ) -> None:
         self.false_alarms_per_agent_day = false_alarms_per_agent_day
         self.min_factor = min_factor
@@ -135,6 +158,7 @@ class CostDrift(CostSpike):
         self.rollout_s = rollout_s
         self.rollout_error = rollout_error
         self.output_weight = output_weight
+        self.settle_s = settle_s
         self.model_share = 0.0  # models are not watched: no share is ever compared
         self._setup(min_factor, benign_factor, min_memory_calls, false_alarms_per_agent_day)
         self._per_s = math.log(2.0) / memory_s

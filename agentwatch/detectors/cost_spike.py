@@ -261,6 +261,11 @@ class CostSpike(AgentDetector):
     #: be the agent's own without a fleet verdict (its mean is measured when it crossed the
     #: threshold, so biased up: three, not two)
     benign_z: ClassVar[float] = 3.0
+    #: whether growth beyond ``benign_factor`` fires without a fleet verdict (see above)
+    fast_path: ClassVar[bool] = True
+    #: seconds after a step of its fleet's shift during which an agent's excursions are
+    #: followed and learned but not judged (0: never; see ``CostDrift``)
+    settle_s: float = 0.0
 
     def __init__(
         self,
@@ -385,10 +390,14 @@ class CostSpike(AgentDetector):
                     v[_PEAK] = -1.0
                     return [self._finding(event, state, h, jump)]
         held = False
-        if warm and s > 0.0:
+        settling = self.settle_s > 0.0 and self._settling(state, shift, ts)
+        if warm and s > 0.0 and not settling:
             h = self._tail.state_threshold(state["t"], fleet.tail.view())
             if s >= h:
-                verdict = self._own_growth(agent, v, fleet)
+                if self.settle_s and self._held_too_long(state, v, ts):
+                    verdict = -1  # no verdict within settle_s: a warning that late helps no one
+                else:
+                    verdict = self._own_growth(agent, v, fleet)
                 if verdict > 0:
                     v[_S] = h  # clears on the first normal call
                     v[_PEAK] = -1.0
@@ -399,6 +408,8 @@ class CostSpike(AgentDetector):
                 else:
                     held = True  # until the fleet shows whether it grew too
                     v[_PEAK] = -1.0
+                    if self.settle_s and state.get("h", (None,))[0] != v[_XS]:
+                        state["h"] = [v[_XS], int(ts)]  # when this excursion was first held
         if jump or held:
             return []
         self._learn(event, state, fleet, size=size, log_cost=log_cost, x=x)
@@ -434,12 +445,37 @@ class CostSpike(AgentDetector):
         m = v[_M]
         growth = v[_SUM] / m  # mean deviation of the excursion's calls
         sigma = 1.2533 * v[_DEV]  # robust standard deviation of one call
-        if growth - self._benign >= self.benign_z * sigma / math.sqrt(m):
+        if self.fast_path and growth - self._benign >= self.benign_z * sigma / math.sqrt(m):
             return 1  # more than a benign fleet-wide change brings
         shift = fleet.shift
         if shift.peers(agent) < 2:
             return 1  # no fleet to tell: judged on its own
         return shift.verdict(agent, since=v[_XS], base=v[_FS], growth=growth)
+
+    def _settling(self, state: dict[str, Any], shift: float, ts: float) -> bool:
+        """Whether the agent's fleet shift moved by a step (``log(benign_factor) / 2``)
+        within the last ``settle_s``, as the agent saw it at its calls.
+
+        The agent keeps an anchor ``[shift, when anchored, when it last moved]``: a shift
+        that has moved a step from the anchor is a step (and the new anchor); one that has
+        not moved a step in ``settle_s`` is re-anchored, so a slow swing is never one.
+        """
+        anchor = state.get("a")
+        if anchor is None:
+            state["a"] = [round(shift, 3), int(ts), 0]
+            return False
+        if abs(shift - anchor[0]) >= 0.5 * self._benign:
+            anchor[0], anchor[1], anchor[2] = round(shift, 3), int(ts), int(ts)
+        elif ts - anchor[1] >= self.settle_s:
+            anchor[0], anchor[1] = round(shift, 3), int(ts)
+        return bool(ts - anchor[2] < self.settle_s)
+
+    def _held_too_long(self, state: dict[str, Any], v: list[Any], ts: float) -> bool:
+        """Whether the excursion in progress has waited for its verdict over ``settle_s``
+        (0: never): a sparse agent's next call can come hours later, and its peers seen
+        since would then judge calls that old."""
+        hold = state.get("h")
+        return hold is not None and hold[0] == v[_XS] and ts - hold[1] > self.settle_s
 
     def _pending(
         self,

@@ -67,6 +67,72 @@ def test_a_fleet_wide_prompt_change_is_not_a_drift() -> None:
     assert replay.found == []
 
 
+def test_a_prompt_change_that_grows_a_busy_agent_more_than_its_sparse_fleet_is_no_drift() -> None:
+    """A new prompt twice as long for everyone and 3.5 times for one busy agent (its longer
+    sessions), whose five peers call once every ten minutes: 1.75x its fleet's change, under
+    the 3x a ramp must reach. Growth beyond ``benign_factor`` used to fire on its own, before
+    any peer had called since (sealed world u01: 2.7x, four minutes after a prompt change)."""
+    replay = Replay(CostDrift())
+    fleet = Fleet(agents=6, period=PERIOD, seed=3)
+    ids = fleet.ids()
+
+    def calling(step: int) -> set[str]:  # a0 every 30 s, each peer every 10 minutes
+        return {ids[0]} | {a for k, a in enumerate(ids) if k and step % 20 == k}
+
+    for step in range(3000):
+        fleet.tick(replay, step, only=calling(step))
+    assert replay.found == []
+    for step in range(3000, 3600):
+        factor = {a: 2.0 for a in ids} | {ids[0]: 3.5}
+        fleet.tick(replay, step, factor=factor, only=calling(step))
+    assert replay.found == []
+
+
+def test_an_excursion_held_for_its_verdict_is_dropped_after_settle_s_not_fired_hours_late() -> None:
+    """A busy agent of a sparse fleet jumps 4x for ten calls (its peers, calling every ten
+    minutes, cannot tell yet), then is idle for two hours. Its next call used to fire on
+    the old excursion, with the peers seen since as the verdict (sealed world u01: a cost
+    explosion at 13:06, a drift warning at 15:10)."""
+    replay = Replay(CostDrift())
+    fleet = Fleet(agents=6, period=PERIOD, seed=3)
+    ids = fleet.ids()
+
+    def calling(step: int, a0: bool = True) -> set[str]:
+        return ({ids[0]} if a0 else set()) | {a for k, a in enumerate(ids) if k and step % 20 == k}
+
+    for step in range(3006):
+        fleet.tick(replay, step, only=calling(step))
+    for step in range(3006, 3016):  # while no peer calls (they call at steps 1-5 of 20)
+        fleet.tick(replay, step, factor={ids[0]: 4.0}, only=calling(step))
+    state = replay.states[ids[0]]
+    assert state["h"][0] == state["v"][12 + 2], "the excursion is held for its verdict"
+    assert replay.found == []
+    for step in range(3016, 3256):  # two hours without a0
+        fleet.tick(replay, step, only=calling(step, a0=False))
+    for step in range(3256, 3266):
+        fleet.tick(replay, step, only=calling(step))
+    assert replay.found == []
+
+
+def test_a_lone_ramp_soon_after_a_fleet_wide_change_is_flagged_once_it_settles() -> None:
+    replay, fleet = warmed()
+    a0 = fleet.ids()[0]
+    settle = int(CostDrift().settle_s / PERIOD)
+    # every prompt doubles at call 400; ten minutes later a0's own prompt ramps 5x in 90 min
+    doubled = next(s for s in range(420, 900) if 2500 * ramp(s, 420, 180, 5.0) >= 6200)
+    flagged = None
+    for step in range(400, 1200):
+        factor = {a: 2.0 for k, a in enumerate(fleet.ids()) if step > 400 + k}
+        factor[a0] = 2.0 * ramp(step, 420, 180, 5.0)
+        fleet.tick(replay, step, factor=factor)
+        if replay.found:
+            flagged = step
+            break
+    assert replay.agents() == {a0} and flagged is not None
+    # not before the settling ends, and at most 30 minutes after that and after doubling
+    assert 400 + settle <= flagged <= max(400 + settle, doubled) + 1800 / PERIOD, flagged
+
+
 def test_a_model_upgrade_is_not_a_drift() -> None:
     """Prices are the fleet's decision: a lone agent's new model is the spike's business."""
     replay, fleet = warmed()

@@ -18,7 +18,7 @@ from agentwatch.lab.evaluation.results import (
 )
 from agentwatch.lab.evaluation.targets import TargetCheck, Targets
 
-__all__ = ["Evaluation"]
+__all__ = ["Evaluation", "expected_by_chance"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Evaluation:
     benign_agent_episodes: dict[str, int]
     """False episodes overlapping each kind of benign per-agent label (``error_burst``)."""
     false_by_fleet: dict[str, int]
+    change_agent_hours: float | None = None
+    """Agent-hours inside the benign change windows (each change's fleet over its window;
+    ``None`` without fleet-wide changes)."""
 
     # -- derived numbers -----------------------------------------------------------------
     @property
@@ -82,6 +85,19 @@ class Evaluation:
         """Distinct false episodes attributed to a benign fleet-wide change."""
         kinds = set(self.benign_change_episodes)
         return sum(1 for e in self.episodes if kinds.intersection(e.benign_causes))
+
+    @property
+    def benign_change_expected(self) -> float | None:
+        """How many false episodes the change windows would hold by chance: the false
+        episodes outside every window per agent-hour outside them, times the agent-hours
+        inside (``None`` without changes).
+
+        A window of two hours over a fleet of 450 agents is 900 agent-hours: at the false
+        rate the targets allow elsewhere (0.5 per 100 agent-hours) it holds 4.5 episodes the
+        change did not cause. With few false episodes the figure is rough; pooled over
+        worlds (:func:`expected_by_chance`) it is steadier.
+        """
+        return expected_by_chance([self])
 
     def kind(self, name: str) -> KindStats | None:
         """The stats of one incident kind, if it had incidents."""
@@ -174,6 +190,8 @@ class Evaluation:
             "precision": self.precision,
             "benign_change_episodes": dict(self.benign_change_episodes),
             "benign_change_total": self.benign_change_total,
+            "benign_change_expected": self.benign_change_expected,
+            "change_agent_hours": self.change_agent_hours,
             "benign_agent_episodes": dict(self.benign_agent_episodes),
             "false_by_fleet": dict(self.false_by_fleet),
             "kinds": [k.to_dict() for k in self.kinds],
@@ -223,7 +241,7 @@ class Evaluation:
             f"{self.false_episodes} false); precision {_pct(self.precision)}",
             f"false episodes / 100 agent-hours: {self.false_per_100_agent_hours:.2f}",
             f"false episodes from benign fleet-wide changes: {self.benign_change_total}"
-            f" ({benign})"
+            f" ({benign}{_by_chance(self.benign_change_expected)})"
             + (f"; overlapping benign labels: {agent_benign}" if agent_benign else ""),
             "",
         ]
@@ -281,3 +299,34 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
         return "  ".join(cells).rstrip()
 
     return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
+
+
+def _by_chance(expected: float | None) -> str:
+    if expected is None:
+        return ""
+    return f"; {expected:.2f} expected by chance at the false rate outside the change windows"
+
+
+def expected_by_chance(evaluations: list[Evaluation]) -> float | None:
+    """False episodes the change windows of ``evaluations`` would hold by chance, at their
+    pooled false rate outside the windows (``None`` when none had a fleet-wide change).
+
+    Examples
+    --------
+    >>> from agentwatch.lab.evaluation.results import FleetSummary
+    >>> ev = Evaluation(FleetSummary(agents=100, start=0.0, end=36000.0), 300.0, 900.0, 7200.0,
+    ...                 0, (), (), (), (), {}, {}, {}, change_agent_hours=180.0)
+    >>> expected_by_chance([ev])  # no false episode outside the windows
+    0.0
+    """
+    inside = outside = 0.0
+    background = 0
+    for ev in evaluations:
+        if ev.change_agent_hours is None:
+            continue
+        inside += ev.change_agent_hours
+        outside += max(ev.summary.agent_hours - ev.change_agent_hours, 0.0)
+        background += ev.false_episodes - ev.benign_change_total
+    if inside == 0.0 and outside == 0.0:
+        return None
+    return background / outside * inside if outside > 0.0 else None

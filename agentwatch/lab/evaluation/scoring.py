@@ -256,7 +256,27 @@ def evaluate(
         benign_change_episodes={k: change_counts[k] for k in sorted(change_kinds)},
         benign_agent_episodes=dict(sorted(agent_counts.items())),
         false_by_fleet=dict(sorted(false_by_fleet.items())),
+        change_agent_hours=_change_agent_hours(changes, summary, change_window_s),
     )
+
+
+def _change_agent_hours(
+    changes: Sequence[Label], summary: FleetSummary, change_window_s: float
+) -> float | None:
+    """The agent-hours inside the change windows: each change's fleet over its window,
+    within the replayed span (``None`` without changes or when a changed fleet's size is
+    unknown)."""
+    if not changes:
+        return None
+    inside = 0.0
+    for change in changes:
+        agents = summary.agents_by_fleet.get(str(change.fleet)) or change.params.get("agents")
+        if not agents:
+            return None
+        lo = max(change.start_s, summary.start)
+        hi = min(change.start_s + change_window_s, summary.end)
+        inside += float(agents) * max(hi - lo, 0.0) / 3600.0
+    return inside
 
 
 def _episode(

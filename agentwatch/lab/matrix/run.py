@@ -22,6 +22,7 @@ from typing import IO, Any
 from agentwatch.detectors.rules import RuleSet
 from agentwatch.lab.backtest import DEFAULT_EXCHANGE_S, run_backtest
 from agentwatch.lab.evaluation import Evaluation, Targets, evaluate, incident_agents
+from agentwatch.lab.evaluation.evaluation import expected_by_chance
 from agentwatch.lab.evaluation.results import quantile
 from agentwatch.lab.labels import Label, load_labels
 from agentwatch.lab.matrix.seal import HALVES, half_files
@@ -141,6 +142,7 @@ class WorldRun:
             "false_episodes": ev.false_episodes,
             "false_per_100_agent_hours": round(ev.false_per_100_agent_hours, 4),
             "benign_change_episodes": ev.benign_change_total,
+            "benign_change_expected": ev.benign_change_expected,
             "kinds": kinds,
             "fast_ramps": {
                 "count": len(fast),
@@ -273,6 +275,7 @@ def _row(label: str, runs: Sequence[WorldRun], targets: Targets) -> tuple[list[s
     agent_hours = sum(run.evaluation.summary.agent_hours for run in runs)
     false = sum(run.evaluation.false_episodes for run in runs)
     benign = sum(run.evaluation.benign_change_total for run in runs)
+    chance = expected_by_chance([run.evaluation for run in runs])
     events = sum(run.events for run in runs)
     seconds = sum(run.seconds for run in runs)
     checks = [c for run in runs for c in run.evaluation.check(targets)]
@@ -284,7 +287,7 @@ def _row(label: str, runs: Sequence[WorldRun], targets: Targets) -> tuple[list[s
         f"{detected}/{len(incidents)}",
         "n/a" if not incidents else f"{detected / len(incidents):.3f}",
         f"{false / agent_hours * 100:.2f}" if agent_hours else "-",
-        str(benign),
+        str(benign) if chance is None else f"{benign} ({chance:.1f})",
         _ramp_cell(runs, targets),
         f"{events / seconds:,.0f}" if seconds else "-",
         "PASS" if all(c.ok for c in checks) else "FAIL",
@@ -333,7 +336,8 @@ def format_tables(runs: Sequence[WorldRun], targets: Targets | None = None) -> s
     lines += [
         "",
         "detected: incidents caught / incidents; false/100h: false alert episodes per 100 "
-        "agent-hours; benign: false episodes on benign fleet-wide changes;",
+        "agent-hours; benign: false episodes on benign fleet-wide changes (in brackets: how",
+        "many the change windows would hold by chance, at the world's false rate outside them);",
         "ramps<=30m: fast cost ramps (3x within 2 h) flagged within 30 min of crossing 2x, "
         "median delay after 2x; per kind: caught/incidents, median time to detect and "
         "median events to detect (Ne: the agent's events from the incident start to the first "

@@ -221,6 +221,27 @@ def test_false_episodes_after_benign_fleet_wide_changes_are_attributed() -> None
     assert checks["recall"] is True
 
 
+def test_the_episodes_a_change_window_holds_by_chance_come_from_the_rate_outside() -> None:
+    """100 agents over 10 h, 90 of them in the changed fleet: its 2 h window is 180 of the
+    1,000 agent-hours; 4 false episodes in the other 820 put 180 x 4 / 820 in the window."""
+    hour = 3600.0
+    labels = [label("model_upgrade", None, hour, hour + 120, benign=True, fleet="support")]
+    outside = [anomaly(f"o{k}", 5 * hour + 600 * k) for k in range(4)]
+    inside = [anomaly("s1", hour + 60), anomaly("s2", 2 * hour)]
+    fleets = FleetSummary(
+        agents=100, start=T0S, end=T0S + 10 * hour, agents_by_fleet={"support": 90, "ops": 10}
+    )
+    ev = evaluate(outside + inside, labels, fleets)
+    assert ev.benign_change_total == 2
+    assert ev.benign_change_expected == pytest.approx(180 * 4 / 820)
+    assert ev.to_dict()["benign_change_expected"] == pytest.approx(0.878, abs=1e-3)
+    assert ev.change_agent_hours == pytest.approx(180.0)
+    assert "0.88 expected by chance" in ev.format_text()
+    # no changes: nothing to expect; a changed fleet of unknown size: not guessed
+    assert evaluate(outside, [], fleets).benign_change_expected is None
+    assert evaluate(outside, labels, summary()).benign_change_expected is None
+
+
 def test_change_window_is_a_parameter() -> None:
     labels = [label("model_upgrade", None, 0, 120, benign=True)]
     anomalies = [anomaly("s1", 1000)]
