@@ -127,8 +127,6 @@ class CostDrift(CostSpike):
 
     name: ClassVar[str] = "cost_drift"
     watch_prices: ClassVar[bool] = False
-    # four standard errors: a drift's excursions run over many calls, and a benign step of
-    # the whole fleet that reaches the agent before its fleet's shift shows it keeps one going
     # no growth, however large, fires without the fleet's verdict: a ramp can wait for its
     # peers, an explosion is the spike's, and an agent whose calls grow more than its
     # fleet's new prompt at first (its longest sessions, its tail) must not pass for one
