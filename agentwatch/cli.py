@@ -508,8 +508,9 @@ def backtest(
     worlds: Annotated[
         str | None,
         typer.Option(
-            help="Instead of EVENTS: backtest world specs, 'tuning', 'sealed' (needs --sealed), "
-            "a directory of specs or one spec file; one line per world."
+            help="Instead of EVENTS: backtest world specs, 'tuning', a sealed half ('sealed', "
+            "'sealed-2' to 'sealed-4': needs --sealed), a directory of specs or one spec file; "
+            "one line per world."
         ),
     ] = None,
     sealed: Annotated[
