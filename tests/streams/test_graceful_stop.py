@@ -88,8 +88,7 @@ async def test_a_batch_cancelled_while_its_anomaly_waits_loses_nothing(
     first = create_app(settings.replace(data_dir=tmp_path / "w1"))
     async with running_app(first):
         await hold_a_batch(settings, first)
-        for actor in first.app.agents["baselines"]._actors:
-            actor.actor_task.cancel()  # what a stop that stops waiting does to the batch
+        first.app.stop_overdue()  # what a stop that stops waiting does to the batch
         await wait_for(lambda: first.stage.interrupted is not None, timeout=10)
         reason = first.stage.interrupted or ""
         assert f"{settings.topic('actions')}[" in reason and "(cancelled)" in reason

@@ -58,8 +58,8 @@ SEALED_HALVES: Final = ("sealed", "sealed-2", "sealed-3", "sealed-4")
 later change was tuned, to judge those changes; it was opened once at ``966e8ec``.
 ``sealed-3`` (same rows, seeds 11001-11012) was committed on 2026-12-05 at the start of the next
 session, before any of that session's changes were tuned; it was opened once at ``c9aa44d``.
-``sealed-4`` (same rows, seeds
-13001-13012) was committed on 2026-12-05 before sealed-3 was opened, for the changes after it."""
+``sealed-4`` (same rows, seeds 13001-13012) was committed on 2026-12-05 before sealed-3 was
+opened, for the changes after it."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
