@@ -264,9 +264,14 @@ class FailureRate(OneObjectFleet):
         Peers that may each have failed that action once within ``peer_window_s`` for it
         to count as failing for this agent alone (default 1: an ordinary failure of a peer
         in a busy fleet is not an outage; 0: no peer failure at all).
+    lone_threshold
+        The score (``-log10 p``) the failures left must reach in that case (default 1:
+        p <= 0.1 among the calls left).
     ignore_kinds
         Event kinds left out of everything (default ``["llm"]``: a model's own errors are
         not the agent's tools failing).
+    skip_retries
+        Leave a failed call's immediate retries out of the evidence (default False).
 
     Notes
     -----

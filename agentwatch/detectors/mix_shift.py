@@ -78,7 +78,7 @@ class MixShift(AgentDetector):
     memory
         Long-run counts are halved when their total reaches this. Default 4000.
     max_actions
-        Distinct actions tracked per agent; further ones share one "other" slot. Default 12.
+        Distinct actions tracked per agent; further ones share one "other" slot. Default 16.
     fleet_recent_calls
         Calls (of the whole fleet) over which its recent mix is taken. Default 200.
     fleet_memory_s
@@ -87,6 +87,14 @@ class MixShift(AgentDetector):
         Recent calls of the other agents the fleet's shift needs to count. Default 50.
     refresh_every
         Calls between recomputations of an agent's expected shares. Default 16.
+    fleet_weight
+        Runs' worth of the fleet's tail of run peaks in an agent's threshold. Default 2000.
+    fleet_spread
+        How unevenly agents may follow a fleet-wide change: the multiple of the other
+        agents' recent rise in an action's share added to its expectation. Default 2.
+    establish_s
+        Seconds an action must have been in the fleet before its share is judged (a tool
+        rolled out is ``novelty``'s until then). Default 3600.
     ignore_kinds
         Event kinds left out (LLM calls interleave every tool call). Default ``["llm"]``.
 
