@@ -32,6 +32,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
 from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
+from agentwatch.schemas.events import _VALIDATE_JSON, MAX_EVENT_BYTES
 
 __all__ = [
     "BacktestResult",
@@ -97,17 +98,23 @@ def read_events(
     Each line goes to :func:`~agentwatch.schemas.decode_event` as it is (the trailing
     newline is JSON whitespace); blank lines are skipped.
     """
+    validate = _VALIDATE_JSON  # decode_event's own validator: a valid line costs one call
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
             try:
-                event = decode_event(line)
-            except DecodeError as err:
-                if line.isspace():
+                if len(line) > MAX_EVENT_BYTES:
+                    raise ValueError
+                event = validate(line)
+            except (ValueError, TypeError, RecursionError):  # ValidationError is a ValueError
+                try:
+                    event = decode_event(line)  # the error, worded as the worker words it
+                except DecodeError as err:
+                    if line.isspace():
+                        continue
+                    if errors is not None and len(errors) < 10:
+                        errors.append(f"{path}:{number}: {err.code}: {err.detail}")
+                    yield None
                     continue
-                if errors is not None and len(errors) < 10:
-                    errors.append(f"{path}:{number}: {err.code}: {err.detail}")
-                yield None
-                continue
             yield event
             if on_progress is not None and number % 50_000 == 0:
                 on_progress(fh.tell())
