@@ -171,6 +171,9 @@ class MixShift(AgentDetector):
 
     # ------------------------------------------------------------------ per event
 
+    # Annotation-typed methods (and the classes below) give containers of numbers ``Any``
+    # items: compiled, ``list[float]`` would make every item read a C double (an int 2 would
+    # come back as 2.0 after ``+= 1``).
     @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def update(
         self,
@@ -211,7 +214,7 @@ class MixShift(AgentDetector):
                 agent=agent, state=state, vocab=vocab, fleet=fleet, index=index, memo=memo, ts=ts
             )
         memo.recent.append((event.event_id, slot))
-        tests: list[list[float]] = state["c"]
+        tests: list[list[Any]] = state["c"]
         test = tests[slot]
         value = test[_S] + memo.miss[slot] * (index - 1 - test[_AT])
         if value <= 0.0:  # the previous run of this action is over: its peak is evidence
@@ -328,17 +331,17 @@ class MixShift(AgentDetector):
         Settles every test to the calls counted so far first (their increments change).
         """
         if memo is not None:
-            tests: list[list[float]] = state["c"]
+            tests: list[list[Any]] = state["c"]
             for slot, old in enumerate(memo.miss):
                 test = tests[slot]
                 settled = test[_S] + old * (index - 1 - test[_AT])
                 test[_S] = round(settled, 3) if settled > 0.0 else 0.0
                 test[_AT] = index - 1
-        history: list[float] = state["h"]
-        total: float = state["t"]
-        expected: list[float] = []
-        hit: list[float] = []
-        miss: list[float] = []
+        history: list[Any] = state["h"]
+        total = state["t"]
+        expected: list[Any] = []
+        hit: list[Any] = []
+        miss: list[Any] = []
         shifted = False
         for action, h in zip(vocab, history, strict=True):
             p0, moved = self._expect(fleet, agent=agent, action=action, count=h, total=total, ts=ts)
@@ -489,7 +492,7 @@ class MixShift(AgentDetector):
         *,
         vocab: list[str],
         slot: int,
-        test: list[float],
+        test: list[Any],
         memo: _Memo,
         value: float,
         threshold: float,
@@ -525,9 +528,9 @@ class _Memo:
 
     at: int
     clock: list[int]  # the fleet's call count when each expectation was set
-    expected: list[float]
-    hit: list[float]
-    miss: list[float]
+    expected: list[Any]
+    hit: list[Any]
+    miss: list[Any]
     shifted: bool
     recent: deque[tuple[str, int]]
 
@@ -548,9 +551,9 @@ class _Memo:
 class _Own:
     """One agent's share of its fleet's recent and long-run counts (to leave it out)."""
 
-    recent: dict[str, float]
+    recent: dict[str, Any]
     recent_total: cython.double
-    long: dict[str, float]
+    long: dict[str, Any]
     long_total: cython.double
 
     __slots__ = ("long", "long_total", "recent", "recent_total")
@@ -604,10 +607,10 @@ class _Fleet:
     at: int
     budget: Any
     calls: int
-    first: dict[str, float]
+    first: dict[str, Any]
     growth: cython.double
     guards: dict[str, BudgetThreshold]
-    long: dict[str, float]
+    long: dict[str, Any]
     long_total: cython.double
     lw: cython.double
     memo: dict[str, _Memo]
@@ -616,7 +619,7 @@ class _Fleet:
     own: dict[str, _Own]
     own_calls: int
     pooled: FleetTail
-    recent: dict[str, float]
+    recent: dict[str, Any]
     recent_total: cython.double
     remote: list[dict[str, Any]]
     restored: dict[str, Any] | None
@@ -713,7 +716,8 @@ class _Fleet:
         if mass <= 0.0 or mass < min_calls * self.lw:  # lw: the weight of a call now
             return -1.0
         mine = own.long.get(action, 0.0) if own is not None else 0.0
-        return (self.long.get(action, 0.0) - mine) / mass
+        share: float = (self.long.get(action, 0.0) - mine) / mass
+        return share
 
     def recent_share(self, agent: str, action: str, min_calls: float) -> float:
         """The other agents' share of ``action`` among the fleet's recent calls (-1 when
@@ -723,7 +727,8 @@ class _Fleet:
         if mass < min_calls * self.weight:  # the newest call weighs self.weight
             return -1.0
         mine = own.recent.get(action, 0.0) if own is not None else 0.0
-        return (self.recent.get(action, 0.0) - mine) / mass
+        share: float = (self.recent.get(action, 0.0) - mine) / mass
+        return share
 
     def _rebase_recent(self, w: float) -> None:
         own: _Own
@@ -750,8 +755,8 @@ class _Fleet:
     # event time "lo" weighs 1, the calls it counted, its tick and the first times it knows.
     def _mine(self) -> dict[str, Any]:
         own: _Own
-        recent: dict[str, float] = {}
-        long: dict[str, float] = {}
+        recent: dict[str, Any] = {}
+        long: dict[str, Any] = {}
         recent_total = long_total = 0.0
         for own in self.own.values():
             for action, v in own.recent.items():
@@ -821,8 +826,8 @@ class _Fleet:
         self.weight = self.growth ** (calls - mine["ra"]) if calls > mine["ra"] else 1.0
         self.at = calls
         self.calls = calls
-        recent: dict[str, float] = {}
-        long: dict[str, float] = {}
+        recent: dict[str, Any] = {}
+        long: dict[str, Any] = {}
         recent_total = long_total = 0.0
         growth, memory_s, origin, weight = self.growth, self.memory_s, self.origin, self.weight
         for p in parts:
