@@ -2,7 +2,13 @@
 
 The modules in ``agentwatch._native.COMPILED`` are plain Python; Cython compiles them
 unchanged (annotations are not used as C types), which makes the engine ~25 % faster with
-byte-identical anomalies. Each build gets a ``<build>.sha256`` record of its source, which
+byte-identical anomalies. A few hot classes opt in to Cython's pure-Python mode
+(``@cython.cclass`` with ``@cython.annotation_typing(True)``: ``AgentBaseline`` and
+``mix_shift``'s fleet mix): compiled, their numbers are C doubles, whose arithmetic is the
+same IEEE arithmetic (floor divisions stay Python's, see the comments there); without
+Cython, ``agentwatch.detectors._cython_shim`` stands in for its decorators.
+
+Each build gets a ``<build>.sha256`` record of its source, which
 ``agentwatch._native`` checks before using it. Without Cython or a C compiler, or with
 ``AGENTWATCH_PURE_PYTHON=1``, nothing is compiled and the sources run as they are.
 """
@@ -57,6 +63,9 @@ def _extensions() -> list[Extension]:
     )
     for extension in extensions:
         extension.optional = True  # no C compiler: warn and keep the pure-Python module
+        if os.name != "nt":  # GCC and Clang: never fuse a*b+c into one rounding (an FMA), as
+            # -march flags with FMA otherwise allow; Python rounds every operation
+            extension.extra_compile_args.append("-ffp-contract=off")
     return list(extensions)
 
 

@@ -29,10 +29,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from agentwatch.schemas._types import format_ts
 from agentwatch.schemas.events import ActionEvent
+
+if TYPE_CHECKING:
+    from agentwatch.detectors import _cython_shim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # Cython is a build requirement only; the sources run without it
+        from agentwatch.detectors import _cython_shim as cython
 
 __all__ = [
     "FORMAT_VERSION",
@@ -210,6 +218,8 @@ class _Reader:
         return out
 
 
+@cython.cclass
+@cython.annotation_typing(True)  # the C types declared below; methods opt in
 class AgentBaseline:
     """Rolling behavioural baseline of one agent, folded one :class:`ActionEvent` at a time.
 
@@ -280,6 +290,52 @@ class AgentBaseline:
     True
     """
 
+    # Compiled, the numbers :meth:`update` folds are C doubles and the sizes C integers (the
+    # arithmetic is IEEE double either way: the same results); the rest are Python objects.
+    _alpha: cython.double
+    _n0: cython.double
+    _half_life: cython.double
+    _bucket_s: cython.double
+    _cost: cython.double
+    _first: cython.double
+    _last: cython.double
+    _watermark: cython.double
+    _cost_mean: cython.double
+    _cost_var: cython.double
+    _lat_mean: cython.double
+    _lat_var: cython.double
+    _fail_mean: cython.double
+    _fail_var: cython.double
+    _dt_mean: cython.double
+    _dt_var: cython.double
+    _nbuckets: cython.Py_ssize_t
+    _max_actions: cython.Py_ssize_t
+    _max_trans: cython.Py_ssize_t
+    _agent_id: str
+    _fleet: str
+    _n: int
+    _errors: int
+    _denied: int
+    _kinds: list[int]
+    _in_tokens: int
+    _out_tokens: int
+    _lat_n: int
+    _head: int
+    _b_idx: list[int]
+    _b_n: list[int]
+    _b_err: list[int]
+    _b_denied: list[int]
+    _b_cost: list[int]
+    _hist: dict[str, int]
+    _hist_err: dict[str, int]
+    _trans: dict[tuple[str, str], int]
+    _trans_err: dict[tuple[str, str], int]
+    _hll: bytearray
+    _last_action: str | None
+    _last_status: str | None
+    _last_target: str | None
+    _repeat: int
+
     __slots__ = (
         "_agent_id",
         "_alpha",
@@ -326,6 +382,7 @@ class AgentBaseline:
         "_watermark",
     )
 
+    @cython.annotation_typing(False)
     def __init__(
         self,
         agent_id: str,
@@ -380,15 +437,15 @@ class AgentBaseline:
         self._b_denied = [0] * buckets
         self._b_cost = [0] * buckets  # nano-USD
 
-        self._hist: dict[str, int] = {}
-        self._hist_err: dict[str, int] = {}
-        self._trans: dict[tuple[str, str], int] = {}
-        self._trans_err: dict[tuple[str, str], int] = {}
+        self._hist = {}
+        self._hist_err = {}
+        self._trans = {}
+        self._trans_err = {}
         self._hll = bytearray(_HLL_M)
 
-        self._last_action: str | None = None
-        self._last_status: str | None = None
-        self._last_target: str | None = None
+        self._last_action = None
+        self._last_status = None
+        self._last_target = None
         self._repeat = 0
 
     # ------------------------------------------------------------------ folding events
@@ -410,17 +467,19 @@ class AgentBaseline:
             raise ValueError(
                 f"event of agent {event.agent_id!r} folded into baseline of {self._agent_id!r}"
             )
-        ts = event.ts_epoch
+        when = event.ts_epoch
+        ts: float = when  # C doubles once compiled (annotation_typing)
         action = event.action
         status = event.status
         target = event.target
-        cost = event.cost_usd
+        cost: float = event.cost_usd
         if cost > _MAX_VALUE:  # noqa: PLR1730 - an if is cheaper than min() here
             cost = _MAX_VALUE
 
         # counters and totals
         n = self._n + 1
         self._n = n
+        fail: float
         if status == "ok":
             fail = 0.0
             errored = denied = 0
@@ -438,6 +497,7 @@ class AgentBaseline:
         self._out_tokens += event.output_tokens
 
         # event time
+        dt: float
         if n == 1:
             self._first = self._watermark = ts
             dt = -1.0
@@ -453,10 +513,10 @@ class AgentBaseline:
         self._last = ts
 
         # EW mean and variance (West/Finch); exact mean/variance while warming up
-        n0 = self._n0
-        a = 1.0 / n if n < n0 else self._alpha
-        diff = cost - self._cost_mean
-        incr = a * diff
+        n0: float = self._n0
+        a: float = 1.0 / n if n < n0 else self._alpha
+        diff: float = cost - self._cost_mean
+        incr: float = a * diff
         self._cost_mean += incr
         self._cost_var = (1.0 - a) * (self._cost_var + diff * incr)
         diff = fail - self._fail_mean
@@ -470,7 +530,7 @@ class AgentBaseline:
             incr = a * diff
             self._dt_mean += incr
             self._dt_var = (1.0 - a) * (self._dt_var + diff * incr)
-        latency = event.latency_ms
+        latency: float = event.latency_ms
         if latency > 0.0:
             if latency > _MAX_VALUE:  # noqa: PLR1730
                 latency = _MAX_VALUE
@@ -483,7 +543,7 @@ class AgentBaseline:
             self._lat_var = (1.0 - a) * (self._lat_var + diff * incr)
 
         # event-time bucket ring
-        bucket = int(ts // self._bucket_s)
+        bucket = int(when // self._bucket_s)  # Python's float floor division, not C's floor(/)
         head = self._head
         if bucket > head:
             self._head = head = bucket
@@ -558,115 +618,138 @@ class AgentBaseline:
     # ------------------------------------------------------------------ reading
 
     @property
+    @cython.annotation_typing(False)
     def agent_id(self) -> str:
         """The agent this baseline belongs to."""
         return self._agent_id
 
     @property
+    @cython.annotation_typing(False)
     def fleet(self) -> str:
         """The agent's peer group."""
         return self._fleet
 
     @property
+    @cython.annotation_typing(False)
     def count(self) -> int:
         """Events folded in."""
         return self._n
 
     @property
+    @cython.annotation_typing(False)
     def errors(self) -> int:
         """Events with ``status == "error"``."""
         return self._errors
 
     @property
+    @cython.annotation_typing(False)
     def denied(self) -> int:
         """Events with ``status == "denied"``."""
         return self._denied
 
     @property
+    @cython.annotation_typing(False)
     def kinds(self) -> dict[str, int]:
         """Events per kind (``tool``, ``llm``, ``api``, ``other``)."""
         return dict(zip(_KINDS, self._kinds, strict=True))
 
     @property
+    @cython.annotation_typing(False)
     def cost_usd(self) -> float:
         """Total cost (each event clamped at 1e9 USD)."""
         return self._cost
 
     @property
+    @cython.annotation_typing(False)
     def input_tokens(self) -> int:
         """Total input tokens."""
         return self._in_tokens
 
     @property
+    @cython.annotation_typing(False)
     def output_tokens(self) -> int:
         """Total output tokens."""
         return self._out_tokens
 
     @property
+    @cython.annotation_typing(False)
     def first_seen(self) -> float | None:
         """Earliest event time seen (epoch seconds), ``None`` before the first event."""
         return self._first if self._n else None
 
     @property
+    @cython.annotation_typing(False)
     def last_seen(self) -> float | None:
         """Event time of the most recently folded event (epoch seconds)."""
         return self._last if self._n else None
 
     @property
+    @cython.annotation_typing(False)
     def watermark(self) -> float | None:
         """Latest event time seen (epoch seconds); windows are "as of" it."""
         return self._watermark if self._n else None
 
     @property
+    @cython.annotation_typing(False)
     def last_action(self) -> str | None:
         """Action of the most recently folded event."""
         return self._last_action
 
     @property
+    @cython.annotation_typing(False)
     def last_status(self) -> str | None:
         """Status of the most recently folded event."""
         return self._last_status
 
     @property
+    @cython.annotation_typing(False)
     def last_target(self) -> str | None:
         """Target of the most recently folded event (``None`` if it had none)."""
         return self._last_target
 
     @property
+    @cython.annotation_typing(False)
     def repeat(self) -> int:
         """Consecutive events, up to the last one, with the same ``(action, target)``."""
         return self._repeat
 
     @property
+    @cython.annotation_typing(False)
     def alpha(self) -> float:
         """EW smoothing factor derived from the half-life."""
         return self._alpha
 
     @property
+    @cython.annotation_typing(False)
     def ew_cost(self) -> EwStats:
         """EW statistics of cost per event (USD)."""
         return EwStats(self._cost_mean, math.sqrt(max(self._cost_var, 0.0)), self._n)
 
     @property
+    @cython.annotation_typing(False)
     def ew_latency(self) -> EwStats:
         """EW statistics of ``latency_ms`` over events that reported one (> 0)."""
         return EwStats(self._lat_mean, math.sqrt(max(self._lat_var, 0.0)), self._lat_n)
 
     @property
+    @cython.annotation_typing(False)
     def ew_failure(self) -> EwStats:
         """EW statistics of the failure indicator (error or denied = 1): a failure rate."""
         return EwStats(self._fail_mean, math.sqrt(max(self._fail_var, 0.0)), self._n)
 
     @property
+    @cython.annotation_typing(False)
     def ew_interval(self) -> EwStats:
         """EW statistics of the event inter-arrival time (seconds of event time)."""
         return EwStats(self._dt_mean, math.sqrt(max(self._dt_var, 0.0)), max(self._n - 1, 0))
 
     @property
+    @cython.annotation_typing(False)
     def rate(self) -> float:
         """EW event rate (events per second): ``1 / ew_interval.mean``; 0 if unknown."""
         return 1.0 / self._dt_mean if self._dt_mean > 0.0 else 0.0
 
+    @cython.annotation_typing(False)
     def window(self, seconds: float, at: float | None = None) -> WindowStats:
         """Events, errors, denials and cost in the last ``seconds`` of event time.
 
@@ -717,20 +800,24 @@ class AgentBaseline:
                 cost += spent[slot]
         return WindowStats(count, errors, denied, cost / _NANO, start, end)
 
+    @cython.annotation_typing(False)
     def action_count(self, action: str) -> int:
         """Estimated count of ``action`` (an upper bound; 0 if it is not in the table)."""
         return self._hist.get(action, 0)
 
+    @cython.annotation_typing(False)
     def top_actions(self, limit: int | None = None) -> list[ActionCount]:
         """Tracked actions, most frequent first (ties by name)."""
         items = sorted(self._hist.items(), key=lambda item: (-item[1], item[0]))
         err = self._hist_err
         return [ActionCount(name, count, err.get(name, 0)) for name, count in items[:limit]]
 
+    @cython.annotation_typing(False)
     def transition_count(self, prev: str, action: str) -> int:
         """Estimated count of ``prev -> action`` (upper bound; 0 if not tracked)."""
         return self._trans.get((prev, action), 0)
 
+    @cython.annotation_typing(False)
     def top_transitions(self, limit: int | None = None) -> list[TransitionCount]:
         """Tracked transitions, most frequent first (ties by names)."""
         items = sorted(self._trans.items(), key=lambda item: (-item[1], item[0]))
@@ -740,6 +827,7 @@ class AgentBaseline:
             for pair, count in items[:limit]
         ]
 
+    @cython.annotation_typing(False)
     def distinct_targets(self) -> float:
         """HyperLogLog estimate of distinct targets (standard error about 9 %)."""
         registers = self._hll
@@ -752,6 +840,7 @@ class AgentBaseline:
             estimate = _HLL_M * math.log(_HLL_M / zeros)  # linear counting for small sets
         return estimate
 
+    @cython.annotation_typing(False)
     def to_dict(self) -> dict[str, Any]:
         """A readable, JSON-able view (for ``GET /agents/{id}``)."""
 
@@ -801,6 +890,7 @@ class AgentBaseline:
 
     # ------------------------------------------------------------------ serialization
 
+    @cython.annotation_typing(False)
     def to_bytes(self) -> bytes:
         """Serialize to the compact, versioned binary record (see :data:`FORMAT_VERSION`).
 
@@ -921,6 +1011,7 @@ class AgentBaseline:
         return b"".join(out)
 
     @classmethod
+    @cython.annotation_typing(False)
     def from_bytes(cls, data: bytes) -> AgentBaseline:
         """Rebuild a baseline from :meth:`to_bytes` output.
 
@@ -957,7 +1048,7 @@ class AgentBaseline:
             rest = 3
         names = strings[rest:]
 
-        baseline = cls(
+        baseline: AgentBaseline = cls(
             agent_id,
             fleet,
             half_life=half_life,
@@ -1039,6 +1130,7 @@ class AgentBaseline:
 
     # ------------------------------------------------------------------ dunder
 
+    @cython.annotation_typing(False)
     def __eq__(self, other: object) -> bool:
         """Baselines are equal when their serialized states are."""
         if not isinstance(other, AgentBaseline):
@@ -1047,6 +1139,7 @@ class AgentBaseline:
 
     __hash__ = None  # type: ignore[assignment]
 
+    @cython.annotation_typing(False)
     def __repr__(self) -> str:
         return (
             f"AgentBaseline(agent_id={self._agent_id!r}, fleet={self._fleet!r}, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, cast
 
@@ -147,6 +148,8 @@ class Engine:
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
         self._dedup_half = dedup_window // 2
+        #: the Unix epoch in the time zone object of the latest event (see ``ts_epoch``)
+        self._epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
     def _plan(self, agent_id: str, fleet: str, state: AgentState) -> _Plan:
         """The rules that apply to ``fleet``, each with its detector and its two states.
@@ -173,18 +176,24 @@ class Engine:
 
     def process(self, event: ActionEvent) -> list[Anomaly] | None:
         """Run the rules on one event and fold it in; ``None`` if it is a duplicate."""
-        fields = _new_fields(_Fields)
-        fields.__dict__ = event.__dict__
-        event = cast(ActionEvent, fields)
-        event_id = event.event_id
+        values = event.__dict__
+        event_id = values["event_id"]
         seen = self._seen
         if event_id in seen or event_id in self._seen_before:
             return None
         seen.add(event_id)
         if len(seen) >= self._dedup_half:
             self._seen_before, self._seen = seen, set()
-        agent_id = event.agent_id
-        fleet = event.fleet
+        if "ts_epoch" not in values:  # what ActionEvent.ts_epoch computes, without its call
+            ts = values["ts"]
+            if ts.tzinfo is not self._epoch.tzinfo:
+                self._epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
+            values["ts_epoch"] = (ts - self._epoch).total_seconds()
+        fields = _new_fields(_Fields)
+        fields.__dict__ = values
+        event = cast(ActionEvent, fields)
+        agent_id = values["agent_id"]
+        fleet = values["fleet"]
         baseline = self.baselines.get(agent_id)
         if baseline is None:
             baseline = self.baselines[agent_id] = self.baseline_factory(agent_id, fleet)
@@ -194,11 +203,11 @@ class Engine:
         plan = self._plans.get(agent_id)
         if plan is None or plan.state is not state or plan.fleet != fleet:
             plan = self._plan(agent_id, fleet, state)
-        kind = event.kind
+        kind = values["kind"]
         by_cost = plan.by_kind.get(kind)
         if by_cost is None:
             by_cost = plan.for_kind(kind)
-        steps = by_cost[event.cost_usd > 0.0]  # (without a cost, with one)
+        steps = by_cost[values["cost_usd"] > 0.0]  # (without a cost, with one)
         anomalies: list[Anomaly] = []
         for rule, update, det_state, fleet_state in steps:
             findings = update(event, baseline, det_state, fleet_state)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.detectors.fleet_tail import FleetTail
 from agentwatch.schemas import ActionEvent
+
+if TYPE_CHECKING:
+    from agentwatch.detectors import _cython_shim as cython
+else:
+    try:
+        import cython
+    except ImportError:  # Cython is a build requirement only; the sources run without it
+        from agentwatch.detectors import _cython_shim as cython
 
 __all__ = ["MixShift"]
 
@@ -171,6 +179,10 @@ class MixShift(AgentDetector):
 
     # ------------------------------------------------------------------ per event
 
+    # Annotation-typed methods (and the classes below) give containers of numbers ``Any``
+    # items: compiled, ``list[float]`` would make every item read a C double (an int 2 would
+    # come back as 2.0 after ``+= 1``).
+    @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def update(
         self,
         event: ActionEvent,
@@ -204,13 +216,13 @@ class MixShift(AgentDetector):
             fleet.add(agent, action, ts)
         index: int = state["i"] + 1
         state["i"] = index
-        memo = fleet.memo.get(agent)
+        memo: _Memo | None = fleet.memo.get(agent)
         if memo is None or index - memo.at >= self.refresh_every or len(memo.hit) != len(vocab):
             memo = self._refresh(
                 agent=agent, state=state, vocab=vocab, fleet=fleet, index=index, memo=memo, ts=ts
             )
         memo.recent.append((event.event_id, slot))
-        tests: list[list[float]] = state["c"]
+        tests: list[list[Any]] = state["c"]
         test = tests[slot]
         value = test[_S] + memo.miss[slot] * (index - 1 - test[_AT])
         if value <= 0.0:  # the previous run of this action is over: its peak is evidence
@@ -310,6 +322,7 @@ class MixShift(AgentDetector):
 
     # ------------------------------------------------------------------ expectation
 
+    @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def _refresh(
         self,
         *,
@@ -326,17 +339,17 @@ class MixShift(AgentDetector):
         Settles every test to the calls counted so far first (their increments change).
         """
         if memo is not None:
-            tests: list[list[float]] = state["c"]
+            tests: list[list[Any]] = state["c"]
             for slot, old in enumerate(memo.miss):
                 test = tests[slot]
                 settled = test[_S] + old * (index - 1 - test[_AT])
                 test[_S] = round(settled, 3) if settled > 0.0 else 0.0
                 test[_AT] = index - 1
-        history: list[float] = state["h"]
-        total: float = state["t"]
-        expected: list[float] = []
-        hit: list[float] = []
-        miss: list[float] = []
+        history: list[Any] = state["h"]
+        total = state["t"]
+        expected: list[Any] = []
+        hit: list[Any] = []
+        miss: list[Any] = []
         shifted = False
         for action, h in zip(vocab, history, strict=True):
             p0, moved = self._expect(fleet, agent=agent, action=action, count=h, total=total, ts=ts)
@@ -357,6 +370,7 @@ class MixShift(AgentDetector):
         memo.shifted = shifted
         return memo
 
+    @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def _update_one(
         self,
         *,
@@ -416,6 +430,7 @@ class MixShift(AgentDetector):
 
     # ------------------------------------------------------------------ calibration
 
+    @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def _guard(self, agent: str, state: dict[str, JSON], fleet: _Fleet) -> BudgetThreshold:
         guard = fleet.guards.get(agent)
         if guard is None:
@@ -478,13 +493,14 @@ class MixShift(AgentDetector):
 
     # ------------------------------------------------------------------ reporting
 
+    @cython.annotation_typing(True)  # typed fleet and memo: C access to their fields
     def _finding(
         self,
         event: ActionEvent,
         *,
         vocab: list[str],
         slot: int,
-        test: list[float],
+        test: list[Any],
         memo: _Memo,
         value: float,
         threshold: float,
@@ -513,33 +529,52 @@ class MixShift(AgentDetector):
         )
 
 
+@cython.cclass
+@cython.annotation_typing(True)
 class _Memo:
     """An agent's cached expectation (in memory): recomputed every ``refresh_every`` calls."""
+
+    at: int
+    clock: list[int]  # the fleet's call count when each expectation was set
+    expected: list[Any]
+    hit: list[Any]
+    miss: list[Any]
+    shifted: bool
+    recent: deque[tuple[str, int]]
 
     __slots__ = ("at", "clock", "expected", "hit", "miss", "recent", "shifted")
 
     def __init__(self) -> None:
         self.at = 0
-        self.clock: list[int] = []  # the fleet's call count when each expectation was set
-        self.expected: list[float] = []
-        self.hit: list[float] = []
-        self.miss: list[float] = []
+        self.clock = []
+        self.expected = []
+        self.hit = []
+        self.miss = []
         self.shifted = False
-        self.recent: deque[tuple[str, int]] = deque(maxlen=_EVIDENCE)
+        self.recent = deque(maxlen=_EVIDENCE)
 
 
+@cython.cclass
+@cython.annotation_typing(True)
 class _Own:
     """One agent's share of its fleet's recent and long-run counts (to leave it out)."""
+
+    recent: dict[str, Any]
+    recent_total: cython.double
+    long: dict[str, Any]
+    long_total: cython.double
 
     __slots__ = ("long", "long_total", "recent", "recent_total")
 
     def __init__(self) -> None:
-        self.recent: dict[str, float] = {}
+        self.recent = {}
         self.recent_total = 0.0
-        self.long: dict[str, float] = {}
+        self.long = {}
         self.long_total = 0.0
 
 
+@cython.cclass
+@cython.annotation_typing(True)  # the C types below, and typed locals in the methods
 class _Fleet:
     """A fleet's action mix: its recent calls (counted in calls) and its long-run mix
     (event time), each as the *other* agents see it, plus the agents' cached expectations
@@ -576,35 +611,59 @@ class _Fleet:
         "view",
         "weight",
     )
+    # compiled, the weights are C doubles (IEEE arithmetic either way: the same numbers)
+    at: int
+    budget: Any
+    calls: int
+    first: dict[str, Any]
+    growth: cython.double
+    guards: dict[str, BudgetThreshold]
+    long: dict[str, Any]
+    long_total: cython.double
+    lw: cython.double
+    memo: dict[str, _Memo]
+    memory_s: cython.double
+    origin: cython.double
+    own: dict[str, _Own]
+    own_calls: int
+    pooled: FleetTail
+    recent: dict[str, Any]
+    recent_total: cython.double
+    remote: list[dict[str, Any]]
+    restored: dict[str, Any] | None
+    tick: int
+    view: BudgetThreshold | None
+    weight: cython.double
 
+    @cython.annotation_typing(False)
     def __init__(
         self, recent_calls: int, memory_s: float, origin: float, budget: float, floor: float
     ) -> None:
         self.growth = 1.0 / (1.0 - 1.0 / recent_calls)
         self.weight = 1.0  # weight of the newest call
-        self.recent: dict[str, float] = {}
+        self.recent = {}
         self.recent_total = 0.0
-        self.own: dict[str, _Own] = {}
+        self.own = {}
         self.memory_s = memory_s
         self.origin = origin
-        self.long: dict[str, float] = {}
+        self.long = {}
         self.long_total = 0.0
         self.calls = 0  # calls added, ever
         self.tick = -1  # the current tick of event time (its long-run weight is lw)
         self.lw = 1.0
-        self.memo: dict[str, _Memo] = {}
-        self.first: dict[str, float] = {}  # action -> when the fleet first called it
-        self.guards: dict[str, BudgetThreshold] = {}
+        self.memo = {}
+        self.first = {}  # action -> when the fleet first called it
+        self.guards = {}
         self.pooled = FleetTail(_KEEP, floor)  # every agent's run peaks
-        self.view: BudgetThreshold | None = None  # the pooled peaks as a threshold (a cache)
+        self.view = None  # the pooled peaks as a threshold (a cache)
         self.budget = budget
         # across workers: the fleet's count of calls when the newest weight was given, this
         # worker's calls, the other workers' parts (as absorbed) and this worker's own part
         # from before a restart
         self.at = 0
         self.own_calls = 0
-        self.remote: list[dict[str, Any]] = []
-        self.restored: dict[str, Any] | None = None
+        self.remote = []
+        self.restored = None
 
     def pooled_peaks(self) -> BudgetThreshold | None:
         """The fleet's run peaks as one threshold (None before the first)."""
@@ -624,7 +683,7 @@ class _Fleet:
             if len(recent) >= _MAX_FLEET_ACTIONS:
                 return
             self.first[action] = ts
-        own = self.own.get(agent)
+        own: _Own | None = self.own.get(agent)
         if own is None:
             own = self.own[agent] = _Own()
         calls = self.calls + 1  # this call's number among the fleet's
@@ -642,7 +701,7 @@ class _Fleet:
         mine = own.recent
         mine[action] = mine.get(action, 0.0) + w
         own.recent_total += w
-        tick = int(ts // _TICK_S)
+        tick = _tick(ts)  # Python's float floor division (ts is a C double here)
         if tick != self.tick:  # one weight per tick of event time: no exp() per call
             self.tick = tick
             x = (tick * _TICK_S - self.origin) / self.memory_s
@@ -660,24 +719,27 @@ class _Fleet:
     def usual(self, agent: str, action: str, ts: float, min_calls: float) -> float:
         """The other agents' long-run share of ``action`` (-1 while they made fewer than
         ``min_calls`` calls in the last ``memory_s``, give or take)."""
-        own = self.own.get(agent)
+        own: _Own | None = self.own.get(agent)
         mass = self.long_total - (own.long_total if own is not None else 0.0)
         if mass <= 0.0 or mass < min_calls * self.lw:  # lw: the weight of a call now
             return -1.0
         mine = own.long.get(action, 0.0) if own is not None else 0.0
-        return (self.long.get(action, 0.0) - mine) / mass
+        share: float = (self.long.get(action, 0.0) - mine) / mass
+        return share
 
     def recent_share(self, agent: str, action: str, min_calls: float) -> float:
         """The other agents' share of ``action`` among the fleet's recent calls (-1 when
         they made fewer than ``min_calls`` of them)."""
-        own = self.own.get(agent)
+        own: _Own | None = self.own.get(agent)
         mass = self.recent_total - (own.recent_total if own is not None else 0.0)
         if mass < min_calls * self.weight:  # the newest call weighs self.weight
             return -1.0
         mine = own.recent.get(action, 0.0) if own is not None else 0.0
-        return (self.recent.get(action, 0.0) - mine) / mass
+        share: float = (self.recent.get(action, 0.0) - mine) / mass
+        return share
 
     def _rebase_recent(self, w: float) -> None:
+        own: _Own
         scale = 1.0 / w
         self.recent = {a: v * scale for a, v in self.recent.items()}
         self.recent_total *= scale
@@ -686,6 +748,7 @@ class _Fleet:
             own.recent_total *= scale
 
     def _rebase_long(self, ts: float) -> None:
+        own: _Own
         factor = math.exp(-(ts - self.origin) / self.memory_s)
         self.long = {a: v * factor for a, v in self.long.items()}
         self.long_total *= factor
@@ -699,8 +762,9 @@ class _Fleet:
     # call number "ra" (that call weighs 1), its long-run counts in units where a call at
     # event time "lo" weighs 1, the calls it counted, its tick and the first times it knows.
     def _mine(self) -> dict[str, Any]:
-        recent: dict[str, float] = {}
-        long: dict[str, float] = {}
+        own: _Own
+        recent: dict[str, Any] = {}
+        long: dict[str, Any] = {}
         recent_total = long_total = 0.0
         for own in self.own.values():
             for action, v in own.recent.items():
@@ -756,6 +820,7 @@ class _Fleet:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        own: _Own
         newest = max((float(p["lo"]) for p in self.remote), default=self.origin)
         if newest - self.origin > 50.0 * self.memory_s:  # keep the weights in range
             self._rebase_long(newest)
@@ -769,8 +834,8 @@ class _Fleet:
         self.weight = self.growth ** (calls - mine["ra"]) if calls > mine["ra"] else 1.0
         self.at = calls
         self.calls = calls
-        recent: dict[str, float] = {}
-        long: dict[str, float] = {}
+        recent: dict[str, Any] = {}
+        long: dict[str, Any] = {}
         recent_total = long_total = 0.0
         growth, memory_s, origin, weight = self.growth, self.memory_s, self.origin, self.weight
         for p in parts:
@@ -793,6 +858,11 @@ class _Fleet:
             self.tick = tick
             x = (tick * _TICK_S - origin) / memory_s
             self.lw = math.exp(x) if x > -50.0 else 0.0
+
+
+def _tick(ts: float) -> int:
+    """The tick of event time ``ts`` (Python's floor division of floats, not C's ``floor``)."""
+    return int(ts // _TICK_S)
 
 
 def _add_part(into: dict[str, Any], part: dict[str, Any], growth: float, memory_s: float) -> None:

