@@ -270,6 +270,13 @@ class Settings(BaseSettings):
         description="the ingest batch window while the worker is idle (below "
         "fetch_busy_events_per_s); batch_within_s while busy",
     )
+    batch_quiet_s: float = Field(
+        0.002,
+        ge=0,
+        le=10,
+        description="an ingest batch is also cut once no event came for this long (what one "
+        "fetch returned is in); 0 = only full or at its window",
+    )
     commit_interval_s: float = Field(
         2.0,
         gt=0,

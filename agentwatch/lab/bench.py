@@ -3,8 +3,12 @@
 Phase 1 produces ``events`` events for ``agents`` agents, then starts a worker and times how
 fast it drains them (first event folded in to last; startup and rebalance excluded).
 Phase 2 offers a steady ``rate`` events/s for ``latency_seconds`` and measures, per event,
-the time from the producer's ``send`` to the baseline holding the event. The worker, producer
-and probe share one process (uvloop loops), so the figures are conservative. Beside events/s
+the time from the producer's ``send`` to the baseline holding the event. Its load generator
+runs in a process of its own, as agents do (it shared the worker's event loop until issue 13,
+and took a fifth of that loop's time: the figures were the worker's and the generator's);
+the worker and the probe share this one (uvloop). Send and fold times are read from the
+host's monotonic clock (``time.monotonic``, one clock for every process on Linux). Beside
+events/s
 (wall time, which a shared host's other load lowers) the result gives the CPU time per event
 of the worker process and of the broker over the drain, which other load hardly moves.
 """
@@ -13,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing as mp
 import random
 import resource
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +71,69 @@ def _payloads(n: int, agents: int, seed: int, start: datetime) -> list[tuple[byt
         }
         out.append((agent.encode(), json.dumps(doc).encode()))
     return out
+
+
+#: the load generator's tick: each tick sends ``rate * TICK_S`` events, then sleeps until the next
+TICK_S = 0.01
+#: how long the bench waits for the load generator's process to start, and to report
+GENERATOR_START_S = 120.0
+
+
+def _stamped(value: bytes, sent: float) -> bytes:
+    """``value`` (a JSON object from :func:`_payloads`) with ``attributes.bench_sent`` set.
+
+    Examples
+    --------
+    >>> json.loads(_stamped(b'{"a": 1}', 2.5))
+    {'a': 1, 'attributes': {'bench_sent': 2.5}}
+    """
+    return value[:-1] + b', "attributes": {"bench_sent": ' + repr(sent).encode() + b"}}"
+
+
+def _generator_main(
+    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float, conn: Connection
+) -> None:
+    """The load generator's process: connect, say ``ready``, wait for ``go``, offer ``rate``
+    events/s until ``payloads`` are sent, then report ``{"sent": n, "seconds": s}``."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    conn.send(asyncio.run(_generate(bootstrap, topic, payloads, rate, conn)))
+
+
+async def _generate(
+    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float, conn: Connection
+) -> dict[str, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        conn.send("ready")
+        while not conn.poll():
+            await asyncio.sleep(0.01)
+        conn.recv()  # go
+        per_tick = max(1, round(rate * TICK_S))
+        started = next_at = time.monotonic()
+        for i in range(0, len(payloads), per_tick):
+            for key, value in payloads[i : i + per_tick]:
+                await producer.send(topic, _stamped(value, time.monotonic()), key=key)
+            next_at += TICK_S
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await producer.flush()
+        return {"sent": float(len(payloads)), "seconds": time.monotonic() - started}
+    finally:
+        await producer.stop()
+
+
+async def _receive(conn: Connection, proc: Any, within_s: float, what: str) -> Any:
+    """The next message of the load generator (polled: the worker shares this loop)."""
+    deadline = time.monotonic() + within_s
+    while not conn.poll():
+        if not proc.is_alive():
+            raise RuntimeError(f"the load generator exited (code {proc.exitcode}) before {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the load generator did not report {what} in {within_s:.0f} s")
+        await asyncio.sleep(0.01)
+    return conn.recv()
 
 
 def _per_event(marks: list[tuple[float, float]], which: int, events: int) -> float | None:
@@ -127,17 +196,32 @@ async def _bench(
             last_at = now
             sent = event.attributes.get("bench_sent")
             if isinstance(sent, float):
-                latencies.append((now - sent) * 1000.0)
+                latencies.append((time.monotonic() - sent) * 1000.0)
 
         worker_app.stage.on_event = probe
         producer = AIOKafkaProducer(
             bootstrap_servers=broker.bootstrap, linger_ms=5, max_batch_size=256 * 1024
         )
         await ensure_topics(settings)
+        topic = settings.topic("actions")
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        n_latency = int(rate * latency_seconds)
+        later = start + timedelta(seconds=events * 0.005 + 60)
+        # phase 2's load generator: its own process, started (and connected) before phase 1
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited loop or threads
+        conn, child_conn = ctx.Pipe()
+        template = _payloads(n_latency, agents, seed=2, start=later)
+        generator = ctx.Process(
+            target=_generator_main,
+            args=(broker.bootstrap, topic, template, rate, child_conn),
+            daemon=True,
+        )
+        del template
+        generator.start()
+        offered: dict[str, float] = {}
         await producer.start()
         try:
-            topic = settings.topic("actions")
-            start = datetime(2026, 1, 1, tzinfo=UTC)
+            await _receive(conn, generator, GENERATOR_START_S, "ready")
             payloads = _payloads(events, agents, seed=1, start=start)
             t0 = time.perf_counter()
             for key, value in payloads:
@@ -150,23 +234,11 @@ async def _bench(
                 while processed < events:
                     await asyncio.sleep(0.01)
                 drain_s = last_at - first_at
-                # Phase 2: steady offered load, latency per event.
-                n_latency = int(rate * latency_seconds)
-                later = start + timedelta(seconds=events * 0.005 + 60)
-                template = _payloads(n_latency, agents, seed=2, start=later)
-                tick = 0.01
-                per_tick = max(1, round(rate * tick))
-                next_at = time.perf_counter()
-                for i in range(0, n_latency, per_tick):
-                    for key, value in template[i : i + per_tick]:
-                        doc = json.loads(value)
-                        doc["attributes"] = {"bench_sent": time.perf_counter()}
-                        await producer.send(topic, json.dumps(doc).encode(), key=key)
-                    next_at += tick
-                    delay = next_at - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                await producer.flush()
+                # Phase 2: steady offered load from the generator's process, latency per event.
+                conn.send("go")
+                offered = await _receive(
+                    conn, generator, latency_seconds * 4 + GENERATOR_START_S, "its load sent"
+                )
                 deadline = time.perf_counter() + 30
                 while processed < events + n_latency and time.perf_counter() < deadline:
                     await asyncio.sleep(0.01)
@@ -176,6 +248,11 @@ async def _bench(
                 ]
         finally:
             await producer.stop()
+            generator.join(timeout=10)
+            if generator.is_alive():  # it reported or failed; never left behind
+                generator.terminate()
+                generator.join(timeout=10)
+            conn.close()
     rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "rules": "default" if rules else "none",
@@ -187,6 +264,9 @@ async def _bench(
         "broker_cpu_us_per_event": _per_event(cpu_marks, 1, events),
         "produce_events_per_s": round(events / produce_s, 1),
         "offered_rate": rate,
+        "offered_actual": (
+            round(offered["sent"] / offered["seconds"], 1) if offered.get("seconds") else None
+        ),
         "latency_events": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50), 1),
         "p99_ms": round(_percentile(latencies, 0.99), 1),

@@ -475,6 +475,7 @@ def _register_agents(worker: WorkerApp) -> None:
         return settings.batch_within_s if fetch_wait.busy else settings.batch_idle_within_s
 
     chosen_at = [time.monotonic()]
+    quiet = (lambda: settings.batch_quiet_s) if settings.batch_quiet_s > 0 else None
 
     fleets = worker.fleets
     # Ingest does not wait for the fleet summaries' restore (it runs beside it, typically well
@@ -488,7 +489,7 @@ def _register_agents(worker: WorkerApp) -> None:
         probe = probes["ingest"]
         folded[0], chosen_at[0] = 0, time.monotonic()  # the load counts from here
         try:
-            async for events in take_batches(stream, settings.batch_max, batch_window):
+            async for events in take_batches(stream, settings.batch_max, batch_window, quiet):
                 probe.begin()
                 await stage.process_batch(events)
                 probe.done(events)

@@ -27,3 +27,6 @@ def test_bench_baseline_prints_both_runs_and_their_ratio() -> None:
     assert result["baseline_bytes_per_agent"] < result["bytes_per_agent"]
     # CPU per event over the drain: the worker's process and the broker both did work
     assert result["worker_cpu_us_per_event"] > 0 and result["broker_cpu_us_per_event"] > 0
+    # phase 2's load generator (its own process) sent every event, each stamped and timed
+    assert result["latency_events"] == 200 and result["offered_actual"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
