@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, cast
 
@@ -148,8 +147,6 @@ class Engine:
         self._seen: set[str] = set()
         self._seen_before: set[str] = set()
         self._dedup_half = dedup_window // 2
-        #: the Unix epoch in the time zone object of the latest event (see ``ts_epoch``)
-        self._epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
     def _plan(self, agent_id: str, fleet: str, state: AgentState) -> _Plan:
         """The rules that apply to ``fleet``, each with its detector and its two states.
@@ -184,11 +181,6 @@ class Engine:
         seen.add(event_id)
         if len(seen) >= self._dedup_half:
             self._seen_before, self._seen = seen, set()
-        if "ts_epoch" not in values:  # what ActionEvent.ts_epoch computes, without its call
-            ts = values["ts"]
-            if ts.tzinfo is not self._epoch.tzinfo:
-                self._epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
-            values["ts_epoch"] = (ts - self._epoch).total_seconds()
         fields = _new_fields(_Fields)
         fields.__dict__ = values
         event = cast(ActionEvent, fields)

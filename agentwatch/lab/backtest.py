@@ -32,7 +32,6 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
 from agentwatch.lab.evaluation import FleetSummary
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
-from agentwatch.schemas.events import _VALIDATE_JSON, MAX_EVENT_BYTES
 
 __all__ = [
     "BacktestResult",
@@ -104,7 +103,6 @@ def read_events(
     newline is JSON whitespace); blank lines are skipped. Lines are read and decoded some
     32 KiB at a time, and yielded in file order.
     """
-    validate = _VALIDATE_JSON  # decode_event's own validator: a valid line costs one call
     number = 0
     with open(path, "rb") as fh:
         while lines := fh.readlines(_CHUNK_BYTES):
@@ -114,18 +112,13 @@ def read_events(
                 if on_progress is not None and number % 50_000 == 0:
                     on_progress(fh.tell())
                 try:
-                    if len(line) > MAX_EVENT_BYTES:
-                        raise ValueError
-                    decoded.append(validate(line))
-                except (ValueError, TypeError, RecursionError):  # a ValidationError too
-                    try:
-                        decoded.append(decode_event(line))  # the error, worded as the worker's
-                    except DecodeError as err:
-                        if line.isspace():
-                            continue
-                        if errors is not None and len(errors) < 10:
-                            errors.append(f"{path}:{number}: {err.code}: {err.detail}")
-                        decoded.append(None)
+                    decoded.append(decode_event(line))
+                except DecodeError as err:
+                    if line.isspace():
+                        continue
+                    if errors is not None and len(errors) < 10:
+                        errors.append(f"{path}:{number}: {err.code}: {err.detail}")
+                    decoded.append(None)
             yield from decoded
 
 
