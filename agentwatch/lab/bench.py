@@ -90,6 +90,25 @@ def _stamped(value: bytes, sent: float) -> bytes:
     return value[:-1] + b', "attributes": {"bench_sent": ' + repr(sent).encode() + b"}}"
 
 
+def _producer(bootstrap: str) -> AIOKafkaProducer:
+    """The benchmarks' producer: batched as a busy fleet's sends are."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+
+
+async def _produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    """Send every payload as fast as the broker takes them; the seconds it took."""
+    producer = _producer(bootstrap)
+    await producer.start()
+    try:
+        t0 = time.monotonic()
+        for key, value in payloads:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+        return time.monotonic() - t0
+    finally:
+        await producer.stop()
+
+
 def _generator_main(
     bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float, conn: Connection
 ) -> None:
@@ -102,7 +121,7 @@ def _generator_main(
 async def _generate(
     bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float, conn: Connection
 ) -> dict[str, float]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = _producer(bootstrap)
     await producer.start()
     try:
         conn.send("ready")
@@ -199,9 +218,6 @@ async def _bench(
                 latencies.append((time.monotonic() - sent) * 1000.0)
 
         worker_app.stage.on_event = probe
-        producer = AIOKafkaProducer(
-            bootstrap_servers=broker.bootstrap, linger_ms=5, max_batch_size=256 * 1024
-        )
         await ensure_topics(settings)
         topic = settings.topic("actions")
         start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -219,15 +235,10 @@ async def _bench(
         del template
         generator.start()
         offered: dict[str, float] = {}
-        await producer.start()
         try:
             await _receive(conn, generator, GENERATOR_START_S, "ready")
             payloads = _payloads(events, agents, seed=1, start=start)
-            t0 = time.perf_counter()
-            for key, value in payloads:
-                await producer.send(topic, value, key=key)
-            await producer.flush()
-            produce_s = time.perf_counter() - t0
+            produce_s = await _produce(broker.bootstrap, topic, payloads)
             del payloads
 
             async with running_app(worker_app):
@@ -247,7 +258,6 @@ async def _bench(
                     for a, b in worker_app.stage.engine.baselines.items()
                 ]
         finally:
-            await producer.stop()
             generator.join(timeout=10)
             if generator.is_alive():  # it reported or failed; never left behind
                 generator.terminate()

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
-from agentwatch.lab.bench import _payloads
+from agentwatch.lab.bench import _payloads, _produce
 from agentwatch.lab.cpu import cpu_seconds, host_cpu
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.broker import EmbeddedBroker
@@ -122,19 +121,6 @@ def _wait(
         if time.monotonic() > deadline:
             raise TimeoutError(f"the workers did not reach {what} within {timeout:g} s: {rows}")
         time.sleep(0.05)
-
-
-async def _produce(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144)
-    await producer.start()
-    try:
-        t0 = time.monotonic()
-        for key, value in payloads:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-        return time.monotonic() - t0
-    finally:
-        await producer.stop()
 
 
 def _bench(workers: int, events: int, agents: int, partitions: int) -> dict[str, Any]:
