@@ -100,6 +100,34 @@ async def test_a_failed_record_stops_the_worker_without_committing(
         assert committed == {}, f"offsets committed past a failed record: {committed}"
 
 
+async def test_a_flush_racing_the_producers_stop_refuses_the_commit_without_raising(
+    settings: Settings, faulty_buffer: asyncio.Event
+) -> None:
+    """faust's buffer raises ``Cannot flush: Producer not Running`` when it is stopping with
+    records still queued; the flush before a commit must report them unsent, not crash."""
+    worker = create_app(settings.replace(commit_interval_s=60.0))
+    async with running_app(worker):
+        producer = worker.app.producer
+        audit = worker.topics["audit"]
+        audit.send_soon(key=b"k", value=HELD)  # in flight: the buffer's sender waits on it
+        queued = [audit.send_soon(key=b"k", value=b"queued") for _ in range(3)]
+        await asyncio.sleep(0.2)
+        assert producer.buffer.size >= 3, "the records behind the held one are queued"
+        producer.buffer._stopped.set()  # the buffer is stopping (as in a worker's shutdown)
+        try:
+            await asyncio.wait_for(producer.flush(), timeout=10)
+            problem = producer.problem()
+            assert isinstance(problem, UnacknowledgedRecordError)
+            assert "never sent" in str(problem)
+            assert not any(fut.done() for fut in queued)
+        finally:
+            producer.buffer._stopped.clear()
+            faulty_buffer.set()
+        await asyncio.wait_for(producer.flush(), timeout=10)
+        assert all(fut.done() and fut.result().offset >= 0 for fut in queued)
+        assert producer.problem() is None
+
+
 async def test_events_dropped_when_a_recovery_ends_are_read_again_with_no_committed_offset(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
