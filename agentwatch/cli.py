@@ -429,6 +429,9 @@ def bench(
             "and emit, p50/p99 in µs (--events calls; no broker).",
         ),
     ] = False,
+    as_json: Annotated[  # every mode prints one JSON line
+        bool, typer.Option("--json", help="Print JSON (what every mode prints).")
+    ] = False,
 ) -> None:
     """Throughput, latency and memory of one worker on the embedded broker; one JSON line."""
     if sdk:
@@ -446,6 +449,9 @@ def bench(
     from agentwatch.lab.bench import run_bench
 
     logging.basicConfig(level=logging.WARNING)
+    # the bench's workers run without notifiers on purpose: the default routes' warning that
+    # PagerDuty and Slack are not configured is noise here, once per worker
+    logging.getLogger("agentwatch.alerting.dispatch").setLevel(logging.ERROR)
     if halt_trials:
         from agentwatch.lab.halt_bench import run_halt_bench
 

@@ -22,3 +22,9 @@ def test_bench_sdk_prints_check_and_emit_percentiles_in_microseconds() -> None:
     # every timed event reached the (acknowledging) producer: none refused or dropped
     assert result["events_sent"] == 2 * (3000 + 2000) + 1
     assert 200 < result["event_bytes"] < 400
+
+
+def test_bench_takes_json_like_every_command_that_prints_data() -> None:
+    done = CliRunner().invoke(app, ["bench", "--sdk", "--events", "500", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output.strip().splitlines()[-1])["sdk_calls"] == 500
