@@ -61,6 +61,8 @@ class BacktestResult:
     first_errors: list[str] = field(default_factory=list)
     tracked: dict[str, list[float]] = field(default_factory=dict)
     """Event times of the agents asked for with ``track`` (to count evidence in events)."""
+    tracked_failed: dict[str, list[float]] = field(default_factory=dict)
+    """... and the times of their failed calls (``status`` other than ``ok``)."""
 
     @property
     def events_per_s(self) -> float:
@@ -213,8 +215,9 @@ def run_backtest(
 
     ``seconds`` is the whole replay (building the engine, reading, decoding, detecting);
     ``engine_seconds`` the time spent in :meth:`Engine.process` alone (with the exchanges).
-    The event times of the agents in ``track`` are kept in ``tracked`` (the evaluation counts
-    an incident's evidence in its agent's events with them).
+    The event times of the agents in ``track`` are kept in ``tracked``, those of their failed
+    calls in ``tracked_failed`` (the evaluation counts an incident's evidence in its agent's
+    events with them).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -238,6 +241,7 @@ def run_backtest(
         on_progress = _progress_printer(Path(events_path).stat().st_size, stream)
     engine_seconds = 0.0
     tracked: dict[str, list[float]] = {agent: [] for agent in track}
+    tracked_failed: dict[str, list[float]] = {agent: [] for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
             invalid += 1
@@ -256,6 +260,8 @@ def run_backtest(
             times = tracked.get(event.agent_id)
             if times is not None:
                 times.append(ts)
+                if event.status != "ok":
+                    tracked_failed[event.agent_id].append(ts)
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -282,4 +288,5 @@ def run_backtest(
         engine_seconds=engine_seconds,
         first_errors=errors,
         tracked={agent: sorted(times) for agent, times in tracked.items()},
+        tracked_failed={agent: sorted(times) for agent, times in tracked_failed.items()},
     )

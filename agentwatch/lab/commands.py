@@ -83,7 +83,13 @@ def backtest_file(
         say(f"wrote {len(result.anomalies)} anomalies to {out}")
     evaluation = None
     if labels is not None:
-        evaluation = evaluate(result.anomalies, label_rows, result.summary, events=result.tracked)
+        evaluation = evaluate(
+            result.anomalies,
+            label_rows,
+            result.summary,
+            events=result.tracked,
+            failed=result.tracked_failed,
+        )
         if not as_json:
             typer.echo(evaluation.format_text(targets=goal))
     if as_json:
@@ -180,7 +186,13 @@ def backtest_compare(
         for ruleset in pair:
             result = run_backtest(events, ruleset, track=incident_agents(label_rows))
             sides.append(
-                evaluate(result.anomalies, label_rows, result.summary, events=result.tracked)
+                evaluate(
+                    result.anomalies,
+                    label_rows,
+                    result.summary,
+                    events=result.tracked,
+                    failed=result.tracked_failed,
+                )
             )
         comparisons.append(Comparison(events.name, sides[0], sides[1]))
     fa, fb = rules_fingerprint(files[0]), rules_fingerprint(files[1])

@@ -268,7 +268,7 @@ class Evaluation:
         if missed:
             lines.append(f"missed incidents ({len(missed)}):")
             lines += [
-                f"  {r.id} {r.kind} {r.agent_id} {iso(r.start)}..{iso(r.end)}"
+                f"  {r.id} {r.kind} {r.agent_id} {iso(r.start)}..{iso(r.end)}{r.evidence()}"
                 for r in missed[:max_missed]
             ]
             if len(missed) > max_missed:

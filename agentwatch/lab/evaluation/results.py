@@ -150,6 +150,10 @@ class IncidentResult:
     events_to_detect: int | None = None
     """The agent's events from the incident start to the first detection, inclusive (``None``
     if missed or not counted): the evidence the detectors had."""
+    window_events: int | None = None
+    """The agent's events from the incident's start to its end (``None``: not counted)."""
+    window_failed: int | None = None
+    """... of which failed (``status`` other than ``ok``; ``None``: not counted)."""
     crosses_2x: float | None = None
     """For a cost ramp: when its cost rate reaches twice the starting one."""
     fast_ramp: bool = False
@@ -163,6 +167,21 @@ class IncidentResult:
             return None
         return self.start + self.ttd_s - self.crosses_2x
 
+    def evidence(self) -> str:
+        """What the incident left to detect, as `` (N events, F failed)`` ('' if not counted).
+
+        Examples
+        --------
+        >>> r = IncidentResult("inc-1", "error_storm", "a1", "f", 0.0, 60.0, False, None, None,
+        ...                    (), window_events=7, window_failed=0)
+        >>> r.evidence()
+        ' (7 events, 0 failed)'
+        """
+        if self.window_events is None:
+            return ""
+        failed = "" if self.window_failed is None else f", {self.window_failed} failed"
+        return f" ({self.window_events} events{failed})"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         out = {
@@ -175,6 +194,8 @@ class IncidentResult:
             "detected": self.detected,
             "ttd_s": self.ttd_s,
             "events_to_detect": self.events_to_detect,
+            "window_events": self.window_events,
+            "window_failed": self.window_failed,
             "first_detector": self.first_detector,
             "detectors": list(self.detectors),
         }

@@ -31,6 +31,7 @@ def evaluate(
     episode_gap_s: float = 900.0,
     change_window_s: float = 7200.0,
     events: Mapping[str, Sequence[float]] | None = None,
+    failed: Mapping[str, Sequence[float]] | None = None,
 ) -> Evaluation:
     """Score a backtest's anomalies against labelled incidents and benign changes.
 
@@ -83,7 +84,14 @@ def evaluate(
         Event times (sorted) of incident agents, if known: then each detected incident also
         says how many of its agent's events came from its start to the first detection
         (``events_to_detect``, the evidence a detector had; a sparse agent's minutes say
-        little about a detector).
+        little about a detector), and every incident how many of its agent's events fell
+        in ``[start, end]`` (``window_events``).
+    failed
+        Times (sorted) of the failed calls (``status`` other than ``ok``) of incident agents,
+        if known: then every incident says how many fell in ``[start, end]``
+        (``window_failed``). With ``window_events``, what a missed incident left to detect:
+        an error storm with no failed call, or a shift of mix in four calls, has no evidence
+        any detector could use.
 
     Returns
     -------
@@ -142,6 +150,8 @@ def evaluate(
         seen = None
         if times is not None and first is not None:
             seen = bisect_right(times, first[0]) - bisect_left(times, lo)
+        all_times = None if events is None else events.get(str(lab.agent_id))
+        fails = None if failed is None else failed.get(str(lab.agent_id))
         results.append(
             IncidentResult(
                 id=lab.id,
@@ -153,6 +163,8 @@ def evaluate(
                 detected=first is not None,
                 ttd_s=None if first is None else first[0] - lo,
                 events_to_detect=seen,
+                window_events=_within(all_times, lo, lab.end_s),
+                window_failed=_within(fails, lo, lab.end_s),
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),
                 crosses_2x=lab.crosses_2x_s,
@@ -328,6 +340,13 @@ def _episode(
         incident_ids=hit,
         benign_causes=tuple(sorted(causes)),
     )
+
+
+def _within(times: Sequence[float] | None, lo: float, hi: float) -> int | None:
+    """How many of ``times`` (sorted) fall in ``[lo, hi]``; ``None`` if not known."""
+    if times is None:
+        return None
+    return bisect_right(times, hi) - bisect_left(times, lo)
 
 
 def _fast_ramp(lab: Label) -> bool:

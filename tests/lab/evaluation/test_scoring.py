@@ -106,6 +106,27 @@ def test_detected_missed_and_time_to_detect() -> None:
     assert ev.kind("mix_shift") is None
 
 
+def test_each_incident_counts_its_agents_events_and_failed_calls_from_start_to_end() -> None:
+    labels = [
+        label("error_storm", "a1", 600, 900, id="inc-1"),  # missed: no failed call in it
+        label("error_storm", "a2", 600, 900, id="inc-2"),  # caught
+        label("error_storm", "a3", 600, 900, id="inc-3"),  # no events known for a3
+    ]
+    events = {"a1": [T0S + t for t in (500, 600, 700, 900, 901)], "a2": [T0S + 650, T0S + 700]}
+    failed = {"a1": [T0S + 500, T0S + 901], "a2": [T0S + 650, T0S + 700]}
+    ev = evaluate([anomaly("a2", 700)], labels, summary(), events=events, failed=failed)
+    by_id = {r.id: r for r in ev.incidents}
+    assert (by_id["inc-1"].window_events, by_id["inc-1"].window_failed) == (3, 0)
+    assert (by_id["inc-2"].window_events, by_id["inc-2"].window_failed) == (2, 2)
+    assert by_id["inc-3"].window_events is None and by_id["inc-3"].window_failed is None
+    text = ev.format_text()
+    assert "inc-1 error_storm a1" in text and "(3 events, 0 failed)" in text
+    assert ev.to_dict()["incident_results"][0]["window_failed"] == 0
+    # without the failed calls' times, the events alone
+    plain = evaluate([], labels, summary(), events=events)
+    assert plain.incidents[0].window_failed is None and "(3 events)" in plain.format_text()
+
+
 def test_median_and_p90_ttd_per_kind() -> None:
     labels = [label("cost_explosion", f"a{i}", 100, 400, id=f"i{i}") for i in range(3)]
     anomalies = [anomaly("a0", 110), anomaly("a1", 120), anomaly("a2", 160)]

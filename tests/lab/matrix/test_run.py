@@ -51,9 +51,17 @@ def test_one_world_scores_like_a_file_backtest_and_caches_its_trace(
     write_jsonl(Simulation(world.config), tmp_path / "e.jsonl", tmp_path / "l.jsonl")
     labels = load_labels(tmp_path / "l.jsonl")
     result = run_backtest(tmp_path / "e.jsonl", rules, track=incident_agents(labels))
-    direct = evaluate(result.anomalies, labels, result.summary, events=result.tracked)
+    direct = evaluate(
+        result.anomalies,
+        labels,
+        result.summary,
+        events=result.tracked,
+        failed=result.tracked_failed,
+    )
     counted = [r.events_to_detect for r in direct.incidents if r.detected]
     assert counted and all(n is not None and n >= 1 for n in counted)
+    windows = [(r.window_events, r.window_failed) for r in direct.incidents]
+    assert all(n is not None and f is not None and n >= 1 and 0 <= f <= n for n, f in windows)
     assert run.evaluation.to_dict() == direct.to_dict()
     assert run.evaluation.kind("unapproved_high_risk").detected == 1  # type: ignore[union-attr]
     assert len(run.evaluation.fast_ramps) == 1
