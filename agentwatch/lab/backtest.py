@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +30,8 @@ from aiokafka.partitioner import murmur2
 
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
-from agentwatch.lab.evaluation import FleetSummary
+from agentwatch.lab.evaluation import Evaluation, FleetSummary, evaluate
+from agentwatch.lab.labels import Label
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 
 __all__ = [
@@ -67,6 +68,17 @@ class BacktestResult:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def score(self, labels: Sequence[Label]) -> Evaluation:
+        """The anomalies scored against ``labels``, with the evidence of the tracked agents
+        (run with ``track=incident_agents(labels)``)."""
+        return evaluate(
+            self.anomalies,
+            labels,
+            self.summary,
+            events=self.tracked,
+            failed=self.tracked_failed,
+        )
 
     @property
     def engine_events_per_s(self) -> float:

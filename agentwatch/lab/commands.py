@@ -37,7 +37,7 @@ def backtest_file(
     import json
 
     from agentwatch.lab.backtest import run_backtest
-    from agentwatch.lab.evaluation import evaluate, incident_agents
+    from agentwatch.lab.evaluation import incident_agents
     from agentwatch.lab.labels import LabelError, load_labels
 
     if not events.is_file():
@@ -83,13 +83,7 @@ def backtest_file(
         say(f"wrote {len(result.anomalies)} anomalies to {out}")
     evaluation = None
     if labels is not None:
-        evaluation = evaluate(
-            result.anomalies,
-            label_rows,
-            result.summary,
-            events=result.tracked,
-            failed=result.tracked_failed,
-        )
+        evaluation = result.score(label_rows)
         if not as_json:
             typer.echo(evaluation.format_text(targets=goal))
     if as_json:
@@ -145,7 +139,7 @@ def backtest_compare(
 
     from agentwatch.lab.backtest import rules_fingerprint, run_backtest
     from agentwatch.lab.compare import Comparison, format_comparison
-    from agentwatch.lab.evaluation import evaluate, incident_agents
+    from agentwatch.lab.evaluation import incident_agents
     from agentwatch.lab.labels import LabelError, load_labels
 
     comparisons: list[Comparison] = []
@@ -185,15 +179,7 @@ def backtest_compare(
         sides = []
         for ruleset in pair:
             result = run_backtest(events, ruleset, track=incident_agents(label_rows))
-            sides.append(
-                evaluate(
-                    result.anomalies,
-                    label_rows,
-                    result.summary,
-                    events=result.tracked,
-                    failed=result.tracked_failed,
-                )
-            )
+            sides.append(result.score(label_rows))
         comparisons.append(Comparison(events.name, sides[0], sides[1]))
     fa, fb = rules_fingerprint(files[0]), rules_fingerprint(files[1])
     if as_json:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from agentwatch.detectors.rules import RuleSet
 from agentwatch.lab.backtest import DEFAULT_EXCHANGE_S, run_backtest
-from agentwatch.lab.evaluation import Evaluation, Targets, evaluate, incident_agents
+from agentwatch.lab.evaluation import Evaluation, Targets, incident_agents
 from agentwatch.lab.evaluation.evaluation import expected_by_chance
 from agentwatch.lab.evaluation.results import iso, quantile
 from agentwatch.lab.labels import Label, load_labels
@@ -204,13 +204,7 @@ def run_world(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    evaluation = evaluate(
-        result.anomalies,
-        labels,
-        result.summary,
-        events=result.tracked,
-        failed=result.tracked_failed,
-    )
+    evaluation = result.score(labels)
     return WorldRun(
         world=world,
         evaluation=evaluation,

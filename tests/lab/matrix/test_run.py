@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from agentwatch.cli import app
 from agentwatch.detectors.rules import load_rules
 from agentwatch.lab.backtest import run_backtest
-from agentwatch.lab.evaluation import Targets, evaluate, incident_agents
+from agentwatch.lab.evaluation import Targets, incident_agents
 from agentwatch.lab.labels import load_labels
 from agentwatch.lab.matrix.run import format_tables, run_world, runs_to_json, select_worlds
 from agentwatch.lab.matrix.seal import WORLDS_DIR
@@ -51,13 +51,7 @@ def test_one_world_scores_like_a_file_backtest_and_caches_its_trace(
     write_jsonl(Simulation(world.config), tmp_path / "e.jsonl", tmp_path / "l.jsonl")
     labels = load_labels(tmp_path / "l.jsonl")
     result = run_backtest(tmp_path / "e.jsonl", rules, track=incident_agents(labels))
-    direct = evaluate(
-        result.anomalies,
-        labels,
-        result.summary,
-        events=result.tracked,
-        failed=result.tracked_failed,
-    )
+    direct = result.score(labels)
     counted = [r.events_to_detect for r in direct.incidents if r.detected]
     assert counted and all(n is not None and n >= 1 for n in counted)
     windows = [(r.window_events, r.window_failed) for r in direct.incidents]
