@@ -69,6 +69,10 @@ class BacktestResult:
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def engine_events_per_s(self) -> float:
+        return self.events / self.engine_seconds if self.engine_seconds > 0 else 0.0
+
     def score(self, labels: Sequence[Label]) -> Evaluation:
         """The anomalies scored against ``labels``, with the evidence of the tracked agents
         (run with ``track=incident_agents(labels)``)."""
@@ -79,10 +83,6 @@ class BacktestResult:
             events=self.tracked,
             failed=self.tracked_failed,
         )
-
-    @property
-    def engine_events_per_s(self) -> float:
-        return self.events / self.engine_seconds if self.engine_seconds > 0 else 0.0
 
 
 def rules_fingerprint(path: str | Path | None) -> dict[str, str]:

@@ -12,7 +12,6 @@ from agentwatch.lab.evaluation.results import (
     IncidentResult,
     KindStats,
     finite,
-    iso,
     quantile,
     rate_per_100,
 )
@@ -267,10 +266,7 @@ class Evaluation:
         missed = [r for r in self.incidents if not r.detected]
         if missed:
             lines.append(f"missed incidents ({len(missed)}):")
-            lines += [
-                f"  {r.id} {r.kind} {r.agent_id} {iso(r.start)}..{iso(r.end)}{r.evidence()}"
-                for r in missed[:max_missed]
-            ]
+            lines += [f"  {r.describe()}" for r in missed[:max_missed]]
             if len(missed) > max_missed:
                 lines.append(f"  ... and {len(missed) - max_missed} more")
             lines.append("")

@@ -167,20 +167,22 @@ class IncidentResult:
             return None
         return self.start + self.ttd_s - self.crosses_2x
 
-    def evidence(self) -> str:
-        """What the incident left to detect, as `` (N events, F failed)`` ('' if not counted).
+    def describe(self) -> str:
+        """One line: id, kind, agent, window and, when counted, what it left to detect (the
+        agent's events and failed calls from start to end), as lists of misses print it.
 
         Examples
         --------
         >>> r = IncidentResult("inc-1", "error_storm", "a1", "f", 0.0, 60.0, False, None, None,
         ...                    (), window_events=7, window_failed=0)
-        >>> r.evidence()
-        ' (7 events, 0 failed)'
+        >>> r.describe()
+        'inc-1 error_storm a1 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z (7 events, 0 failed)'
         """
+        line = f"{self.id} {self.kind} {self.agent_id} {iso(self.start)}..{iso(self.end)}"
         if self.window_events is None:
-            return ""
+            return line
         failed = "" if self.window_failed is None else f", {self.window_failed} failed"
-        return f" ({self.window_events} events{failed})"
+        return f"{line} ({self.window_events} events{failed})"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

@@ -146,12 +146,11 @@ def evaluate(
         lo, hi = lab.start_s, lab.end_s + grace_s
         hits = [(t, a) for t, a in by_agent.get(str(lab.agent_id), ()) if lo <= t <= hi]
         first = hits[0] if hits else None
-        times = None if events is None or first is None else events.get(str(lab.agent_id))
+        times = None if events is None else events.get(str(lab.agent_id))
+        fails = None if failed is None else failed.get(str(lab.agent_id))
         seen = None
         if times is not None and first is not None:
             seen = bisect_right(times, first[0]) - bisect_left(times, lo)
-        all_times = None if events is None else events.get(str(lab.agent_id))
-        fails = None if failed is None else failed.get(str(lab.agent_id))
         results.append(
             IncidentResult(
                 id=lab.id,
@@ -163,7 +162,7 @@ def evaluate(
                 detected=first is not None,
                 ttd_s=None if first is None else first[0] - lo,
                 events_to_detect=seen,
-                window_events=_within(all_times, lo, lab.end_s),
+                window_events=_within(times, lo, lab.end_s),
                 window_failed=_within(fails, lo, lab.end_s),
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),

@@ -23,7 +23,7 @@ from agentwatch.detectors.rules import RuleSet
 from agentwatch.lab.backtest import DEFAULT_EXCHANGE_S, run_backtest
 from agentwatch.lab.evaluation import Evaluation, Targets, incident_agents
 from agentwatch.lab.evaluation.evaluation import expected_by_chance
-from agentwatch.lab.evaluation.results import iso, quantile
+from agentwatch.lab.evaluation.results import quantile
 from agentwatch.lab.labels import Label, load_labels
 from agentwatch.lab.matrix.seal import HALVES, half_files
 from agentwatch.lab.sim import Simulation, World, load_world, write_jsonl
@@ -351,10 +351,7 @@ def format_tables(runs: Sequence[WorldRun], targets: Targets | None = None) -> s
             f"missed incidents ({len(missed)}; in brackets the agent's events and failed calls "
             "from the incident's start to its end: what it left to detect):",
         ]
-        lines += [
-            f"  {run.world.name}: {r.id} {r.kind} {r.agent_id} {iso(r.start)}{r.evidence()}"
-            for run, r in missed
-        ]
+        lines += [f"  {run.world.name}: {r.describe()}" for run, r in missed]
     failing = [(run, [c for c in run.evaluation.check(t) if not c.ok]) for run in runs]
     failing = [(run, bad) for run, bad in failing if bad]
     if failing:
