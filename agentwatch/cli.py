@@ -396,6 +396,14 @@ def bench(
             help="Also run with an empty rules file; print baseline_events_per_s and ratio.",
         ),
     ] = False,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat the run (alternating with --baseline's) N times; print medians and "
+            "every round's ratio.",
+        ),
+    ] = 1,
     halt_trials: Annotated[
         int,
         typer.Option(
@@ -446,7 +454,7 @@ def bench(
         typer.echo(run_otlp_bench(spans=events))
         return
     _needs("lab", "bench")
-    from agentwatch.lab.bench import run_bench
+    from agentwatch.lab.bench import round_progress, run_bench
 
     logging.basicConfig(level=logging.WARNING)
     # the bench's workers run without notifiers on purpose: the default routes' warning that
@@ -474,6 +482,8 @@ def bench(
         latency_seconds=latency_seconds,
         store=store,
         baseline=baseline,
+        rounds=rounds,
+        on_round=round_progress(rounds) if rounds > 1 else None,
     )
     typer.echo(result)
 

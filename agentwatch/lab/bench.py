@@ -20,8 +20,11 @@ import json
 import multiprocessing as mp
 import random
 import resource
+import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,7 +44,7 @@ from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
 from agentwatch.streams.stage import encode_state
 from agentwatch.streams.topics import ensure_topics
 
-__all__ = ["run_bench"]
+__all__ = ["combine_rounds", "round_progress", "run_bench"]
 
 _ACTIONS = ("search", "read_file", "write_file", "http_get", "chat", "send_email", "sql_query")
 _KINDS = ("tool", "tool", "tool", "api", "llm", "tool", "tool")
@@ -287,6 +290,73 @@ async def _bench(
     }
 
 
+#: the figures of a run that a multi-round result gives as medians over the rounds
+_MEDIANS = (
+    "events_per_s",
+    "worker_cpu_us_per_event",
+    "broker_cpu_us_per_event",
+    "produce_events_per_s",
+    "offered_actual",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "bytes_per_agent",
+)
+
+
+def _median(values: list[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
+def _median3(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def _ratio(top: Any, bottom: Any) -> float | None:
+    return round(top / bottom, 3) if top and bottom else None
+
+
+def combine_rounds(
+    runs: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+) -> dict[str, Any]:
+    """One result from ``runs``: pairs of a run with the default rules and, with
+    ``--baseline``, the run without rules that followed it.
+
+    One round gives that run's figures as they are. Several give each figure's median over
+    the rounds, ``ratio`` as the median of the rounds' own ratios (each pair ran back to back,
+    under the same load), and every round's ratios in ``ratios`` and ``cpu_ratios``.
+    ``cpu_ratio`` is the worker's CPU per event without rules over its CPU per event with
+    them: what detection costs in CPU, which a shared host's other load hardly moves, where
+    events/s (wall time) moves with it.
+    """
+    first, bare = runs[0]
+    result = dict(first)
+    if len(runs) > 1:
+        result.update({key: _median([r[key] for r, _ in runs]) for key in _MEDIANS})
+        result["max_bytes_per_agent"] = max(
+            (r["max_bytes_per_agent"] for r, _ in runs if r["max_bytes_per_agent"] is not None),
+            default=None,
+        )
+        result["rounds"] = len(runs)
+    if bare is None:
+        return result
+    pairs = [(r, b) for r, b in runs if b is not None]
+    ratios = [_ratio(r["events_per_s"], b["events_per_s"]) for r, b in pairs]
+    cpu_ratios = [
+        _ratio(b["worker_cpu_us_per_event"], r["worker_cpu_us_per_event"]) for r, b in pairs
+    ]
+    for key in ("events_per_s", "worker_cpu_us_per_event", "p50_ms", "p99_ms", "bytes_per_agent"):
+        result[f"baseline_{key}"] = _median([b[key] for _, b in pairs])
+    if len(runs) == 1:
+        result["ratio"], result["cpu_ratio"] = ratios[0], cpu_ratios[0]
+    else:
+        result["ratio"] = _median3([x for x in ratios if x is not None])
+        result["cpu_ratio"] = _median3([x for x in cpu_ratios if x is not None])
+        result["ratios"], result["cpu_ratios"] = ratios, cpu_ratios
+    return result
+
+
 def run_bench(
     *,
     events: int = 200_000,
@@ -295,22 +365,46 @@ def run_bench(
     latency_seconds: float = 15.0,
     store: str = "rocksdb",
     baseline: bool = False,
+    rounds: int = 1,
+    on_round: Callable[[int, dict[str, Any], dict[str, Any] | None], None] | None = None,
 ) -> str:
     """Run the benchmark and return its one-line JSON result.
 
-    With ``baseline``, the same run follows with an empty rules file (a fresh broker and
-    worker), and the result gains ``baseline_events_per_s``, ``baseline_bytes_per_agent`` and
-    ``ratio`` (events/s with the rules over events/s without): what detection costs.
+    With ``baseline``, each run with the default rules is followed by the same run with an
+    empty rules file (a fresh broker and worker), and the result gains
+    ``baseline_events_per_s``, ``baseline_worker_cpu_us_per_event``,
+    ``baseline_bytes_per_agent``, ``ratio`` (events/s with the rules over events/s without:
+    what detection costs) and ``cpu_ratio`` (the same in the worker's CPU per event).
+    ``rounds`` repeats that, alternating, and gives medians (:func:`combine_rounds`);
+    ``on_round`` hears of each round as it ends (its number, from 1, and its two runs).
     """
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     # The policy, not only the main loop: faust's consumer thread makes its own loop.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    result = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=True))
-    if baseline:
-        bare = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=False))
-        result["baseline_events_per_s"] = bare["events_per_s"]
-        result["baseline_p50_ms"] = bare["p50_ms"]
-        result["baseline_p99_ms"] = bare["p99_ms"]
-        result["baseline_bytes_per_agent"] = bare["bytes_per_agent"]
-        with_rules, without = result["events_per_s"], bare["events_per_s"]
-        result["ratio"] = round(with_rules / without, 3) if with_rules and without else None
-    return json.dumps(result)
+    runs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for number in range(1, rounds + 1):
+        with_rules = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=True))
+        bare = None
+        if baseline:
+            bare = asyncio.run(_bench(events, agents, rate, latency_seconds, store, rules=False))
+        runs.append((with_rules, bare))
+        if on_round is not None:
+            on_round(number, with_rules, bare)
+    return json.dumps(combine_rounds(runs))
+
+
+def round_progress(rounds: int) -> Callable[[int, dict[str, Any], dict[str, Any] | None], None]:
+    """An ``on_round`` for :func:`run_bench` that prints one line per round on stderr."""
+
+    def report(number: int, with_rules: dict[str, Any], bare: dict[str, Any] | None) -> None:
+        line = f"bench: round {number}/{rounds}: default rules {with_rules['events_per_s']}"
+        line += " events/s"
+        if bare is not None:
+            line += f", no rules {bare['events_per_s']}"
+            ratio = _ratio(with_rules["events_per_s"], bare["events_per_s"])
+            if ratio is not None:
+                line += f" (ratio {ratio})"
+        print(line, file=sys.stderr, flush=True)
+
+    return report
