@@ -29,6 +29,7 @@ from typing import IO, Any
 from aiokafka.partitioner import murmur2
 
 from agentwatch.detectors.engine import Engine
+from agentwatch.detectors.novelty import DEFAULT_EGRESS_ACTIONS
 from agentwatch.detectors.rules import DEFAULT_RULES, RuleSet
 from agentwatch.lab.evaluation import Evaluation, FleetSummary, evaluate
 from agentwatch.lab.labels import Label
@@ -41,6 +42,9 @@ __all__ = [
     "rules_fingerprint",
     "run_backtest",
 ]
+
+EGRESS_ACTIONS = frozenset(DEFAULT_EGRESS_ACTIONS)
+"""What the evaluation counts as an exfiltration's evidence (its first egress call)."""
 
 #: Fleet summaries are exchanged this often (event time) unless told otherwise, as the
 #: workers' default ``AGENTWATCH_FLEET_EXCHANGE_S``.
@@ -64,6 +68,10 @@ class BacktestResult:
     """Event times of the agents asked for with ``track`` (to count evidence in events)."""
     tracked_failed: dict[str, list[float]] = field(default_factory=dict)
     """... and the times of their failed calls (``status`` other than ``ok``)."""
+    tracked_egress: dict[str, list[float]] = field(default_factory=dict)
+    """... of their egress calls (``DEFAULT_EGRESS_ACTIONS`` of the ``novelty`` detector)."""
+    tracked_costed: dict[str, list[float]] = field(default_factory=dict)
+    """... and of their calls with a cost."""
 
     @property
     def events_per_s(self) -> float:
@@ -82,6 +90,8 @@ class BacktestResult:
             self.summary,
             events=self.tracked,
             failed=self.tracked_failed,
+            egress=self.tracked_egress,
+            costed=self.tracked_costed,
         )
 
 
@@ -228,8 +238,9 @@ def run_backtest(
     ``seconds`` is the whole replay (building the engine, reading, decoding, detecting);
     ``engine_seconds`` the time spent in :meth:`Engine.process` alone (with the exchanges).
     The event times of the agents in ``track`` are kept in ``tracked``, those of their failed
-    calls in ``tracked_failed`` (the evaluation counts an incident's evidence in its agent's
-    events with them).
+    calls in ``tracked_failed``, of their egress calls in ``tracked_egress`` and of their calls
+    with a cost in ``tracked_costed`` (the evaluation counts an incident's evidence in its
+    agent's events with them).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -254,6 +265,8 @@ def run_backtest(
     engine_seconds = 0.0
     tracked: dict[str, list[float]] = {agent: [] for agent in track}
     tracked_failed: dict[str, list[float]] = {agent: [] for agent in track}
+    tracked_egress: dict[str, list[float]] = {agent: [] for agent in track}
+    tracked_costed: dict[str, list[float]] = {agent: [] for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
             invalid += 1
@@ -274,6 +287,10 @@ def run_backtest(
                 times.append(ts)
                 if event.status != "ok":
                     tracked_failed[event.agent_id].append(ts)
+                if event.action in EGRESS_ACTIONS:
+                    tracked_egress[event.agent_id].append(ts)
+                if event.cost_usd > 0.0:
+                    tracked_costed[event.agent_id].append(ts)
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -301,4 +318,6 @@ def run_backtest(
         first_errors=errors,
         tracked={agent: sorted(times) for agent, times in tracked.items()},
         tracked_failed={agent: sorted(times) for agent, times in tracked_failed.items()},
+        tracked_egress={agent: sorted(times) for agent, times in tracked_egress.items()},
+        tracked_costed={agent: sorted(times) for agent, times in tracked_costed.items()},
     )

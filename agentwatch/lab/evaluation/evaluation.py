@@ -218,6 +218,7 @@ class Evaluation:
                 _pct(k.recall),
                 _secs(k.median_ttd_s),
                 _secs(k.p90_ttd_s),
+                _secs(k.median_after_evidence_s),
             ]
             for k in self.kinds
         ]
@@ -229,9 +230,11 @@ class Evaluation:
                 _pct(self.recall),
                 _secs(self.median_ttd_s),
                 "",
+                "",
             ]
         )
-        lines += _table(["incident kind", "n", "det", "recall", "med TTD", "p90 TTD"], rows)
+        header = ["incident kind", "n", "det", "recall", "med TTD", "p90 TTD", "med after evidence"]
+        lines += _table(header, rows)
         lines.append("")
         benign = ", ".join(f"{k} {v}" for k, v in self.benign_change_episodes.items()) or "none"
         agent_benign = ", ".join(f"{k} {v}" for k, v in self.benign_agent_episodes.items())

@@ -154,6 +154,11 @@ class IncidentResult:
     """The agent's events from the incident's start to its end (``None``: not counted)."""
     window_failed: int | None = None
     """... of which failed (``status`` other than ``ok``; ``None``: not counted)."""
+    first_evidence_s: float | None = None
+    """Seconds from the start to the agent's first call that is evidence of the incident's
+    kind (its first egress call of an exfiltration, failed call of an error storm or a
+    privilege probe, call with a cost of a cost explosion or ramp, event of any other kind);
+    ``None``: none in the window, or not counted."""
     crosses_2x: float | None = None
     """For a cost ramp: when its cost rate reaches twice the starting one."""
     fast_ramp: bool = False
@@ -166,6 +171,15 @@ class IncidentResult:
         if self.crosses_2x is None or self.ttd_s is None:
             return None
         return self.start + self.ttd_s - self.crosses_2x
+
+    @property
+    def after_evidence_s(self) -> float | None:
+        """For a detected incident with evidence: the time to detect less
+        ``first_evidence_s``, the detectors' own delay (negative when flagged before the
+        first call of its kind, on other evidence)."""
+        if self.ttd_s is None or self.first_evidence_s is None:
+            return None
+        return self.ttd_s - self.first_evidence_s
 
     def describe(self) -> str:
         """One line: id, kind, agent, window and, when counted, what it left to detect (the
@@ -198,6 +212,8 @@ class IncidentResult:
             "events_to_detect": self.events_to_detect,
             "window_events": self.window_events,
             "window_failed": self.window_failed,
+            "first_evidence_s": self.first_evidence_s,
+            "after_evidence_s": self.after_evidence_s,
             "first_detector": self.first_detector,
             "detectors": list(self.detectors),
         }
@@ -258,6 +274,9 @@ class KindStats:
     max_ttd_s: float | None
     median_events_to_detect: float | None = None
     """Median of the detected incidents' ``events_to_detect`` (``None`` if not counted)."""
+    median_after_evidence_s: float | None = None
+    """Median of the detected incidents' ``after_evidence_s``: the detectors' own delay,
+    from the first call of the incident's kind (``None`` if not counted)."""
 
     @property
     def recall(self) -> float | None:
@@ -275,6 +294,7 @@ class KindStats:
             "p90_ttd_s": self.p90_ttd_s,
             "max_ttd_s": self.max_ttd_s,
             "median_events_to_detect": self.median_events_to_detect,
+            "median_after_evidence_s": self.median_after_evidence_s,
         }
 
 

@@ -32,6 +32,8 @@ def evaluate(
     change_window_s: float = 7200.0,
     events: Mapping[str, Sequence[float]] | None = None,
     failed: Mapping[str, Sequence[float]] | None = None,
+    egress: Mapping[str, Sequence[float]] | None = None,
+    costed: Mapping[str, Sequence[float]] | None = None,
 ) -> Evaluation:
     """Score a backtest's anomalies against labelled incidents and benign changes.
 
@@ -92,6 +94,14 @@ def evaluate(
         (``window_failed``). With ``window_events``, what a missed incident left to detect:
         an error storm with no failed call, or a shift of mix in four calls, has no evidence
         any detector could use.
+    egress, costed
+        Times (sorted) of the egress calls and of the calls with a cost of incident agents,
+        if known. With ``events`` and ``failed`` they say when each incident's evidence began
+        (``first_evidence_s``, seconds after its start): its agent's first egress call of an
+        exfiltration, first failed call of an error storm or a privilege probe, first call
+        with a cost of a cost explosion or ramp, first event of any other kind. A detection
+        ``after_evidence_s`` later is the detectors' own delay; the rest of the time to
+        detect is the incident's, which had shown nothing yet.
 
     Returns
     -------
@@ -148,6 +158,12 @@ def evaluate(
         first = hits[0] if hits else None
         times = None if events is None else events.get(str(lab.agent_id))
         fails = None if failed is None else failed.get(str(lab.agent_id))
+        evidence = {
+            None: times,
+            "failed": fails,
+            "egress": None if egress is None else egress.get(str(lab.agent_id)),
+            "costed": None if costed is None else costed.get(str(lab.agent_id)),
+        }[_EVIDENCE_OF.get(lab.kind)]
         seen = None
         if times is not None and first is not None:
             seen = bisect_right(times, first[0]) - bisect_left(times, lo)
@@ -164,6 +180,7 @@ def evaluate(
                 events_to_detect=seen,
                 window_events=_within(times, lo, lab.end_s),
                 window_failed=_within(fails, lo, lab.end_s),
+                first_evidence_s=_first_after(evidence, lo, lab.end_s),
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),
                 crosses_2x=lab.crosses_2x_s,
@@ -176,6 +193,7 @@ def evaluate(
         rs = [r for r in results if r.kind == kind]
         ttds = [r.ttd_s for r in rs if r.ttd_s is not None]
         seens = [float(r.events_to_detect) for r in rs if r.events_to_detect is not None]
+        afters = [r.after_evidence_s for r in rs if r.after_evidence_s is not None]
         kinds.append(
             KindStats(
                 kind=kind,
@@ -185,6 +203,7 @@ def evaluate(
                 p90_ttd_s=quantile(ttds, 0.9),
                 max_ttd_s=max(ttds) if ttds else None,
                 median_events_to_detect=quantile(seens, 0.5),
+                median_after_evidence_s=quantile(afters, 0.5),
             )
         )
 
@@ -346,6 +365,25 @@ def _within(times: Sequence[float] | None, lo: float, hi: float) -> int | None:
     if times is None:
         return None
     return bisect_right(times, hi) - bisect_left(times, lo)
+
+
+#: Which of an incident agent's calls are its evidence, per incident kind (default: any event).
+_EVIDENCE_OF = {
+    "error_storm": "failed",
+    "privilege_probing": "failed",
+    "exfiltration": "egress",
+    "cost_explosion": "costed",
+    "cost_drift": "costed",
+}
+
+
+def _first_after(times: Sequence[float] | None, lo: float, hi: float) -> float | None:
+    """Seconds from ``lo`` to the first of ``times`` (sorted) in ``[lo, hi]``; ``None`` if
+    there is none or they are not known."""
+    if not times:
+        return None
+    i = bisect_left(times, lo)
+    return times[i] - lo if i < len(times) and times[i] <= hi else None
 
 
 def _fast_ramp(lab: Label) -> bool:

@@ -127,6 +127,50 @@ def test_each_incident_counts_its_agents_events_and_failed_calls_from_start_to_e
     assert plain.incidents[0].window_failed is None and "(3 events)" in plain.format_text()
 
 
+def test_each_incident_says_when_its_evidence_began_and_how_long_detection_took_after() -> None:
+    labels = [
+        label("exfiltration", "a1", 600, 900, id="exfil"),  # secret read at 600, egress at 640
+        label("error_storm", "a2", 600, 900, id="storm"),  # first failed call at 610
+        label("cost_explosion", "a3", 600, 900, id="boom"),  # first costed call at 605
+        label("runaway_loop", "a4", 600, 900, id="loop"),  # any event: its first at 601
+        label("exfiltration", "a5", 600, 900, id="never"),  # no egress in its window
+    ]
+    events = {
+        "a1": [T0S + t for t in (600, 640, 700)],
+        "a2": [T0S + t for t in (590, 600, 610, 620)],
+        "a3": [T0S + t for t in (600, 605)],
+        "a4": [T0S + t for t in (601, 602)],
+        "a5": [T0S + 650],
+    }
+    failed = {"a1": [], "a2": [T0S + 590, T0S + 610, T0S + 620], "a3": [], "a4": [], "a5": []}
+    egress = {"a1": [T0S + 640], "a2": [], "a3": [], "a4": [], "a5": [T0S + 950]}
+    costed = {"a1": [], "a2": [], "a3": [T0S + 605], "a4": [], "a5": []}
+    found = [anomaly("a1", 641), anomaly("a2", 680), anomaly("a3", 665), anomaly("a4", 620)]
+    ev = evaluate(
+        found, labels, summary(), events=events, failed=failed, egress=egress, costed=costed
+    )
+    by_id = {r.id: r for r in ev.incidents}
+    assert by_id["exfil"].first_evidence_s == pytest.approx(40.0)
+    assert by_id["exfil"].ttd_s == pytest.approx(41.0)
+    assert by_id["exfil"].after_evidence_s == pytest.approx(1.0)  # flagged on its egress
+    assert by_id["storm"].first_evidence_s == pytest.approx(10.0)  # not the failure before
+    assert by_id["storm"].after_evidence_s == pytest.approx(70.0)
+    assert by_id["boom"].first_evidence_s == pytest.approx(5.0)
+    assert by_id["boom"].after_evidence_s == pytest.approx(60.0)
+    assert by_id["loop"].first_evidence_s == pytest.approx(1.0)
+    assert by_id["never"].first_evidence_s is None and by_id["never"].after_evidence_s is None
+    exfil = ev.kind("exfiltration")
+    assert exfil is not None and exfil.median_after_evidence_s == pytest.approx(1.0)
+    [row] = [r for r in ev.to_dict()["incident_results"] if r["id"] == "storm"]
+    assert row["first_evidence_s"] == pytest.approx(10.0)
+    assert row["after_evidence_s"] == pytest.approx(70.0)
+    assert "med after evidence" in ev.format_text()
+    # unknown evidence: nothing claimed
+    plain = evaluate(found, labels, summary(), events=events, failed=failed)
+    assert {r.id: r.first_evidence_s for r in plain.incidents}["exfil"] is None
+    assert {r.id: r.first_evidence_s for r in plain.incidents}["storm"] == pytest.approx(10.0)
+
+
 def test_median_and_p90_ttd_per_kind() -> None:
     labels = [label("cost_explosion", f"a{i}", 100, 400, id=f"i{i}") for i in range(3)]
     anomalies = [anomaly("a0", 110), anomaly("a1", 120), anomaly("a2", 160)]

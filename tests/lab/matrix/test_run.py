@@ -56,6 +56,15 @@ def test_one_world_scores_like_a_file_backtest_and_caches_its_trace(
     assert counted and all(n is not None and n >= 1 for n in counted)
     windows = [(r.window_events, r.window_failed) for r in direct.incidents]
     assert all(n is not None and f is not None and n >= 1 and 0 <= f <= n for n, f in windows)
+    # when each incident's evidence began (a cost ramp's first costed call; the first event
+    # of a loop or an unapproved action), inside its window
+    for r in direct.incidents:
+        assert r.first_evidence_s is not None and 0.0 <= r.first_evidence_s <= r.end - r.start
+    [ramp] = [r for r in direct.incidents if r.kind == "cost_drift"]
+    costed = result.tracked_costed[ramp.agent_id]
+    assert costed and set(costed) <= set(result.tracked[ramp.agent_id])
+    assert min(t for t in costed if t >= ramp.start) - ramp.start == ramp.first_evidence_s
+    assert set(result.tracked_egress) == set(result.tracked)  # every tracked agent, listed
     assert run.evaluation.to_dict() == direct.to_dict()
     assert run.evaluation.kind("unapproved_high_risk").detected == 1  # type: ignore[union-attr]
     assert len(run.evaluation.fast_ramps) == 1
