@@ -86,11 +86,12 @@ def _evaluation_html(ev: Evaluation) -> str:
             dur(k.median_ttd_s),
             dur(k.p90_ttd_s),
             dur(k.max_ttd_s),
+            dur(k.median_after_evidence_s),
         ]
         for k in ev.kinds
     ]
     kind_rows.append(
-        ["all", len(ev.incidents), ev.detected, pct(ev.recall), dur(ev.median_ttd_s), "", ""]
+        ["all", len(ev.incidents), ev.detected, pct(ev.recall), dur(ev.median_ttd_s), "", "", ""]
     )
     benign = ev.benign_change_episodes
     benign_rows: list[list[object]] = [[k, v] for k, v in benign.items()]
@@ -107,9 +108,18 @@ def _evaluation_html(ev: Evaluation) -> str:
     out.append('<div class="cols"><div><h3>Recall and time to detect</h3>')
     out.append(
         _table(
-            ["incident kind", "incidents", "detected", "recall", "median TTD", "p90 TTD", "max"],
+            [
+                "incident kind",
+                "incidents",
+                "detected",
+                "recall",
+                "median TTD",
+                "p90 TTD",
+                "max",
+                "median after evidence",
+            ],
             kind_rows,
-            {1, 2, 3, 4, 5, 6},
+            {1, 2, 3, 4, 5, 6, 7},
         )
     )
     out.append("</div><div><h3>Episodes</h3>")

@@ -14,6 +14,7 @@ import pytest
 from agentwatch.lab.evaluation import FleetSummary, evaluate
 from agentwatch.lab.labels import Label
 from agentwatch.lab.report import margin, render_report
+from agentwatch.lab.report.style import dur
 from agentwatch.lab.sim import SimConfig, Simulation
 from agentwatch.schemas import Anomaly
 
@@ -136,6 +137,22 @@ def test_page_structure_one_svg_per_chart_section(backtest: Any) -> None:
     assert parsed.tags["section"] == 4  # detectors, timelines, margins, evaluation
     assert parsed.tags["table"] >= 4
     assert parsed.tags["title"] > len({a.agent_id for a in anomalies})  # tooltips
+
+
+def test_recall_table_gives_the_delay_after_each_incidents_first_evidence(backtest: Any) -> None:
+    anomalies, labels, summary = backtest
+    # every incident agent's first event at its incident's start; its anomalies 20 s later
+    events = {str(lab.agent_id): [lab.start_s] for lab in labels if lab.agent_id and not lab.benign}
+    ev = evaluate(anomalies, labels, summary, events=events)
+    loop = ev.kind("runaway_loop")
+    assert loop is not None and loop.median_after_evidence_s == pytest.approx(20.0)
+    page = render_report(anomalies, labels, summary, ev)
+    assert '<th class="n">median after evidence</th>' in page
+    row = page[page.index("<td>runaway_loop</td>") :]
+    row = row[: row.index("</tr>")]
+    assert row.endswith(f'<td class="n">{dur(20.0)}</td>')  # the last column
+    plain = render_report(anomalies, labels, summary, evaluate(anomalies, labels, summary))
+    assert "median after evidence" in plain  # the column is there, empty when not counted
 
 
 def test_self_contained_no_scripts_no_urls(backtest: Any) -> None:
