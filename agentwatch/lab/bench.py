@@ -304,13 +304,9 @@ _MEDIANS = (
 )
 
 
-def _median(values: list[Any]) -> Any:
+def _median(values: list[Any], digits: int = 1) -> Any:
     known = [v for v in values if v is not None]
-    return round(statistics.median(known), 1) if known else None
-
-
-def _median3(values: list[float]) -> float | None:
-    return round(statistics.median(values), 3) if values else None
+    return round(statistics.median(known), digits) if known else None
 
 
 def _ratio(top: Any, bottom: Any) -> float | None:
@@ -348,11 +344,8 @@ def combine_rounds(
     ]
     for key in ("events_per_s", "worker_cpu_us_per_event", "p50_ms", "p99_ms", "bytes_per_agent"):
         result[f"baseline_{key}"] = _median([b[key] for _, b in pairs])
-    if len(runs) == 1:
-        result["ratio"], result["cpu_ratio"] = ratios[0], cpu_ratios[0]
-    else:
-        result["ratio"] = _median3([x for x in ratios if x is not None])
-        result["cpu_ratio"] = _median3([x for x in cpu_ratios if x is not None])
+    result["ratio"], result["cpu_ratio"] = _median(ratios, 3), _median(cpu_ratios, 3)
+    if len(runs) > 1:
         result["ratios"], result["cpu_ratios"] = ratios, cpu_ratios
     return result
 
