@@ -263,10 +263,8 @@ def run_backtest(
     if progress:
         on_progress = _progress_printer(Path(events_path).stat().st_size, stream)
     engine_seconds = 0.0
-    tracked: dict[str, list[float]] = {agent: [] for agent in track}
-    tracked_failed: dict[str, list[float]] = {agent: [] for agent in track}
-    tracked_egress: dict[str, list[float]] = {agent: [] for agent in track}
-    tracked_costed: dict[str, list[float]] = {agent: [] for agent in track}
+    # per tracked agent: the times of its events, failed calls, egress calls, costed calls
+    tracked: dict[str, tuple[list[float], ...]] = {agent: ([], [], [], []) for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
             invalid += 1
@@ -282,15 +280,15 @@ def run_backtest(
             anomalies.extend(found)
         ts = event.ts_epoch
         if tracked:
-            times = tracked.get(event.agent_id)
-            if times is not None:
-                times.append(ts)
+            record = tracked.get(event.agent_id)
+            if record is not None:
+                record[0].append(ts)
                 if event.status != "ok":
-                    tracked_failed[event.agent_id].append(ts)
+                    record[1].append(ts)
                 if event.action in EGRESS_ACTIONS:
-                    tracked_egress[event.agent_id].append(ts)
+                    record[2].append(ts)
                 if event.cost_usd > 0.0:
-                    tracked_costed[event.agent_id].append(ts)
+                    record[3].append(ts)
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -316,8 +314,8 @@ def run_backtest(
         seconds=seconds,
         engine_seconds=engine_seconds,
         first_errors=errors,
-        tracked={agent: sorted(times) for agent, times in tracked.items()},
-        tracked_failed={agent: sorted(times) for agent, times in tracked_failed.items()},
-        tracked_egress={agent: sorted(times) for agent, times in tracked_egress.items()},
-        tracked_costed={agent: sorted(times) for agent, times in tracked_costed.items()},
+        tracked={agent: sorted(record[0]) for agent, record in tracked.items()},
+        tracked_failed={agent: sorted(record[1]) for agent, record in tracked.items()},
+        tracked_egress={agent: sorted(record[2]) for agent, record in tracked.items()},
+        tracked_costed={agent: sorted(record[3]) for agent, record in tracked.items()},
     )

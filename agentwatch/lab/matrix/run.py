@@ -120,6 +120,7 @@ class WorldRun:
                 "incidents": k.incidents,
                 "detected": k.detected,
                 "median_ttd_s": k.median_ttd_s,
+                "median_after_evidence_s": k.median_after_evidence_s,
             }
             for k in ev.kinds
         }
@@ -253,11 +254,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
 
 
-def _kind_cell(det: int, n: int, ttds: list[float], seens: list[float]) -> str:
+def _kind_cell(det: int, n: int, ttds: list[float], seens: list[float], afters: list[float]) -> str:
     if not n:
         return ""
     seen = quantile(seens, 0.5)
-    return f"{det}/{n} {_secs(quantile(ttds, 0.5))}" + ("" if seen is None else f" {seen:.0f}e")
+    after = quantile(afters, 0.5)
+    return (
+        f"{det}/{n} {_secs(quantile(ttds, 0.5))}"
+        + ("" if after is None else f" ({_secs(after)})")
+        + ("" if seen is None else f" {seen:.0f}e")
+    )
 
 
 def _ramp_cell(runs: Sequence[WorldRun], targets: Targets) -> str:
@@ -297,7 +303,8 @@ def _row(label: str, runs: Sequence[WorldRun], targets: Targets) -> tuple[list[s
         mine = [r for r in incidents if r.kind == kind]
         ttds = [r.ttd_s for r in mine if r.ttd_s is not None]
         seens = [float(r.events_to_detect) for r in mine if r.events_to_detect is not None]
-        kinds.append(_kind_cell(sum(r.detected for r in mine), len(mine), ttds, seens))
+        afters = [r.after_evidence_s for r in mine if r.after_evidence_s is not None]
+        kinds.append(_kind_cell(sum(r.detected for r in mine), len(mine), ttds, seens, afters))
     return main, kinds
 
 
@@ -339,7 +346,8 @@ def format_tables(runs: Sequence[WorldRun], targets: Targets | None = None) -> s
         "agent-hours; benign: false episodes on benign fleet-wide changes (in brackets: how",
         "many the change windows would hold by chance, at the world's false rate outside them);",
         "ramps<=30m: fast cost ramps (3x within 2 h) flagged within 30 min of crossing 2x, "
-        "median delay after 2x; per kind: caught/incidents, median time to detect and "
+        "median delay after 2x; per kind: caught/incidents, median time to detect, in "
+        "brackets the median delay after the incident's first evidence, and "
         "median events to detect (Ne: the agent's events from the incident start to the first "
         "detection, the evidence the detectors had);",
         "events/s: the backtest end to end (engine setup, read, decode, detect) on one core.",

@@ -81,10 +81,16 @@ def test_tables_and_json(tiny: Path) -> None:
     text = format_tables([run, run], Targets())
     for needle in ("tiny", "pooled", "false/100h", "ramps<=30m", "unapproved", "1/1"):
         assert needle in text, needle
+    # the unapproved action's cell: caught, time to detect, (delay after its evidence), events
+    unapproved = run.evaluation.kind("unapproved_high_risk")
+    assert unapproved is not None and unapproved.median_after_evidence_s is not None
+    ttd, after = unapproved.median_ttd_s, unapproved.median_after_evidence_s
+    assert ttd is not None and f"1/1 {ttd:.0f}s ({after:.0f}s) " in text
     doc = json.loads(json.dumps(runs_to_json([run], Targets(), {"source": "x", "sha256": "y"})))
     [world] = doc["worlds"]
     assert world["name"] == "tiny" and world["incidents"] == 3
     assert world["kinds"]["unapproved_high_risk"]["detected"] == 1
+    assert world["kinds"]["unapproved_high_risk"]["median_after_evidence_s"] == after
     assert doc["rules"] == {"source": "x", "sha256": "y"} and doc["targets"]["min_recall"] == 0.97
     assert doc["passed"] == all(c["ok"] for c in world["checks"])
 
