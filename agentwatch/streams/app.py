@@ -41,6 +41,7 @@ from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
+from agentwatch.streams.store import SCHEME as STORE_SCHEME
 from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
 __all__ = ["WorkerApp", "create_app", "freeze_startup_heap"]
@@ -118,7 +119,7 @@ def create_app(
         fetch_max_wait_ms=min(settings.fetch_idle_wait_ms, settings.fetch_max_wait_ms),
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        store=f"{STORE_SCHEME}://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         autodiscover=False,
         key_serializer="raw",
