@@ -148,6 +148,26 @@ def test_a_replaced_agent_state_is_picked_up() -> None:
     assert restored["d"]["Bad"]["seen"] == 42
 
 
+def test_agents_of_a_fleet_share_its_plan_and_keep_only_their_states() -> None:
+    """What the garbage collector walks per agent: a plan and a list of its states (a full
+    collection holds the event loop for as long as it walks every tracked object)."""
+    import gc
+
+    e = engine()
+    for i in range(50):
+        e.process(ev(i, agent=f"a{i}"))
+    e.process(ev(0, agent="g").model_copy(update={"event_id": "g-0", "fleet": "other"}))
+    fleet_plans = {id(e._plans[f"a{i}"].shared) for i in range(50)}
+    assert len(fleet_plans) == 1 and id(e._plans["g"].shared) not in fleet_plans
+    for i in range(50):
+        plan = e._plans[f"a{i}"]
+        assert plan.states == [e.states[f"a{i}"]["d"]["Bad"]]
+        assert plan.states[0] is e.states[f"a{i}"]["d"]["Bad"]
+        # the plan, its list of states and the states themselves: nothing else per agent
+        own = [o for o in gc.get_referents(plan) if gc.is_tracked(o) and o is not type(plan)]
+        assert {id(o) for o in own} <= {id(plan.state), id(plan.shared), id(plan.states)}
+
+
 def test_a_finding_that_overflows_is_published_with_finite_numbers() -> None:
     """An extreme valid event must yield an anomaly, not a wire-invalid one (inf)."""
     from agentwatch.detectors.rules import load_rules
