@@ -17,6 +17,7 @@ dropped one, once per table; a rebalance that revokes nothing collects nothing.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Set
 from typing import Any
 
@@ -32,6 +33,10 @@ SCHEME = "agentwatch-rocksdb"
 class RocksDBStore(_FaustRocksDBStore):  # type: ignore[misc]
     """faust's RocksDB store, whose partition revocation collects garbage only when it closed
     a database (see the module)."""
+
+    #: its start-up and shut-down chatter goes with faust's (``agentwatch worker`` logs it from
+    #: WARNING at the default level), not with agentwatch's own INFO lines
+    logger = logging.getLogger("agentwatch.faust")
 
     def revoke_partitions(self, table: Any, tps: Set[Any]) -> None:
         """Drop (and so close) the databases of the revoked partitions ``tps`` of ``table``;
