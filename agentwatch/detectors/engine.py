@@ -198,9 +198,7 @@ class Engine:
         for rule, detector, fleets in self._compiled:
             if fleets is not None and fleet not in fleets:
                 continue
-            fleet_state = self.fleet_states.get((rule.alert, fleet))
-            if fleet_state is None:
-                fleet_state = self.fleet_states[(rule.alert, fleet)] = {}
+            fleet_state = self.fleet_states.setdefault((rule.alert, fleet), {})
             rules.append((rule, detector, detector.update, fleet_state))
         return _FleetPlan(rules)
 
@@ -375,10 +373,7 @@ class Engine:
         entry = self._by_alert.get(alert)
         if entry is None or (entry[1] is not None and fleet not in entry[1]):
             return None
-        fleet_state = self.fleet_states.get((alert, fleet))
-        if fleet_state is None:
-            fleet_state = self.fleet_states[(alert, fleet)] = {}
-        return fleet_state
+        return self.fleet_states.setdefault((alert, fleet), {})
 
     def _merge(self, fleet: str) -> None:
         others = self.sync.others(fleet)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from aiokafka.partitioner import murmur2
 
@@ -49,6 +49,15 @@ EGRESS_ACTIONS = frozenset(DEFAULT_EGRESS_ACTIONS)
 #: Fleet summaries are exchanged this often (event time) unless told otherwise, as the
 #: workers' default ``AGENTWATCH_FLEET_EXCHANGE_S``.
 DEFAULT_EXCHANGE_S = 5.0
+
+
+class _Times(NamedTuple):
+    """One tracked agent's event times: all, failed calls, egress calls, calls with a cost."""
+
+    events: list[float]
+    failed: list[float]
+    egress: list[float]
+    costed: list[float]
 
 
 @dataclass
@@ -263,8 +272,7 @@ def run_backtest(
     if progress:
         on_progress = _progress_printer(Path(events_path).stat().st_size, stream)
     engine_seconds = 0.0
-    # per tracked agent: the times of its events, failed calls, egress calls, costed calls
-    tracked: dict[str, tuple[list[float], ...]] = {agent: ([], [], [], []) for agent in track}
+    tracked = {agent: _Times([], [], [], []) for agent in track}
     for event in read_events(events_path, errors, on_progress):
         if event is None:
             invalid += 1
@@ -282,13 +290,13 @@ def run_backtest(
         if tracked:
             record = tracked.get(event.agent_id)
             if record is not None:
-                record[0].append(ts)
+                record.events.append(ts)
                 if event.status != "ok":
-                    record[1].append(ts)
+                    record.failed.append(ts)
                 if event.action in EGRESS_ACTIONS:
-                    record[2].append(ts)
+                    record.egress.append(ts)
                 if event.cost_usd > 0.0:
-                    record[3].append(ts)
+                    record.costed.append(ts)
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -314,8 +322,8 @@ def run_backtest(
         seconds=seconds,
         engine_seconds=engine_seconds,
         first_errors=errors,
-        tracked={agent: sorted(record[0]) for agent, record in tracked.items()},
-        tracked_failed={agent: sorted(record[1]) for agent, record in tracked.items()},
-        tracked_egress={agent: sorted(record[2]) for agent, record in tracked.items()},
-        tracked_costed={agent: sorted(record[3]) for agent, record in tracked.items()},
+        tracked={agent: sorted(record.events) for agent, record in tracked.items()},
+        tracked_failed={agent: sorted(record.failed) for agent, record in tracked.items()},
+        tracked_egress={agent: sorted(record.egress) for agent, record in tracked.items()},
+        tracked_costed={agent: sorted(record.costed) for agent, record in tracked.items()},
     )

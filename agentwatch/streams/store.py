@@ -41,14 +41,14 @@ class RocksDBStore(_FaustRocksDBStore):  # type: ignore[misc]
     def revoke_partitions(self, table: Any, tps: Set[Any]) -> None:
         """Drop (and so close) the databases of the revoked partitions ``tps`` of ``table``;
         one full collection if any was dropped, none otherwise."""
-        dropped = 0
+        dropped = False
         for tp in tps:
-            if tp.topic in table.changelog_topic.topics:
-                db = self._dbs.pop(tp.partition, None)
-                if db is not None:
-                    self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
-                    dropped += 1
-                del db
+            if (
+                tp.topic in table.changelog_topic.topics
+                and self._dbs.pop(tp.partition, None) is not None
+            ):
+                self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
+                dropped = True
         if dropped:
             gc.collect()
 
