@@ -231,6 +231,17 @@ class FleetShift:
         >>> shift.verdict("a", since=0.0, base=0.0, growth=1.5)
         -1
         """
+        evidence = self.evidence(agent, since=since, base=base, growth=growth)
+        need = self._need
+        if evidence >= need:
+            return 1
+        if evidence <= -need:
+            return -1
+        return 0
+
+    def evidence(self, agent: str, *, since: float, base: float, growth: float) -> float:
+        """The nats for "alone" that :meth:`verdict` weighs (negative: the peers seen since
+        ``since`` lean towards a fleet-wide change; 0 with no peer seen since)."""
         rollout_s = self.rollout_s
         reports = self._reports
         s2 = self.spread * self.spread
@@ -248,12 +259,7 @@ class FleetShift:
             z = 0.5 * (r * r / s2 - d * d / wide)
             ratio = norm * math.exp(z if z < 50.0 else 50.0)
             evidence -= math.log(1.0 - q + q * ratio)
-        need = self._need
-        if evidence >= need:
-            return 1
-        if evidence <= -need:
-            return -1
-        return 0
+        return evidence
 
 
 class ModelMoves:

@@ -182,7 +182,9 @@ class CostSpike(AgentDetector):
       (:meth:`FleetShift.verdict <agentwatch.detectors.cost_context.FleetShift.verdict>`,
       at ``rollout_error``), or the agent has no peers; or
     * its calls since grew by more than a benign fleet-wide change would bring
-      (``benign_factor``) by three standard errors, so it cannot be one.
+      (``benign_factor``) by three standard errors, so it cannot be one, and the peers seen
+      since do not lean towards a fleet-wide change (a rollout under way, on top of the
+      agent's own swing within a session, passes that margin too).
 
     Until then the excursion is held (neither fired nor learned); if the fleet grew too, it
     is dropped. A 10x jump fires on its first or second call; a 3-5x one once the fleet has
@@ -445,12 +447,20 @@ class CostSpike(AgentDetector):
         m = v[_M]
         growth = v[_SUM] / m  # mean deviation of the excursion's calls
         sigma = 1.2533 * v[_DEV]  # robust standard deviation of one call
-        if self.fast_path and growth - self._benign >= self.benign_z * sigma / math.sqrt(m):
-            return 1  # more than a benign fleet-wide change brings
         shift = fleet.shift
         if shift.peers(agent) < 2:
             return 1  # no fleet to tell: judged on its own
-        return shift.verdict(agent, since=v[_XS], base=v[_FS], growth=growth)
+        since, base = v[_XS], v[_FS]
+        if (
+            self.fast_path
+            and growth - self._benign >= self.benign_z * sigma / math.sqrt(m)
+            # more than a benign fleet-wide change brings, unless the peers seen since
+            # already lean towards one (a rollout under way, on top of the agent's own
+            # swing: its calls within a session grow too)
+            and shift.evidence(agent, since=since, base=base, growth=growth) >= 0.0
+        ):
+            return 1
+        return shift.verdict(agent, since=since, base=base, growth=growth)
 
     def _settling(self, state: dict[str, Any], shift: float, ts: float) -> bool:
         """Whether the agent's fleet shift moved by a step (``log(benign_factor) / 2``)

@@ -9,6 +9,7 @@ import random
 from datetime import timedelta
 from functools import cache
 
+from agentwatch.detectors import cost_spike as cs
 from agentwatch.detectors.base import DETECTORS
 from agentwatch.detectors.cost_spike import CostSpike
 from agentwatch.lab.sim import MODEL_PRICES, IncidentSpec, SimConfig, Simulation
@@ -107,6 +108,26 @@ def test_a_moderate_jump_waits_for_the_fleet_then_fires() -> None:
         if replay.found:
             break
     assert replay.agents() == {a0} and step < 330
+
+
+def test_the_fast_path_waits_when_the_peers_seen_since_lean_towards_a_fleet_wide_change() -> None:
+    """Growth beyond ``benign_factor`` skips the fleet's verdict, unless the peers seen since
+    the excursion began already lean towards a fleet-wide change (a rollout in progress, on
+    top of the agent's own swing): then the verdict decides."""
+    detector = CostSpike()
+    v = [0.0] * 17
+    v[cs._M], v[cs._SUM], v[cs._DEV] = 6, 6 * 1.5, 0.2  # six calls at 4.5x, a quiet agent
+    v[cs._XS], v[cs._FS] = 1000.0, 0.0  # its excursion began at t=1000, the fleet at 0
+    assert 1.5 - math.log(2.0) >= 3.0 * 1.2533 * 0.2 / math.sqrt(6)  # the fast path's margin
+    verdicts = []
+    for since_report in (0.0, 0.75):  # the peers seen 30 s later: unchanged, or grown
+        fleet = detector._fleet({})
+        for k in range(8):
+            fleet.shift.report(f"p{k}", 0.0, ts=900.0)
+        for k in range(4):
+            fleet.shift.report(f"p{k}", since_report, ts=1030.0)
+        verdicts.append(detector._own_growth("a", v, fleet))
+    assert verdicts == [1, -1]  # fast path; the fleet grew too: not the agent's anomaly
 
 
 def test_flagged_calls_are_learned_neither_by_the_agent_nor_by_its_fleet() -> None:
