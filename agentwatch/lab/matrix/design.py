@@ -66,8 +66,9 @@ later change was tuned, to judge those changes; it was opened once at ``966e8ec`
 ``sealed-3`` (same rows, seeds 11001-11012) was committed on 2026-12-05 at the start of the next
 session, before any of that session's changes were tuned; it was opened once at ``c9aa44d``.
 ``sealed-4`` (same rows, seeds 13001-13012) was committed on 2026-12-05 before sealed-3 was
-opened, for the changes after it; it was opened once at ``469a7eb``. ``sealed-5`` (same rows, seeds 15001-15012) was committed on
-2026-12-06 before sealed-4 was opened, for the changes after that."""
+opened, for the changes after it; it was opened once at ``469a7eb``. ``sealed-5`` (same rows,
+seeds 15001-15012) was committed on 2026-12-06 before sealed-4 was opened, for the changes
+after that; it was opened once at ``d0b12a5``."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
