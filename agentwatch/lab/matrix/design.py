@@ -58,8 +58,9 @@ _LETTERS: Final = {
     "sealed-3": "v",
     "sealed-4": "w",
     "sealed-5": "x",
+    "sealed-6": "y",
 }
-SEALED_HALVES: Final = ("sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5")
+SEALED_HALVES: Final = ("sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5", "sealed-6")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
 ``c26c6d9``); ``sealed-2`` (same design rows, new seeds) was committed on 2026-12-05 before any
 later change was tuned, to judge those changes; it was opened once at ``966e8ec``.
@@ -68,7 +69,8 @@ session, before any of that session's changes were tuned; it was opened once at 
 ``sealed-4`` (same rows, seeds 13001-13012) was committed on 2026-12-05 before sealed-3 was
 opened, for the changes after it; it was opened once at ``469a7eb``. ``sealed-5`` (same rows,
 seeds 15001-15012) was committed on 2026-12-06 before sealed-4 was opened, for the changes
-after that; it was opened once at ``d0b12a5``."""
+after that; it was opened once at ``d0b12a5``. ``sealed-6`` (same rows, seeds 17001-17012)
+was committed on 2026-12-06 after sealed-5 was opened, before any later change was tuned."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -106,8 +108,8 @@ class Row:
     @property
     def name(self) -> str:
         """``t01-sparse-small-subtle`` style: half letter (``t``, ``s``, ``u`` for the second
-        sealed half, ``v`` for the third, ``w`` for the fourth, ``x`` for the fifth), number,
-        the three 3-level factors."""
+        sealed half, ``v`` for the third, ``w`` for the fourth, ``x`` for the fifth, ``y`` for
+        the sixth), number, the three 3-level factors."""
         letter = _LETTERS[self.half]
         return f"{letter}{self.index:02d}-{self.density}-{self.fleet_size}-{self.intensity}"
 
@@ -145,16 +147,17 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 72 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
-    to fifth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``:
-    the sealed rows again with new seeds)."""
+    """The 84 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    to sixth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
+    ``y01``-``y12``: the sealed rows again with new seeds)."""
     tuning = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     sealed = _half("sealed", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 7000, flip=True)
     second = _half("sealed-2", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 9000, flip=True)
     third = _half("sealed-3", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 11000, flip=True)
     fourth = _half("sealed-4", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 13000, flip=True)
     fifth = _half("sealed-5", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 15000, flip=True)
-    return tuning + sealed + second + third + fourth + fifth
+    sixth = _half("sealed-6", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 17000, flip=True)
+    return tuning + sealed + second + third + fourth + fifth + sixth
 
 
 def _rate(density: str, k: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -324,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1 or not half:
         print(
             "usage: python -m agentwatch.lab.matrix.design [--sealed sealed|sealed-2|sealed-3|"
-            "sealed-4|sealed-5] DIR",
+            "sealed-4|sealed-5|sealed-6] DIR",
             file=sys.stderr,
         )
         return 2

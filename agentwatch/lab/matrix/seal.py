@@ -26,6 +26,7 @@ __all__ = [
     "MANIFEST_3",
     "MANIFEST_4",
     "MANIFEST_5",
+    "MANIFEST_6",
     "WORLDS_DIR",
     "SealEntry",
     "half_files",
@@ -36,7 +37,15 @@ __all__ = [
 
 WORLDS_DIR: Final = Path(__file__).resolve().parent.parent / "worlds"
 """Where the specs live: one directory per half."""
-HALVES: Final = ("tuning", "sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5")
+HALVES: Final = (
+    "tuning",
+    "sealed",
+    "sealed-2",
+    "sealed-3",
+    "sealed-4",
+    "sealed-5",
+    "sealed-6",
+)
 MANIFEST: Final = WORLDS_DIR / "sealed" / "MANIFEST.sha256"
 MANIFEST_2: Final = WORLDS_DIR / "sealed-2" / "MANIFEST.sha256"
 """The second sealed half's manifest (committed before the changes it judges were tuned)."""
@@ -46,6 +55,8 @@ MANIFEST_4: Final = WORLDS_DIR / "sealed-4" / "MANIFEST.sha256"
 """The fourth sealed half's manifest (committed before the changes it judges were tuned)."""
 MANIFEST_5: Final = WORLDS_DIR / "sealed-5" / "MANIFEST.sha256"
 """The fifth sealed half's manifest (committed before the changes it judges were tuned)."""
+MANIFEST_6: Final = WORLDS_DIR / "sealed-6" / "MANIFEST.sha256"
+"""The sixth sealed half's manifest (committed before the changes it judges were tuned)."""
 
 _SEED = re.compile(r"^# seed (\d+)\s*$")
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")

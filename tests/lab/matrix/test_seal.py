@@ -15,6 +15,7 @@ from agentwatch.lab.matrix.seal import (
     MANIFEST_3,
     MANIFEST_4,
     MANIFEST_5,
+    MANIFEST_6,
     WORLDS_DIR,
     read_manifest,
     verify_seal,
@@ -28,6 +29,7 @@ MANIFEST_2_SHA256 = "0d9810c5ba65ffb95c2927eafcf1eb3fb961c79160760f72279c7d1cd4b
 MANIFEST_3_SHA256 = "1faeccada61f744fd180b1a195258aedf32b6bc393a5f1af90601ab73e71575e"
 MANIFEST_4_SHA256 = "7b16b1e0421c48a1053fc8cc81a0beb212441ff1e8617c2cf6986123d56e0e39"
 MANIFEST_5_SHA256 = "b5e7ba0dbe3e51ec1b2eb51915738e1f5b077178530aac9a813be1df52b21a0e"
+MANIFEST_6_SHA256 = "4f8ee13933a33a60ee72533ef88c59f6766d372af4081071ba609ce27a27f0f6"
 
 
 def test_the_seal_holds() -> None:
@@ -45,6 +47,7 @@ def test_the_seal_holds() -> None:
         ("sealed-3", MANIFEST_3, MANIFEST_3_SHA256, 11000),
         ("sealed-4", MANIFEST_4, MANIFEST_4_SHA256, 13000),
         ("sealed-5", MANIFEST_5, MANIFEST_5_SHA256, 15000),
+        ("sealed-6", MANIFEST_6, MANIFEST_6_SHA256, 17000),
     ],
 )
 def test_the_later_seals_hold(half: str, manifest: Path, pinned: str, seed0: int) -> None:
