@@ -60,7 +60,7 @@ _LETTERS: Final = {
     "sealed-5": "x",
     "sealed-6": "y",
 }
-SEALED_HALVES: Final = ("sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5", "sealed-6")
+SEALED_HALVES: Final = tuple(half for half in _LETTERS if half != "tuning")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
 ``c26c6d9``); ``sealed-2`` (same design rows, new seeds) was committed on 2026-12-05 before any
 later change was tuned, to judge those changes; it was opened once at ``966e8ec``.
@@ -150,14 +150,10 @@ def design() -> list[Row]:
     """The 84 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
     to sixth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
     ``y01``-``y12``: the sealed rows again with new seeds)."""
-    tuning = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
-    sealed = _half("sealed", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 7000, flip=True)
-    second = _half("sealed-2", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 9000, flip=True)
-    third = _half("sealed-3", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 11000, flip=True)
-    fourth = _half("sealed-4", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 13000, flip=True)
-    fifth = _half("sealed-5", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 15000, flip=True)
-    sixth = _half("sealed-6", 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 17000, flip=True)
-    return tuning + sealed + second + third + fourth + fifth + sixth
+    rows = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
+    for n, half in enumerate(SEALED_HALVES, 1):  # the same rows, seeds 7001-7012, 9001-9012...
+        rows += _half(half, 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 5000 + 2000 * n, flip=True)
+    return rows
 
 
 def _rate(density: str, k: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -326,8 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         del args[at : at + 2]
     if len(args) != 1 or not half:
         print(
-            "usage: python -m agentwatch.lab.matrix.design [--sealed sealed|sealed-2|sealed-3|"
-            "sealed-4|sealed-5|sealed-6] DIR",
+            f"usage: python -m agentwatch.lab.matrix.design [--sealed {'|'.join(SEALED_HALVES)}] "
+            "DIR",
             file=sys.stderr,
         )
         return 2

@@ -19,17 +19,15 @@ from typing import Final
 
 import yaml
 
+from agentwatch.lab.matrix.design import SEALED_HALVES
+
 __all__ = [
     "HALVES",
     "MANIFEST",
-    "MANIFEST_2",
-    "MANIFEST_3",
-    "MANIFEST_4",
-    "MANIFEST_5",
-    "MANIFEST_6",
     "WORLDS_DIR",
     "SealEntry",
     "half_files",
+    "manifest_path",
     "manifest_text",
     "read_manifest",
     "verify_seal",
@@ -37,26 +35,9 @@ __all__ = [
 
 WORLDS_DIR: Final = Path(__file__).resolve().parent.parent / "worlds"
 """Where the specs live: one directory per half."""
-HALVES: Final = (
-    "tuning",
-    "sealed",
-    "sealed-2",
-    "sealed-3",
-    "sealed-4",
-    "sealed-5",
-    "sealed-6",
-)
+HALVES: Final = ("tuning", *SEALED_HALVES)
 MANIFEST: Final = WORLDS_DIR / "sealed" / "MANIFEST.sha256"
-MANIFEST_2: Final = WORLDS_DIR / "sealed-2" / "MANIFEST.sha256"
-"""The second sealed half's manifest (committed before the changes it judges were tuned)."""
-MANIFEST_3: Final = WORLDS_DIR / "sealed-3" / "MANIFEST.sha256"
-"""The third sealed half's manifest (committed before the changes it judges were tuned)."""
-MANIFEST_4: Final = WORLDS_DIR / "sealed-4" / "MANIFEST.sha256"
-"""The fourth sealed half's manifest (committed before the changes it judges were tuned)."""
-MANIFEST_5: Final = WORLDS_DIR / "sealed-5" / "MANIFEST.sha256"
-"""The fifth sealed half's manifest (committed before the changes it judges were tuned)."""
-MANIFEST_6: Final = WORLDS_DIR / "sealed-6" / "MANIFEST.sha256"
-"""The sixth sealed half's manifest (committed before the changes it judges were tuned)."""
+"""The first sealed half's manifest; :func:`manifest_path` gives any half's."""
 
 _SEED = re.compile(r"^# seed (\d+)\s*$")
 _LINE = re.compile(r"^([0-9a-f]{64})  (\S+)$")
@@ -76,6 +57,11 @@ def half_files(half: str, root: Path = WORLDS_DIR) -> list[Path]:
     if half not in HALVES:
         raise ValueError(f"unknown half {half!r}; one of {', '.join(HALVES)}")
     return sorted((root / half).glob("*.yml"))
+
+
+def manifest_path(half: str, root: Path = WORLDS_DIR) -> Path:
+    """A sealed half's manifest (each committed before the changes it judges were tuned)."""
+    return root / half / "MANIFEST.sha256"
 
 
 def manifest_text(files: list[Path], note: str) -> str:
@@ -122,7 +108,7 @@ def verify_seal(
 
     Reads the specs' bytes and seeds only: nothing is simulated.
     """
-    manifest = manifest or root / half / "MANIFEST.sha256"
+    manifest = manifest or manifest_path(half, root)
     entries = {e.name: e for e in read_manifest(manifest)}
     files = {p.name: p for p in half_files(half, root)}
     problems = [f"{name}: in the manifest, missing" for name in sorted(set(entries) - set(files))]

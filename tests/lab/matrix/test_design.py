@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from agentwatch.lab.matrix.design import FACTORS, design, render
-from agentwatch.lab.matrix.seal import half_files
+from agentwatch.lab.matrix.design import FACTORS, SEALED_HALVES, design, render
+from agentwatch.lab.matrix.seal import HALVES, half_files
 
 
 def test_24_worlds_every_level_equally_often_in_both_halves() -> None:
     rows = design()
     assert len(rows) == 84 and len({r.name for r in rows}) == 84  # with the later sealed halves
     assert len({r.seed for r in rows}) == 84
-    for half in ("tuning", "sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5", "sealed-6"):
+    assert ("tuning", "sealed", *(f"sealed-{n}" for n in range(2, 7))) == HALVES
+    for half in HALVES:
         mine = [r for r in rows if r.half == half]
         assert len(mine) == 12
         for factor, levels in FACTORS.items():
@@ -23,16 +24,9 @@ def test_24_worlds_every_level_equally_often_in_both_halves() -> None:
 
 def test_halves_share_levels_but_no_full_combination() -> None:
     rows = design()
-    combos = {
-        h: {tuple(r.factors.values()) for r in rows if r.half == h}
-        for h in ("tuning", "sealed", "sealed-2", "sealed-3", "sealed-4", "sealed-5", "sealed-6")
-    }
-    assert not combos["tuning"] & combos["sealed"]
-    assert not combos["tuning"] & combos["sealed-2"]
-    assert not combos["tuning"] & combos["sealed-3"]
-    assert not combos["tuning"] & combos["sealed-4"]
-    assert not combos["tuning"] & combos["sealed-5"]
-    assert not combos["tuning"] & combos["sealed-6"]
+    combos = {h: {tuple(r.factors.values()) for r in rows if r.half == h} for h in HALVES}
+    for half in SEALED_HALVES:
+        assert not combos["tuning"] & combos[half], half
 
 
 def test_committed_tuning_specs_are_the_design() -> None:
