@@ -231,7 +231,10 @@ class FleetShift:
         >>> shift.verdict("a", since=0.0, base=0.0, growth=1.5)
         -1
         """
-        evidence = self.evidence(agent, since=since, base=base, growth=growth)
+        return self.decide(self.evidence(agent, since=since, base=base, growth=growth))
+
+    def decide(self, evidence: float) -> int:
+        """The verdict on ``evidence`` nats for "alone" (:meth:`evidence`): 1, -1 or 0."""
         need = self._need
         if evidence >= need:
             return 1

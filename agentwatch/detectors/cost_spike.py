@@ -450,17 +450,17 @@ class CostSpike(AgentDetector):
         shift = fleet.shift
         if shift.peers(agent) < 2:
             return 1  # no fleet to tell: judged on its own
-        since, base = v[_XS], v[_FS]
+        evidence = shift.evidence(agent, since=v[_XS], base=v[_FS], growth=growth)
         if (
             self.fast_path
+            and evidence >= 0.0
             and growth - self._benign >= self.benign_z * sigma / math.sqrt(m)
-            # more than a benign fleet-wide change brings, unless the peers seen since
-            # already lean towards one (a rollout under way, on top of the agent's own
-            # swing: its calls within a session grow too)
-            and shift.evidence(agent, since=since, base=base, growth=growth) >= 0.0
         ):
+            # more than a benign fleet-wide change brings, and the peers seen since do not
+            # lean towards one (a rollout under way, on top of the agent's own swing: its
+            # calls within a session grow too, and then the verdict decides)
             return 1
-        return shift.verdict(agent, since=since, base=base, growth=growth)
+        return shift.decide(evidence)
 
     def _settling(self, state: dict[str, Any], shift: float, ts: float) -> bool:
         """Whether the agent's fleet shift moved by a step (``log(benign_factor) / 2``)
