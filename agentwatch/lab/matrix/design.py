@@ -59,6 +59,7 @@ _LETTERS: Final = {
     "sealed-4": "w",
     "sealed-5": "x",
     "sealed-6": "y",
+    "sealed-7": "z",
 }
 SEALED_HALVES: Final = tuple(half for half in _LETTERS if half != "tuning")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
@@ -70,7 +71,9 @@ session, before any of that session's changes were tuned; it was opened once at 
 opened, for the changes after it; it was opened once at ``469a7eb``. ``sealed-5`` (same rows,
 seeds 15001-15012) was committed on 2026-12-06 before sealed-4 was opened, for the changes
 after that; it was opened once at ``d0b12a5``. ``sealed-6`` (same rows, seeds 17001-17012)
-was committed on 2026-12-06 after sealed-5 was opened, before any later change was tuned."""
+was committed on 2026-12-06 after sealed-5 was opened, before any later change was tuned.
+``sealed-7`` (same rows, seeds 19001-19012) was committed on 2026-12-06 before sealed-6 was
+opened, for the changes after it."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -147,9 +150,9 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 84 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
-    to sixth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
-    ``y01``-``y12``: the sealed rows again with new seeds)."""
+    """The 96 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    to seventh sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
+    ``y01``-``y12``, ``z01``-``z12``: the sealed rows again with new seeds)."""
     rows = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     for n, half in enumerate(SEALED_HALVES, 1):  # the same rows, seeds 7001-7012, 9001-9012...
         rows += _half(half, 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 5000 + 2000 * n, flip=True)

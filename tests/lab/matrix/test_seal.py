@@ -39,6 +39,7 @@ def test_the_seal_holds() -> None:
         ("sealed-4", "7b16b1e0421c48a1053fc8cc81a0beb212441ff1e8617c2cf6986123d56e0e39", 13000),
         ("sealed-5", "b5e7ba0dbe3e51ec1b2eb51915738e1f5b077178530aac9a813be1df52b21a0e", 15000),
         ("sealed-6", "4f8ee13933a33a60ee72533ef88c59f6766d372af4081071ba609ce27a27f0f6", 17000),
+        ("sealed-7", "fa4a0841e947695a5d4b5eec367064384fa8bc7ea51814414459ac0da2aec228", 19000),
     ],
 )
 def test_the_later_seals_hold(half: str, pinned: str, seed0: int) -> None:
