@@ -103,6 +103,10 @@ class MixShift(AgentDetector):
     establish_s
         Seconds an action must have been in the fleet before its share is judged (a tool
         rolled out is ``novelty``'s until then). Default 3600.
+    establish_calls
+        An action the fleet already called in its first ``establish_calls`` calls (it was
+        there when the monitor started watching the fleet: nothing says it is new) is judged
+        once the fleet has made that many calls, even before ``establish_s``. Default 1000.
     ignore_kinds
         Event kinds left out (LLM calls interleave every tool call). Default ``["llm"]``.
 
@@ -149,6 +153,7 @@ class MixShift(AgentDetector):
         fleet_weight: float = 2000.0,
         fleet_spread: float = 2.0,
         establish_s: float = 3600.0,
+        establish_calls: int = 1000,
         ignore_kinds: Sequence[str] = ("llm",),
     ) -> None:
         if not 0.0 < shift < 1.0 or not 0.0 < min_share < 0.5:
@@ -159,8 +164,8 @@ class MixShift(AgentDetector):
             raise ValueError(
                 "need max_actions, fleet_recent_calls and memory >= 2, refresh_every >= 1"
             )
-        if fleet_memory_s <= 0.0:
-            raise ValueError("need fleet_memory_s > 0")
+        if fleet_memory_s <= 0.0 or establish_calls < 0:
+            raise ValueError("need fleet_memory_s > 0 and establish_calls >= 0")
         self.false_alarms_per_agent_day = false_alarms_per_agent_day
         self.shift = shift
         self.floor = floor
@@ -175,6 +180,7 @@ class MixShift(AgentDetector):
         self.fleet_weight = fleet_weight
         self.fleet_spread = fleet_spread
         self.establish_s = establish_s
+        self.establish_calls = establish_calls
         self.ignore_kinds = list(ignore_kinds)
 
     # ------------------------------------------------------------------ per event
@@ -244,7 +250,9 @@ class MixShift(AgentDetector):
             self._update_one(
                 fleet=fleet, agent=agent, state=state, memo=memo, slot=slot, action=action, ts=ts
             )
-        if fleet.first.get(action, ts) > ts - self.establish_s:
+        if fleet.first.get(action, ts) > ts - self.establish_s and (
+            fleet.calls < self.establish_calls or action not in fleet.opening
+        ):
             value = 0.0  # new to the fleet: a novelty (or a rollout), not a change of mix
         else:
             value += memo.hit[slot]
@@ -472,6 +480,7 @@ class MixShift(AgentDetector):
                 ts,
                 self.false_alarms_per_agent_day,
                 self.floor,
+                opening_calls=self.establish_calls,
             )
         return fleet
 
@@ -599,6 +608,8 @@ class _Fleet:
         "lw",
         "memo",
         "memory_s",
+        "opening",
+        "opening_calls",
         "origin",
         "own",
         "own_calls",
@@ -623,6 +634,8 @@ class _Fleet:
     lw: cython.double
     memo: dict[str, _Memo]
     memory_s: cython.double
+    opening: dict[str, Any]
+    opening_calls: int
     origin: cython.double
     own: dict[str, _Own]
     own_calls: int
@@ -637,7 +650,14 @@ class _Fleet:
 
     @cython.annotation_typing(False)
     def __init__(
-        self, recent_calls: int, memory_s: float, origin: float, budget: float, floor: float
+        self,
+        recent_calls: int,
+        memory_s: float,
+        origin: float,
+        budget: float,
+        floor: float,
+        *,
+        opening_calls: int,
     ) -> None:
         self.growth = 1.0 / (1.0 - 1.0 / recent_calls)
         self.weight = 1.0  # weight of the newest call
@@ -653,6 +673,8 @@ class _Fleet:
         self.lw = 1.0
         self.memo = {}
         self.first = {}  # action -> when the fleet first called it
+        self.opening = {}  # the actions of its first opening_calls calls -> first called
+        self.opening_calls = opening_calls
         self.guards = {}
         self.pooled = FleetTail(_KEEP, floor)  # every agent's run peaks
         self.view = None  # the pooled peaks as a threshold (a cache)
@@ -683,6 +705,8 @@ class _Fleet:
             if len(recent) >= _MAX_FLEET_ACTIONS:
                 return
             self.first[action] = ts
+            if self.calls < self.opening_calls:
+                self.opening[action] = ts
         own: _Own | None = self.own.get(agent)
         if own is None:
             own = self.own[agent] = _Own()
@@ -792,6 +816,7 @@ class _Fleet:
         """This worker's agents' part of the mix, the first times and the run peaks."""
         part = self._mine()
         part["f"] = self.first
+        part["o"] = self.opening
         part["t"] = self.pooled.partial()
         return part
 
@@ -801,23 +826,30 @@ class _Fleet:
         self.pooled.absorb([p["t"] for p in partials])
         self.view = None
         for p in partials:
-            first = self.first
-            for action, ts in p["f"].items():
-                if ts < first.get(action, math.inf):
-                    first[action] = ts
+            self._first_times(p)
         self._rebuild()
 
     def restore(self, partial: dict[str, Any]) -> None:
         """This worker's own part from before a restart: kept as a part of its own (the
         agents' shares of it are not known: an agent's own part leaves it out)."""
-        self.restored = {k: v for k, v in partial.items() if k not in ("f", "t")}
+        self.restored = {k: v for k, v in partial.items() if k not in ("f", "o", "t")}
         self.own_calls = int(partial["c"])
         self.pooled.restore(partial["t"])
         self.view = None
-        for action, ts in partial["f"].items():
-            if ts < self.first.get(action, math.inf):
-                self.first[action] = ts
+        self._first_times(partial)
         self._rebuild()
+
+    def _first_times(self, partial: dict[str, Any]) -> None:
+        """The earliest first times of a part, and its opening actions (parts written
+        before opening actions were kept have none)."""
+        first = self.first
+        for action, ts in partial["f"].items():
+            if ts < first.get(action, math.inf):
+                first[action] = ts
+        opening = self.opening
+        for action, ts in partial.get("o", {}).items():
+            if ts < opening.get(action, math.inf):
+                opening[action] = ts
 
     def _rebuild(self) -> None:
         own: _Own

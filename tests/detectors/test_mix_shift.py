@@ -244,3 +244,76 @@ def test_simulated_mix_shift_is_caught_and_nobody_else_is_flagged() -> None:
     assert found
     assert {e.agent_id for e, _ in found} == {"support-003"}
     assert start <= found[0][0].ts <= start + timedelta(minutes=10)
+
+
+def _first_hour(detector: MixShift, lone: dict[str, float]) -> tuple[set[str], float | None]:
+    """Six agents from the monitor's start, 4 s per call each: 250 rounds (1,500 fleet
+    calls, 1,000 s), then ``s0`` alone on ``lone`` for 60 calls. Who was flagged, and when
+    ``s0`` first was (seconds after the start)."""
+    rng = random.Random(5)
+    fleet: dict[str, Any] = {}
+    agents = [Agent(detector, f"s{n}", fleet, gap_s=2.0) for n in range(6)]
+    flagged: set[str] = set()
+    when = None
+    for round_ in range(310):
+        for agent in agents:
+            mix = lone if round_ >= 250 and agent.agent_id == "s0" else USUAL
+            if agent.run(mix, 1, rng):
+                flagged.add(agent.agent_id)
+                if agent.agent_id == "s0" and when is None:
+                    when = agent.clock
+    return flagged, when
+
+
+def test_an_action_there_from_the_start_is_judged_once_the_fleet_made_establish_calls() -> None:
+    """The monitor's first hour: every action is first seen then, but those of the fleet's
+    first ``establish_calls`` calls were there before it started, so a shift toward one is
+    judged before ``establish_s`` has passed; without the rule it waits the hour."""
+    alone = {"refund": 0.6, "reply_ticket": 0.4}
+    flagged, when = _first_hour(MixShift(), alone)
+    assert flagged == {"s0"}
+    assert when is not None and 1000.0 < when < 1300.0  # the hour is far off
+    assert _first_hour(MixShift(establish_calls=0), alone) == (set(), None)
+
+
+def test_an_action_first_called_after_the_opening_still_waits_establish_s() -> None:
+    """A tool first called after the fleet's first ``establish_calls`` calls may be a
+    rollout: ``novelty``'s for ``establish_s``, as before."""
+    flagged, _ = _first_hour(MixShift(), {"translate_text": 0.6, "reply_ticket": 0.4})
+    assert flagged == set()
+
+
+def test_young_agents_of_a_new_fleet_are_not_judged_before_establish_calls() -> None:
+    """At the start, the first calls of every agent rest on nobody's habits: judging them at
+    once would flag their first calls of any action; nothing fires before the fleet made
+    ``establish_calls`` calls."""
+    detector = MixShift(establish_calls=1000)
+    fleet: dict[str, Any] = {}
+    rng = random.Random(3)
+    agents = [Agent(detector, f"s{n}", fleet, gap_s=2.0) for n in range(4)]
+    for agent in agents:  # each opens with a burst of one action, as agents start tasks
+        assert [f for _ in range(8) for f in agent.feed("refund")] == []
+    for _ in range(200):  # 4 x (8 + 200) = 832 calls of the fleet
+        for agent in agents:
+            assert agent.run(USUAL, 1, rng) == []
+
+
+def test_the_opening_actions_travel_in_the_fleet_partial() -> None:
+    detector = MixShift(establish_calls=50)
+    one = Agent(detector, "s1")
+    for n in range(60):
+        one.feed(("read_ticket", "search_kb")[n % 2])
+    one.feed("refund")  # after the fleet's first 50 calls: not an opening action
+    part = json.loads(json.dumps(detector.fleet_partial(one.fleet_state)))
+    assert set(part["o"]) == {"read_ticket", "search_kb"}
+    assert set(part["f"]) == {"read_ticket", "search_kb", "refund"}
+    other: dict[str, Any] = {}
+    detector.fleet_absorb(other, [part])
+    assert set(detector.fleet_partial(other)["o"]) == {"read_ticket", "search_kb"}
+    restored: dict[str, Any] = {}
+    detector.fleet_restore(restored, part)
+    assert set(detector.fleet_partial(restored)["o"]) == {"read_ticket", "search_kb"}
+    old = {k: v for k, v in part.items() if k != "o"}  # a part from before the rule
+    older: dict[str, Any] = {}
+    detector.fleet_absorb(older, [old])
+    assert detector.fleet_partial(older)["o"] == {}
