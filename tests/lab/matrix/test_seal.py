@@ -40,6 +40,7 @@ def test_the_seal_holds() -> None:
         ("sealed-5", "b5e7ba0dbe3e51ec1b2eb51915738e1f5b077178530aac9a813be1df52b21a0e", 15000),
         ("sealed-6", "4f8ee13933a33a60ee72533ef88c59f6766d372af4081071ba609ce27a27f0f6", 17000),
         ("sealed-7", "fa4a0841e947695a5d4b5eec367064384fa8bc7ea51814414459ac0da2aec228", 19000),
+        ("sealed-8", "03c4cb18c200e18e20744e53c2a3958528ef952dc3da4b78d06aeca71c41577a", 21000),
     ],
 )
 def test_the_later_seals_hold(half: str, pinned: str, seed0: int) -> None:
