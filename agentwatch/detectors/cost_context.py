@@ -275,11 +275,14 @@ class ModelMoves:
     probability ``min(d / rollout_s, 1)`` (peers on other models, which an upgrade may keep,
     with half that). Each peer seen on its main model at ``t0 + d`` (its latest call) weighs
     ``-log(1 - pi * min(d / rollout_s, 1))`` nats for "alone"; a peer that moved to the same
-    model since ``t0 - rollout_s`` decides "rollout". :meth:`alone` says so
+    model since ``t0 - rollout_s`` decides "rollout", and so does a peer whose main model
+    is the new one while that model is new to the fleet (first called since ``t0 -
+    rollout_s``: an upgrade whose agents on the agent's model are idle, while a new agent
+    starts on the new model or a peer switches to it). :meth:`alone` says so
     once the evidence reaches ``log(1 / error)`` nats: the chance that a real rollout is
     taken for a lone move is then at most ``error`` (the likelihood ratio's bound), whatever
     the fleet's size or density; a sparse fleet simply takes longer to show it.
-    :meth:`others_moved` and :attr:`adopted` tell a rollout.
+    :meth:`others_moved`, :meth:`others_adopted` and :attr:`adopted` tell a rollout.
 
     Parameters
     ----------
@@ -298,9 +301,16 @@ class ModelMoves:
     >>> moves.moved("a1", "claude-opus-4", ts=10.0)  # ...unless a peer moved there too
     >>> moves.others_moved("a0", "claude-opus-4", since=0.0)
     True
+    >>> moves.seen("gpt-4.1-mini", ts=1000.0)  # new to the fleet: a0 moves there first
+    >>> moves.others_adopted("a0", "gpt-4.1-mini", since=1000.0)
+    False
+    >>> moves.on_main("a9", "gpt-4.1-mini", ts=1500.0)  # a peer on it as its main model
+    >>> moves.others_adopted("a0", "gpt-4.1-mini", since=1000.0)
+    True
     """
 
     __slots__ = (
+        "_first",
         "_main",
         "_main_ts",
         "_moved",
@@ -323,6 +333,12 @@ class ModelMoves:
         #: models the fleet was found rolling out, with when: moving to one is no anomaly
         self.adopted: dict[str, float] = {}
         self._remote: set[str] = set()  # agents of the other workers (as last absorbed)
+        self._first: dict[str, float] = {}  # model -> the fleet's first call on it
+
+    def seen(self, model: str, ts: float) -> None:
+        """A call of the fleet on ``model`` at ``ts``: the first one dates the model."""
+        if model not in self._first:
+            self._first[model] = ts
 
     def on_main(self, agent: str, model: str, ts: float) -> None:
         """``agent`` (warm) made a call on its main model ``model`` at ``ts``."""
@@ -348,6 +364,13 @@ class ModelMoves:
                 return True
         return False
 
+    def others_adopted(self, agent: str, model: str, since: float) -> bool:
+        """Whether another agent has ``model`` as its main model while the model is new to
+        the fleet (its first call came after ``since - rollout_s``)."""
+        if self._first.get(model, -math.inf) < since - self.rollout_s:
+            return False
+        return any(main == model and peer != agent for peer, main in self._main.items())
+
     # -- across workers ---------------------------------------------------------------------
     def partial(self) -> dict[str, Any]:
         """This worker's agents' main models and moves, and the models the fleet adopted
@@ -359,6 +382,7 @@ class ModelMoves:
             "m": {a: [main[a], t] for a, t in self._main_ts.items() if a not in remote},
             "v": {a: [moved_to[a], t] for a, t in self._moved.items() if a not in remote},
             "a": self.adopted,
+            "f": self._first,
         }
 
     def absorb(self, partials: list[dict[str, Any]]) -> None:
@@ -379,6 +403,7 @@ class ModelMoves:
                     self._moved[agent] = ts
                     remote.add(agent)
             self._adopt(p["a"])
+            self._first_calls(p)
         self._remote = remote
 
     def restore(self, partial: dict[str, Any]) -> None:
@@ -390,6 +415,14 @@ class ModelMoves:
             self._moved_to[agent] = model
             self._moved[agent] = ts
         self._adopt(partial["a"])
+        self._first_calls(partial)
+
+    def _first_calls(self, partial: dict[str, Any]) -> None:
+        """The earliest first calls of a part (parts from before they were kept have none)."""
+        first = self._first
+        for model, ts in partial.get("f", {}).items():
+            if first.get(model, math.inf) > ts:
+                first[model] = ts
 
     def _adopt(self, adopted: dict[str, float]) -> None:
         mine = self.adopted

@@ -338,6 +338,8 @@ class CostSpike(AgentDetector):
         model = event.model
         agent = event.agent_id
         ts = event.ts_epoch
+        if model is not None and self.watch_prices:
+            fleet.moves.seen(model, ts)
         calls = v[_CALLS]
         state["ids"][calls % _EVIDENCE] = event.event_id
         v[_CALLS] = calls + 1
@@ -508,7 +510,11 @@ class CostSpike(AgentDetector):
             state["p"] = [model, price]
         v[_PEND] += 1
         since = v[_SINCE]
-        if model in moves.adopted or moves.others_moved(agent, model, since):
+        if (
+            model in moves.adopted
+            or moves.others_moved(agent, model, since)
+            or moves.others_adopted(agent, model, since)
+        ):
             # the fleet is moving too (even after a verdict of "alone", within the rollout
             # time): the new price is the agent's new normal
             moves.adopted[model] = ts

@@ -73,3 +73,36 @@ def test_a_peer_moving_to_the_same_model_is_a_rollout() -> None:
     assert not moves.others_moved("a", "claude-opus-4", since=100.0)  # another model
     assert not moves.others_moved("a", "gpt-4.1", since=400.0)  # long before: not this one
     assert not moves.others_moved("p1", "gpt-4.1", since=100.0)  # itself
+
+
+def test_a_peer_on_a_model_new_to_the_fleet_is_a_rollout_and_an_old_one_is_not() -> None:
+    moves = ModelMoves(rollout_s=120.0)
+    moves.seen("claude-opus-4", ts=0.0)  # the fleet has called it for long
+    moves.on_main("p1", "claude-opus-4", ts=900.0)
+    assert not moves.others_adopted("a", "claude-opus-4", since=1000.0)  # a lone switch
+    moves.seen("gpt-4.1-mini", ts=1000.0)  # first called by the mover itself
+    moves.seen("gpt-4.1-mini", ts=1500.0)  # later calls do not move its date
+    assert not moves.others_adopted("a", "gpt-4.1-mini", since=1000.0)
+    moves.on_main("a", "gpt-4.1-mini", ts=1600.0)  # the mover itself says nothing
+    assert not moves.others_adopted("a", "gpt-4.1-mini", since=1000.0)
+    moves.on_main("p2", "gpt-4.1-mini", ts=1700.0)  # a peer starts on it: an upgrade
+    assert moves.others_adopted("a", "gpt-4.1-mini", since=1000.0)
+
+
+def test_first_calls_travel_between_workers_and_old_parts_have_none() -> None:
+    one, two = ModelMoves(), ModelMoves()
+    one.seen("gpt-4.1-mini", ts=1000.0)
+    two.seen("gpt-4.1-mini", ts=1200.0)
+    two.absorb([one.partial()])
+    two.on_main("p2", "gpt-4.1-mini", ts=1300.0)
+    assert two.others_adopted("a", "gpt-4.1-mini", since=1050.0)
+    assert not two.others_adopted("a", "gpt-4.1-mini", since=1200.0 + 121.0 + 1000.0)
+    restored = ModelMoves()
+    restored.restore(one.partial())
+    restored.on_main("p3", "gpt-4.1-mini", ts=1100.0)
+    assert restored.others_adopted("a", "gpt-4.1-mini", since=1000.0)
+    old = {k: v for k, v in one.partial().items() if k != "f"}  # from before first calls
+    fresh = ModelMoves()
+    fresh.absorb([old])
+    fresh.on_main("p4", "gpt-4.1-mini", ts=1100.0)
+    assert not fresh.others_adopted("a", "gpt-4.1-mini", since=1000.0)  # undated: not new

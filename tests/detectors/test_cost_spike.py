@@ -95,6 +95,31 @@ def test_a_peer_moving_to_the_same_model_makes_it_a_rollout() -> None:
     assert "claude-sonnet-4" in replay.fleets["support"]["cost_spike"].moves.adopted
 
 
+def test_a_peer_starting_on_a_model_new_to_the_fleet_makes_the_move_a_rollout() -> None:
+    """A small fleet upgraded while the agents on the mover's model are idle: the mover's
+    one peer in sight is on another model, so its first call on the new one pages (no fleet
+    to tell a rollout by). Then an agent starts on the new model, as agents of an upgraded
+    fleet do: the move is part of the fleet's change, its price the mover's new normal, and
+    the mover's later calls page no more."""
+    replay, fleet = Replay(CostSpike()), Fleet(agents=2)
+    a0, a1 = fleet.ids()
+    new = "claude-sonnet-4"
+    for step in range(300):  # a0 on gpt-4o-mini, a1 on another model
+        fleet.tick(replay, step, models={a1: "claude-3-5-haiku"})
+    assert replay.found == []
+    for step in range(300, 310):
+        fleet.tick(replay, step, models={a0: new, a1: "claude-3-5-haiku"})
+    assert replay.agents() == {a0}  # paged: one peer in sight
+    paged = len(replay.found)
+    for i in range(15):  # an agent starts on the new model (warm after min_calls calls)
+        tokens = 2500.0 * fleet.rng.lognormvariate(0.0, 0.35)
+        replay(call("support-new", i, 3100.0 + 10.0 * i, tokens=tokens, model=new))
+    for step in range(325, 500):  # the mover goes on with bigger and smaller calls
+        fleet.tick(replay, step, models={a0: new, a1: "claude-3-5-haiku"})
+    assert len(replay.found) == paged
+    assert new in replay.states[a0]["m"]  # the new model is its own now
+
+
 def test_a_moderate_jump_waits_for_the_fleet_then_fires() -> None:
     """3.4x is within reach of a fleet-wide change whose peers are not seen yet: held."""
     replay, fleet = warmed()
