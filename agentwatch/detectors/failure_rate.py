@@ -211,8 +211,10 @@ class FailureRate(OneObjectFleet):
       ``peer_window_s``) and then the most failing remaining action are left out; or
       still ``lone_spread`` (one) once those are left out while no other agent of the
       fleet has failed the most failing action within ``peer_window_s`` twice, and at
-      most ``lone_peers`` (one) once. A tool outage (``error_burst``) fails one action,
-      usually for several agents at once, and is not the agent's fault. Nor is a
+      most ``lone_peers`` (one) once. A failed call retried at once counts once there, as
+      a failure and as a call (the calls left are those of the actions left, retries
+      aside). A tool outage (``error_burst``) fails one action, usually for several
+      agents at once, and is not the agent's fault. Nor is a
       fleet-wide outage: when at least ``min_peers`` other agents of the fleet, and at
       least ``fleet_share`` of it, have three or more failures within ``peer_window_s``,
       nobody's storm is reported (page the platform team, not each agent's owner).
@@ -558,16 +560,19 @@ class FailureRate(OneObjectFleet):
         must be left while no other agent of the fleet failed the most failing action (any
         of them, on a tie) within ``peer_window_s``.
         """
-        per_action: dict[str, int] = {}
+        per_action: dict[str, int] = {}  # failed calls, a retried one once
+        tries: dict[str, int] = {}  # failed calls, retries included
         previous: list[Any] | None = None
         for item in items:  # a failed call retried at once fails once, however many tries
+            name = item[1]
             if not (
                 previous is not None
-                and previous[1] == item[1]
+                and previous[1] == name
                 and len(item) > 4
                 and item[4] == previous[4] + 1
             ):
-                per_action[item[1]] = per_action.get(item[1], 0) + 1
+                per_action[name] = per_action.get(name, 0) + 1
+            tries[name] = tries.get(name, 0) + 1
             previous = item
         horizon = self.peer_window_s
         own = {
@@ -577,7 +582,20 @@ class FailureRate(OneObjectFleet):
         rest = sum(own.values()) - top
         if rest <= 0:
             return False
-        spread = -binomial_tail_log10(rest, trials - (sum(per_action.values()) - rest), usual)
+        # the calls left, in the same units as the failures left: every call of the actions
+        # left out (the shared ones, and the most failing one: of a tie, the one tried
+        # least) and the retries of the others are out
+        dropped = ""
+        for name, n in own.items():
+            if n == top and (not dropped or tries[name] < tries[dropped]):
+                dropped = name
+        calls = trials - tries[dropped]
+        for name, n in per_action.items():
+            if name not in own:
+                calls -= tries[name]
+            elif name != dropped:
+                calls -= tries[name] - n
+        spread = -binomial_tail_log10(rest, max(calls, rest), usual)
         if rest >= self.min_spread and spread >= self.spread_threshold:
             return True
         # a tool outage fails that tool for several agents: if nobody else failed the most

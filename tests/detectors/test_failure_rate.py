@@ -198,6 +198,26 @@ def test_a_second_tool_failing_alone_in_the_fleet_is_an_early_storm() -> None:
     assert early_storm(strict) == []
 
 
+def test_retried_failures_count_once_as_failures_and_as_calls() -> None:
+    """A storm whose agent retries each failing call: one tool fails three times, then a
+    second one three times, nobody else failing either, in an agent that fails one call in
+    30. Once the first tool is left out, the second one's failures are weighed against
+    the calls left in the same units (retries out of both): it fires. Counting its
+    retried failures once but every call of the first tool as a trial, it never did."""
+    replay = Replay(FailureRate())
+    for i in range(3000):
+        replay(event("a0", i, "error" if i % 30 == 7 else "ok"))
+    storm = [("http_get", 3000), ("http_get", 3001), ("http_get", 3002)]
+    storm += [("read_logs", 3003), ("read_logs", 3004), ("read_logs", 3005)]
+    found = [f for action, i in storm for f in replay(event("a0", i, "error", action))]
+    assert [f.kind for f in found] == ["error_storm"]
+    assert found[0].actions == ("http_get", "read_logs")
+    # one tool's outage with retries, for this agent alone, is still not a storm
+    outage = Replay(FailureRate())
+    reliable(outage)
+    assert [outage(event("a0", 3000 + n, "error", "http_get")) for n in range(6)] == [[]] * 6
+
+
 def test_a_second_tool_failing_during_a_peers_outage_is_not_a_storm() -> None:
     replay = Replay(FailureRate())
     reliable(replay)
