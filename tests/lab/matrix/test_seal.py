@@ -41,6 +41,7 @@ def test_the_seal_holds() -> None:
         ("sealed-6", "4f8ee13933a33a60ee72533ef88c59f6766d372af4081071ba609ce27a27f0f6", 17000),
         ("sealed-7", "fa4a0841e947695a5d4b5eec367064384fa8bc7ea51814414459ac0da2aec228", 19000),
         ("sealed-8", "03c4cb18c200e18e20744e53c2a3958528ef952dc3da4b78d06aeca71c41577a", 21000),
+        ("sealed-9", "877704678fdab8c1b5aa60adf48224fa0f4bfab0af734c62e336b80f34772401", 23000),
     ],
 )
 def test_the_later_seals_hold(half: str, pinned: str, seed0: int) -> None:
