@@ -42,6 +42,7 @@ def test_the_seal_holds() -> None:
         ("sealed-7", "fa4a0841e947695a5d4b5eec367064384fa8bc7ea51814414459ac0da2aec228", 19000),
         ("sealed-8", "03c4cb18c200e18e20744e53c2a3958528ef952dc3da4b78d06aeca71c41577a", 21000),
         ("sealed-9", "877704678fdab8c1b5aa60adf48224fa0f4bfab0af734c62e336b80f34772401", 23000),
+        ("sealed-10", "fa9378e1353dcd9b0d4f5de0e5d7a994354a44857b9df9df4f1e4d014215516d", 25000),
     ],
 )
 def test_the_later_seals_hold(half: str, pinned: str, seed0: int) -> None:
