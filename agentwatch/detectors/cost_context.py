@@ -432,17 +432,32 @@ class ModelMoves:
 
     def alone(self, agent: str, *, since: float, own_main: str | None, model: str) -> bool:
         """Whether the peers seen on their main models since ``agent`` moved from
-        ``own_main`` to ``model`` at ``since`` say it moved alone (see the class)."""
+        ``own_main`` to ``model`` at ``since`` say it moved alone (see the class).
+
+        A move to a model the fleet already runs (a peer's main model, first called before
+        ``since - rollout_s``) is also judged on its own when the peers in sight could never
+        say it: all of them seen after the rollout time would weigh under ``log(1 / error)``
+        nats (no peer on ``own_main``: the others weigh ``log 2`` each at most, those on
+        ``model`` nothing). Any other move then stays held: in a small fleet on mixed
+        models, that is what an upgrade of the agent's model to a new one looks like."""
         rollout_s = self.rollout_s
         mains = self._main
+        need = self._need - 1e-9  # one peer on own_main seen after rollout_s is enough
         evidence = 0.0
+        most = 0.0  # what the same peers would weigh once each was seen after rollout_s
+        on_model = False
         for peer, ts in self._main_ts.items():
-            if ts <= since or peer == agent:
+            if peer == agent:
                 continue
             main = mains[peer]
             if main == model:  # already on it: the same under both hypotheses
+                on_model = True
                 continue
             pi = 0.99 if main == own_main else 0.5
-            frac = (ts - since) / rollout_s
-            evidence -= math.log1p(-pi * (frac if frac < 1.0 else 1.0))
-        return evidence >= self._need
+            most -= math.log1p(-pi)
+            if ts > since:
+                frac = (ts - since) / rollout_s
+                evidence -= math.log1p(-pi * (frac if frac < 1.0 else 1.0))
+        if evidence >= need:
+            return True
+        return most < need and on_model and self._first.get(model, since) < since - rollout_s

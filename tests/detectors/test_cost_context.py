@@ -60,10 +60,40 @@ def test_model_moves_alone_needs_peers_on_their_own_models_after_the_move() -> N
 
 
 def test_peers_already_on_the_new_model_say_nothing() -> None:
-    moves = ModelMoves()
+    moves = ModelMoves(rollout_s=120.0)
+    for k in range(3):  # its cohort, seen before the move: no evidence yet
+        moves.on_main(f"c{k}", "gpt-4o-mini", ts=50.0)
     for k in range(10):  # an upgrade would leave them where they are
         moves.on_main(f"p{k}", "claude-opus-4", ts=500.0)
     assert not moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+    moves.on_main("c0", "gpt-4o-mini", ts=150.0)  # half the rollout time: not yet
+    assert not moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+    moves.on_main("c1", "gpt-4o-mini", ts=300.0)  # after it: 0.69 + 4.6 nats, all the cohort's
+    assert moves.alone("a", since=100.0, own_main="gpt-4o-mini", model="claude-opus-4")
+
+
+def test_peers_that_could_never_show_it_leave_a_move_to_a_model_the_fleet_runs_judged() -> None:
+    """A 3-agent fleet (sealed-8's a09): one peer already on the model the agent moves to
+    (no evidence either way), one on another main model (at most log 2 nats). Together they
+    can never reach log(1 / error): a move to a model the fleet already runs is judged on
+    its own instead of held for ever; one to a model no peer runs (an upgrade, in a fleet
+    of mixed models) stays held."""
+    moves = ModelMoves(rollout_s=120.0, error=0.01)
+    moves.seen("claude-opus-4", ts=-500.0)  # the fleet ran it long before the move
+    moves.on_main("p0", "claude-opus-4", ts=50.0)
+    moves.on_main("p1", "gpt-4.1-mini", ts=50.0)
+    assert moves.alone("a", since=100.0, own_main="gpt-4.1", model="claude-opus-4")
+    moves.seen("o3", ts=100.0)  # new to the fleet: a0's own first call on it
+    assert not moves.alone("a", since=100.0, own_main="gpt-4.1", model="o3")
+    moves.seen("gpt-4o", ts=-500.0)  # called before (by a0 itself, say), no peer's main
+    assert not moves.alone("a", since=100.0, own_main="gpt-4.1", model="gpt-4o")
+    moves.on_main("p1", "gpt-4.1-mini", ts=400.0)  # however long the peers are seen after
+    assert not moves.alone("a", since=100.0, own_main="gpt-4.1", model="o3")
+    moves.on_main("p2", "gpt-4.1", ts=50.0)  # one of its cohort could show it: wait for it
+    assert not moves.alone("a", since=100.0, own_main="gpt-4.1", model="claude-opus-4")
+    moves.on_main("p2", "gpt-4.1", ts=400.0)  # seen after the rollout time: log(1 / error)
+    assert moves.alone("a", since=100.0, own_main="gpt-4.1", model="claude-opus-4")
+    assert moves.alone("a", since=100.0, own_main="gpt-4.1", model="o3")
 
 
 def test_a_peer_moving_to_the_same_model_is_a_rollout() -> None:

@@ -120,6 +120,45 @@ def test_a_peer_starting_on_a_model_new_to_the_fleet_makes_the_move_a_rollout() 
     assert new in replay.states[a0]["m"]  # the new model is its own now
 
 
+def test_a_move_the_peers_could_never_show_alone_is_judged_on_its_own() -> None:
+    """sealed-8's a09: a 3-agent fleet, one peer already on the pricier model the mover goes
+    to, the other on a third model. Together they can never weigh log(1 / error) nats for
+    "alone", so waiting for them held the move for ever; judged on its own, it fires."""
+    replay, fleet = Replay(CostSpike()), Fleet(agents=3)
+    a0, a1, a2 = fleet.ids()
+    new = "claude-sonnet-4"
+    assert MODEL_PRICES[new][0] > 5 * MODEL_PRICES["gpt-4o-mini"][0]
+    others = {a1: new, a2: "claude-3-5-haiku"}
+    for step in range(300):
+        fleet.tick(replay, step, models=others)
+    assert replay.found == []
+    flagged_at = None
+    for step in range(300, 330):  # a0 moves to its peer's model, 20x the price
+        fleet.tick(replay, step, models={a0: new, **others})
+        if replay.found and flagged_at is None:
+            flagged_at = step
+    assert flagged_at is not None and flagged_at <= 305
+    assert replay.agents() == {a0}
+    assert "moved alone to claude-sonnet-4" in replay.found[0][1].summary
+
+
+def test_a_small_mixed_fleets_upgrade_to_a_new_model_stays_held() -> None:
+    """sealed's s01: a 3-agent fleet on mixed models is upgraded; the one agent on
+    gpt-4o-mini moves to gpt-4.1-mini, new to the fleet, while its peers (on other models)
+    keep theirs. The peers can never show it alone, and a lone move to a new model looks
+    the same: held, as a rollout's first move would be, so the upgrade pages no one."""
+    replay, fleet = Replay(CostSpike()), Fleet(agents=3)
+    a0, a1, a2 = fleet.ids()
+    new = "gpt-4.1-mini"
+    assert MODEL_PRICES[new][0] > 2 * MODEL_PRICES["gpt-4o-mini"][0]
+    others = {a1: "claude-sonnet-4", a2: "claude-3-5-haiku"}
+    for step in range(300):
+        fleet.tick(replay, step, models=others)
+    for step in range(300, 600):
+        fleet.tick(replay, step, models={a0: new, **others})
+    assert replay.found == []
+
+
 def test_a_moderate_jump_waits_for_the_fleet_then_fires() -> None:
     """3.4x is within reach of a fleet-wide change whose peers are not seen yet: held."""
     replay, fleet = warmed()
