@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agentwatch.detectors.partials import keep_earliest, keep_newest
+
 __all__ = ["FleetShift", "ModelMoves", "call_size"]
 
 _MIN_REPORTERS = 3  # the fleet's shift needs at least this many recently active agents
@@ -402,8 +404,8 @@ class ModelMoves:
                     self._moved_to[agent] = model
                     self._moved[agent] = ts
                     remote.add(agent)
-            self._adopt(p["a"])
-            self._first_calls(p)
+            keep_newest(self.adopted, p["a"])
+            keep_earliest(self._first, p.get("f", {}))  # parts from before it was kept: none
         self._remote = remote
 
     def restore(self, partial: dict[str, Any]) -> None:
@@ -414,21 +416,8 @@ class ModelMoves:
         for agent, (model, ts) in partial["v"].items():
             self._moved_to[agent] = model
             self._moved[agent] = ts
-        self._adopt(partial["a"])
-        self._first_calls(partial)
-
-    def _first_calls(self, partial: dict[str, Any]) -> None:
-        """The earliest first calls of a part (parts from before they were kept have none)."""
-        first = self._first
-        for model, ts in partial.get("f", {}).items():
-            if first.get(model, math.inf) > ts:
-                first[model] = ts
-
-    def _adopt(self, adopted: dict[str, float]) -> None:
-        mine = self.adopted
-        for model, ts in adopted.items():
-            if mine.get(model, -math.inf) < ts:
-                mine[model] = ts
+        keep_newest(self.adopted, partial["a"])
+        keep_earliest(self._first, partial.get("f", {}))
 
     def alone(self, agent: str, *, since: float, own_main: str | None, model: str) -> bool:
         """Whether the peers seen on their main models since ``agent`` moved from

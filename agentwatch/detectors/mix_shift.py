@@ -11,6 +11,7 @@ from agentwatch.detectors.base import JSON, AgentDetector, Finding, register_det
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.calibration import BudgetThreshold, compact_state
 from agentwatch.detectors.fleet_tail import FleetTail
+from agentwatch.detectors.partials import keep_earliest
 from agentwatch.schemas import ActionEvent
 
 if TYPE_CHECKING:
@@ -842,14 +843,8 @@ class _Fleet:
     def _first_times(self, partial: dict[str, Any]) -> None:
         """The earliest first times of a part, and its opening actions (parts written
         before opening actions were kept have none)."""
-        first = self.first
-        for action, ts in partial["f"].items():
-            if ts < first.get(action, math.inf):
-                first[action] = ts
-        opening = self.opening
-        for action, ts in partial.get("o", {}).items():
-            if ts < opening.get(action, math.inf):
-                opening[action] = ts
+        keep_earliest(self.first, partial["f"])
+        keep_earliest(self.opening, partial.get("o", {}))
 
     def _rebuild(self) -> None:
         own: _Own

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Final
 from agentwatch.detectors.base import JSON, Finding, OneObjectFleet, register_detector
 from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.detectors.novelty import DEFAULT_EGRESS_ACTIONS, target_domain
+from agentwatch.detectors.partials import keep_earliest
 from agentwatch.schemas import ActionEvent
 
 __all__ = ["DEFAULT_SECRET_ACTIONS", "DEFAULT_SECRET_TARGETS", "SequenceSurprise"]
@@ -472,10 +473,7 @@ class _Fleet:
         self.model, self.out, self.calls = model, out, calls
 
     def _union(self, partial: dict[str, Any]) -> None:
-        first = self.first
-        for action, ts in partial["f"].items():
-            if ts < first.get(action, math.inf):
-                first[action] = ts
+        keep_earliest(self.first, partial["f"])
         if partial["b"] is not None and partial["b"] < self.born:
             self.born = partial["b"]
         for prev, action, agents in partial["g"]:
