@@ -17,7 +17,7 @@ __all__ = ["CostSpike"]
 _EVIDENCE = 4  # most recent calls kept per agent for the evidence list
 _MAX_MODELS = 4  # models whose share an agent keeps
 _CHEAPER = math.log(1.25)  # a model at most this much pricier than the usual one is no jump
-_PRICE_CALLS = 3  # calls after which an agent's models are known well enough to see a switch
+_PRICE_CALLS = 3  # calls after which a warm agent's own models tell a switch to its fleet's
 _FLEET_CALLS = 20_000.0  # the fleet's model shares forget by halving at this many calls
 
 # per-agent state "v": learned calls, baseline log size, fleet shift at baseline, typical
@@ -67,6 +67,12 @@ class _Fleet:
     def common(self, model: str, share: float) -> bool:
         """Whether ``model`` has at least ``share`` of the fleet's calls."""
         return self.models.get(model, 0.0) >= share * self.calls
+
+    def rare(self, model: str, share: float) -> bool:
+        """Whether the fleet's calls show ``model`` under ``share`` of them (by the rule of
+        three: the calls counted on it plus 3 fall short; a fleet that has just started
+        shows no model rare)."""
+        return self.models.get(model, 0.0) + 3.0 < share * self.calls
 
     def count(self, model: str) -> None:
         """Count one call of a fleet agent on ``model`` (old calls fade by halving)."""
@@ -162,7 +168,8 @@ class CostSpike(AgentDetector):
       every input is no agent's anomaly;
     * its **price** per token, which jumps when the call uses a pricier model the agent does
       not use (under ``model_share`` of its calls; for a young agent, one its fleet does not
-      use either). The jump counts once the agent is known to have moved *alone*
+      use either, and on its second and third calls one its fleet's calls show rare). The
+      jump counts once the agent is known to have moved *alone*
       (:class:`~agentwatch.detectors.cost_context.ModelMoves`: the peers seen on their own
       models since it moved outweigh a fleet-wide rollout at ``rollout_error``); a peer moving
       too makes it a rollout, and the new price the agent's normal.
@@ -358,12 +365,15 @@ class CostSpike(AgentDetector):
         # a pricier model the agent does not use: its price jump, held until the agent is
         # known to have moved alone (pending: neither counted nor learned)
         jump = 0.0
-        if self.watch_prices and n >= _PRICE_CALLS and model is not None:
+        if self.watch_prices and model is not None:
             models: dict[str, list[float]] = state["m"]
             entry = models.get(model)
             share = self.model_share
             if (entry is None or entry[0] < share) and (
-                warm or not fleet.common(model, share)  # a young agent: its fleet's habits
+                (warm or not fleet.common(model, share))  # a young agent: its fleet's habits
+                if n >= _PRICE_CALLS
+                # its first calls on a model the fleet does not use would make it its own
+                else fleet.rare(model, share)
             ):
                 main = state.get("mm")
                 if main is not None:

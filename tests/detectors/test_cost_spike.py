@@ -159,6 +159,63 @@ def test_a_small_mixed_fleets_upgrade_to_a_new_model_stays_held() -> None:
     assert replay.found == []
 
 
+def test_a_young_agents_switch_to_a_model_its_fleet_does_not_use_is_judged() -> None:
+    """sealed-4's w03 and sealed-9's b07: an agent one or two calls old moves to a model
+    ten times the price that no agent of its fleet uses. Its first calls on it must not
+    make the model its own (they did: from its third call the model had half its calls);
+    they are held for the fleet's verdict like any move, and the jump counts once the
+    peers show the agent alone."""
+    replay, fleet = warmed()
+    new = "gemini-2.5-pro"
+    assert MODEL_PRICES[new][0] > 8 * MODEL_PRICES["gpt-4o-mini"][0]
+    young = "support-young"
+    replay(call(young, 0, 3000.0, tokens=2500.0))  # its first call, on the fleet's model
+    flagged_at = None
+    for step in range(300, 340):  # then every call on the new model, beside its peers
+        fleet.tick(replay, step)
+        tokens = 2500.0 * fleet.rng.lognormvariate(0.0, 0.35)
+        replay(call(young, step - 299, step * 10.0 + 5.0, tokens=tokens, model=new))
+        if replay.found and flagged_at is None:
+            flagged_at = step
+    assert replay.agents() == {young}
+    assert flagged_at is not None and flagged_at <= 316  # the rollout time and the evidence
+    assert "moved alone to gemini-2.5-pro" in replay.found[0][1].summary
+
+
+def test_young_agents_of_a_fleet_that_just_started_are_not_judged_by_its_habits() -> None:
+    """The monitor's first minutes: every agent is young and the fleet has counted few
+    calls, none yet on the model a young agent goes to after two calls on its cheaper one.
+    A model the fleet has not shown to be rare is no switch (judged, it paged at the start
+    of 11 worlds of the opened halves)."""
+    replay, fleet = Replay(CostSpike()), Fleet(agents=4)
+    young = "support-young"
+    for step in range(40):
+        fleet.tick(replay, step)
+        if step >= 6:  # its peers have made six calls each: a few counted, on gpt-4o-mini
+            model = "gpt-4o-mini" if step < 8 else "gpt-4o"
+            replay(call(young, step, step * 10.0 + 5.0, model=model))
+    assert replay.fleets["support"]["cost_spike"].calls > 0
+    assert replay.found == []
+    assert replay.states[young]["mm"] == "gpt-4o"
+
+
+def test_a_young_agent_on_a_second_model_its_fleet_uses_is_not_a_switch() -> None:
+    """A young agent's second model, used by its fleet, is one of the fleet's habits: it is
+    learned, not held (judging it would page every new agent whose first call happened to
+    be on its cheaper model)."""
+    replay, fleet = Replay(CostSpike()), Fleet()
+    haiku = {a: "claude-3-5-haiku" for a in fleet.ids()[:3]}  # half the fleet on haiku
+    for step in range(300):
+        fleet.tick(replay, step, models=haiku)
+    young = "support-young"
+    replay(call(young, 0, 3000.0))  # its first call on gpt-4o-mini, then on haiku
+    for step in range(300, 400):
+        fleet.tick(replay, step, models=haiku)
+        replay(call(young, step - 299, step * 10.0 + 5.0, model="claude-3-5-haiku"))
+    assert replay.found == []
+    assert replay.states[young]["m"]["claude-3-5-haiku"][0] > 0.5
+
+
 def test_a_moderate_jump_waits_for_the_fleet_then_fires() -> None:
     """3.4x is within reach of a fleet-wide change whose peers are not seen yet: held."""
     replay, fleet = warmed()
