@@ -327,7 +327,8 @@ class ModelMoves:
     def __init__(self, rollout_s: float = 120.0, error: float = 0.01) -> None:
         self.rollout_s = rollout_s
         self.error = error
-        self._need = math.log(1.0 / error)
+        # met at equality: one peer on its main model seen after rollout_s is enough
+        self._need = math.log(1.0 / error) - 1e-9
         self._main: dict[str, str] = {}
         self._main_ts: dict[str, float] = {}
         self._moved: dict[str, float] = {}
@@ -431,7 +432,7 @@ class ModelMoves:
         models, that is what an upgrade of the agent's model to a new one looks like."""
         rollout_s = self.rollout_s
         mains = self._main
-        need = self._need - 1e-9  # one peer on own_main seen after rollout_s is enough
+        need = self._need
         evidence = 0.0
         most = 0.0  # what the same peers would weigh once each was seen after rollout_s
         on_model = False
