@@ -64,6 +64,7 @@ _LETTERS: Final = {
     "sealed-9": "b",
     "sealed-10": "c",
     "sealed-11": "d",
+    "sealed-12": "e",
 }
 SEALED_HALVES: Final = tuple(half for half in _LETTERS if half != "tuning")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
@@ -81,7 +82,8 @@ opened, for the changes after it; ``sealed-8`` (same rows, seeds 21001-21012, ``
 before sealed-7 was opened, for the changes after that; ``sealed-9`` (same rows, seeds
 23001-23012, ``b01``-``b12``) after sealed-8 was opened, before any later change was tuned;
 ``sealed-10`` (same rows, seeds 25001-25012, ``c01``-``c12``) before sealed-9 was opened;
-``sealed-11`` (same rows, seeds 27001-27012, ``d01``-``d12``) before sealed-10 was opened."""
+``sealed-11`` (same rows, seeds 27001-27012, ``d01``-``d12``) before sealed-10 was opened;
+``sealed-12`` (same rows, seeds 29001-29012, ``e01``-``e12``) before sealed-11 was opened."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -158,10 +160,10 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 144 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
-    to eleventh sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
+    """The 156 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    to twelfth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
     ``y01``-``y12``, ``z01``-``z12``, ``a01``-``a12``, ``b01``-``b12``, ``c01``-``c12``,
-    ``d01``-``d12``: the sealed rows again with new seeds)."""
+    ``d01``-``d12``, ``e01``-``e12``: the sealed rows again with new seeds)."""
     rows = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     for n, half in enumerate(SEALED_HALVES, 1):  # the same rows, seeds 7001-7012, 9001-9012...
         rows += _half(half, 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 5000 + 2000 * n, flip=True)

@@ -10,9 +10,9 @@ from agentwatch.lab.matrix.seal import HALVES, half_files
 
 def test_24_worlds_every_level_equally_often_in_both_halves() -> None:
     rows = design()
-    assert len(rows) == 144 and len({r.name for r in rows}) == 144  # with the later sealed halves
-    assert len({r.seed for r in rows}) == 144
-    assert ("tuning", "sealed", *(f"sealed-{n}" for n in range(2, 12))) == HALVES
+    assert len(rows) == 156 and len({r.name for r in rows}) == 156  # with the later sealed halves
+    assert len({r.seed for r in rows}) == 156
+    assert ("tuning", "sealed", *(f"sealed-{n}" for n in range(2, 13))) == HALVES
     for half in HALVES:
         mine = [r for r in rows if r.half == half]
         assert len(mine) == 12
