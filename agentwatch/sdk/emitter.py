@@ -83,6 +83,8 @@ def is_permanent(exc: BaseException) -> bool:
 
 @dataclass(slots=True)
 class _Pending:
+    """An event the sender has taken; the buffer holds bare bytes until then (it is cheaper)."""
+
     payload: bytes
     failures: int = 0
 
@@ -143,7 +145,7 @@ class EventEmitter:
         self._fast = FastPath()
         # buffer (shared between the caller's threads and the loop thread)
         self._lock = threading.Lock()
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[bytes | _Pending] = deque()  # _Pending: taken, failed, put back
         self._in_flight = 0
         self._counts = dict.fromkeys(EMITTER_COUNTERS, 0)
         self._warn = RateLimited()
@@ -381,7 +383,7 @@ class EventEmitter:
                         queue.popleft()
                         counts["dropped"] += 1
                         self._unreported_drops += 1
-                    queue.append(_Pending(payload))
+                    queue.append(payload)
             if self._unreported_drops:
                 self._report_drops()
             if self._drainer_idle:
@@ -441,7 +443,7 @@ class EventEmitter:
             n = min(len(self._queue), MAX_BATCH)
             batch = [self._queue.popleft() for _ in range(n)]
             self._in_flight += n
-        return batch
+        return [item if isinstance(item, _Pending) else _Pending(item) for item in batch]
 
     def _settle(self, batch_size: int, sent: int, retry: list[_Pending], lost: int) -> None:
         """Book the outcome of one batch; ``retry`` goes back to the front of the queue."""
