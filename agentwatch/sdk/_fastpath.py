@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -39,7 +40,8 @@ _MAX_TOKENS: Final = 2**53
 _MAX_EXACT: Final = 2**1023  # float() of a larger int overflows: pydantic's path reports it
 _MAX_ACTIONS: Final = 4096
 _OPTIONS: Final = orjson.OPT_UTC_Z  # "Z" and microseconds only when present: format_ts's text
-_FIELDS: Final = frozenset(ActionEvent.model_fields)
+_FIELDS: Final = set(ActionEvent.model_fields)
+_UNSET: Final = dict.fromkeys(ActionEvent.model_fields)
 _new = object.__new__
 _set = object.__setattr__
 # BaseModel's slots, set through their descriptors (object.__setattr__ looks each name up)
@@ -52,7 +54,8 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _POOL: Final = 32  # ids per urandom call: ~0.3 us each, ~8 us per batch on a slow host
 _VERSION_4: Final = bytes((b & 0x0F) | 0x40 for b in range(256))
 _VARIANT: Final = bytes((b & 0x3F) | 0x80 for b in range(256))
-_ids: list[Any] = [iter(())]  # the current batch's iterator (a list: rebound under any thread)
+_ids: deque[str] = deque()  # pop() and extend() are atomic: no id is handed out twice
+_take_id = _ids.pop
 
 
 def _fresh_ids() -> list[str]:
@@ -67,8 +70,8 @@ def _fresh_ids() -> list[str]:
 def new_event_id() -> str:
     """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives.
 
-    Drawn from a batch of 32 made with one ``os.urandom`` call. A list iterator hands out each
-    id once whatever the threads; a forked child drops its parent's batch.
+    Drawn from a batch of 32 made with one ``os.urandom`` call; a forked child drops what is
+    left of its parent's batch.
 
     Examples
     --------
@@ -77,19 +80,14 @@ def new_event_id() -> str:
     >>> len(event_id), uuid.UUID(hex=event_id).version, uuid.UUID(hex=event_id).hex == event_id
     (32, 4, True)
     """
-    event_id: str | None = next(_ids[0], None)
-    if event_id is None:
-        batch = iter(_fresh_ids())
-        event_id = next(batch)
-        _ids[0] = batch
-    return event_id
+    try:
+        return _take_id()
+    except IndexError:
+        _ids.extend(_fresh_ids())
+        return _take_id()
 
 
-def _forget_ids() -> None:
-    _ids[0] = iter(())
-
-
-os.register_at_fork(after_in_child=_forget_ids)
+os.register_at_fork(after_in_child=_ids.clear)
 
 # -- checks -----------------------------------------------------------------------------------
 
@@ -247,31 +245,8 @@ class FastPath:
         except orjson.JSONEncodeError:
             raise Unsupported from None
         event: ActionEvent = _new(ActionEvent)  # what the validator leaves, without its work
-        _set(
-            event,
-            "__dict__",
-            {
-                "event_id": event_id,
-                "ts": ts,
-                "agent_id": agent_id,
-                "fleet": fleet,
-                "session_id": session_id,
-                "action": action,
-                "kind": kind,
-                "status": status,
-                "error": error,
-                "risk": risk,
-                "target": target,
-                "approved_by": approved_by,
-                "model": model,
-                "cost_usd": cost_usd,
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "latency_ms": latency_ms,
-                "attributes": attributes,
-            },
-        )
-        _set_fields_set(event, set(_FIELDS))
+        _set(event, "__dict__", {**_UNSET, **wire})  # every field, in the model's order
+        _set_fields_set(event, _FIELDS.copy())
         _set_extra(event, None)
         _set_private(event, None)
         return event, payload
