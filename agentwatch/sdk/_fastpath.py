@@ -202,43 +202,43 @@ class FastPath:
             or not 0 <= output_tokens <= _MAX_TOKENS
         ):
             raise Unsupported
+        # the wire leaves unset optional fields out (exclude_none), in the model's order
+        wire = {
+            "event_id": new_event_id(),
+            "ts": datetime.now(UTC),
+            "agent_id": agent_id,
+            "fleet": fleet,
+        }
         if session_id is not None:
             _name(session_id, empty=True)
-        if error is not None and (type(error) is not str or len(error) > error_chars):
-            raise Unsupported
-        if risk is not None and (type(risk) is not str or risk not in RISKS):
-            raise Unsupported
-        if target is not None and (type(target) is not str or len(target) > 1024):
-            raise Unsupported
-        if approved_by is not None:
-            _name(approved_by, empty=True)
-        if model is not None:
-            _name(model, empty=True)
-        if attributes:
-            _attributes(attributes)
-        event_id = new_event_id()
-        ts = datetime.now(UTC)
-        # the wire leaves unset optional fields out (exclude_none), in the model's order
-        wire = {"event_id": event_id, "ts": ts, "agent_id": agent_id, "fleet": fleet}
-        if session_id is not None:
             wire["session_id"] = session_id
         wire["action"] = action
         wire["kind"] = kind
         wire["status"] = status
         if error is not None:
+            if type(error) is not str or len(error) > error_chars:
+                raise Unsupported
             wire["error"] = error
         if risk is not None:
+            if type(risk) is not str or risk not in RISKS:
+                raise Unsupported
             wire["risk"] = risk
         if target is not None:
+            if type(target) is not str or len(target) > 1024:
+                raise Unsupported
             wire["target"] = target
         if approved_by is not None:
+            _name(approved_by, empty=True)
             wire["approved_by"] = approved_by
         if model is not None:
+            _name(model, empty=True)
             wire["model"] = model
         wire["cost_usd"] = cost_usd
         wire["input_tokens"] = input_tokens
         wire["output_tokens"] = output_tokens
         wire["latency_ms"] = latency_ms
+        if attributes:
+            _attributes(attributes)
         wire["attributes"] = attributes
         try:  # ints beyond 64 bits, lone surrogates
             payload = orjson.dumps(wire, option=_OPTIONS)
