@@ -2,10 +2,12 @@
 
 :meth:`EventEmitter.emit` builds and validates one event (filling in id, time, agent, fleet and
 the current :func:`~agentwatch.sdk.context`) and puts its bytes into a bounded in-memory
-buffer; a background task sends the buffer with aiokafka. While the broker is unreachable
-events wait in the buffer; when it is full the *oldest* are dropped, counted and reported with
-a rate-limited warning. Anything that sends events on an agent's behalf (the monitors, and
-later framework adapters or a gateway) uses one emitter per agent.
+buffer; a background task sends the buffer with aiokafka. The usual event is checked and
+encoded without pydantic (:mod:`agentwatch.sdk._fastpath`), any other by the model's own
+validator and serializer: the same model, bytes and refusals either way. While the broker is
+unreachable events wait in the buffer; when it is full the *oldest* are dropped, counted and
+reported with a rate-limited warning. Anything that sends events on an agent's behalf (the
+monitors, and later framework adapters or a gateway) uses one emitter per agent.
 """
 
 from __future__ import annotations
