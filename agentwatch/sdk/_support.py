@@ -14,6 +14,7 @@ from pydantic import ValidationError
 __all__ = [
     "KINDS",
     "RISKS",
+    "STATUSES",
     "WARN_INTERVAL_S",
     "Backoff",
     "Counters",
@@ -35,6 +36,7 @@ Risk = Literal["low", "medium", "high", "critical"]
 
 RISKS: frozenset[str] = frozenset({"low", "medium", "high", "critical"})
 KINDS: frozenset[str] = frozenset({"tool", "llm", "api", "other"})
+STATUSES: frozenset[str] = frozenset({"ok", "error", "denied"})
 WARN_INTERVAL_S = 10.0
 """At most one warning per this many seconds for each kind of trouble (drops, send errors)."""
 

@@ -343,21 +343,21 @@ class AgentSurface:
         ... # doctest: +ELLIPSIS
         ActionEvent(event_id='...', ..., action='http.get', kind='api', ...)
         """
-        return self.emitter.emit(
+        return self.emitter.emit_fields(
             action,
-            kind=kind,
-            status=status,
-            error=error,
-            risk=risk,
-            target=target,
-            approved_by=approved_by,
-            session_id=session_id,
-            model=model,
-            cost_usd=cost_usd,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_ms=latency_ms,
-            attributes=attributes,
+            kind,
+            status,
+            error,
+            risk,
+            target,
+            approved_by,
+            session_id,
+            model,
+            cost_usd,
+            input_tokens,
+            output_tokens,
+            latency_ms,
+            attributes,
         )
 
     def _emit_denied(
