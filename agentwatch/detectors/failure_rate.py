@@ -109,7 +109,8 @@ class _Fleet:
         for part in (self.by_action, self.remote_by_action):
             agents = part.get(action)
             if agents and any(
-                key != agent and third >= since for key, (third, _, _) in agents.items()
+                key != agent and third >= since and _focused(part, key, action, since, 3)
+                for key, (third, _, _) in agents.items()
             ):
                 return True
         return False
@@ -124,12 +125,15 @@ class _Fleet:
             if not agents:
                 continue
             for key, (_, second, last) in agents.items():
-                if key != agent and last >= since:
-                    if second >= since:
-                        return False
-                    seen += 1
-                    if seen > peers:
-                        return False
+                if key == agent or last < since:
+                    continue
+                if not _focused(part, key, action, since, 2 if second >= since else 1):
+                    continue  # failing across its work: its own storm, not this tool's
+                if second >= since:
+                    return False
+                seen += 1
+                if seen > peers:
+                    return False
         return True
 
     # -- across workers ---------------------------------------------------------------------
@@ -173,6 +177,24 @@ class _Fleet:
         }
 
 
+def _focused(
+    part: dict[str, dict[str, list[float]]], key: str, action: str, since: float, own: int
+) -> bool:
+    """Whether peer ``key``'s failures since ``since`` centre on ``action`` (``own`` of
+    them): fewer on its other actions. A peer failing across its work is in a storm of its
+    own, and witnesses no outage of this tool (two agents storming at once used to hide
+    each other's storms, every tool looking "shared")."""
+    others = 0
+    for name, agents in part.items():
+        if name != action:
+            times = agents.get(key)
+            if times is not None:
+                others += (times[0] >= since) + (times[1] >= since) + (times[2] >= since)
+                if others >= own:
+                    return False
+    return True
+
+
 def _out(x: float) -> float | None:
     return None if x == -math.inf else x
 
@@ -208,7 +230,8 @@ class FailureRate(OneObjectFleet):
       (a burst of them is a ``denial_burst``). The failures must also be spread across
       the agent's work: still ``min_spread`` failures scoring ``spread_threshold`` once
       the actions that peers fail on too (another agent with three failures of it within
-      ``peer_window_s``) and then the most failing remaining action are left out; or
+      ``peer_window_s``, and fewer of its other actions: a peer failing across its work is
+      in a storm of its own) and then the most failing remaining action are left out; or
       still ``lone_spread`` (one) once those are left out while no other agent of the
       fleet has failed the most failing action within ``peer_window_s`` twice, and at
       most ``lone_peers`` (one) once. A failed call retried at once counts once there, as

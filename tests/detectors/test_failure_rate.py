@@ -364,3 +364,28 @@ def test_a_restored_agent_or_one_that_moved_fleets_does_not_crash_on_its_next_er
     replay(event("a0", 20, "error"))  # raised KeyError('failure_rate') before
     assert "failure_rate" in replay.fleet
     assert replay.fleet["failure_rate"].agents.local == {"a0"}
+
+
+def test_two_agents_storming_at_once_do_not_hide_each_others_storm() -> None:
+    """Two agents failing across all their tools at the same time: each one's failures
+    made every tool look failing for a peer (a shared outage), and neither was reported
+    while both went on. A peer failing across its work witnesses no tool's outage."""
+    replay = Replay(FailureRate())
+    normal(replay, 500)
+    for i in range(500, 530):
+        for k in range(10):
+            storm = k < 2 and i % 4 != 3  # three calls in four fail, on every tool
+            replay(event(f"a{k}", i, "error" if storm else "ok"))
+    first = {}
+    for e, f in replay.found:
+        first.setdefault(e.agent_id, (e, f))
+    assert set(first) == {"a0", "a1"}
+    for e, f in first.values():
+        assert f.kind == "error_storm" and len(f.actions) >= 2
+        assert e.ts - T0 <= timedelta(seconds=6 * 500 + 60)  # within a minute
+    # a peer failing one tool again and again still witnesses that tool's outage
+    outage = Replay(FailureRate())
+    reliable(outage)
+    for n in range(3):
+        outage(event("a1", 2996 + n, "error", "http_get"))
+    assert early_storm(outage) == []
