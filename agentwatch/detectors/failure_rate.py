@@ -195,6 +195,52 @@ def _focused(
     return True
 
 
+def _failed_calls(items: list[list[Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per action, the failed calls (a call retried at once fails once, however many tries)
+    and the tries (every retry)."""
+    per_action: dict[str, int] = {}
+    tries: dict[str, int] = {}
+    previous: list[Any] | None = None
+    for item in items:
+        name = item[1]
+        if not (
+            previous is not None
+            and previous[1] == name
+            and len(item) > 4
+            and item[4] == previous[4] + 1
+        ):
+            per_action[name] = per_action.get(name, 0) + 1
+        tries[name] = tries.get(name, 0) + 1
+        previous = item
+    return per_action, tries
+
+
+def _left(
+    per_action: dict[str, int], tries: dict[str, int], own: dict[str, int], trials: int
+) -> tuple[int, int]:
+    """The failures and the calls left once the actions not the agent's ``own`` and its most
+    failing own one (of a tie, the one tried least) are out: ``(0, trials)`` if none.
+
+    Both in the same units: every call of the actions left out, and the retries of the
+    others, are out of the calls.
+    """
+    top = max(own.values(), default=0)
+    rest = sum(own.values()) - top
+    if rest <= 0:
+        return 0, trials
+    dropped = ""
+    for name, n in own.items():
+        if n == top and (not dropped or tries[name] < tries[dropped]):
+            dropped = name
+    calls = trials - tries[dropped]
+    for name, n in per_action.items():
+        if name not in own:
+            calls -= tries[name]
+        elif name != dropped:
+            calls -= tries[name] - n
+    return rest, calls
+
+
 def _out(x: float) -> float | None:
     return None if x == -math.inf else x
 
@@ -583,41 +629,15 @@ class FailureRate(OneObjectFleet):
         must be left while no other agent of the fleet failed the most failing action (any
         of them, on a tie) within ``peer_window_s``.
         """
-        per_action: dict[str, int] = {}  # failed calls, a retried one once
-        tries: dict[str, int] = {}  # failed calls, retries included
-        previous: list[Any] | None = None
-        for item in items:  # a failed call retried at once fails once, however many tries
-            name = item[1]
-            if not (
-                previous is not None
-                and previous[1] == name
-                and len(item) > 4
-                and item[4] == previous[4] + 1
-            ):
-                per_action[name] = per_action.get(name, 0) + 1
-            tries[name] = tries.get(name, 0) + 1
-            previous = item
         horizon = self.peer_window_s
+        per_action, tries = _failed_calls(items)
         own = {
             name: n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)
         }
-        top = max(own.values(), default=0)
-        rest = sum(own.values()) - top
+        rest, calls = _left(per_action, tries, own, trials)
         if rest <= 0:
             return False
-        # the calls left, in the same units as the failures left: every call of the actions
-        # left out (the shared ones, and the most failing one: of a tie, the one tried
-        # least) and the retries of the others are out
-        dropped = ""
-        for name, n in own.items():
-            if n == top and (not dropped or tries[name] < tries[dropped]):
-                dropped = name
-        calls = trials - tries[dropped]
-        for name, n in per_action.items():
-            if name not in own:
-                calls -= tries[name]
-            elif name != dropped:
-                calls -= tries[name] - n
+        top = max(own.values())
         spread = -binomial_tail_log10(rest, max(calls, rest), usual)
         if rest >= self.min_spread and spread >= self.spread_threshold:
             return True
