@@ -217,9 +217,10 @@ def _failed_calls(items: list[list[Any]]) -> tuple[dict[str, int], dict[str, int
 
 def _left(
     per_action: dict[str, int], tries: dict[str, int], own: dict[str, int], trials: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """The failures and the calls left once the actions not the agent's ``own`` and its most
-    failing own one (of a tie, the one tried least) are out: ``(0, trials)`` if none.
+    failing own one (of a tie, the one tried least) are out, and that one's failures:
+    ``(0, trials, top)`` if none are left.
 
     Both in the same units: every call of the actions left out, and the retries of the
     others, are out of the calls.
@@ -227,7 +228,7 @@ def _left(
     top = max(own.values(), default=0)
     rest = sum(own.values()) - top
     if rest <= 0:
-        return 0, trials
+        return 0, trials, top
     dropped = ""
     for name, n in own.items():
         if n == top and (not dropped or tries[name] < tries[dropped]):
@@ -238,7 +239,7 @@ def _left(
             calls -= tries[name]
         elif name != dropped:
             calls -= tries[name] - n
-    return rest, calls
+    return rest, calls, top
 
 
 def _out(x: float) -> float | None:
@@ -634,10 +635,9 @@ class FailureRate(OneObjectFleet):
         own = {
             name: n for name, n in per_action.items() if not fleet.shared(name, agent, ts, horizon)
         }
-        rest, calls = _left(per_action, tries, own, trials)
+        rest, calls, top = _left(per_action, tries, own, trials)
         if rest <= 0:
             return False
-        top = max(own.values())
         spread = -binomial_tail_log10(rest, max(calls, rest), usual)
         if rest >= self.min_spread and spread >= self.spread_threshold:
             return True
