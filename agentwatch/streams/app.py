@@ -530,7 +530,7 @@ def _register_agents(worker: WorkerApp) -> None:
         held = fetch_wait.current
         wait_ms = fetch_wait.choose(events, now - chosen_at[0])
         chosen_at[0] = now
-        if app.set_fetch_wait(wait_ms, fetch_wait.prefetch_backoff_s):
+        if app.set_fetch_wait(wait_ms, fetch_wait.prefetch_backoff_s, fetch_wait.poll_timeout_s):
             worker.metrics.fetch_wait.set(wait_ms / 1000.0)
         elif wait_ms != held:
             fetch_wait.busy = not fetch_wait.busy  # no consumer yet: try again next time

@@ -71,6 +71,9 @@ _CHATTER = logging.getLogger("agentwatch.faust")
 
 #: aiokafka's ``prefetch_backoff`` (its Fetcher's default; the consumer does not expose it).
 AIOKAFKA_PREFETCH_BACKOFF_S = 0.1
+#: aiokafka's ``consumer_timeout_ms`` (faust does not pass it): how long the fetcher's routine
+#: sleeps when it found no fetch to send.
+AIOKAFKA_CONSUMER_TIMEOUT_S = 0.2
 
 #: How often a waiting flush checks the producer is still running (and logs that it waits).
 FLUSH_CHECK_S = 1.0
@@ -222,6 +225,19 @@ class FetchWait:
         0.1 s, one such partition held a halt's anomaly back for 100 ms, 2 trials in 50)."""
         return AIOKAFKA_PREFETCH_BACKOFF_S if self.busy else self.idle_ms / 1000.0
 
+    @property
+    def poll_timeout_s(self) -> float:
+        """How long aiokafka's fetch routine sleeps when it found no fetch to send: aiokafka's
+        0.2 s while busy, the idle wait while idle.
+
+        The routine can wake on a finished fetch before that fetch's node is marked free
+        again; it then sends nothing and sleeps this long, with the next event waiting at the
+        broker. Traced in ``bench --halt-trials 50``: 2-6 trials in 50 saw the trigger event
+        fetched 60-100 ms late (an idle consumer beside the worker saw it after 6-14 ms), the
+        fetcher having sent nothing for 200 ms.
+        """
+        return AIOKAFKA_CONSUMER_TIMEOUT_S if self.busy else self.idle_ms / 1000.0
+
     def choose(self, events: int, seconds: float) -> int:
         """The wait for the next interval, given ``events`` folded in the last ``seconds``."""
         rate = events / seconds if seconds > 0 else 0.0
@@ -254,9 +270,20 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
-        if wait_ms is not None:
-            consumer._fetch_max_wait_ms = int(wait_ms)  # read once, in consumer.start()
+        if wait_ms is not None:  # both read once, in consumer.start(); see FetchWait
+            consumer._fetch_max_wait_ms = int(wait_ms)
+            consumer._consumer_timeout = min(wait_ms / 1000.0, AIOKAFKA_CONSUMER_TIMEOUT_S)
         return consumer
+
+    async def on_start(self) -> None:
+        """Start the consumer; its fetcher holds fetches back no longer than the fetch wait it
+        starts with (the app's first look at the load comes 0.5 s later: a halt in that time
+        waited out aiokafka's 0.1 s prefetch backoff, traced in ``bench --halt-trials``)."""
+        await super().on_start()
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if wait_ms is not None and fetcher is not None:
+            fetcher._prefetch_backoff = min(wait_ms / 1000.0, AIOKAFKA_PREFETCH_BACKOFF_S)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, and one with none to its
@@ -279,12 +306,14 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
             await consumer.seek_to_beginning(*rewind)
         return committed
 
-    def set_fetch_wait(self, wait_ms: int, prefetch_backoff_s: float) -> bool:
-        """Use ``wait_ms`` and ``prefetch_backoff_s`` for the next fetches; ``False`` while
-        there is no consumer yet.
+    def set_fetch_wait(
+        self, wait_ms: int, prefetch_backoff_s: float, poll_timeout_s: float
+    ) -> bool:
+        """Use ``wait_ms``, ``prefetch_backoff_s`` and ``poll_timeout_s`` (see
+        :class:`FetchWait`) for the next fetches; ``False`` while there is no consumer yet.
 
-        aiokafka's fetcher reads both each time it builds a fetch request (on the consumer's
-        thread); one assignment each is safe from the app's thread.
+        aiokafka's fetcher reads all three each time its routine looks for fetches to send (on
+        the consumer's thread); one assignment each is safe from the app's thread.
         """
         consumer = getattr(self, "_consumer", None)
         if consumer is None:
@@ -295,6 +324,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
             return False
         fetcher._fetch_max_wait_ms = int(wait_ms)
         fetcher._prefetch_backoff = float(prefetch_backoff_s)
+        fetcher._fetcher_timeout = float(poll_timeout_s)
         return True
 
 
@@ -398,13 +428,18 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
-    def set_fetch_wait(self, wait_ms: int, prefetch_backoff_s: float = 0.1) -> bool:
-        """Give the running worker consumer a new fetch wait and prefetch backoff (see
-        :class:`FetchWait`).
+    def set_fetch_wait(
+        self,
+        wait_ms: int,
+        prefetch_backoff_s: float = AIOKAFKA_PREFETCH_BACKOFF_S,
+        poll_timeout_s: float = AIOKAFKA_CONSUMER_TIMEOUT_S,
+    ) -> bool:
+        """Give the running worker consumer a new fetch wait, prefetch backoff and poll
+        timeout (see :class:`FetchWait`).
 
         Returns whether it took effect (not before the consumer has started).
         """
         thread = getattr(self.consumer, "_thread", None)
         return isinstance(thread, _ConsumerThread) and thread.set_fetch_wait(
-            wait_ms, prefetch_backoff_s
+            wait_ms, prefetch_backoff_s, poll_timeout_s
         )

@@ -3,6 +3,7 @@ fetch wait of a broker that holds fetches), long while it is busy (no throughput
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -42,6 +43,13 @@ def test_an_idle_worker_holds_fetches_back_only_as_long_as_its_wait() -> None:
     assert wait.busy and wait.prefetch_backoff_s == pytest.approx(0.1)
 
 
+def test_an_idle_worker_never_lets_its_fetcher_sleep_longer_than_its_wait() -> None:
+    wait = FetchWait(busy_ms=100, idle_ms=10, busy_events_per_s=2000)
+    assert wait.poll_timeout_s == pytest.approx(0.01)
+    wait.choose(5000, 1.0)
+    assert wait.busy and wait.poll_timeout_s == pytest.approx(0.2)  # aiokafka's own
+
+
 def test_a_zero_threshold_keeps_the_long_wait_always_and_no_time_means_no_rate() -> None:
     always = FetchWait(busy_ms=100, idle_ms=10, busy_events_per_s=0)
     assert always.choose(0, 1.0) == 100
@@ -66,9 +74,14 @@ async def test_the_live_consumer_fetches_short_when_idle_and_long_when_busy(
     async with running_app(worker):
         assert fetcher_wait() == 7  # idle from the start
         assert worker.metrics.fetch_wait._value.get() == pytest.approx(0.007)
-        # a partition holding records not yet taken holds other fetches back this long (set
-        # at the first look at the load, 0.5 s after the start)
-        await wait_for(lambda: fetcher()._prefetch_backoff == pytest.approx(0.007))
+        # a partition holding records not yet taken holds other fetches back this long, and
+        # a fetch routine that found nothing to send looks again this soon (aiokafka: 0.1 s
+        # and 0.2 s), from the start and after the first look at the load (0.5 s later)
+        assert fetcher()._prefetch_backoff == pytest.approx(0.007)
+        assert fetcher()._fetcher_timeout == pytest.approx(0.007)
+        await asyncio.sleep(1.2)
+        assert fetcher()._prefetch_backoff == pytest.approx(0.007)
+        assert fetcher()._fetcher_timeout == pytest.approx(0.007)
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
         await producer.start()
         try:
@@ -81,4 +94,5 @@ async def test_the_live_consumer_fetches_short_when_idle_and_long_when_busy(
         await wait_for(lambda: fetcher_wait() == 200)
         assert worker.metrics.fetch_wait._value.get() == pytest.approx(0.2)
         assert fetcher()._prefetch_backoff == pytest.approx(0.1)  # aiokafka's own
+        assert fetcher()._fetcher_timeout == pytest.approx(0.2)  # aiokafka's own
         await wait_for(lambda: fetcher_wait() == 7)  # the burst is folded: idle again
