@@ -270,20 +270,24 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
-        if wait_ms is not None:  # both read once, in consumer.start(); see FetchWait
-            consumer._fetch_max_wait_ms = int(wait_ms)
-            consumer._consumer_timeout = min(wait_ms / 1000.0, AIOKAFKA_CONSUMER_TIMEOUT_S)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = int(wait_ms)  # read once, in consumer.start()
         return consumer
 
     async def on_start(self) -> None:
-        """Start the consumer; its fetcher holds fetches back no longer than the fetch wait it
-        starts with (the app's first look at the load comes 0.5 s later: a halt in that time
-        waited out aiokafka's 0.1 s prefetch backoff, traced in ``bench --halt-trials``)."""
+        """Start the consumer; its fetcher holds fetches back and sleeps no longer than the
+        fetch wait it starts with (the app's first look at the load comes 0.5 s later: a halt
+        in that time waited out aiokafka's 0.1 s prefetch backoff, traced in
+        ``bench --halt-trials``)."""
         await super().on_start()
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
-        fetcher = getattr(self._consumer, "_fetcher", None)
-        if wait_ms is not None and fetcher is not None:
-            fetcher._prefetch_backoff = min(wait_ms / 1000.0, AIOKAFKA_PREFETCH_BACKOFF_S)
+        if wait_ms is not None:
+            wait_s = wait_ms / 1000.0
+            self.set_fetch_wait(
+                wait_ms,
+                min(wait_s, AIOKAFKA_PREFETCH_BACKOFF_S),
+                min(wait_s, AIOKAFKA_CONSUMER_TIMEOUT_S),
+            )
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, and one with none to its
