@@ -42,6 +42,7 @@ from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
 from agentwatch.streams.stage import BaselineStage, CommitGuard
 from agentwatch.streams.store import SCHEME as STORE_SCHEME
+from agentwatch.streams.topics import COMPACTED, TOPIC_NAMES
 from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
 __all__ = ["WorkerApp", "create_app", "freeze_startup_heap"]
@@ -117,6 +118,8 @@ def create_app(
         settings.app_id,
         # the consumer starts with the idle wait; FetchWait lengthens it while busy
         fetch_max_wait_ms=min(settings.fetch_idle_wait_ms, settings.fetch_max_wait_ms),
+        # a hole in these is fetched again (streams/refetch.py)
+        refetch_topics=frozenset(settings.topic(n) for n in TOPIC_NAMES if n not in COMPACTED),
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store=f"{STORE_SCHEME}://" if settings.store == "rocksdb" else "memory://",

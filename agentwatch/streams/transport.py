@@ -53,6 +53,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 from agentwatch.logtext import escape
+from agentwatch.streams import refetch
 
 __all__ = [
     "AckedFlushProducer",
@@ -278,7 +279,9 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
         """Start the consumer; its fetcher holds fetches back and sleeps no longer than the
         fetch wait it starts with (the app's first look at the load comes 0.5 s later: a halt
         in that time waited out aiokafka's 0.1 s prefetch backoff, traced in
-        ``bench --halt-trials``)."""
+        ``bench --halt-trials``). Holes in the app's ``refetch_topics`` are fetched again."""
+        refetch.install()
+        refetch.GUARD.watch(getattr(self.app, "refetch_topics", ()))
         await super().on_start()
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
         if wait_ms is not None:
@@ -407,8 +410,17 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
 
     logger = _CHATTER
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 100, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int = 100,
+        refetch_topics: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: Topics never compacted nor written by a transactional producer: a fetch answered
+        #: past its offset is made again (:mod:`agentwatch.streams.refetch`).
+        self.refetch_topics = frozenset(refetch_topics)
         #: Held by every offset commit before faust takes its snapshot (set by create_app).
         self.commit_barrier: CommitBarrier | None = None
         #: Called once when a stop still waits after ``stop_grace_s`` (set by create_app; it
