@@ -46,6 +46,7 @@ COMPILED = (
     "fleet_tail",
     "mix_shift",
     "novelty",
+    "persisted",
     "policy",
     "rate_test",
     "robust_zscore",

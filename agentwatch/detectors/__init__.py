@@ -1,4 +1,5 @@
-"""Detection: per-agent baselines, river-style scorers, agent detectors, rules and the engine.
+"""Detection: per-agent baselines, river-style scorers, agent detectors, rules and the engine
+(and :func:`persisted`: their state as the table stores it).
 
 Importing this package registers every built-in scorer and detector by name, so rules files
 can refer to them. The per-event modules may run compiled (see :mod:`agentwatch._native`).
@@ -35,6 +36,7 @@ from agentwatch.detectors.base import (  # noqa: E402
 )
 from agentwatch.detectors.baseline import AgentBaseline  # noqa: E402
 from agentwatch.detectors.engine import Engine  # noqa: E402
+from agentwatch.detectors.persisted import persisted  # noqa: E402
 from agentwatch.detectors.rules import RuleSet, load_rules  # noqa: E402
 
 __all__ = [
@@ -47,4 +49,5 @@ __all__ = [
     "RuleSet",
     "Scorer",
     "load_rules",
+    "persisted",
 ]

@@ -14,9 +14,9 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["Py_ssize_t", "annotation_typing", "cclass", "compiled", "double"]
+__all__ = ["Py_ssize_t", "annotation_typing", "cast", "cclass", "cfunc", "compiled", "double"]
 
 _T = TypeVar("_T")
 
@@ -28,6 +28,16 @@ Py_ssize_t = int
 def cclass(cls: _T) -> _T:
     """``@cython.cclass``: an extension type once compiled; here, the class itself."""
     return cls
+
+
+def cfunc(function: _T) -> _T:
+    """``@cython.cfunc``: a C function once compiled; here, the function itself."""
+    return function
+
+
+def cast(kind: Callable[[Any], _T], value: Any) -> _T:
+    """``cython.cast(kind, value)``: C's conversion once compiled; here, ``kind(value)``."""
+    return kind(value)
 
 
 def annotation_typing(flag: bool) -> Callable[[_T], _T]:

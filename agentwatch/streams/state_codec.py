@@ -4,7 +4,8 @@ Three layouts, all readable; :func:`encode_state` writes the newest:
 
 - **v1** (oldest): ``>qI`` offset and baseline length, the baseline, the detector state (JSON).
 - **v2**: ``>BqII`` (2, offset, baseline length, detector-state length), the baseline
-  (:meth:`~agentwatch.detectors.baseline.AgentBaseline.to_bytes`), the detector state (JSON),
+  (:meth:`~agentwatch.detectors.baseline.AgentBaseline.to_bytes`), the detector state (JSON,
+  its floats to seven significant digits: :func:`~agentwatch.detectors.persisted.persisted`),
   then the re-keyed origins (JSON).
 - **v3**: ``>BB`` (3, dictionary id), then the v2 value compressed with Zstandard against the
   shipped dictionary of that id (``state-<id>.zdict``, trained on detector states of simulated
@@ -34,6 +35,7 @@ import orjson
 import zstandard
 
 from agentwatch.detectors.baseline import AgentBaseline
+from agentwatch.detectors.persisted import persisted
 
 __all__ = [
     "DICTIONARY_ID",
@@ -94,7 +96,7 @@ def encode_raw_state(
 ) -> bytes:
     """The v2 value (uncompressed): what v3 compresses, and what the dictionary is trained on."""
     packed = baseline.to_bytes()
-    state = orjson.dumps(detectors)
+    state = orjson.dumps(persisted(detectors))
     tail = orjson.dumps(
         {str(p): [e[0], sorted(e[1])] for p, e in origins.items()} if origins else {}
     )

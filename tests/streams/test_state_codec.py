@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agentwatch.detectors.engine import Engine
+from agentwatch.detectors.persisted import persisted
 from agentwatch.detectors.rules import load_rules
 from agentwatch.lab.sim import Simulation
 from agentwatch.streams.state_codec import (
@@ -32,8 +33,15 @@ def test_values_round_trip_and_are_at_most_half_the_raw_size(engine: Engine) -> 
         value = encode_state(9, baseline, state, {2: [5, {7, 6}]})
         assert value[:2] == bytes((3, DICTIONARY_ID))
         offset, restored, detectors, origins = decode_full_state(value)
-        assert (offset, restored.to_bytes(), detectors) == (9, baseline.to_bytes(), state)
+        # the detector state as persisted: its floats to seven significant digits
+        assert (offset, restored.to_bytes(), detectors) == (
+            9,
+            baseline.to_bytes(),
+            persisted(state),
+        )
         assert origins == {2: [5, {6, 7}]}
+        # a restored agent written again unchanged writes the same value
+        assert encode_state(9, restored, detectors, origins) == value
         raw += len(encode_raw_state(9, baseline, state, {2: [5, {7, 6}]}))
         compressed += len(value)
     assert compressed * 2 <= raw, (compressed, raw)
@@ -47,7 +55,7 @@ def test_layout_2_values_are_still_read(engine: Engine) -> None:
     assert (offset, restored.to_bytes(), detectors) == (
         3,
         baseline.to_bytes(),
-        engine.states[agent],
+        persisted(engine.states[agent]),
     )
 
 
