@@ -28,6 +28,7 @@ from agentwatch.detectors.rules import RuleSet, load_rules
 from agentwatch.kafka_security import faust_credentials
 from agentwatch.logtext import escape
 from agentwatch.schemas.signing import signer_from_settings
+from agentwatch.streams import refetch
 from agentwatch.streams.api import ControlApi
 from agentwatch.streams.approvals import register_approvals
 from agentwatch.streams.auth_failures import AuthFailures
@@ -105,6 +106,7 @@ def create_app(
     """
     signer = signer_from_settings(settings)
     metrics = metrics if metrics is not None else WorkerMetrics()
+    metrics.watch_refetches(refetch.GUARD)
     rules: RuleSet = load_rules(settings.rules_file)
     worker_id = settings.fleet_worker_id()
     if engine is None:

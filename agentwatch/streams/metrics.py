@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
+from typing import Protocol
 
-__all__ = ["WorkerMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["RefetchCounts", "WorkerMetrics"]
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class RefetchCounts(Protocol):
+    """What :meth:`WorkerMetrics.watch_refetches` reads (``streams.refetch.RefetchGuard``)."""
+
+    refetches: int
+    accepted: int
+
+
+class _RefetchCollector(Collector):
+    def __init__(self, guard: RefetchCounts) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "agentwatch_fetch_refetches",
+            "Fetches answered past the offset asked for on a topic never compacted, fetched "
+            "again (the embedded broker shows a record late under two producers; "
+            "docs/operations.md, offset gaps). Counted for the whole process.",
+            value=self.guard.refetches,
+        )
+        yield CounterMetricFamily(
+            "agentwatch_fetch_holes_accepted",
+            "Such holes still there after 3 s, read past with a WARNING (then reported as "
+            "ingest offset gaps on the actions topic). Counted for the whole process.",
+            value=self.guard.accepted,
+        )
 
 
 class WorkerMetrics:
@@ -229,3 +261,9 @@ class WorkerMetrics:
             "Other workers whose fleet summaries this worker holds (not yet expired).",
             registry=r,
         )
+
+    def watch_refetches(self, guard: RefetchCounts) -> None:
+        """Export ``guard``'s counts (once per registry; they are the process's)."""
+        if not getattr(self, "_refetches_watched", False):
+            self.registry.register(_RefetchCollector(guard))
+            self._refetches_watched = True

@@ -14,8 +14,10 @@ from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatc
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
+from prometheus_client import generate_latest
 
 from agentwatch.streams import refetch
+from agentwatch.streams.metrics import WorkerMetrics
 
 TOPIC = "aw.actions"
 TP = TopicPartition(TOPIC, 1)
@@ -159,3 +161,17 @@ def test_held_holes_of_a_consumer_that_moved_on_are_forgotten(clock: Clock) -> N
     clock.now += refetch.FORGET_AFTER_S + 1
     assert not guard.accept((TOPIC, 99), 1, 2)
     assert list(guard._held) == [((TOPIC, 99), 1)]
+
+
+def test_the_worker_metrics_export_the_guards_counts(
+    guard: refetch.RefetchGuard, clock: Clock
+) -> None:
+    metrics = WorkerMetrics()
+    metrics.watch_refetches(guard)
+    metrics.watch_refetches(guard)  # once per registry
+    assert _fetch(TP, 7, _batch(8, 1)) == ([], 7)
+    clock.now += 5.0
+    assert _fetch(TP, 7, _batch(8, 1)) == ([8], 9)
+    text = generate_latest(metrics.registry).decode()
+    assert "agentwatch_fetch_refetches_total 1.0" in text
+    assert "agentwatch_fetch_holes_accepted_total 1.0" in text
