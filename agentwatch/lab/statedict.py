@@ -4,7 +4,8 @@
 (sparse, mixed, dense), runs them through the shipped rules, and trains a 16 KiB dictionary on
 the agents' uncompressed values (:func:`~agentwatch.streams.state_codec.encode_raw_state`),
 sampled at several points of each run so it sees young and settled agents. The shipped
-``agentwatch/streams/state-1.zdict`` was made this way; a new dictionary ships under a new id
+``agentwatch/streams/state-1.zdict`` and ``state-2.zdict`` (after detector floats were
+persisted with seven significant digits) were made this way; a new dictionary ships under a new id
 (values name the dictionary they were written with, so older values stay readable).
 """
 

@@ -3,7 +3,10 @@ older layouts it must still read."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
+import zstandard
 
 from agentwatch.detectors.engine import Engine
 from agentwatch.detectors.persisted import persisted
@@ -66,3 +69,26 @@ def test_an_unknown_dictionary_or_a_corrupt_frame_is_a_clear_error(engine: Engin
         decode_full_state(bytes((3, 9)) + value[2:])
     with pytest.raises(ValueError, match="corrupt baseline value"):
         decode_full_state(value[:2] + b"\x00" * 12 + value[14:])
+
+
+def test_values_written_with_the_first_dictionary_are_still_read(engine: Engine) -> None:
+    assert DICTIONARY_ID == 2
+    first = zstandard.ZstdCompressor(
+        level=3,
+        dict_data=zstandard.ZstdCompressionDict(
+            resources.files("agentwatch.streams").joinpath("state-1.zdict").read_bytes()
+        ),
+        write_checksum=False,
+        write_content_size=True,
+        write_dict_id=False,
+    )
+    for agent, baseline in list(engine.baselines.items())[:10]:
+        raw = encode_raw_state(4, baseline, engine.states[agent])
+        old = bytes((3, 1)) + first.compress(raw)
+        offset, restored, detectors, _ = decode_full_state(old)
+        assert (offset, restored.to_bytes(), detectors) == (
+            4,
+            baseline.to_bytes(),
+            persisted(engine.states[agent]),
+        )
+        assert encode_state(4, restored, detectors)[:2] == bytes((3, 2))  # rewritten with 2
