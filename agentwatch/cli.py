@@ -525,7 +525,7 @@ def backtest(
         str | None,
         typer.Option(
             help="Instead of EVENTS: backtest world specs, 'tuning', a sealed half ('sealed', "
-            "'sealed-2' to 'sealed-12': needs --sealed), a directory of specs or one spec file; "
+            "'sealed-2' to 'sealed-13': needs --sealed), a directory of specs or one spec file; "
             "one line per world."
         ),
     ] = None,

@@ -65,6 +65,7 @@ _LETTERS: Final = {
     "sealed-10": "c",
     "sealed-11": "d",
     "sealed-12": "e",
+    "sealed-13": "f",
 }
 SEALED_HALVES: Final = tuple(half for half in _LETTERS if half != "tuning")
 """Halves whose specs say ``half: sealed``: the first was opened once on 2026-12-05 (commit
@@ -83,7 +84,8 @@ before sealed-7 was opened, for the changes after that; ``sealed-9`` (same rows,
 23001-23012, ``b01``-``b12``) after sealed-8 was opened, before any later change was tuned;
 ``sealed-10`` (same rows, seeds 25001-25012, ``c01``-``c12``) before sealed-9 was opened;
 ``sealed-11`` (same rows, seeds 27001-27012, ``d01``-``d12``) before sealed-10 was opened;
-``sealed-12`` (same rows, seeds 29001-29012, ``e01``-``e12``) before sealed-11 was opened."""
+``sealed-12`` (same rows, seeds 29001-29012, ``e01``-``e12``) before sealed-11 was opened;
+``sealed-13`` (same rows, seeds 31001-31012, ``f01``-``f12``) before sealed-12 was opened."""
 _SIZES: Final[Mapping[str, tuple[int, ...]]] = {
     "small": (3, 8, 12),
     "medium": (20, 35, 45, 60),
@@ -160,10 +162,10 @@ def _half(
 
 
 def design() -> list[Row]:
-    """The 156 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
-    to twelfth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
+    """The 168 rows: 12 tuning (``t01``-``t12``), 12 sealed (``s01``-``s12``), then the second
+    to thirteenth sealed halves (``u01``-``u12``, ``v01``-``v12``, ``w01``-``w12``, ``x01``-``x12``,
     ``y01``-``y12``, ``z01``-``z12``, ``a01``-``a12``, ``b01``-``b12``, ``c01``-``c12``,
-    ``d01``-``d12``, ``e01``-``e12``: the sealed rows again with new seeds)."""
+    ``d01``-``d12``, ``e01``-``e12``, ``f01``-``f12``: the sealed rows again with new seeds)."""
     rows = _half("tuning", 1, [(0, 1, 0), (1, 2, 2), (2, 0, 1)], 1000, flip=False)
     for n, half in enumerate(SEALED_HALVES, 1):  # the same rows, seeds 7001-7012, 9001-9012...
         rows += _half(half, 2, [(0, 2, 2), (1, 1, 1), (2, 0, 0)], 5000 + 2000 * n, flip=True)
@@ -334,13 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         at = args.index("--sealed")
         half = args[at + 1] if at + 1 < len(args) and args[at + 1] in SEALED_HALVES else ""
         del args[at : at + 2]
-    if len(args) != 1 or not half:
+    if len(args) != 1 or not half or args[0].startswith("-"):  # --help is no DIR
         print(
             f"usage: python -m agentwatch.lab.matrix.design [--sealed {'|'.join(SEALED_HALVES)}] "
             "DIR",
             file=sys.stderr,
         )
-        return 2
+        return 0 if args in (["--help"], ["-h"]) else 2
     out = Path(args[0])
     sealed = half in SEALED_HALVES
     if sealed and out.exists() and any(out.iterdir()):

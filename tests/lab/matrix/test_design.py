@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
-from agentwatch.lab.matrix.design import FACTORS, SEALED_HALVES, design, render
+import pytest
+
+from agentwatch.lab.matrix.design import FACTORS, SEALED_HALVES, design, main, render
 from agentwatch.lab.matrix.seal import HALVES, half_files
 
 
 def test_24_worlds_every_level_equally_often_in_both_halves() -> None:
     rows = design()
-    assert len(rows) == 156 and len({r.name for r in rows}) == 156  # with the later sealed halves
-    assert len({r.seed for r in rows}) == 156
-    assert ("tuning", "sealed", *(f"sealed-{n}" for n in range(2, 13))) == HALVES
+    assert len(rows) == 168 and len({r.name for r in rows}) == 168  # with the later sealed halves
+    assert len({r.seed for r in rows}) == 168
+    assert ("tuning", "sealed", *(f"sealed-{n}" for n in range(2, 14))) == HALVES
     for half in HALVES:
         mine = [r for r in rows if r.half == half]
         assert len(mine) == 12
@@ -39,3 +42,13 @@ def test_sealed_files_are_the_designed_names() -> None:
     assert [p.name for p in half_files("sealed")] == [
         f"{r.name}.yml" for r in design() if r.half == "sealed"
     ]
+
+
+def test_help_prints_the_usage_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--help"]) == 0
+    assert main(["--bogus"]) == 2
+    assert "usage: python -m agentwatch.lab.matrix.design" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no directory named after the option

@@ -45,6 +45,7 @@ def test_the_seal_holds() -> None:
         ("sealed-10", "fa9378e1353dcd9b0d4f5de0e5d7a994354a44857b9df9df4f1e4d014215516d", 25000),
         ("sealed-11", "001fd8f0acfedbc86f77d3ea43f3b04f2c50a6c2c10822a2dacd55159fa907da", 27000),
         ("sealed-12", "a33fd7e292e4d9006f258432710e30e05d87196c43ecfe489be83c1086db4426", 29000),
+        ("sealed-13", "4f6d63f969258aec2263658702238e8aeacc6eabf03ab2eb818fcca14ea706e2", 31000),
     ],
 )
 def test_the_later_seals_hold(half: str, pinned: str, seed0: int) -> None:
