@@ -13,6 +13,8 @@ records before it are delivered, and the consumer's next fetch asks for the miss
 again. Control batches (transaction markers) take their offsets like any batch, so they never
 look like a hole. A hole that is still there after ``max_wait_s`` is accepted, with a WARNING
 naming the topic, partition and offsets: the ingest stage then reports it as an offset gap.
+A topic with ``max_accepted`` such holes is compacted after all (created by hand, or its policy
+changed): it is no longer guarded, so its holes stop costing a wait each.
 
 The guard is installed into aiokafka's fetcher (:func:`install`): it builds its
 ``PartitionRecords`` from a module global, and no consumer option reaches it.
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: How long a hole is fetched again before it is accepted (seconds).
 MAX_WAIT_S = 3.0
+#: A topic with this many holes accepted is compacted after all (a topic created by hand, or
+#: whose policy was changed): it is no longer guarded, so each of its holes costs no wait.
+MAX_ACCEPTED = 3
 #: Held holes not asked about for this long are forgotten (a consumer that moved elsewhere).
 FORGET_AFTER_S = 60.0
 
@@ -46,6 +51,9 @@ class RefetchGuard:
         A hole still there this long after it was first seen is accepted.
     clock
         Monotonic seconds (injected in tests).
+    max_accepted
+        After this many holes accepted in one topic, the topic is taken for compacted and no
+        longer guarded (a WARNING says so).
 
     Examples
     --------
@@ -62,11 +70,16 @@ class RefetchGuard:
     """
 
     def __init__(
-        self, max_wait_s: float = MAX_WAIT_S, clock: Callable[[], float] = time.monotonic
+        self,
+        max_wait_s: float = MAX_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_accepted: int = MAX_ACCEPTED,
     ) -> None:
         self.max_wait_s = max_wait_s
         self.clock = clock
+        self.max_accepted = max_accepted
         self._topics: set[str] = set()
+        self._accepted_in: dict[str, int] = {}
         self._held: dict[tuple[Any, int], tuple[float, int]] = {}
         self.refetches = 0
         self.accepted = 0
@@ -92,17 +105,28 @@ class RefetchGuard:
             return False
         del self._held[(tp, expected)]
         self.accepted += 1
+        topic = getattr(tp, "topic", tp[0])
         log.warning(
             "offsets %d to %d of %s partition %s still missing after %d fetches in %.1f s;"
             " reading on from %d",
             expected,
             base_offset - 1,
-            getattr(tp, "topic", tp[0]),
+            topic,
             getattr(tp, "partition", tp[1]),
             tries + 1,
             now - first,
             base_offset,
         )
+        accepted = self._accepted_in.get(topic, 0) + 1
+        self._accepted_in[topic] = accepted
+        if accepted >= self.max_accepted:
+            self._topics.discard(topic)
+            log.warning(
+                "%s has had %d holes that stayed: it looks compacted (check its cleanup.policy);"
+                " holes in it are read past from now on, without waiting",
+                topic,
+                accepted,
+            )
         return True
 
     def settled(self, tp: Any, offset: int) -> None:

@@ -175,3 +175,16 @@ def test_the_worker_metrics_export_the_guards_counts(
     text = generate_latest(metrics.registry).decode()
     assert "agentwatch_fetch_refetches_total 1.0" in text
     assert "agentwatch_fetch_holes_accepted_total 1.0" in text
+
+
+def test_a_topic_whose_holes_stay_is_taken_for_compacted(
+    guard: refetch.RefetchGuard, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    for offset in (10, 20, 30):  # three holes, each waited out
+        assert _fetch(TP, offset, _batch(offset + 2, 1)) == ([], offset)
+        clock.now += 3.5
+        assert _fetch(TP, offset, _batch(offset + 2, 1)) == ([offset + 2], offset + 3)
+    assert guard.accepted == 3 and not guard.guards(TOPIC)
+    assert "aw.actions has had 3 holes that stayed: it looks compacted" in caplog.text
+    assert _fetch(TP, 40, _batch(42, 1)) == ([42], 43)  # no wait any more
+    assert guard.refetches == 3
