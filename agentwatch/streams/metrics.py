@@ -46,6 +46,7 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._refetches_watched = False
         r = self.registry
         self.events_ingested = Counter(
             "agentwatch_events_ingested",
@@ -264,6 +265,6 @@ class WorkerMetrics:
 
     def watch_refetches(self, guard: RefetchCounts) -> None:
         """Export ``guard``'s counts (once per registry; they are the process's)."""
-        if not getattr(self, "_refetches_watched", False):
+        if not self._refetches_watched:
             self.registry.register(_RefetchCollector(guard))
             self._refetches_watched = True

@@ -105,14 +105,14 @@ class RefetchGuard:
             return False
         del self._held[(tp, expected)]
         self.accepted += 1
-        topic = getattr(tp, "topic", tp[0])
+        topic, partition = tp[0], tp[1]  # an aiokafka TopicPartition is a named tuple
         log.warning(
             "offsets %d to %d of %s partition %s still missing after %d fetches in %.1f s;"
             " reading on from %d",
             expected,
             base_offset - 1,
             topic,
-            getattr(tp, "partition", tp[1]),
+            partition,
             tries + 1,
             now - first,
             base_offset,
