@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.lab.bench_tail import FullCollections, snapshot_figures, tail_near_snapshots
 from agentwatch.lab.cpu import cpu_seconds
 from agentwatch.schemas import ActionEvent
 from agentwatch.schemas.signing import ensure_key_pair
@@ -200,6 +201,8 @@ async def _bench(
         first_at = 0.0
         last_at = 0.0
         latencies: list[float] = []
+        folded: list[tuple[float, float]] = []  # phase 2: (folded at, latency ms) per event
+        snapshots: list[tuple[float, float, int]] = []  # the commits' snapshot writes
         # CPU seconds over the drain (this process: worker and probe; the broker), at the
         # first and the last event of phase 1: what an event costs, whatever else the host runs
         cpu_marks: list[tuple[float, float]] = []
@@ -218,9 +221,13 @@ async def _bench(
             last_at = now
             sent = event.attributes.get("bench_sent")
             if isinstance(sent, float):
-                latencies.append((time.monotonic() - sent) * 1000.0)
+                at = time.monotonic()
+                latencies.append((at - sent) * 1000.0)
+                folded.append((at, latencies[-1]))
 
         worker_app.stage.on_event = probe
+        worker_app.stage.on_snapshot = lambda start, end, n: snapshots.append((start, end, n))
+        full = FullCollections()
         await ensure_topics(settings)
         topic = settings.topic("actions")
         start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -238,6 +245,7 @@ async def _bench(
         del template
         generator.start()
         offered: dict[str, float] = {}
+        phase2 = float("inf")  # when phase 2 started (time.monotonic)
         try:
             await _receive(conn, generator, GENERATOR_START_S, "ready")
             payloads = _payloads(events, agents, seed=1, start=start)
@@ -249,13 +257,15 @@ async def _bench(
                     await asyncio.sleep(0.01)
                 drain_s = last_at - first_at
                 # Phase 2: steady offered load from the generator's process, latency per event.
-                conn.send("go")
-                offered = await _receive(
-                    conn, generator, latency_seconds * 4 + GENERATOR_START_S, "its load sent"
-                )
-                deadline = time.perf_counter() + 30
-                while processed < events + n_latency and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.01)
+                phase2 = time.monotonic()
+                with full:
+                    conn.send("go")
+                    offered = await _receive(
+                        conn, generator, latency_seconds * 4 + GENERATOR_START_S, "its load sent"
+                    )
+                    deadline = time.perf_counter() + 30
+                    while processed < events + n_latency and time.perf_counter() < deadline:
+                        await asyncio.sleep(0.01)
                 sizes = [
                     len(encode_state(0, b, worker_app.stage.engine.states.get(a, {})))
                     for a, b in worker_app.stage.engine.baselines.items()
@@ -284,6 +294,14 @@ async def _bench(
         "p50_ms": round(_percentile(latencies, 0.50), 1),
         "p99_ms": round(_percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1) if latencies else None,
+        # phase 2: the commits' snapshot writes; the share of the slowest 1 % of events folded
+        # during one or within a second of its end, and of all events (what chance gives);
+        # the full garbage collections
+        **snapshot_figures([w for w in snapshots if w[1] >= phase2]),
+        "tail_near_snapshot": tail_near_snapshots(folded, snapshots),
+        "all_near_snapshot": tail_near_snapshots(folded, snapshots, quantile=0.0),
+        "gc_full_collections": full.count,
+        "gc_full_max_ms": round(full.max_s * 1000.0, 1),
         "rss_mb": round(rss_peak_mb, 1),
         "bytes_per_agent": round(sum(sizes) / len(sizes), 1) if sizes else None,
         "max_bytes_per_agent": max(sizes) if sizes else None,
@@ -301,6 +319,13 @@ _MEDIANS = (
     "p99_ms",
     "max_ms",
     "bytes_per_agent",
+    "snapshots",
+    "snapshot_median_s",
+    "snapshot_agents_median",
+    "tail_near_snapshot",
+    "all_near_snapshot",
+    "gc_full_collections",
+    "gc_full_max_ms",
 )
 
 
@@ -329,7 +354,7 @@ def combine_rounds(
     first, bare = runs[0]
     result = dict(first)
     if len(runs) > 1:
-        result.update({key: _median([r[key] for r, _ in runs]) for key in _MEDIANS})
+        result.update({key: _median([r.get(key) for r, _ in runs]) for key in _MEDIANS})
         result["max_bytes_per_agent"] = max(
             (r["max_bytes_per_agent"] for r, _ in runs if r["max_bytes_per_agent"] is not None),
             default=None,

@@ -206,6 +206,9 @@ class BaselineStage:
         self._may_start.set()
         #: Called with every event folded into a baseline (benchmarks, tests); None = off.
         self.on_event: Callable[[ActionEvent], None] | None = None
+        #: Called after each snapshot write with its start and end (``time.monotonic``) and the
+        #: agents it wrote (benchmarks: where the latency tail comes from); None = off.
+        self.on_snapshot: Callable[[float, float, int], None] | None = None
 
     # -- batch processing ------------------------------------------------------------------
     async def process_batch(self, events: Sequence[Any]) -> None:
@@ -527,6 +530,7 @@ class BaselineStage:
         """
         written = 0
         busy = 0.0
+        begun = time.monotonic()
         while self._snapshot:
             waited = 0.0
             while self.backlog() > SNAPSHOT_SLICE and waited < BACKLOG_WAIT_S:
@@ -543,6 +547,8 @@ class BaselineStage:
             await asyncio.sleep(0)  # a batch waiting to start runs now
         if written:
             self.metrics.flush_seconds.observe(busy)
+            if self.on_snapshot is not None:
+                self.on_snapshot(begun, time.monotonic(), written)
         return written
 
     def flush(self) -> int:

@@ -38,6 +38,12 @@ def test_bench_baseline_prints_both_runs_and_their_ratio_per_round() -> None:
     # phase 2's load generator (its own process) sent every event, each stamped and timed
     assert result["latency_events"] == 200 and result["offered_actual"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    # where the tail comes from: phase 2's snapshot writes and full collections (a 1 s phase
+    # may hold no commit); shares of events folded near a snapshot, as fractions
+    assert result["snapshots"] >= 0 and result["gc_full_collections"] >= 0
+    assert result["gc_full_max_ms"] >= 0.0
+    for share in ("tail_near_snapshot", "all_near_snapshot"):
+        assert 0.0 <= result[share] <= 1.0
 
 
 def _run(eps: float, cpu: float, p99: float, size: float) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,19 @@ async def test_a_batch_stopped_half_done_stops_every_later_state_write(tmp_path:
     assert await stage.write_snapshot() == 0
     assert stage.flush() == 0
     assert table == {}
+
+
+async def test_each_snapshot_write_is_reported_with_its_span_and_size(tmp_path: Path) -> None:
+    stage, _ = make_stage(tmp_path, [0])
+    reports: list[tuple[float, float, int]] = []
+    stage.on_snapshot = lambda start, end, written: reports.append((start, end, written))
+    offsets = Offsets()
+    await stage.process_batch(offsets.events(AGENTS))
+    before = time.monotonic()
+    stage.snapshot()
+    assert await stage.write_snapshot() == len(AGENTS)
+    stage.snapshot()
+    assert await stage.write_snapshot() == 0  # nothing changed: nothing written, no report
+    assert len(reports) == 1
+    start, end, written = reports[0]
+    assert before <= start <= end <= time.monotonic() and written == len(AGENTS)
