@@ -329,6 +329,21 @@ _MEDIANS = (
 )
 
 
+#: the figures of the run without rules that ``--baseline`` gives beside the run's own
+_BASELINE_KEYS = (
+    "events_per_s",
+    "worker_cpu_us_per_event",
+    "p50_ms",
+    "p99_ms",
+    "bytes_per_agent",
+    "snapshot_median_s",
+    "tail_near_snapshot",
+    "all_near_snapshot",
+)
+#: figures kept to more than one decimal in medians (seconds and shares)
+_DIGITS = {"snapshot_median_s": 3, "tail_near_snapshot": 3, "all_near_snapshot": 3}
+
+
 def _median(values: list[Any], digits: int = 1) -> Any:
     known = [v for v in values if v is not None]
     return round(statistics.median(known), digits) if known else None
@@ -354,7 +369,9 @@ def combine_rounds(
     first, bare = runs[0]
     result = dict(first)
     if len(runs) > 1:
-        result.update({key: _median([r.get(key) for r, _ in runs]) for key in _MEDIANS})
+        result.update(
+            {key: _median([r.get(key) for r, _ in runs], _DIGITS.get(key, 1)) for key in _MEDIANS}
+        )
         result["max_bytes_per_agent"] = max(
             (r["max_bytes_per_agent"] for r, _ in runs if r["max_bytes_per_agent"] is not None),
             default=None,
@@ -367,8 +384,8 @@ def combine_rounds(
     cpu_ratios = [
         _ratio(b["worker_cpu_us_per_event"], r["worker_cpu_us_per_event"]) for r, b in pairs
     ]
-    for key in ("events_per_s", "worker_cpu_us_per_event", "p50_ms", "p99_ms", "bytes_per_agent"):
-        result[f"baseline_{key}"] = _median([b[key] for _, b in pairs])
+    for key in _BASELINE_KEYS:
+        result[f"baseline_{key}"] = _median([b.get(key) for _, b in pairs], _DIGITS.get(key, 1))
     result["ratio"], result["cpu_ratio"] = _median(ratios, 3), _median(cpu_ratios, 3)
     if len(runs) > 1:
         result["ratios"], result["cpu_ratios"] = ratios, cpu_ratios

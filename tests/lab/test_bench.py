@@ -44,6 +44,7 @@ def test_bench_baseline_prints_both_runs_and_their_ratio_per_round() -> None:
     assert result["gc_full_max_ms"] >= 0.0
     for share in ("tail_near_snapshot", "all_near_snapshot"):
         assert 0.0 <= result[share] <= 1.0
+        assert 0.0 <= result[f"baseline_{share}"] <= 1.0  # the run without rules: the same
 
 
 def _run(eps: float, cpu: float, p99: float, size: float) -> dict[str, Any]:
