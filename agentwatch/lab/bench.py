@@ -200,7 +200,6 @@ async def _bench(
         processed = 0
         first_at = 0.0
         last_at = 0.0
-        latencies: list[float] = []
         folded: list[tuple[float, float]] = []  # phase 2: (folded at, latency ms) per event
         snapshots: list[tuple[float, float, int]] = []  # the commits' snapshot writes
         # CPU seconds over the drain (this process: worker and probe; the broker), at the
@@ -222,8 +221,7 @@ async def _bench(
             sent = event.attributes.get("bench_sent")
             if isinstance(sent, float):
                 at = time.monotonic()
-                latencies.append((at - sent) * 1000.0)
-                folded.append((at, latencies[-1]))
+                folded.append((at, (at - sent) * 1000.0))
 
         worker_app.stage.on_event = probe
         worker_app.stage.on_snapshot = lambda start, end, n: snapshots.append((start, end, n))
@@ -276,6 +274,7 @@ async def _bench(
                 generator.terminate()
                 generator.join(timeout=10)
             conn.close()
+    latencies = [latency for _, latency in folded]
     rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "rules": "default" if rules else "none",
