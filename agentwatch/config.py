@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = Field(
         16384,
         ge=1,
-        description="producer record-batch size; 1 = one record per batch (Tansu, see docs)",
+        description="the worker producer's record-batch size in bytes (1: one record per batch)",
     )
 
     # Kafka security: TLS and SASL for every client (workers, CLI, SDK); checked together at

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
+from agentwatch.log_end import log_end_offsets
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
 
 __all__ = ["TOPIC_POLL_S", "ControlFollower", "RecordSink"]
@@ -137,7 +138,7 @@ class ControlFollower:
                 raise TimeoutError("no partitions assigned for the control topic")
             await asyncio.sleep(0.01)
         partitions = list(consumer.assignment())
-        ends: dict[Any, int] = await consumer.end_offsets(partitions)
+        ends: dict[Any, int] = await log_end_offsets(consumer, partitions)
         caught_up = False
         while True:
             batches = await consumer.getmany(timeout_ms=200 if not caught_up else 1000)

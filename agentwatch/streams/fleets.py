@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.kafka_security import client_options
+from agentwatch.log_end import log_end_offsets
 from agentwatch.logtext import escape
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
 from agentwatch.streams.metrics import WorkerMetrics
@@ -219,7 +220,7 @@ class FleetExchange:
                 raise TimeoutError(f"no partitions assigned for {self.topic}")
             await asyncio.sleep(0.01)
         partitions = list(consumer.assignment())
-        ends: dict[Any, int] = await consumer.end_offsets(partitions)
+        ends: dict[Any, int] = await log_end_offsets(consumer, partitions)
         if not self.ready.is_set():
             await self._catch_up(consumer, partitions, ends)
             self.ready.set()

@@ -80,13 +80,13 @@ def check_port_free(host: str, port: int, what: str, variable: str) -> None:
 #: Settings for the embedded Tansu broker (v0.6.0-510f3e2, memory storage), measured here:
 #: - it admits a group member only after half the session timeout, so keep that short
 #:   (a worker starts in ~2 s instead of ~23 s);
-#: - its high-water mark advances by one per record *batch*, not per record, so a changelog
-#:   written in multi-record batches is recovered short; one record per batch keeps it exact.
+#: - its ``ListOffsets`` counts the end of a partition in record batches, not records; readers
+#:   that read to the end take it from a fetch instead (:mod:`agentwatch.log_end`), so the
+#:   producers batch as they do on Kafka.
 EMBEDDED_OVERRIDES: dict[str, float | int] = {
     "rebalance_timeout_s": 3.0,
     "session_timeout_s": 4.0,
     "heartbeat_interval_s": 1.0,
-    "producer_max_batch_bytes": 1,
     # Tansu holds a fetch until its wait expires: an agent of the embedded stack (a few, on
     # one host) follows the control topic with a short wait, so a halt is obeyed in ~10 ms
     "control_fetch_max_wait_ms": 20,

@@ -92,8 +92,8 @@ GAP_LOG_EVERY_S = 10.0
 SNAPSHOT_SLICE = 50
 #: Before a slice, the commit waits (polling this often, at most BACKLOG_WAIT_S) until the
 #: producer's buffer holds at most SNAPSHOT_SLICE records: faust stops every stream while it
-#: holds more than 100 (``ProducerBuffer.wait_until_ebb``), which with one record per batch
-#: (Tansu) stalled ingest for ~200 ms after each commit.
+#: holds more than 100 (``ProducerBuffer.wait_until_ebb``), which, when the embedded broker
+#: got one record per batch, stalled ingest for ~200 ms after each commit.
 BACKLOG_POLL_S = 0.005
 BACKLOG_WAIT_S = 1.0
 

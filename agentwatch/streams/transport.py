@@ -38,6 +38,9 @@ acknowledgement.
   ``tests/streams/test_changelog_durability.py``). The consumer below reads such a partition
   from its start again instead (``earliest``, the worker's reset policy); the replay guard
   skips what was folded already. :func:`partitions_to_rewind` chooses them.
+- faust recovers a table up to the end ``ListOffsets`` gives, which the embedded broker
+  counts in record batches (:mod:`agentwatch.log_end`): a changelog written in batches of
+  many records was recovered short. The consumer below takes the end a fetch sees.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from agentwatch.log_end import log_end_offsets
 from agentwatch.logtext import escape
 from agentwatch.streams import refetch
 
@@ -291,6 +295,16 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
                 min(wait_s, AIOKAFKA_PREFETCH_BACKOFF_S),
                 min(wait_s, AIOKAFKA_CONSUMER_TIMEOUT_S),
             )
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """Where each changelog partition ends, for table recovery: the end a fetch sees
+        (:func:`~agentwatch.log_end.log_end_offsets`), so that a changelog written in
+        batches of many records is recovered to its last record on the embedded broker too.
+        """
+        consumer = self._ensure_consumer()
+        if self.consumer.in_transaction:
+            return {tp: consumer.last_stable_offset(tp) for tp in partitions}
+        return await log_end_offsets(consumer, partitions)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, and one with none to its

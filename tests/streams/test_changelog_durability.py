@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentwatch.config import Settings
+from agentwatch.log_end import log_end_offsets
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.stage import decode_state, home_partition
 from agentwatch.streams.topics import ensure_topics
@@ -91,7 +92,7 @@ async def takeover_view(settings: Settings) -> tuple[int | None, int | None]:
         committed = await consumer.committed(actions)
         consumer.assign([changelog])
         await consumer.seek_to_beginning(changelog)
-        end = (await consumer.end_offsets([changelog]))[changelog]
+        end = (await log_end_offsets(consumer, [changelog]))[changelog]
         stored = None
         while await consumer.position(changelog) < end:
             batches = await consumer.getmany(changelog, timeout_ms=1000)

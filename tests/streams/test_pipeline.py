@@ -190,3 +190,45 @@ async def test_restart_recovers_baselines_from_changelog(
                 and restarted.stage.engine.baselines["r0"].count == 21
             )
         )
+
+
+async def test_a_changelog_written_in_batches_is_recovered_to_its_last_record(
+    settings: Settings, tmp_path
+) -> None:
+    """Commits write hundreds of agents' state at once, so the changelog goes in batches of
+    many records; a worker on an empty disk recovers every agent's last one (the embedded
+    broker's ``ListOffsets`` would stop it at the last batch's first record)."""
+    agents = [f"b{n}" for n in range(240)]
+    first = settings.replace(data_dir=tmp_path / "w1")
+    worker = create_app(first)
+    async with running_app(worker):
+        for round_ in range(3):  # three commits' worth, each writing every agent again
+            await produce_batched(
+                settings, [encoded(event(round_ * 10 + i, agent=a)) for a in agents for i in (0, 1)]
+            )
+            await wait_for(
+                lambda r=round_: (
+                    sum(b.count for b in worker.stage.engine.baselines.values())
+                    == 2 * len(agents) * (r + 1)
+                ),
+                timeout=60,
+            )
+            await asyncio.sleep(3 * settings.commit_interval_s)  # the commit writes them
+        before = {a: b.to_bytes() for a, b in worker.stage.engine.baselines.items()}
+    second = settings.replace(data_dir=tmp_path / "w2")
+    restarted = create_app(second)
+    async with running_app(restarted):
+        recovered = {a: restarted.stage.baseline(a) for a in agents}
+        assert sorted(a for a, b in recovered.items() if b is None) == []
+        assert {a: b.to_bytes() for a, b in recovered.items() if b} == before
+
+
+async def produce_batched(settings: Settings, items: list[tuple[bytes | None, bytes]]) -> None:
+    """Send every record before waiting for any (the producer's batches fill up)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        sent = [await producer.send(settings.topic("actions"), v, key=k) for k, v in items]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
