@@ -37,6 +37,7 @@ from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.lab.bench_tail import FullCollections, snapshot_figures, tail_near_snapshots
 from agentwatch.lab.cpu import cpu_seconds
+from agentwatch.lab.evaluation.results import rank_quantile
 from agentwatch.schemas import ActionEvent
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.app import create_app
@@ -166,13 +167,6 @@ def _per_event(marks: list[tuple[float, float]], which: int, events: int) -> flo
     return round((marks[-1][which] - marks[0][which]) * 1e6 / (events - 1), 1)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def _bench(
     events: int, agents: int, rate: float, latency_seconds: float, store: str, *, rules: bool
 ) -> dict[str, Any]:
@@ -290,8 +284,8 @@ async def _bench(
             round(offered["sent"] / offered["seconds"], 1) if offered.get("seconds") else None
         ),
         "latency_events": len(latencies),
-        "p50_ms": round(_percentile(latencies, 0.50), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(rank_quantile(latencies, 0.50), 1),
+        "p99_ms": round(rank_quantile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1) if latencies else None,
         # phase 2: the commits' snapshot writes; the share of the slowest 1 % of events folded
         # during one or within a second of its end, and of all events (what chance gives);

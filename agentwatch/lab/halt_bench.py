@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
+from agentwatch.lab.evaluation.results import rank_quantile
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.sdk import AgentHalted, Monitor
 from agentwatch.streams.app import create_app
@@ -68,11 +69,6 @@ def _history(agent: str, now: float, seed: int) -> list[tuple[bytes, bytes]]:
         }
         out.append((agent.encode(), json.dumps(doc).encode()))
     return out
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 STAGES = ("detect", "respond", "deliver", "act")
@@ -182,16 +178,16 @@ async def _bench(trials: int, interval_ms: float) -> dict[str, Any]:
     ms = [t["total"] * 1000.0 for t in trials_out]
     result: dict[str, Any] = {
         "halt_trials": len(ms),
-        "halt_p50_ms": round(_percentile(ms, 0.50), 1),
-        "halt_p99_ms": round(_percentile(ms, 0.99), 1),
+        "halt_p50_ms": round(rank_quantile(ms, 0.50), 1),
+        "halt_p99_ms": round(rank_quantile(ms, 0.99), 1),
         "halt_max_ms": round(max(ms), 1),
         "halt_min_ms": round(min(ms), 1),
         "call_interval_ms": interval_ms,
     }
     for name in STAGES:  # where the time goes: each stage's median and 99th percentile
         values = [t[name] * 1000.0 for t in trials_out if not math.isnan(t[name])]
-        result[f"{name}_p50_ms"] = round(_percentile(values, 0.50), 1) if values else None
-        result[f"{name}_p99_ms"] = round(_percentile(values, 0.99), 1) if values else None
+        result[f"{name}_p50_ms"] = round(rank_quantile(values, 0.50), 1) if values else None
+        result[f"{name}_p99_ms"] = round(rank_quantile(values, 0.99), 1) if values else None
     slowest = max(trials_out, key=lambda t: t["total"])  # what made the slowest halt slow
     result["slowest_ms"] = {name: round(slowest[name] * 1000.0, 1) for name in ("total", *STAGES)}
     return result

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from agentwatch.lab.evaluation.results import rank_quantile
 from agentwatch.schemas import ControlState, encode_event
 from agentwatch.sdk import Monitor
 
@@ -42,10 +43,7 @@ class _AckingProducer:
 
 
 def _percentiles(ns: list[int]) -> tuple[float, float]:
-    ordered = sorted(ns)
-    p50 = ordered[len(ordered) // 2]
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return round(p50 / 1000.0, 2), round(p99 / 1000.0, 2)
+    return round(rank_quantile(ns, 0.5) / 1000.0, 2), round(rank_quantile(ns, 0.99) / 1000.0, 2)
 
 
 async def _interleaved(

@@ -31,6 +31,19 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def rank_quantile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile, the one the benchmarks print: the value at rank ``int(q * n)``
+    of the sorted values (the largest for ``q`` near 1); ``nan`` for no values.
+
+    >>> rank_quantile([5.0, 1.0, 3.0, 2.0], 0.5), rank_quantile(list(range(100)), 0.99)
+    (3.0, 99)
+    """
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def finite(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
