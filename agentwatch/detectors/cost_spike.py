@@ -19,6 +19,7 @@ _MAX_MODELS = 4  # models whose share an agent keeps
 _CHEAPER = math.log(1.25)  # a model at most this much pricier than the usual one is no jump
 _PRICE_CALLS = 3  # calls after which a warm agent's own models tell a switch to its fleet's
 _FLEET_CALLS = 20_000.0  # the fleet's model shares forget by halving at this many calls
+_MAX_LOG = 709.0  # largest exponent reported: exp(709) ~ 8e307 (valid costs span e^-744..e^709)
 
 # per-agent state "v": learned calls, baseline log size, fleet shift at baseline, typical
 # |deviation|, CUSUM, price CUSUM, pending since (0: not pending), pending verdict (1: alone),
@@ -638,22 +639,22 @@ class CostSpike(AgentDetector):
     ) -> Finding:
         v, ids = state["v"], state["ids"]
         stat = v[_SP] if jump is not None else v[_S]
-        usual = math.exp(v[_UCOST])
+        usual = math.exp(min(v[_UCOST], _MAX_LOG))
         # the cost per call over the excursion: its calls' mean growth, and the price jump
         growth = v[_SUM] / v[_M] if v[_M] else 0.0
-        ratio = math.exp(growth + (jump or 0.0))
-        recent = usual * ratio
+        ratio = math.exp(min(growth + (jump or 0.0), _MAX_LOG))
+        recent = usual * ratio  # inf past the float range: published as its largest value
         if jump is not None:
             why = (
-                f"it moved alone to {event.model} at {math.exp(jump):.1f}x the price per "
-                f"token of its usual {state.get('mm')}"
+                f"it moved alone to {event.model} at {_times(math.exp(min(jump, _MAX_LOG)))}x "
+                f"the price per token of its usual {state.get('mm')}"
             )
         else:
             what = f"model {event.model}" if event.model else f"action {event.action}"
             why = f"its calls on {what} grew on their own, not with fleet {event.fleet}"
         summary = (
-            f"{event.agent_id} cost per call is {ratio:.1f}x its usual (${recent:.4f} vs "
-            f"${usual:.4f}): {why}; CUSUM {stat:.2f} >= {h:.2f}, the threshold of its "
+            f"{event.agent_id} cost per call is {_times(ratio)}x its usual (${_usd(recent)} vs "
+            f"${_usd(usual)}): {why}; CUSUM {stat:.2f} >= {h:.2f}, the threshold of its "
             f"false-alarm budget ({self.false_alarms_per_agent_day:g} per agent-day)"
         )
         calls = v[_CALLS]
@@ -668,3 +669,14 @@ class CostSpike(AgentDetector):
             evidence=tuple(item for item in recent_ids if item),
             actions=(event.action,),
         )
+
+
+def _times(ratio: float) -> str:
+    """A ratio as a summary shows it: one decimal, or three digits once it is huge."""
+    return f"{ratio:.1f}" if ratio < 1e6 else f"{ratio:.3g}"
+
+
+def _usd(amount: float) -> str:
+    """Dollars as a summary shows them: four decimals, or three digits when that would show
+    nothing or too much."""
+    return f"{amount:.4f}" if 1e-4 <= amount < 1e9 or amount == 0.0 else f"{amount:.3g}"

@@ -187,3 +187,61 @@ def test_a_finding_that_overflows_is_published_with_finite_numbers() -> None:
     anomaly = Engine._anomaly(rule, event, finding)
     assert anomaly.observed == anomaly.score == 1.7976931348623157e308
     assert anomaly.baseline == 0.0
+
+
+EXTREME_FLOATS = (0.0, 5e-324, 1e-300, 1e300, 1.7976931348623157e308)
+EXTREME_INTS = (0, 1, 2**53)
+
+
+def test_extreme_valid_events_never_make_a_detector_raise() -> None:
+    """Every registered detector (the shipped rules and the ones off by default) folds valid
+    events with the schema's extreme numbers, in warm and cold agents, without raising: an
+    exception dead-letters a valid event and loses its findings (the full fuzz suite found a
+    cost ratio of exp(1,450) that overflowed)."""
+    import itertools
+    import math
+    import random
+    import re
+
+    from agentwatch.detectors.rules import load_rules
+
+    shipped = load_rules().rules
+    extra = [
+        Rule.model_validate({"alert": f"All{name}", "detector": name})
+        for name in sorted(DETECTORS)
+        if name not in {r.detector for r in shipped} and not name.startswith("test_")
+    ]
+    eng = Engine(RuleSet(rules=(*shipped, *extra), source="test"))
+    rng = random.Random(3)
+    combos = list(itertools.product(EXTREME_FLOATS, EXTREME_INTS, ("llm", "tool")))
+    i = 0
+    anomalies = []
+    for agent, warm in (("warm", 400), ("cold", 0)):
+        for _ in range(warm):  # an ordinary agent first: baselines, peers, thresholds
+            i += 1
+            eng.process(
+                ActionEvent(
+                    event_id=f"e{i}", ts=T0 + timedelta(seconds=5 * i), agent_id=agent,
+                    fleet="f", action=rng.choice(("search", "read_file", "chat")),
+                    kind=rng.choice(("llm", "tool")), model="gpt-4o",
+                    cost_usd=0.01 * (1 + rng.random()), input_tokens=800, output_tokens=200,
+                    latency_ms=300.0, status="ok" if rng.random() > 0.05 else "error",
+                )
+            )  # fmt: skip
+        for cost, tokens, kind in combos * 3:
+            i += 1
+            found = eng.process(
+                ActionEvent(
+                    event_id=f"e{i}", ts=T0 + timedelta(seconds=5 * i), agent_id=agent,
+                    fleet="f", action=rng.choice(("search", "upload", "chat")), kind=kind,
+                    model=rng.choice(("gpt-4o", "o1-pro", None)), cost_usd=cost,
+                    input_tokens=tokens, output_tokens=tokens, latency_ms=cost,
+                    status=rng.choice(("ok", "error", "denied")),
+                )
+            )  # fmt: skip
+            anomalies += found or []
+    assert anomalies, "extreme costs after ordinary ones are flagged"
+    for anomaly in anomalies:
+        numbers = (anomaly.score, anomaly.threshold, anomaly.observed, anomaly.baseline)
+        assert all(x is None or math.isfinite(x) for x in numbers), anomaly
+        assert not re.search(r"\d{16}", anomaly.summary), anomaly.summary  # no 100-digit ratios
