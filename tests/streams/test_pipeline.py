@@ -35,12 +35,22 @@ def event(i: int, agent: str = "a1", **fields: object) -> dict[str, object]:
     return doc
 
 
-async def produce(settings: Settings, items: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+async def produce(
+    settings: Settings, items: list[tuple[bytes | None, bytes]], *, batched: bool = False
+) -> None:
+    """Send ``items`` one at a time, or (``batched``) all before waiting for any, so that the
+    producer's batches fill up."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20 if batched else 0
+    )
     await producer.start()
     try:
-        for key, value in items:
-            await producer.send_and_wait(settings.topic("actions"), value, key=key)
+        if batched:
+            sent = [await producer.send(settings.topic("actions"), v, key=k) for k, v in items]
+            await asyncio.gather(*sent)
+        else:
+            for key, value in items:
+                await producer.send_and_wait(settings.topic("actions"), value, key=key)
     finally:
         await producer.stop()
 
@@ -201,10 +211,13 @@ async def test_a_changelog_written_in_batches_is_recovered_to_its_last_record(
     agents = [f"b{n}" for n in range(240)]
     first = settings.replace(data_dir=tmp_path / "w1")
     worker = create_app(first)
+    worker.app.conf.producer_linger = 0.05  # the changelog's last batches hold many records
     async with running_app(worker):
         for round_ in range(3):  # three commits' worth, each writing every agent again
-            await produce_batched(
-                settings, [encoded(event(round_ * 10 + i, agent=a)) for a in agents for i in (0, 1)]
+            await produce(
+                settings,
+                [encoded(event(round_ * 10 + i, agent=a)) for a in agents for i in (0, 1)],
+                batched=True,
             )
             await wait_for(
                 lambda r=round_: (
@@ -221,14 +234,3 @@ async def test_a_changelog_written_in_batches_is_recovered_to_its_last_record(
         recovered = {a: restarted.stage.baseline(a) for a in agents}
         assert sorted(a for a, b in recovered.items() if b is None) == []
         assert {a: b.to_bytes() for a, b in recovered.items() if b} == before
-
-
-async def produce_batched(settings: Settings, items: list[tuple[bytes | None, bytes]]) -> None:
-    """Send every record before waiting for any (the producer's batches fill up)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
-    await producer.start()
-    try:
-        sent = [await producer.send(settings.topic("actions"), v, key=k) for k, v in items]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
