@@ -277,6 +277,12 @@ class Settings(BaseSettings):
         description="an ingest batch is also cut once no event came for this long (what one "
         "fetch returned is in); 0 = only full or at its window",
     )
+    engine_process: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="run the detection engine in a process of its own, where another core "
+        "folds a batch while the worker fetches the next (docs/operations.md); auto: when "
+        "this process may use two cores or more and the rules file has rules",
+    )
     commit_interval_s: float = Field(
         2.0,
         gt=0,

@@ -86,6 +86,10 @@ def settings(
         incident_group_wait_s=0.5,
         control_signing_key_file=control_keys.private,
         control_verify_keys=[str(control_keys.public)],
+        # in the worker's process, where these tests read baselines and detector state; the
+        # engine in its own process (the default on two cores) is tested end to end in
+        # tests/streams/test_engine_process.py and by every test that runs `agentwatch run`
+        engine_process="off",
     )
 
 

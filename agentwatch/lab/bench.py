@@ -43,7 +43,6 @@ from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.app import create_app
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES, running_app
-from agentwatch.streams.stage import encode_state
 from agentwatch.streams.topics import ensure_topics
 
 __all__ = ["combine_rounds", "round_progress", "run_bench"]
@@ -160,7 +159,7 @@ async def _receive(conn: Connection, proc: Any, within_s: float, what: str) -> A
     return conn.recv()
 
 
-def _per_event(marks: list[tuple[float, float]], which: int, events: int) -> float | None:
+def _per_event(marks: list[tuple[float, float, float]], which: int, events: int) -> float | None:
     """CPU µs per event between the first and the last event of the drain (None: unknown)."""
     if len(marks) < 2 or events < 2:
         return None
@@ -198,10 +197,17 @@ async def _bench(
         snapshots: list[tuple[float, float, int]] = []  # the commits' snapshot writes
         # CPU seconds over the drain (this process: worker and probe; the broker), at the
         # first and the last event of phase 1: what an event costs, whatever else the host runs
-        cpu_marks: list[tuple[float, float]] = []
+        # (and the engine's process, with engine_process on)
+        cpu_marks: list[tuple[float, float, float]] = []
+        engine = worker_app.stage.engine
 
-        def cpu_now() -> tuple[float, float]:
-            return time.process_time(), cpu_seconds(broker.pid) if broker.pid else 0.0
+        def cpu_now() -> tuple[float, float, float]:
+            child = getattr(engine, "pid", None)
+            return (
+                time.process_time(),
+                cpu_seconds(broker.pid) if broker.pid else 0.0,
+                cpu_seconds(child) if child else 0.0,
+            )
 
         def probe(event: ActionEvent) -> None:
             nonlocal processed, first_at, last_at
@@ -258,10 +264,9 @@ async def _bench(
                     deadline = time.perf_counter() + 30
                     while processed < events + n_latency and time.perf_counter() < deadline:
                         await asyncio.sleep(0.01)
-                sizes = [
-                    len(encode_state(0, b, worker_app.stage.engine.states.get(a, {})))
-                    for a, b in worker_app.stage.engine.baselines.items()
-                ]
+                held = await engine.roster()
+                values = await engine.encode([(a, 0, None) for a in held])
+                sizes = [len(v) for v in values.values()]
         finally:
             generator.join(timeout=10)
             if generator.is_alive():  # it reported or failed; never left behind
@@ -269,6 +274,8 @@ async def _bench(
                 generator.join(timeout=10)
             conn.close()
     latencies = [latency for _, latency in folded]
+    worker_cpu = _per_event(cpu_marks, 0, events)
+    engine_cpu = _per_event(cpu_marks, 2, events) if getattr(engine, "pid", None) else None
     rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "rules": "default" if rules else "none",
@@ -276,8 +283,14 @@ async def _bench(
         "agents": agents,
         "store": store,
         "events_per_s": round(events / drain_s, 1) if drain_s > 0 else None,
-        "worker_cpu_us_per_event": _per_event(cpu_marks, 0, events),
+        "worker_cpu_us_per_event": worker_cpu,
         "broker_cpu_us_per_event": _per_event(cpu_marks, 1, events),
+        # the engine's own process (engine_process on; None: it runs in the worker's)
+        "engine_cpu_us_per_event": engine_cpu,
+        # the worker's and its engine's together: what an event costs in CPU, on any core
+        "cpu_us_per_event": (
+            round(worker_cpu + (engine_cpu or 0.0), 1) if worker_cpu is not None else None
+        ),
         "produce_events_per_s": round(events / produce_s, 1),
         "offered_rate": rate,
         "offered_actual": (
@@ -305,6 +318,8 @@ async def _bench(
 _MEDIANS = (
     "events_per_s",
     "worker_cpu_us_per_event",
+    "engine_cpu_us_per_event",
+    "cpu_us_per_event",
     "broker_cpu_us_per_event",
     "produce_events_per_s",
     "offered_actual",
@@ -326,6 +341,7 @@ _MEDIANS = (
 _BASELINE_KEYS = (
     "events_per_s",
     "worker_cpu_us_per_event",
+    "cpu_us_per_event",
     "p50_ms",
     "p99_ms",
     "bytes_per_agent",
@@ -355,9 +371,10 @@ def combine_rounds(
     One round gives that run's figures as they are. Several give each figure's median over
     the rounds, ``ratio`` as the median of the rounds' own ratios (each pair ran back to back,
     under the same load), and every round's ratios in ``ratios`` and ``cpu_ratios``.
-    ``cpu_ratio`` is the worker's CPU per event without rules over its CPU per event with
-    them: what detection costs in CPU, which a shared host's other load hardly moves, where
-    events/s (wall time) moves with it.
+    ``cpu_ratio`` is the CPU per event without rules over the CPU per event with them (the
+    worker's and, with the engine in a process of its own, the engine's): what detection
+    costs in CPU, which a shared host's other load hardly moves, where events/s (wall time)
+    moves with it.
     """
     first, bare = runs[0]
     result = dict(first)
@@ -374,9 +391,7 @@ def combine_rounds(
         return result
     pairs = [(r, b) for r, b in runs if b is not None]
     ratios = [_ratio(r["events_per_s"], b["events_per_s"]) for r, b in pairs]
-    cpu_ratios = [
-        _ratio(b["worker_cpu_us_per_event"], r["worker_cpu_us_per_event"]) for r, b in pairs
-    ]
+    cpu_ratios = [_ratio(b["cpu_us_per_event"], r["cpu_us_per_event"]) for r, b in pairs]
     for key in _BASELINE_KEYS:
         result[f"baseline_{key}"] = _median([b.get(key) for _, b in pairs], _DIGITS.get(key, 1))
     result["ratio"], result["cpu_ratio"] = _median(ratios, 3), _median(cpu_ratios, 3)
@@ -402,7 +417,8 @@ def run_bench(
     empty rules file (a fresh broker and worker), and the result gains
     ``baseline_events_per_s``, ``baseline_worker_cpu_us_per_event``,
     ``baseline_bytes_per_agent``, ``ratio`` (events/s with the rules over events/s without:
-    what detection costs) and ``cpu_ratio`` (the same in the worker's CPU per event).
+    what detection costs) and ``cpu_ratio`` (the same in CPU per event, the engine's
+    process included).
     ``rounds`` repeats that, alternating, and gives medians (:func:`combine_rounds`);
     ``on_round`` hears of each round as it ends (its number, from 1, and its two runs).
     """

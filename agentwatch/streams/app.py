@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from agentwatch.streams.batching import take_batches
 from agentwatch.streams.broker import free_port
 from agentwatch.streams.console import Console, SessionStore
 from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.engine_host import EngineHost, LocalEngine
+from agentwatch.streams.engine_process import EngineProcess
 from agentwatch.streams.fleets import FleetExchange
 from agentwatch.streams.health import Readiness, StageProbe
 from agentwatch.streams.http_auth import bearer_refusal
@@ -109,11 +112,20 @@ def create_app(
     metrics.watch_refetches(refetch.GUARD)
     rules: RuleSet = load_rules(settings.rules_file)
     worker_id = settings.fleet_worker_id()
-    if engine is None:
-        engine = Engine(rules, worker_id=worker_id, fleet_ttl_s=settings.fleet_ttl_s)
+    host: EngineHost
+    if engine is None and _engine_apart(settings.engine_process, rules):
+        host = EngineProcess(
+            rules,
+            max_event_bytes=settings.max_event_bytes,
+            worker_id=worker_id,
+            fleet_ttl_s=settings.fleet_ttl_s,
+        )
+    elif engine is None:
+        host = LocalEngine(Engine(rules, worker_id=worker_id, fleet_ttl_s=settings.fleet_ttl_s))
     else:  # the worker's settings name it among the workers sharing fleet summaries
         engine.sync.worker_id = worker_id
         engine.sync.ttl_s = settings.fleet_ttl_s
+        host = LocalEngine(engine)
     clock = clock if clock is not None else time.time
     web_port = settings.web_port or free_port(settings.web_host)
     app = AgentwatchApp(
@@ -188,7 +200,7 @@ def create_app(
 
     stage = BaselineStage(
         settings=settings,
-        engine=engine,
+        engine=host,
         table=table,
         deadletters=deadletters,
         anomalies=topics["anomalies"],
@@ -203,6 +215,7 @@ def create_app(
     app.commit_barrier = stage  # every commit flushes whole batches only (CommitGuard)
     app.stop_grace_s = settings.stop_grace_s
     app.stop_overdue = lambda: _cut_batch_short(app, stage)
+    app.after_stop = host.stop  # an engine process: its stdin closes, it exits
     # The responder's state: one partition each, like its input topics (see topics.py).
     controls = app.Table("controls", default=None, key_type=bytes, value_type=bytes, partitions=1)
     incidents = app.Table("incidents", default=None, key_type=bytes, value_type=bytes, partitions=1)
@@ -225,7 +238,7 @@ def create_app(
     base_url = settings.web_advertised_url or f"http://{settings.web_host}:{web_port}"
     response = ResponseStage(
         responder=Responder(
-            engine.rules or rules,
+            host.rules or rules,
             IncidentBook(IncidentPolicy.from_settings(settings)),
             agent_url=f"{base_url}/console",  # pages link the on-call console's pages
             runbook_base_url=settings.runbook_base_url,
@@ -281,7 +294,7 @@ def create_app(
         probes=probes,
         topics=topics,
         web_port=web_port,
-        fleets=FleetExchange(settings, engine, metrics=metrics),
+        fleets=FleetExchange(settings, host, metrics=metrics),
         auth_failures=AuthFailures(settings.auth_max_failures, settings.auth_failure_window_s),
     )
     worker.readiness = _readiness(worker, owned)
@@ -495,6 +508,7 @@ def _register_agents(worker: WorkerApp) -> None:
         probe = probes["ingest"]
         folded[0], chosen_at[0] = 0, time.monotonic()  # the load counts from here
         try:
+            await stage.engine.start()
             async for events in take_batches(stream, settings.batch_max, batch_window, quiet):
                 probe.begin()
                 await stage.process_batch(events)
@@ -589,9 +603,18 @@ def _register_agents(worker: WorkerApp) -> None:
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)
+        await stage.on_revoked(tp.partition for tp in revoked if tp.topic == actions_topic)
         for probe in probes.values():
             probe.forget(revoked)
+
+
+def _engine_apart(choice: str, rules: RuleSet) -> bool:
+    """Whether the engine runs in a process of its own (``engine_process``): ``auto`` when
+    this process may run on two cores or more and there are rules to run (an engine without
+    rules only counts events, less work than handing them over)."""
+    if choice != "auto":
+        return choice == "on"
+    return len(os.sched_getaffinity(0)) >= 2 and any(True for _ in rules)
 
 
 def _register_views(worker: WorkerApp) -> None:
@@ -602,7 +625,7 @@ def _register_views(worker: WorkerApp) -> None:
         ok = not app.should_stop and not app.crashed
         body = {
             "status": "ok" if ok else "unavailable",
-            "agents": len(stage.engine.baselines),
+            "agents": stage.engine.agents,
             "pending_agents": stage.pending,
         }
         return self.json(body, status=200 if ok else 503)
@@ -617,10 +640,10 @@ def _register_views(worker: WorkerApp) -> None:
         engine = stage.engine
         exchange = worker.fleets
         by_fleet: dict[str, dict[str, Any]] = {}
-        for baseline in engine.baselines.values():
-            entry = by_fleet.setdefault(baseline.fleet, {"agents": 0, "events": 0})
+        for fleet, count in (await engine.roster()).values():
+            entry = by_fleet.setdefault(fleet, {"agents": 0, "events": 0})
             entry["agents"] += 1
-            entry["events"] += baseline.count
+            entry["events"] += count
         for fleet in engine.sync.fleets():
             entry = by_fleet.setdefault(fleet, {"agents": 0, "events": 0})
             entry["workers"] = engine.sync.published(fleet)

@@ -35,11 +35,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agentwatch.config import Settings
-from agentwatch.detectors.engine import Engine
 from agentwatch.kafka_security import client_options
 from agentwatch.log_end import log_end_offsets
 from agentwatch.logtext import escape
 from agentwatch.sdk._support import Backoff, RateLimited, describe_error, stop_client
+from agentwatch.streams.engine_host import EngineHost
 from agentwatch.streams.metrics import WorkerMetrics
 
 __all__ = [
@@ -149,7 +149,7 @@ class FleetExchange:
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        engine: EngineHost,
         *,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -170,6 +170,7 @@ class FleetExchange:
         """Follow the topic and publish every ``fleet_exchange_s`` until cancelled."""
         backoff = Backoff(0.2, 5.0)
         settings = self.settings
+        await self.engine.start()  # an engine process takes the summaries in order
         while True:
             consumer = producer = None
             try:
@@ -262,7 +263,7 @@ class FleetExchange:
                 own.append(record)
             else:
                 others.append(record)
-        self.restored = sum(self.engine.restore(r.fleet, r.partials) for r in own)
+        self.restored = sum([await self.engine.restore(r.fleet, r.partials) for r in own])
         # the TTL counts from each one's publication
         self.engine.absorb_many((r.worker, r.fleet, r.partials, r.ts) for r in others)
         self.engine.expire(self.clock())
@@ -319,7 +320,7 @@ class FleetExchange:
         """Send this worker's summaries of every fleet; how many were sent."""
         now = self.clock()
         sent = []
-        for fleet, partials in self.engine.fleet_partials().items():
+        for fleet, partials in (await self.engine.fleet_partials()).items():
             value = encode_record(FleetRecord(self.worker_id, fleet, now, partials))
             if len(value) > self.settings.max_message_bytes:
                 if self.metrics is not None:

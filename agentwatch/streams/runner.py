@@ -407,7 +407,7 @@ async def report_progress(worker_app: WorkerApp, every_s: float = 10.0) -> None:
         await asyncio.sleep(every_s)
         events = _sum_samples(registry, "agentwatch_events_ingested_total")
         dead = _sum_samples(registry, "agentwatch_deadletters_total")
-        agents = len(worker_app.stage.engine.baselines)
+        agents = worker_app.stage.engine.agents
         rate = (events - previous) / every_s
         previous = events
         print(

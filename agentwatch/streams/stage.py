@@ -55,10 +55,10 @@ from faust.streams import _current_event
 
 from agentwatch.config import Settings
 from agentwatch.detectors.baseline import AgentBaseline
-from agentwatch.detectors.engine import Engine
 from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.engine_host import EngineHost
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.offset_gaps import OffsetGaps
 from agentwatch.streams.produce import Outgoing, send_all_acked
@@ -69,6 +69,8 @@ from agentwatch.streams.state_codec import (
     decode_state,
     encode_state,
 )
+
+_NOTHING: list[Anomaly] = []
 
 __all__ = [
     "ORIGIN_HEADER",
@@ -131,7 +133,8 @@ class BaselineStage:
     settings
         Worker settings (limits, flush interval).
     engine
-        The shared detection engine (holds the hot baselines).
+        Where the detection engine runs (:mod:`agentwatch.streams.engine_host`): it holds
+        the hot baselines.
     table
         The faust table ``agent_id (bytes) -> state (bytes)``.
     deadletters
@@ -160,7 +163,7 @@ class BaselineStage:
         self,
         *,
         settings: Settings,
-        engine: Engine,
+        engine: EngineHost,
         table: Any,
         deadletters: DeadLetters,
         anomalies: Any,
@@ -278,6 +281,7 @@ class BaselineStage:
         counts: Counter[tuple[str, str, str]] = Counter()
         rejects: list[tuple[Any, str, str]] = []
         rekeys: list[tuple[Any, str, str, int | None]] = []
+        folds: list[tuple[Any, ActionEvent, tuple[int, int, int] | None]] = []
         anomalies: list[Anomaly] = []
         found_by: list[tuple[Any, list[Anomaly]]] = []
         engine = self.engine
@@ -325,7 +329,7 @@ class BaselineStage:
                 rekeys.append((fevent, agent_id, "wrong_partition", home))
                 continue
             try:
-                if agent_id not in engine.baselines:
+                if not engine.holds(agent_id):
                     self._load(agent_id, fevent)
                     self._partitions[agent_id] = message.partition
                 if message.offset <= offsets.get(agent_id, -1):
@@ -333,21 +337,33 @@ class BaselineStage:
                 if origin is not None and self._seen_origin(agent_id, origin):
                     self.metrics.duplicates.inc()  # a second copy of a re-keyed event
                     continue
-                found = engine.process(event)
             except Exception as exc:  # a bug must not stop ingestion: set the record aside
                 rejects.append((fevent, "processing_error", self._processing_error(exc)))
+                continue
+            folds.append((fevent, event, origin))
+        results = (
+            await engine.fold([f[1] for f in folds], [f[0].message.value for f in folds])
+            if folds
+            else {}
+        )
+        for index, (fevent, event, origin) in enumerate(folds):
+            found = results.get(index, _NOTHING)
+            if isinstance(found, str):  # the engine raised (logged once per kind there)
+                self.metrics.processing_errors.labels("ingest").inc()
+                rejects.append((fevent, "processing_error", found))
                 continue
             if found is None:
                 self.metrics.duplicates.inc()
                 continue
+            agent_id = event.agent_id
             if found:
                 anomalies.extend(found)
                 found_by.append((fevent, found))
             if origin is not None:
                 self._note_origin(agent_id, origin)
-            offsets[agent_id] = message.offset
+            offsets[agent_id] = fevent.message.offset
             dirty[agent_id] = fevent
-            recent.add(agent_id, message.value, event.event_id)
+            recent.add(agent_id, fevent.message.value, event.event_id)
             counts[(event.fleet, event.kind, event.status)] += 1
             if probe is not None:
                 probe(event)
@@ -494,9 +510,7 @@ class BaselineStage:
         finally:
             _current_event.reset(token)
         if value is not None:
-            offset, baseline, detectors, origins = decode_full_state(value)
-            self.engine.baselines[agent_id] = baseline
-            self.engine.states[agent_id] = detectors
+            offset, origins = self.engine.load(agent_id, value)
             self._offsets[agent_id] = offset
             if origins:
                 self._origins[agent_id] = origins
@@ -540,7 +554,7 @@ class BaselineStage:
             try:
                 started = time.perf_counter()
                 agents = list(itertools.islice(self._snapshot, SNAPSHOT_SLICE))
-                written += self._write({a: self._snapshot.pop(a) for a in agents})
+                written += await self._write({a: self._snapshot.pop(a) for a in agents})
                 busy += time.perf_counter() - started
             finally:
                 self.release_commit()
@@ -551,37 +565,32 @@ class BaselineStage:
                 self.on_snapshot(begun, time.monotonic(), written)
         return written
 
-    def flush(self) -> int:
+    async def flush(self) -> int:
         """Write every changed agent's state to the table at once (the snapshot not written
         yet, then the rest); return how many (none after an interrupted batch)."""
         self.snapshot()
         started = time.perf_counter()
         snapshot, self._snapshot = self._snapshot, {}
-        written = self._write(snapshot)
+        written = await self._write(snapshot)
         if written:
             self.metrics.flush_seconds.observe(time.perf_counter() - started)
         return written
 
-    def _write(self, agents: dict[str, Any]) -> int:
+    async def _write(self, agents: dict[str, Any]) -> int:
         """Write each agent's current state to the table (as its last event ``agents`` maps
         it to); return how many: none after an interrupted batch (see :meth:`_interrupt`),
         the one guard every state write passes."""
+        if self.interrupted is not None or not agents:
+            return 0
+        values = await self.engine.encode(
+            [(a, self._offsets[a], self._origins.get(a)) for a in agents if a in self._offsets]
+        )
         if self.interrupted is not None:
             return 0
         table = self.table
-        engine = self.engine
         written = 0
-        for agent_id, fevent in agents.items():
-            baseline = engine.baselines.get(agent_id)
-            if baseline is None:
-                continue
-            value = encode_state(
-                self._offsets[agent_id],
-                baseline,
-                engine.states[agent_id],
-                self._origins.get(agent_id),
-            )
-            token = _current_event.set(weakref.ref(fevent))
+        for agent_id, value in values.items():
+            token = _current_event.set(weakref.ref(agents[agent_id]))
             try:
                 table[agent_id.encode()] = value
             finally:
@@ -593,14 +602,14 @@ class BaselineStage:
 
     def update_metrics(self) -> None:
         """Refresh the gauges (agents held, event-time lag)."""
-        self.metrics.agents.set(len(self.engine.baselines))
+        self.metrics.agents.set(self.engine.agents)
         if self._newest_event_time:
             self.metrics.event_time_lag.set(max(0.0, time.time() - self._newest_event_time))
 
-    def on_revoked(self, partitions: Iterable[int]) -> None:
+    async def on_revoked(self, partitions: Iterable[int]) -> None:
         """Flush, then forget agents whose partition moved to another worker, and the next
         offset expected of those partitions (another worker may read them meanwhile)."""
-        self.flush()
+        await self.flush()
         gone = set(partitions)
         self._gaps.forget(tp for tp in self._gaps.partitions() if tp.partition in gone)
         agents = {a for a, p in self._partitions.items() if p in gone}
@@ -612,9 +621,9 @@ class BaselineStage:
             self._origins.pop(agent_id, None)
 
     # -- views -----------------------------------------------------------------------------
-    def baseline(self, agent_id: str) -> AgentBaseline | None:
+    async def baseline(self, agent_id: str) -> AgentBaseline | None:
         """The freshest baseline of an agent owned here: in memory, else the table."""
-        hot = self.engine.baselines.get(agent_id)
+        hot = await self.engine.baseline(agent_id)
         if hot is not None:
             return hot
         value = self.table.get(agent_id.encode())

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Protocol
 
 import faust
@@ -441,7 +441,15 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
         #: cancels the ingest batch in progress, whose events the next start reads again).
         self.stop_overdue: Callable[[], None] | None = None
         self.stop_grace_s = 0.0  # 0: a stop waits as long as the batch in progress takes
+        #: Awaited once everything stopped (set by create_app: the engine's process goes).
+        self.after_stop: Callable[[], Awaitable[None]] | None = None
         super().__init__(*args, **kwargs)
+
+    async def on_shutdown(self) -> None:
+        """faust's shutdown, then :attr:`after_stop` (the last revocation flush is done)."""
+        await super().on_shutdown()
+        if self.after_stop is not None:
+            await self.after_stop()
 
     async def on_stop(self) -> None:
         """faust's stop, which waits for the batch in progress (its anomalies acknowledged);

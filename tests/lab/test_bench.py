@@ -47,10 +47,14 @@ def test_bench_baseline_prints_both_runs_and_their_ratio_per_round() -> None:
         assert 0.0 <= result[f"baseline_{share}"] <= 1.0  # the run without rules: the same
 
 
-def _run(eps: float, cpu: float, p99: float, size: float) -> dict[str, Any]:
+def _run(
+    eps: float, cpu: float, p99: float, size: float, engine: float | None = None
+) -> dict[str, Any]:
     return {
         "rules": "default", "events": 10, "agents": 2, "store": "memory",
-        "events_per_s": eps, "worker_cpu_us_per_event": cpu, "broker_cpu_us_per_event": 5.0,
+        "events_per_s": eps, "worker_cpu_us_per_event": cpu - (engine or 0.0),
+        "engine_cpu_us_per_event": engine, "cpu_us_per_event": cpu,
+        "broker_cpu_us_per_event": 5.0,
         "produce_events_per_s": 100.0, "offered_rate": 10.0, "offered_actual": 10.0,
         "latency_events": 10, "p50_ms": p99 / 2, "p99_ms": p99, "max_ms": p99 + 1,
         "rss_mb": 1.0, "bytes_per_agent": size, "max_bytes_per_agent": int(size) + 10,
@@ -66,6 +70,15 @@ def test_one_round_gives_its_figures_and_its_ratios() -> None:
     assert result["baseline_events_per_s"] == 1000.0
     assert result["baseline_worker_cpu_us_per_event"] == 400.0
     assert result["baseline_bytes_per_agent"] == 470.0
+
+
+def test_cpu_ratio_counts_the_engines_own_process() -> None:
+    # the engine in a process of its own: 300 µs in the worker and 200 in the engine
+    with_rules = _run(1000.0, 500.0, 90.0, 990.0, engine=200.0)
+    result = combine_rounds([(with_rules, _run(1000.0, 400.0, 80.0, 470.0))])
+    assert result["worker_cpu_us_per_event"] == 300.0 and result["cpu_us_per_event"] == 500.0
+    assert result["ratio"] == 1.0  # as fast as without rules, on two cores
+    assert result["cpu_ratio"] == 0.8  # and a fifth of the CPU is the rules', not 0 or less
 
 
 def test_rounds_give_medians_and_the_median_of_each_rounds_ratio() -> None:

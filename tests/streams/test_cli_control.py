@@ -50,7 +50,7 @@ async def test_cli_halts_revokes_and_handles_incidents(settings: Settings, tmp_p
     async with running_app(worker):
         url = worker.web_url
         await produce(worker.settings, [encoded(event(0, "cli-1"))])
-        await wait_for(lambda: worker.stage.baseline("cli-1") is not None)
+        await wait_for(lambda: "cli-1" in worker.stage.engine.baselines)
         # a typo'd id is refused, with the known id it probably meant; nothing changes
         code, out, err = await cli(url, "agents", "halt", "cil-1", "--reason", "loop")
         assert code == 1 and out == ""

@@ -58,7 +58,7 @@ async def test_fleet_halt_stops_every_sdk_agent_of_the_fleet_within_a_second(
             assert await tools[agent](0) == 0
         for monitor in monitors.values():
             assert await monitor.flush(5.0)
-        await wait_for(lambda: all(worker.stage.baseline(a) is not None for a in monitors))
+        await wait_for(lambda: all(a in worker.stage.engine.baselines for a in monitors))
         http = await stack.enter_async_context(aiohttp.ClientSession(headers=auth))
 
         status, doc = await post(http, f"{url}/fleets/alpah/halt", actor="oncall", reason="x")

@@ -92,7 +92,7 @@ async def test_a_batch_cancelled_while_its_anomaly_waits_loses_nothing(
         await wait_for(lambda: first.stage.interrupted is not None, timeout=10)
         reason = first.stage.interrupted or ""
         assert f"{settings.topic('actions')}[" in reason and "(cancelled)" in reason
-        assert first.stage.flush() == 0  # nothing more is written, at revocation neither
+        assert await first.stage.flush() == 0  # nothing more is written, at revocation neither
     # and the worker stops (its last commit is refused)
     await restart_finds_everything(settings, tmp_path / "w2")
 

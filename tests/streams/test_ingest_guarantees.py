@@ -228,7 +228,7 @@ async def test_an_event_whose_processing_raises_is_dead_lettered_and_ingest_goes
     settings: Settings,
 ) -> None:
     worker = create_app(settings)
-    engine = worker.stage.engine
+    engine = worker.stage.engine.engine  # in the worker's process (the settings fixture)
     process = engine.process
 
     def buggy(event: Any) -> Any:

@@ -11,6 +11,7 @@ from faust.types import TP
 from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.streams.deadletter import DeadLetters
+from agentwatch.streams.engine_host import LocalEngine
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.offset_gaps import OffsetGaps
 from agentwatch.streams.stage import BaselineStage
@@ -108,7 +109,7 @@ def _stage() -> BaselineStage:
     metrics = WorkerMetrics()
     return BaselineStage(
         settings=Settings(),
-        engine=Engine(),
+        engine=LocalEngine(Engine()),
         table={},
         deadletters=DeadLetters(topic=None, metrics=metrics, max_bytes=1000),
         anomalies=None,
@@ -171,7 +172,7 @@ async def test_more_holes_within_the_log_interval_are_counted_and_summed_into_on
 async def test_a_revoked_partition_starts_again_wherever_it_is_read_next() -> None:
     stage = _stage()
     await stage.process_batch(_batch(P0, [3, 4]) + _batch(P1, [7], agent="b1"))
-    stage.on_revoked([0])  # another worker reads partition 0 meanwhile, up to offset 99
+    await stage.on_revoked([0])  # another worker reads partition 0 meanwhile, up to offset 99
     await stage.process_batch(_batch(P0, [100, 101]) + _batch(P1, [8], agent="b1"))
     assert _counted(stage) == (0, 0)
     await stage.process_batch(_batch(P1, [10], agent="b1"))

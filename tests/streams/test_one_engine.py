@@ -20,8 +20,9 @@ from agentwatch.streams.runner import running_app
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("engine_process", ["off", "on"])
 async def test_live_worker_and_backtest_produce_identical_anomalies(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, engine_process: str
 ) -> None:
     sim = Simulation(SimConfig(agents=30, minutes=45, seed=11))
     events_path = tmp_path / "events.jsonl"
@@ -30,7 +31,8 @@ async def test_live_worker_and_backtest_produce_identical_anomalies(
     assert offline, "the scenario must produce anomalies for the comparison to mean anything"
 
     # One partition: the worker sees the file's order, as the backtest does.
-    live_settings = settings.replace(topic_partitions=1)
+    # The engine in the worker's process, or in one of its own (engine_process).
+    live_settings = settings.replace(topic_partitions=1, engine_process=engine_process)
     worker = create_app(live_settings)
     lines = events_path.read_bytes().splitlines()
     async with running_app(worker):
@@ -44,7 +46,8 @@ async def test_live_worker_and_backtest_produce_identical_anomalies(
         finally:
             await producer.stop()
         deadline = time.monotonic() + 120
-        while sum(b.count for b in worker.stage.engine.baselines.values()) < len(lines):
+        roster = worker.stage.engine.roster
+        while sum(count for _, count in (await roster()).values()) < len(lines):
             assert time.monotonic() < deadline, "worker did not process every event"
             await asyncio.sleep(0.1)
 

@@ -189,7 +189,7 @@ async def test_restart_recovers_baselines_from_changelog(
     second = settings.replace(store=store, data_dir=tmp_path / "w2")
     restarted = create_app(second)
     async with running_app(restarted):
-        recovered = {a: restarted.stage.baseline(a) for a in before}
+        recovered = {a: await restarted.stage.baseline(a) for a in before}
         assert all(b is not None for b in recovered.values())
         assert {a: b.to_bytes() for a, b in recovered.items() if b} == before
         # and it keeps counting from there, without re-counting the old events
@@ -231,6 +231,6 @@ async def test_a_changelog_written_in_batches_is_recovered_to_its_last_record(
     second = settings.replace(data_dir=tmp_path / "w2")
     restarted = create_app(second)
     async with running_app(restarted):
-        recovered = {a: restarted.stage.baseline(a) for a in agents}
+        recovered = {a: await restarted.stage.baseline(a) for a in agents}
         assert sorted(a for a, b in recovered.items() if b is None) == []
         assert {a: b.to_bytes() for a, b in recovered.items() if b} == before

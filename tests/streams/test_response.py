@@ -194,7 +194,7 @@ async def test_on_call_halts_revokes_and_restores_an_sdk_agent(
 
             assert await search("x") == "x"
             assert await monitor.flush(5.0)  # the worker knows an agent once it saw an event
-            await wait_for(lambda: worker.stage.baseline("sdk-1") is not None)
+            await wait_for(lambda: "sdk-1" in worker.stage.engine.baselines)
 
             async def post(path: str, **body: Any) -> dict[str, Any]:
                 async with http.post(f"{url}{path}", json={"actor": "alice", **body}) as r:

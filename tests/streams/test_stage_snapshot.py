@@ -17,6 +17,7 @@ from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.schemas import ActionEvent
 from agentwatch.streams import stage as stage_module
+from agentwatch.streams.engine_host import LocalEngine
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import SNAPSHOT_SLICE, BaselineStage, decode_state
 
@@ -81,7 +82,7 @@ def make_stage(tmp_path: Path, backlog: list[int]) -> tuple[BaselineStage, Table
     table = Table()
     stage = BaselineStage(
         settings=Settings(data_dir=tmp_path),  # type: ignore[arg-type]
-        engine=Engine(None),
+        engine=LocalEngine(Engine(None)),
         table=table,
         deadletters=None,  # type: ignore[arg-type]  # no record of these tests is rejected
         anomalies=None,
@@ -160,10 +161,10 @@ async def test_flush_writes_the_unwritten_snapshot_and_the_changes_since(
     stage.snapshot()  # a commit that committed nothing leaves it unwritten
     await stage.process_batch(offsets.events(["b", "c"]))
     assert stage.pending == 3
-    assert stage.flush() == 3  # on revocation: everything, at once
+    assert await stage.flush() == 3  # on revocation: everything, at once
     assert sorted(table.writes) == [b"a", b"b", b"c"]
     assert decode_state(table[b"b"])[1].count == 2
-    assert stage.pending == 0 and stage.flush() == 0
+    assert stage.pending == 0 and await stage.flush() == 0
 
 
 async def test_a_batch_stopped_half_done_stops_every_later_state_write(tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ async def test_a_batch_stopped_half_done_stops_every_later_state_write(tmp_path:
     assert all(e.acked for e in events)
     assert stage.snapshot() == 0
     assert await stage.write_snapshot() == 0
-    assert stage.flush() == 0
+    assert await stage.flush() == 0
     assert table == {}
 
 

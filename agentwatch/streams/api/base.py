@@ -166,15 +166,15 @@ class ApiBase:
 
     # -- agent rows ------------------------------------------------------------------------
 
-    def local_rows(self) -> list[dict[str, Any]]:
+    async def local_rows(self) -> list[dict[str, Any]]:
         """The agents whose baselines this worker holds, plus every control state if it runs
         the responder."""
         rows: dict[str, dict[str, Any]] = {}
-        for agent_id, baseline in list(self.stage.engine.baselines.items()):
+        for agent_id, (fleet, count) in (await self.stage.engine.roster()).items():
             rows[agent_id] = {
                 "agent_id": agent_id,
-                "fleet": baseline.fleet,
-                "events": baseline.count,
+                "fleet": fleet,
+                "events": count,
                 "halted": None,
                 "revoked": None,
             }
@@ -212,7 +212,7 @@ class ApiBase:
         answers = await asyncio.gather(
             *(self.peer_rows(call, peer) for peer in others), return_exceptions=True
         )
-        parts, unreachable, responder = [self.local_rows()], [], self.response.owns()
+        parts, unreachable, responder = [await self.local_rows()], [], self.response.owns()
         for peer, answer in zip(others, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.warning("control API: worker %s did not list its agents: %r", peer, answer)
@@ -235,7 +235,7 @@ class ApiBase:
         except KeyError:  # no assignment yet
             return None
         if self.is_self(dest):
-            return self.stage.baseline(agent_id) is not None
+            return await self.stage.baseline(agent_id) is not None
         url = dest.with_path(f"/agents/{agent_id}")
         headers = {"Authorization": call.authorization}
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)

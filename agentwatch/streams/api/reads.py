@@ -29,7 +29,7 @@ class ReadEndpoints(ApiBase):
     async def list_agents(self, call: Call) -> Answer:
         """``GET /agents[?fleet=F]`` (``?local=true``: this worker's own rows)."""
         if call.query.get("local") in ("1", "true"):
-            return Answer({"agents": self.local_rows(), "responder": self.response.owns()})
+            return Answer({"agents": await self.local_rows(), "responder": self.response.owns()})
         rows, unreachable = await self.all_rows(call)
         fleet = call.query.get("fleet")
         if fleet is not None:
@@ -48,7 +48,7 @@ class ReadEndpoints(ApiBase):
             return Answer.problem(503, "worker starting or rebalancing; retry shortly")
         if not self.is_self(dest):  # the baseline lives elsewhere: that worker answers
             return await self.forward(call, dest)
-        baseline = self.stage.baseline(agent_id)
+        baseline = await self.stage.baseline(agent_id)
         control = await self.response_part(call, agent_id)
         if baseline is None and not control.get("control"):
             return Answer.problem(404, f"unknown agent {agent_id!r}")
