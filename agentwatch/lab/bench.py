@@ -159,6 +159,20 @@ async def _receive(conn: Connection, proc: Any, within_s: float, what: str) -> A
     return conn.recv()
 
 
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """A process's peak resident memory (``VmHWM``) in MB; None without one (or no /proc)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None
+
+
 def _per_event(marks: list[tuple[float, float, float]], which: int, events: int) -> float | None:
     """CPU µs per event between the first and the last event of the drain (None: unknown)."""
     if len(marks) < 2 or events < 2:
@@ -200,6 +214,7 @@ async def _bench(
         # (and the engine's process, with engine_process on)
         cpu_marks: list[tuple[float, float, float]] = []
         engine = worker_app.stage.engine
+        engine_rss_mb: float | None = None
 
         def cpu_now() -> tuple[float, float, float]:
             child = getattr(engine, "pid", None)
@@ -266,6 +281,7 @@ async def _bench(
                         await asyncio.sleep(0.01)
                 held = await engine.roster()
                 values = await engine.encode([(a, 0, None) for a in held])
+                engine_rss_mb = _peak_rss_mb(getattr(engine, "pid", None))
                 sizes = [len(v) for v in values.values()]
         finally:
             generator.join(timeout=10)
@@ -309,6 +325,8 @@ async def _bench(
         "gc_full_collections": full.count,
         "gc_full_max_ms": round(full.max_s * 1000.0, 1),
         "rss_mb": round(rss_peak_mb, 1),
+        # the engine's own process (engine_process on), its peak; None: in the worker's
+        "engine_rss_mb": engine_rss_mb,
         "bytes_per_agent": round(sum(sizes) / len(sizes), 1) if sizes else None,
         "max_bytes_per_agent": max(sizes) if sizes else None,
     }

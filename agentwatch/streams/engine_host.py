@@ -22,8 +22,9 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Protocol
 
 from agentwatch.detectors.baseline import AgentBaseline
@@ -65,8 +66,11 @@ class EngineHost(Protocol):
         """Fold one batch's events in, in order (``raws``: their records), after the states
         loaded since the batch before."""
 
-    async def encode(self, items: Sequence[tuple[str, int, Origins | None]]) -> dict[str, bytes]:
-        """The table values of ``(agent, offset, origins)``, for the agents held."""
+    def encode(
+        self, items: Sequence[tuple[str, int, Origins | None]]
+    ) -> Awaitable[dict[str, bytes]]:
+        """The table values of ``(agent, offset, origins)``, for the agents held, as they
+        stand when this is called (after every batch handed over before it)."""
 
     def evict(self, agent_ids: set[str]) -> None:
         """Forget the agents' state (their partitions moved away)."""
@@ -177,8 +181,12 @@ class LocalEngine:
     async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
         return fold_events(self.engine, events, self._errors)
 
-    async def encode(self, items: Sequence[tuple[str, int, Origins | None]]) -> dict[str, bytes]:
-        return encode_held(self.engine, items)
+    def encode(
+        self, items: Sequence[tuple[str, int, Origins | None]]
+    ) -> Awaitable[dict[str, bytes]]:
+        done: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
+        done.set_result(encode_held(self.engine, items))  # now, before the next batch folds
+        return done
 
     def evict(self, agent_ids: set[str]) -> None:
         self.engine.evict(agent_ids)

@@ -34,7 +34,7 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, BinaryIO
 
 from agentwatch.detectors.baseline import AgentBaseline
@@ -289,7 +289,10 @@ class EngineProcess:
             await self.start()
         future = self._send(kind, *args)
         assert self._proc is not None and self._proc.stdin is not None
-        await self._proc.stdin.drain()
+        try:
+            await self._proc.stdin.drain()
+        except ConnectionError:  # the child is gone: the reader fails the future, saying how
+            log.debug("the engine's process closed its input")
         return await future
 
     def _post(self, kind: str, *args: Any) -> None:
@@ -319,9 +322,10 @@ class EngineProcess:
         result: Fold = await self._call("fold", pending, raws)
         return result
 
-    async def encode(self, items: Sequence[tuple[str, int, Origins | None]]) -> dict[str, bytes]:
-        result: dict[str, bytes] = await self._call("encode", list(items))
-        return result
+    def encode(
+        self, items: Sequence[tuple[str, int, Origins | None]]
+    ) -> Awaitable[dict[str, bytes]]:
+        return self._send("encode", list(items))  # sent now: in order with the batches
 
     def evict(self, agent_ids: set[str]) -> None:
         self._held -= agent_ids

@@ -46,7 +46,7 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -554,10 +554,12 @@ class BaselineStage:
             try:
                 started = time.perf_counter()
                 agents = list(itertools.islice(self._snapshot, SNAPSHOT_SLICE))
-                written += await self._write({a: self._snapshot.pop(a) for a in agents})
-                busy += time.perf_counter() - started
+                slice_ = {a: self._snapshot.pop(a) for a in agents}
+                pending = self._encode(slice_)  # the state of whole batches, asked for now
             finally:
                 self.release_commit()
+            written += await self._store(slice_, pending)  # an engine process encodes it
+            busy += time.perf_counter() - started
             await asyncio.sleep(0)  # a batch waiting to start runs now
         if written:
             self.metrics.flush_seconds.observe(busy)
@@ -578,13 +580,27 @@ class BaselineStage:
 
     async def _write(self, agents: dict[str, Any]) -> int:
         """Write each agent's current state to the table (as its last event ``agents`` maps
-        it to); return how many: none after an interrupted batch (see :meth:`_interrupt`),
-        the one guard every state write passes."""
+        it to); return how many."""
+        return await self._store(agents, self._encode(agents))
+
+    def _encode(self, agents: dict[str, Any]) -> Awaitable[dict[str, bytes]] | None:
+        """Ask the engine for the agents' table values as they stand now (an engine process
+        answers after every batch handed over before, whatever is handed over after);
+        ``None`` when there is nothing to write or nothing may be written
+        (:meth:`_interrupt`)."""
         if self.interrupted is not None or not agents:
+            return None
+        offsets, origins = self._offsets, self._origins
+        return self.engine.encode([(a, offsets[a], origins.get(a)) for a in agents if a in offsets])
+
+    async def _store(
+        self, agents: dict[str, Any], pending: Awaitable[dict[str, bytes]] | None
+    ) -> int:
+        """Write the values :meth:`_encode` asked for to the table; how many: none after an
+        interrupted batch (see :meth:`_interrupt`), the one guard every state write passes."""
+        if pending is None:
             return 0
-        values = await self.engine.encode(
-            [(a, self._offsets[a], self._origins.get(a)) for a in agents if a in self._offsets]
-        )
+        values = await pending
         if self.interrupted is not None:
             return 0
         table = self.table

@@ -166,6 +166,7 @@ async def test_the_childs_death_stops_ingest_uncommitted_and_a_restart_folds_onc
         await produce(settings, [encoded(event(i, agent="k1")) for i in range(20, 30)])
         await _until(lambda: worker.stage.interrupted is not None)
         assert "exited (code -9)" in worker.stage.interrupted
+        await _until(lambda: bool(worker.app.crashed))  # its next commit stops it
     # a new worker of the same group: the 20 committed events come back from the table, the
     # 10 after the last commit are read again and folded once
     again = create_app(one.replace(data_dir=tmp_path / "b"))
