@@ -7,8 +7,10 @@ produces ``events`` events for ``agents`` agents as fast as it can, and each wor
 events it folds. The window runs from the first event folded (by any worker) to the last; the
 figures are total events/s over the window, each worker's share and events/s, and the CPU time
 every process spent in the window (``/proc/<pid>/stat``: user + system): the broker, the
-producer (this process) and each worker, as a percentage of one core, beside the whole host's
-busy time (``/proc/stat``) and what other processes took of it (``others``: a shared host).
+producer (this process), each worker and each worker's engine process (``engine_cpu_pct``,
+``engines``; ``None`` and 0 with the engine inside the worker), as a percentage of one core,
+beside the whole host's busy time (``/proc/stat``) and what other processes took of it
+(``others``: a shared host).
 
 On a host with fewer cores than workers + broker + producer, the workers compete with the
 broker and the producer: the CPU split shows where the cores went.
@@ -34,7 +36,7 @@ import uvloop
 from agentwatch.config import Settings
 from agentwatch.kafka_security import PLAINTEXT
 from agentwatch.lab.bench import _payloads, _produce
-from agentwatch.lab.cpu import cpu_seconds, host_cpu
+from agentwatch.lab.cpu import child_pids, cpu_seconds, host_cpu
 from agentwatch.schemas.signing import ensure_key_pair
 from agentwatch.streams.broker import EmbeddedBroker
 from agentwatch.streams.runner import EMBEDDED_OVERRIDES
@@ -47,6 +49,19 @@ log = logging.getLogger(__name__)
 # per worker, in its row of the shared array
 _FOLDED, _FIRST, _LAST, _PARTITIONS, _READY, _FAILED = range(6)
 _ROW = 6
+
+
+def _engines(pid: int) -> list[int]:
+    """The engine processes (``agentwatch.streams.engine_process``) a worker started."""
+    found = []
+    for child in child_pids(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if b"agentwatch.streams.engine_process" in command:
+            found.append(child)
+    return found
 
 
 def _settings(base: dict[str, Any], index: int) -> Settings:
@@ -165,6 +180,8 @@ def _bench(workers: int, events: int, agents: int, partitions: int) -> dict[str,
             payloads = _payloads(events, agents, seed=1, start=datetime(2026, 1, 1, tzinfo=UTC))
             pids = {"broker": broker.pid, "producer": os.getpid()}
             pids.update({f"worker-{k}": p.pid for k, p in enumerate(procs)})
+            for k, proc in enumerate(procs):  # its engine's own process (engine_process on)
+                pids.update({f"engine-{k}": c for c in _engines(proc.pid or 0)[:1]})
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
             host0 = host_cpu()
             wall0 = time.monotonic()
@@ -201,14 +218,20 @@ def _bench(workers: int, events: int, agents: int, partitions: int) -> dict[str,
                 "events": int(r[_FOLDED]),
                 "events_per_s": round(r[_FOLDED] / own, 1) if own > 0 else None,
                 "cpu_pct": round(100.0 * (cpu1[f"worker-{k}"] - cpu0[f"worker-{k}"]) / wall, 1),
+                "engine_cpu_pct": (
+                    round(100.0 * (cpu1[f"engine-{k}"] - cpu0[f"engine-{k}"]) / wall, 1)
+                    if f"engine-{k}" in cpu1
+                    else None
+                ),
             }
         )
     cpu = {
         name: round(100.0 * (cpu1[name] - cpu0[name]) / wall, 1)
         for name in cpu1
-        if not name.startswith("worker-")
+        if not name.startswith(("worker-", "engine-"))
     }
     cpu["workers"] = round(sum(w["cpu_pct"] for w in per_worker), 1)
+    cpu["engines"] = round(sum(w["engine_cpu_pct"] or 0.0 for w in per_worker), 1)
     cpu["total"] = round(sum(100.0 * (cpu1[n] - cpu0[n]) / wall for n in cpu1), 1)
     # the whole host in the same window: what other processes took, and what stayed idle
     busy, total = host1[0] - host0[0], host1[1] - host0[1]

@@ -268,6 +268,10 @@ class EngineProcess:
             if self._gone is None:
                 self._gone = f"the engine's process exited (code {code})"
                 log.error("%s; the worker stops, and the next start folds again", self._gone)
+        except Exception as exc:  # a frame that does not load: nothing after it can be trusted
+            self._gone = f"the engine's process sent what does not load ({escape(repr(exc), 200)})"
+            log.error("%s; it is stopped, the worker stops, the next start folds again", self._gone)
+            proc.kill()
         finally:
             waiting, self._waiting = self._waiting, {}
             for future in waiting.values():

@@ -260,6 +260,19 @@ class BaselineStage:
         for fevent in events:  # faust's stop waits for them; no commit can follow any more
             fevent.ack()
 
+    def _state_lost(self, exc: BaseException) -> None:
+        """The engine cannot give the state to write (its process is gone): as after a
+        half-done batch, nothing more is written or committed, and the next start reads every
+        event since the last commit again."""
+        if self.interrupted is not None:
+            return
+        self.interrupted = f"the state to write is lost ({escape(repr(exc), 300)})"
+        log.error(
+            "%s: no state is written and no offset committed from now on; the next start "
+            "reads every event since the last commit again",
+            self.interrupted,
+        )
+
     async def hold_for_commit(self) -> None:
         """Wait until no batch is in progress, and start none until :meth:`release_commit`.
 
@@ -591,7 +604,13 @@ class BaselineStage:
         if self.interrupted is not None or not agents:
             return None
         offsets, origins = self._offsets, self._origins
-        return self.engine.encode([(a, offsets[a], origins.get(a)) for a in agents if a in offsets])
+        try:
+            return self.engine.encode(
+                [(a, offsets[a], origins.get(a)) for a in agents if a in offsets]
+            )
+        except Exception as exc:  # an engine process that is gone
+            self._state_lost(exc)
+            return None
 
     async def _store(
         self, agents: dict[str, Any], pending: Awaitable[dict[str, bytes]] | None
@@ -600,7 +619,11 @@ class BaselineStage:
         interrupted batch (see :meth:`_interrupt`), the one guard every state write passes."""
         if pending is None:
             return 0
-        values = await pending
+        try:
+            values = await pending
+        except Exception as exc:  # an engine process that died meanwhile
+            self._state_lost(exc)
+            return 0
         if self.interrupted is not None:
             return 0
         table = self.table

@@ -382,6 +382,15 @@ class _Consumer(driver.Consumer):  # type: ignore[misc]
             log.error("not committing offsets: %s", problem)
             await self.crash(problem)
             return False
+        # a batch stopped half done, or the state lost, after the commit began: the snapshot
+        # was not (all) written, so its offsets would run ahead of the stored state
+        barrier: CommitBarrier | None = getattr(self.app, "commit_barrier", None)
+        interrupted = barrier.interrupted if barrier is not None else None
+        if interrupted is not None:
+            if not self.app.should_stop:
+                log.error("not committing offsets: %s", interrupted)
+                await self.crash(UnacknowledgedRecordError(interrupted))
+            return False
         return bool(await super()._commit(offsets))
 
     async def _handle_attached(self, commit_offsets: Any) -> None:

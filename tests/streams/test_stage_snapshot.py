@@ -18,6 +18,7 @@ from agentwatch.detectors.engine import Engine
 from agentwatch.schemas import ActionEvent
 from agentwatch.streams import stage as stage_module
 from agentwatch.streams.engine_host import LocalEngine
+from agentwatch.streams.engine_process import EngineProcessExited
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import SNAPSHOT_SLICE, BaselineStage, decode_state
 
@@ -208,3 +209,21 @@ async def test_each_snapshot_write_is_reported_with_its_span_and_size(tmp_path: 
     assert len(reports) == 1
     start, end, written = reports[0]
     assert before <= start <= end <= time.monotonic() and written == len(AGENTS)
+
+
+class _GoneEngine(LocalEngine):
+    """An engine whose process died after the batches: it cannot give the state to write."""
+
+    def encode(self, items: Any) -> Any:
+        raise EngineProcessExited("the engine's process exited (code -9)")
+
+
+async def test_state_the_engine_cannot_give_is_never_committed_past(tmp_path: Path) -> None:
+    stage, table = make_stage(tmp_path, [0])
+    stage.engine = _GoneEngine(Engine(None))
+    await stage.process_batch(Offsets().events(["a", "b"]))
+    assert stage.snapshot() == 2
+    assert await stage.write_snapshot() == 0 and table == {}
+    # the commit that began with this snapshot must not commit its offsets (transport._commit)
+    assert stage.interrupted is not None and "exited (code -9)" in stage.interrupted
+    assert await stage.flush() == 0

@@ -25,6 +25,7 @@ from agentwatch.streams.stage import decode_state, home_partition
 from agentwatch.streams.transport import (
     AckedFlushProducer,
     UnacknowledgedRecordError,
+    _Consumer,
     _ConsumerThread,
 )
 from tests.streams.test_pipeline import encoded, event, produce, wait_for
@@ -249,3 +250,28 @@ async def test_a_commit_stores_no_event_whose_anomaly_is_not_acknowledged(
         await wait_for(lambda: worker.table.get(b"slow-1") is not None, timeout=10)
         _, baseline, _ = decode_state(worker.table.get(b"slow-1"))
         assert baseline.count == 1
+
+
+async def test_a_commit_whose_snapshot_was_cut_short_commits_nothing() -> None:
+    """The stage was interrupted after the commit began (its snapshot not all written): the
+    offsets chosen for it would run ahead of the stored state, so none is committed and the
+    worker stops (the next start reads those events again)."""
+    crashed: list[BaseException] = []
+
+    class _Barrier:
+        interrupted = "the state to write is lost (EngineProcessExited(...))"
+
+    class _App:
+        producer = None
+        commit_barrier = _Barrier()
+        should_stop = False
+
+    class _Self:
+        app = _App()
+
+        async def crash(self, exc: BaseException) -> None:
+            crashed.append(exc)
+
+    assert await _Consumer._commit(_Self(), {"tp": 5}) is False  # type: ignore[arg-type]
+    assert len(crashed) == 1 and isinstance(crashed[0], UnacknowledgedRecordError)
+    assert "the state to write is lost" in str(crashed[0])
