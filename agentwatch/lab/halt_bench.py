@@ -90,7 +90,7 @@ async def _trial(
     await producer.flush()
     deadline = time.monotonic() + 60
     while True:
-        baseline = worker.stage.engine.baselines.get(agent)
+        baseline = await worker.stage.baseline(agent)  # the engine may run in its own process
         if baseline is not None and baseline.count >= HISTORY_EVENTS:
             break
         if time.monotonic() > deadline:

@@ -106,3 +106,15 @@ def test_rounds_without_a_baseline_give_medians_only() -> None:
 def test_rounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="rounds must be at least 1"):
         run_bench(rounds=0)
+
+
+@pytest.mark.integration
+def test_halt_trials_time_each_runaway_from_its_offending_event_to_its_halt() -> None:
+    done = CliRunner().invoke(app, ["bench", "--halt-trials", "3", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output.strip().splitlines()[-1])
+    assert result["halt_trials"] == 3
+    assert 0 < result["halt_min_ms"] <= result["halt_p50_ms"] <= result["halt_max_ms"]
+    # the halt's hops (detection, responder, control topic, the SDK's apply) add up to it
+    for hop in ("detect", "respond", "deliver", "act"):
+        assert result[f"{hop}_p50_ms"] >= 0
