@@ -29,19 +29,10 @@ from agentwatch.streams.engine_host import fold_events
 from agentwatch.streams.engine_process import EngineProcess, EngineProcessExited
 from agentwatch.streams.runner import running_app
 from agentwatch.streams.state_codec import encode_state
+from tests.streams.test_broker import _alive
 from tests.streams.test_pipeline import encoded, event, produce
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not reaped by its parent) counts as gone
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
