@@ -58,9 +58,10 @@ class EngineHost(Protocol):
     def agents(self) -> int:
         """How many agents' state the engine holds."""
 
-    def load(self, agent_id: str, value: bytes) -> tuple[int, Origins]:
+    def load(self, agent_id: str, value: bytes | None) -> tuple[int, Origins]:
         """Put an agent's stored state (a table value) into the engine; its offset and
-        origins."""
+        origins. ``None``: nothing is stored (a new agent). Either way the agent is held
+        from now on, so its other events in the batch do not read the table again."""
 
     async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
         """Fold one batch's events in, in order (``raws``: their records), after the states
@@ -167,18 +168,24 @@ class LocalEngine:
         self.baselines = engine.baselines
         self.states = engine.states
         self._errors: set[str] = set()
+        #: new agents loaded (nothing stored) whose first events are not folded yet
+        self._new: set[str] = set()
 
     def holds(self, agent_id: str) -> bool:
-        return agent_id in self.engine.baselines
+        return agent_id in self.engine.baselines or agent_id in self._new
 
     @property
     def agents(self) -> int:
         return len(self.engine.baselines)
 
-    def load(self, agent_id: str, value: bytes) -> tuple[int, Origins]:
+    def load(self, agent_id: str, value: bytes | None) -> tuple[int, Origins]:
+        if value is None:
+            self._new.add(agent_id)
+            return -1, {}
         return load_state(self.engine, agent_id, value)
 
     async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
+        self._new.clear()  # folded now: held by the engine (or read again, had all failed)
         return fold_events(self.engine, events, self._errors)
 
     def encode(
@@ -189,6 +196,7 @@ class LocalEngine:
         return done
 
     def evict(self, agent_ids: set[str]) -> None:
+        self._new -= agent_ids
         self.engine.evict(agent_ids)
 
     async def baseline(self, agent_id: str) -> AgentBaseline | None:

@@ -313,15 +313,16 @@ class EngineProcess:
     def agents(self) -> int:
         return len(self._held)
 
-    def load(self, agent_id: str, value: bytes) -> tuple[int, Origins]:
+    def load(self, agent_id: str, value: bytes | None) -> tuple[int, Origins]:
+        if value is None:
+            self._held.add(agent_id)  # new: the child starts its state with its first event
+            return -1, {}
         offset, _, _, origins = decode_full_state(value)  # raises for a corrupt value here
         self._loads.append((agent_id, value))
+        self._held.add(agent_id)
         return offset, origins
 
     async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
-        held = self._held
-        for event in events:
-            held.add(event.agent_id)
         pending, self._loads = self._loads, []
         result: Fold = await self._call("fold", pending, raws)
         return result

@@ -527,8 +527,8 @@ class BaselineStage:
             value = self.table.get(agent_id.encode())
         finally:
             _current_event.reset(token)
+        offset, origins = self.engine.load(agent_id, value)  # held from now on, even if new
         if value is not None:
-            offset, origins = self.engine.load(agent_id, value)
             self._offsets[agent_id] = offset
             if origins:
                 self._origins[agent_id] = origins
