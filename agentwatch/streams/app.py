@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import time
@@ -41,6 +40,7 @@ from agentwatch.streams.engine_host import EngineHost, LocalEngine
 from agentwatch.streams.engine_process import EngineProcess
 from agentwatch.streams.fleets import FleetExchange
 from agentwatch.streams.health import Readiness, StageProbe
+from agentwatch.streams.heap import freeze_startup_heap
 from agentwatch.streams.http_auth import bearer_refusal
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.response import DeliveryStage, ResponseStage, TableLog
@@ -49,7 +49,7 @@ from agentwatch.streams.store import SCHEME as STORE_SCHEME
 from agentwatch.streams.topics import COMPACTED, TOPIC_NAMES
 from agentwatch.streams.transport import AgentwatchApp, FetchWait
 
-__all__ = ["WorkerApp", "create_app", "freeze_startup_heap"]
+__all__ = ["WorkerApp", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -317,24 +317,6 @@ def create_app(
     ).register()
     register_approvals(worker, signer, rules.approvals)
     return worker
-
-
-def freeze_startup_heap() -> int:
-    """Collect garbage, then exclude every object alive now from later garbage collections
-    (:func:`gc.freeze`); return how many were frozen (0: the heap was frozen before).
-
-    Called once the worker starts: the modules, classes, functions and app objects made by
-    then live as long as the process, yet each full collection walked them all. At 1,000
-    agents they were 190,000 of 275,000 tracked objects and a full collection, which holds
-    the event loop and so every event in flight, took 130-165 ms; 45-65 ms after the freeze.
-    Once per process (a second worker in the same process, e.g. in tests, does not freeze
-    again).
-    """
-    if gc.get_freeze_count():
-        return 0
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def _cut_batch_short(app: Any, stage: BaselineStage) -> None:

@@ -29,6 +29,7 @@ validated objects); the schema is the same code in both, so the events are the s
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import pickle
@@ -50,6 +51,7 @@ from agentwatch.streams.engine_host import (
     load_state,
     roster_of,
 )
+from agentwatch.streams.heap import freeze_startup_heap
 from agentwatch.streams.state_codec import Origins, decode_full_state
 
 __all__ = ["EngineProcess", "EngineProcessExited", "serve"]
@@ -113,6 +115,10 @@ class _Child:
     def expire(self, now: float) -> None:
         self.engine.expire(now)
 
+    def frozen(self) -> int:
+        """How many objects the start-up freeze keeps out of full collections."""
+        return gc.get_freeze_count()
+
 
 def _read(stream: BinaryIO) -> Any:
     head = stream.read(_FRAME.size)
@@ -136,6 +142,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> int:
         return 0
     rules, max_event_bytes, worker_id, fleet_ttl_s = init
     child = _Child(Engine(rules, worker_id=worker_id, fleet_ttl_s=fleet_ttl_s), max_event_bytes)
+    freeze_startup_heap()  # a full collection holds the batch being folded: keep it short
     while True:
         request = _read(requests)
         if request is None:

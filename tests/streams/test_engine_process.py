@@ -71,6 +71,8 @@ async def test_the_child_folds_a_trace_as_the_engine_does_in_process(tmp_path: P
         for agent in agents:
             assert values[agent] == encode_state(7, local.baselines[agent], local.states[agent])
         assert (await child.roster())[agents[0]][1] == local.baselines[agents[0]].count
+        # its start-up heap (modules, rules) is kept out of full collections, as the worker's
+        assert await child._call("frozen") > 10_000
     finally:
         await child.stop()
     assert child.pid is not None and not _alive(child.pid)

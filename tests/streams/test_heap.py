@@ -1,10 +1,10 @@
-"""The worker app's process-wide tuning: the start-up heap kept out of full collections."""
+"""The start-up heap kept out of full collections, in the worker and in its engine's process."""
 
 from __future__ import annotations
 
 import gc
 
-from agentwatch.streams.app import freeze_startup_heap
+from agentwatch.streams.heap import freeze_startup_heap
 
 
 def test_the_start_up_heap_is_frozen_once_per_process() -> None:
