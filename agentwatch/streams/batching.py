@@ -14,13 +14,6 @@ consumer hands the stream what one fetch returned in one burst, so a pause means
 in. A busy worker then folds each fetch as it lands instead of holding it for the rest of a
 50 ms window (issue 13: that wait was the largest part of the median, 30-40 ms of ~80), while
 a backlog still fills whole batches (``max_`` events arrive without a pause).
-
-The window runs from when the stream handed the first event over, even if it then waited for
-the batch before to be handled: an event that waited 40 ms behind a batch waits 10 ms more
-of a 50 ms window, not 50. Counted from the end of the batch before, every batch of a busy
-worker cost its handling time plus a whole window, and a worker offered 2,000 events/s went
-round in 75-100 ms cycles of about 130 events, slower than they came, until a backlog built
-up (`bench`, phase 2).
 """
 
 from __future__ import annotations
@@ -68,7 +61,6 @@ async def _take_batches(  # faust's take_events, with a window read per batch
         # the stream is consumed passively (below); this processor fills the buffer
         nonlocal buffer_consuming
         try:
-            came = asyncio.get_running_loop().time()  # handed over, if only behind a batch
             if buffer_consuming is not None:
                 try:
                     await buffer_consuming
@@ -76,7 +68,7 @@ async def _take_batches(  # faust's take_events, with a window read per batch
                     buffer_consuming = None
             buffer.append(value)
             if len(buffer) == 1:
-                started_at[0] = came
+                started_at[0] = asyncio.get_running_loop().time()
                 buffer_started.set()
             event = stream.current_event
             if event is None:

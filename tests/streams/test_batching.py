@@ -136,37 +136,3 @@ def test_a_full_batch_is_cut_at_once_and_the_rest_waits_for_the_next() -> None:
         _collect(quiet=0.02, within=10.0, bursts=[[1, 2, 3, 4, 5, 6, 7]], gap=0.0, max_=3)
     )
     assert batches == [[1, 2, 3], [4, 5, 6], [7]]
-
-
-def test_the_window_counts_the_wait_behind_the_batch_before() -> None:
-    """A 0.5 s window, no quiet cut, and a batch whose handling takes 0.4 s: an event handed
-    over 0.1 s into that handling is cut into its batch 0.5 s after it came, not 0.5 s after
-    the handling ended."""
-
-    async def run() -> list[tuple[list[int], float]]:
-        stream = FakeStream()
-        out: list[tuple[list[int], float]] = []
-        loop = asyncio.get_running_loop()
-
-        async def consume() -> None:
-            async for batch in take_batches(stream, 100, lambda: 0.5):
-                out.append(([value for _, value in batch], loop.time()))
-                if len(out) == 2:
-                    return
-                await asyncio.sleep(0.4)  # the first batch's handling
-
-        consumer = asyncio.create_task(consume())
-        stream.queue.put_nowait(1)
-        while not out:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.1)
-        came = loop.time()
-        stream.queue.put_nowait(2)
-        await asyncio.wait_for(consumer, 10)
-        await stream.close()
-        out.append(([], came))
-        return out
-
-    (first, _), (second, cut_at), (_, came) = asyncio.run(run())
-    assert (first, second) == ([1], [2])
-    assert 0.45 <= cut_at - came < 0.7  # 0.5 s after it came; from the handling's end: 0.8 s
