@@ -92,15 +92,15 @@ GAP_LOG_EVERY_S = 10.0
 #: holds the event loop ~5-10 ms (writing 1,000 agents at once held it 120-230 ms, the p99 of
 #: the latency benchmark).
 SNAPSHOT_SLICE = 50
+#: A commit's slices are spread over this share of ``commit_interval_s`` (1,000 agents, 2 s:
+#: a slice every 50 ms), not written back to back, which made the latency tail of the
+#: benchmark (``bench --events 60000``, five alternated pairs: p99 194-329 ms back to back,
+#: 147-230 ms spread; issue 13).
+SNAPSHOT_SPREAD = 0.5
 #: Before a slice, the commit waits (polling this often, at most BACKLOG_WAIT_S) until the
 #: producer's buffer holds at most SNAPSHOT_SLICE records: faust stops every stream while it
 #: holds more than 100 (``ProducerBuffer.wait_until_ebb``), which, when the embedded broker
 #: got one record per batch, stalled ingest for ~200 ms after each commit.
-#: A commit's slices are spread over this share of ``commit_interval_s`` (1,000 agents, 2 s:
-#: a slice every 50 ms). Written back to back, the 20 slices of 1,000 agents took 0.4-0.8 s,
-#: during which ingest folded half the events offered at 2,000 a second: the latency tail of
-#: the benchmark (p99 194-329 ms in five runs; spread, 147-230 ms; issue 13).
-SNAPSHOT_SPREAD = 0.5
 BACKLOG_POLL_S = 0.005
 BACKLOG_WAIT_S = 1.0
 

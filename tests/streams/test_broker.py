@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,18 +10,9 @@ import time
 import pytest
 
 from agentwatch.streams.broker import EmbeddedBroker, free_port, kafka_ready
+from tests.streams.fixtures import alive
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); treat it as gone
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] != "Z"
 
 
 def test_start_answer_and_stop() -> None:
@@ -31,9 +21,9 @@ def test_start_answer_and_stop() -> None:
         assert broker.host == "127.0.0.1"
         assert kafka_ready(broker.host, broker.port)
         pid = broker.pid
-        assert pid is not None and _alive(pid)
+        assert pid is not None and alive(pid)
     assert broker.pid is None
-    assert not _alive(pid)
+    assert not alive(pid)
     assert not kafka_ready("127.0.0.1", broker.port, timeout=0.2)
     broker.stop()  # idempotent
 
@@ -53,10 +43,10 @@ def test_broker_dies_with_a_killed_parent(tmp_path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child_pid = int(parent.stdout.readline())
-    assert _alive(child_pid)
+    assert alive(child_pid)
     parent.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only PR_SET_PDEATHSIG helps
     parent.wait()
     deadline = time.monotonic() + 5
-    while _alive(child_pid) and time.monotonic() < deadline:
+    while alive(child_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child_pid), "broker outlived its parent"
+    assert not alive(child_pid), "broker outlived its parent"

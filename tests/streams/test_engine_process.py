@@ -29,7 +29,7 @@ from agentwatch.streams.engine_host import fold_events
 from agentwatch.streams.engine_process import EngineProcess, EngineProcessExited
 from agentwatch.streams.runner import running_app
 from agentwatch.streams.state_codec import encode_state
-from tests.streams.test_broker import _alive
+from tests.streams.fixtures import alive
 from tests.streams.test_pipeline import encoded, event, produce
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ async def test_the_child_folds_a_trace_as_the_engine_does_in_process(tmp_path: P
         assert await child._call("frozen") > 10_000
     finally:
         await child.stop()
-    assert child.pid is not None and not _alive(child.pid)
+    assert child.pid is not None and not alive(child.pid)
 
 
 async def test_a_dead_child_fails_what_is_in_flight_and_everything_after() -> None:
@@ -107,11 +107,11 @@ def test_the_child_exits_when_its_worker_is_killed(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None
         pid = int(parent.stdout.readline())
-        assert _alive(pid)
+        assert alive(pid)
         parent.kill()  # SIGKILL: nothing of the worker runs any more
         parent.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the engine's process outlived its worker"
             time.sleep(0.05)
     finally:
@@ -136,7 +136,7 @@ async def test_a_restarted_worker_reads_back_what_the_childs_engine_stored(
         before = {a: (await worker.stage.engine.baseline(a)) for a in ("p0", "p1", "p2")}
         await asyncio.sleep(3 * settings.commit_interval_s)  # committed and written
     pid = worker.stage.engine.pid
-    assert pid is not None and not _alive(pid)  # stopped with its worker
+    assert pid is not None and not alive(pid)  # stopped with its worker
     second = settings.replace(engine_process="on", store="rocksdb", data_dir=tmp_path / "w2")
     restarted = create_app(second)
     async with running_app(restarted):

@@ -16,7 +16,7 @@ from agentwatch.streams.engine_process import EngineProcess
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import BaselineStage, decode_state
 from agentwatch.streams.state_codec import encode_state
-from tests.streams.test_stage_snapshot import Offsets, Table
+from tests.streams.fixtures import Offsets, Table
 
 
 class CountingTable(Table):

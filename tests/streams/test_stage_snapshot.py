@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,64 +20,7 @@ from agentwatch.streams.engine_host import LocalEngine
 from agentwatch.streams.engine_process import EngineProcessExited
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import SNAPSHOT_SLICE, BaselineStage, decode_state
-
-
-@dataclass(frozen=True)
-class Message:
-    """What the stage reads of a faust message."""
-
-    offset: int
-    value: bytes
-    key: bytes
-    partition: int = 0
-    topic: str = "agentwatch.actions"
-    headers: tuple[Any, ...] = ()
-
-    @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
-
-
-@dataclass
-class FaustEvent:
-    message: Message
-    acked: bool = False
-
-    def ack(self) -> bool:
-        self.acked = True
-        return True
-
-
-class Table(dict[bytes, bytes]):
-    """The baselines table: a dict that remembers the order of its writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.written_at: list[float] = []  # time.monotonic() of each write
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.writes.append(key)
-        self.written_at.append(time.monotonic())
-        super().__setitem__(key, value)
-
-
-class Offsets:
-    def __init__(self) -> None:
-        self.next = 0
-
-    def events(self, agents: list[str]) -> list[FaustEvent]:
-        out = []
-        for agent in agents:
-            doc = {
-                "event_id": f"e{self.next}",
-                "ts": "2026-01-01T00:00:00Z",
-                "agent_id": agent,
-                "action": "search",
-            }
-            out.append(FaustEvent(Message(self.next, json.dumps(doc).encode(), agent.encode())))
-            self.next += 1
-        return out
+from tests.streams.fixtures import Offsets, Table
 
 
 def make_stage(tmp_path: Path, backlog: list[int]) -> tuple[BaselineStage, Table]:
