@@ -205,7 +205,11 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_s: float = Field(3.0, gt=0)
     fetch_max_wait_ms: int = Field(
-        100, ge=1, le=10_000, description="longest a fetch waits for data (bounds latency)"
+        20,
+        ge=1,
+        le=10_000,
+        description="longest a busy worker's fetch waits for data; a broker that holds a "
+        "fetch for all of it (Tansu) adds up to this much to an event's latency",
     )
     fetch_idle_wait_ms: int = Field(
         10,

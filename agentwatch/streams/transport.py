@@ -193,13 +193,14 @@ class FetchWait:
     """The worker consumer's fetch wait, chosen from how busy the worker is (pure logic).
 
     A broker that holds a fetch until its wait expires (Tansu) adds up to one fetch wait to
-    every hop a halt takes through the worker (actions, then anomalies), while a short wait
-    costs a busy worker throughput (more, smaller fetches; the broker's CPU on a shared
-    host). So the worker fetches with ``idle_ms`` while it folds fewer than
-    ``busy_events_per_s`` events a second, and with ``busy_ms`` from that rate on; it goes
-    back to idle below half of it (hysteresis: no flapping around the threshold). A Kafka
-    broker answers a fetch as soon as data is there: the wait then only sets how often an
-    idle consumer asks.
+    every hop a halt takes through the worker (actions, then anomalies), and to every event
+    a busy worker fetches after it has caught up; a short wait means more fetches (the
+    broker's CPU on a shared host). So the worker fetches with ``idle_ms`` while it folds
+    fewer than ``busy_events_per_s`` events a second, and with ``busy_ms`` from that rate on;
+    it goes back to idle below half of it (hysteresis: no flapping around the threshold). A
+    worker with a backlog finds data at every fetch, whatever the wait. A Kafka broker
+    answers a fetch as soon as data is there: the wait then only sets how often an idle
+    consumer asks.
 
     Examples
     --------
@@ -436,7 +437,7 @@ class AgentwatchApp(faust.App):  # type: ignore[misc]
     def __init__(
         self,
         *args: Any,
-        fetch_max_wait_ms: int = 100,
+        fetch_max_wait_ms: int = 20,
         refetch_topics: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
