@@ -429,15 +429,16 @@ class _Transport(driver.Transport):  # type: ignore[misc]
 
 
 class AgentwatchApp(faust.App):  # type: ignore[misc]
-    """A :class:`faust.App` whose Kafka consumer uses ``fetch_max_wait_ms`` and whose producer
-    flush (before every offset commit) waits for every acknowledgement."""
+    """A :class:`faust.App` whose Kafka consumer uses ``fetch_max_wait_ms`` (the caller's
+    choice, from the settings: no default of its own) and whose producer flush (before
+    every offset commit) waits for every acknowledgement."""
 
     logger = _CHATTER
 
     def __init__(
         self,
         *args: Any,
-        fetch_max_wait_ms: int = 20,
+        fetch_max_wait_ms: int,
         refetch_topics: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
