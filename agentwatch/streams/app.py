@@ -330,6 +330,8 @@ def _cut_batch_short(app: Any, stage: BaselineStage) -> None:
         "(AGENTWATCH_STOP_GRACE_S); cancelling it, the next start reads its events again",
         app.stop_grace_s,
     )
+    if stage.cut_short():  # it finishes in the background: the agent waits for events
+        return
     agent = app.agents.get("baselines")
     for actor in getattr(agent, "_actors", ()):  # faust keeps no public view
         task = actor.actor_task
@@ -493,8 +495,7 @@ def _register_agents(worker: WorkerApp) -> None:
             await stage.engine.start()
             async for events in take_batches(stream, settings.batch_max, batch_window, quiet):
                 probe.begin()
-                await stage.process_batch(events)
-                probe.done(events)
+                await stage.process_batch(events, probe.done)  # done: maybe in the background
                 folded[0] += len(events)
         except asyncio.CancelledError:
             raise

@@ -50,6 +50,9 @@ class EngineHost(Protocol):
     rules: RuleSet | None
     #: the other workers' fleet summaries held (who published which fleet, and when)
     sync: FleetSync
+    #: whether the engine works beside the stage (its own process): the stage then checks
+    #: the next batch while the engine folds this one
+    apart: bool
 
     def holds(self, agent_id: str) -> bool:
         """Whether the agent's state is in the engine."""
@@ -63,9 +66,10 @@ class EngineHost(Protocol):
         origins. ``None``: nothing is stored (a new agent). Either way the agent is held
         from now on, so its other events in the batch do not read the table again."""
 
-    async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
+    def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Awaitable[Fold]:
         """Fold one batch's events in, in order (``raws``: their records), after the states
-        loaded since the batch before."""
+        loaded since the batch before; an engine apart has the batch when this returns, in
+        order with every load, fold and encode asked for before and after."""
 
     def encode(
         self, items: Sequence[tuple[str, int, Origins | None]]
@@ -159,6 +163,9 @@ class LocalEngine:
     engine
         The engine (its baselines, detector state and rules).
     """
+
+    #: every call is done when it returns: nothing to overlap
+    apart = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -188,6 +188,9 @@ class EngineProcess:
         The interpreter the child runs (the worker's).
     """
 
+    #: the stage checks the next batch while the child folds this one
+    apart = True
+
     def __init__(
         self,
         rules: RuleSet | None,
@@ -298,7 +301,10 @@ class EngineProcess:
     async def _call(self, kind: str, *args: Any) -> Any:
         if self._proc is None:
             await self.start()
-        future = self._send(kind, *args)
+        return await self._reply(self._send(kind, *args))
+
+    async def _reply(self, future: asyncio.Future[Any]) -> Any:
+        """Let the request's bytes out (the pipe's flow control), then wait for its reply."""
         assert self._proc is not None and self._proc.stdin is not None
         try:
             await self._proc.stdin.drain()
@@ -329,10 +335,10 @@ class EngineProcess:
         self._held.add(agent_id)
         return offset, origins
 
-    async def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Fold:
+    def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Awaitable[Fold]:
         pending, self._loads = self._loads, []
-        result: Fold = await self._call("fold", pending, raws)
-        return result
+        reply: Awaitable[Fold] = self._reply(self._send("fold", pending, raws))  # sent now
+        return reply
 
     def encode(
         self, items: Sequence[tuple[str, int, Origins | None]]

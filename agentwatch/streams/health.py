@@ -18,6 +18,7 @@ ready when
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,30 +62,39 @@ class StageProbe:
         self.wall = wall
         #: Last offset finished per topic-partition.
         self.positions: dict[Any, int] = {}
-        self.busy_since: float | None = None
+        #: when each batch not finished yet began, oldest first (ingest finishes a batch in
+        #: the background while it checks the next one)
+        self._begun: deque[float] = deque()
         self.last_progress_wall = 0.0
         self.crashes = 0
         self.last_crash: str | None = None
 
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest batch not finished yet began (None: none is in progress)."""
+        return self._begun[0] if self._begun else None
+
     def begin(self) -> None:
         """A batch starts."""
-        self.busy_since = self.clock()
+        self._begun.append(self.clock())
 
     def done(self, events: Sequence[Any]) -> None:
-        """A batch of faust events is finished: record the last offset per partition."""
+        """The oldest batch in progress, of these faust events, is finished: record the last
+        offset per partition."""
         positions = self.positions
         for fevent in events:
             message = fevent.message
             positions[message.tp] = message.offset
         if events:
             self.last_progress_wall = self.wall()
-        self.busy_since = None
+        if self._begun:
+            self._begun.popleft()
 
     def crashed(self, exc: BaseException) -> None:
         """The stage's agent raised: it is down, and stays reported as crashed."""
         self.crashes += 1
         self.last_crash = f"{type(exc).__name__}: {exc}"
-        self.busy_since = None
+        self._begun.clear()
 
     def forget(self, tps: Iterable[Any]) -> None:
         """Partitions revoked from this worker."""

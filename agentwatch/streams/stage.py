@@ -21,10 +21,16 @@ Every record ends in exactly one of three places:
   arrives there. So all of an agent's events are folded from one partition, and the offsets
   the replay guard compares are comparable.
 
-Offsets never run ahead of state: faust commits only offsets of acknowledged messages, a
-message is acknowledged only after its batch was folded in and its dead letters, re-keyed
-copies and anomalies were acknowledged by the broker, the commit waits for the batch in
-progress, takes its snapshot of the changed agents and chooses its offsets in one step
+With the engine in a process of its own, batches overlap by one: the stage checks batch N+1
+(decode, key, partition, replay; the worker's larger share of an event's cost) while the
+engine folds batch N, and batch N's finish (its findings, then its re-keyed copies, dead
+letters and anomalies, each acknowledged) runs in the background, in order. Measured before
+this (``bench --events 100000``), the stage spent 41 % of its time waiting for folds.
+
+Offsets never run ahead of state: faust commits only offsets of acknowledged messages, and
+every commit first waits until no batch is in progress nor finishing in the background
+(faust sees a pipelined batch's messages acknowledged once it is handed over, before its
+anomalies are out), takes its snapshot of the changed agents and chooses its offsets in one step
 (``on_commit_initiated``), then writes those agents' state into the table, each slice of
 them between two batches, so the stored state never holds an event whose anomaly is not out
 (a state written after the snapshot may hold newer events: their offsets are past the
@@ -41,12 +47,15 @@ origin (kept per agent next to the state, pruned below the origin's committed of
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import logging
 import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -58,7 +67,7 @@ from agentwatch.detectors.baseline import AgentBaseline
 from agentwatch.logtext import escape
 from agentwatch.schemas import ActionEvent, Anomaly, DecodeError, decode_event
 from agentwatch.streams.deadletter import DeadLetters
-from agentwatch.streams.engine_host import EngineHost
+from agentwatch.streams.engine_host import EngineHost, Fold
 from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.offset_gaps import OffsetGaps
 from agentwatch.streams.produce import Outgoing, send_all_acked
@@ -115,6 +124,19 @@ def home_partition(agent_id: str, partitions: int) -> int:
     0
     """
     return int(murmur2(agent_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch between its check (:meth:`BaselineStage._prepare`) and its finish."""
+
+    events: Sequence[Any]
+    started: float
+    rejects: list[tuple[Any, str, str]] = field(default_factory=list)
+    rekeys: list[tuple[Any, str, str, int | None]] = field(default_factory=list)
+    folds: list[tuple[Any, ActionEvent]] = field(default_factory=list)
+    #: the engine's findings, once it folded the batch (None: nothing to fold)
+    results: Awaitable[Fold] | None = None
 
 
 def _origin(headers: Any) -> tuple[int, int, int] | None:
@@ -208,8 +230,10 @@ class BaselineStage:
         self._failure_logged_at = float("-inf")
         #: Why no state may be written nor offset committed any more (see :meth:`_interrupt`).
         self.interrupted: str | None = None
-        self._batch_done = asyncio.Event()  # set: no batch in progress
+        self._batch_done = asyncio.Event()  # set: no batch in progress nor in flight
         self._batch_done.set()
+        self._active = 0  # batches in progress or in flight
+        self._in_flight: asyncio.Task[None] | None = None  # finishing in the background
         self._may_start = asyncio.Event()  # clear: a commit waits to take its snapshot
         self._may_start.set()
         #: Called with every event folded into a baseline (benchmarks, tests); None = off.
@@ -219,24 +243,90 @@ class BaselineStage:
         self.on_snapshot: Callable[[float, float, int], None] | None = None
 
     # -- batch processing ------------------------------------------------------------------
-    async def process_batch(self, events: Sequence[Any]) -> None:
+    async def process_batch(
+        self, events: Sequence[Any], done: Callable[[Sequence[Any]], None] | None = None
+    ) -> None:
         """Validate and fold one batch of faust events; dead-letter or re-key the rest.
 
-        Returns once every dead letter, re-keyed copy and anomaly of the batch was
-        acknowledged by the broker (retrying as long as it takes); never raises for a record.
-        A batch starts only while no offset commit is taking its snapshot
-        (:meth:`hold_for_commit`), so a commit never writes state that holds events whose
-        anomalies are not yet acknowledged.
+        With the engine in-process, returns once every dead letter, re-keyed copy and anomaly
+        of the batch was acknowledged by the broker (retrying as long as it takes). With the
+        engine in a process of its own (``engine.apart``), returns once the batch is handed
+        over and the batch before it is finished: the worker reads and checks the next batch
+        while the engine folds this one, and the rest of this batch (its anomalies, dead
+        letters, re-keyed copies) finishes in the background, in order. ``done`` is called
+        with the events once that is over. Never raises for a record.
+
+        A batch starts only while no offset commit is taking its snapshot, and a commit waits
+        until no batch is in progress or in flight (:meth:`hold_for_commit`), so a commit
+        never writes state that holds events whose anomalies are not yet acknowledged, even
+        though faust saw the events acknowledged when this returned.
         """
         await self._may_start.wait()
-        self._batch_done.clear()
+        self._begin()
         try:
-            await self._process_batch(events)
+            batch = self._prepare(events)  # the engine has it from here
+            previous, self._in_flight = self._in_flight, None
+            if previous is not None:
+                await previous  # one batch in flight at most; they finish in order
+        except BaseException as exc:
+            self._interrupt(events, exc)
+            self._end()
+            raise
+        if self.engine.apart:
+            task = asyncio.create_task(self._finish_apart(batch, done), name="ingest-finish")
+            task.add_done_callback(functools.partial(self._finished, batch))
+            self._in_flight = task
+            return
+        try:
+            await self._finish(batch)
         except BaseException as exc:
             self._interrupt(events, exc)
             raise
         finally:
+            self._end()
+        if done is not None:
+            done(events)
+
+    async def _finish_apart(
+        self, batch: _Batch, done: Callable[[Sequence[Any]], None] | None
+    ) -> None:
+        await self._finish(batch)
+        if done is not None:
+            done(batch.events)
+
+    def _finished(self, batch: _Batch, task: asyncio.Task[None]) -> None:
+        """A batch finished in the background (called before anything awaiting it resumes):
+        a failure, or a cancel even before it began, interrupts the stage (and is raised to
+        the next batch, which awaits it)."""
+        self._end()
+        failure = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if failure is not None:
+            self._interrupt(batch.events, failure)
+            if inspect.iscoroutine(batch.results):
+                batch.results.close()  # cancelled before it began: never awaited
+
+    def _begin(self) -> None:
+        self._active += 1
+        self._batch_done.clear()
+
+    def _end(self) -> None:
+        self._active -= 1
+        if not self._active:
             self._batch_done.set()
+
+    def cut_short(self) -> bool:
+        """Cancel the batch finishing in the background, if any (a stop out of patience);
+        whether there was one. It is interrupted (:meth:`_interrupt`)."""
+        task = self._in_flight
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    async def settled(self) -> None:
+        """Wait until no batch is in progress nor finishing in the background."""
+        while not self._batch_done.is_set():
+            await self._batch_done.wait()
 
     def _interrupt(self, events: Sequence[Any], exc: BaseException) -> None:
         """A batch stopped before all its side effects were acknowledged (the worker is
@@ -244,24 +334,23 @@ class BaselineStage:
         state while their anomalies are not out. From now on no state is written and no
         offset committed (:attr:`interrupted`), so the next start replays from the last
         commit, as after a kill, and publishes those anomalies then."""
-        if self.interrupted is not None:
-            return
-        spans: dict[tuple[str, int], list[int]] = {}
-        for fevent in events:
-            message = fevent.message
-            span = spans.setdefault((message.topic, message.partition), [message.offset] * 2)
-            span[0] = min(span[0], message.offset)
-            span[1] = max(span[1], message.offset)
-        where = ", ".join(f"{t}[{p}] {a}-{b}" for (t, p), (a, b) in spans.items())
-        why = "cancelled" if isinstance(exc, asyncio.CancelledError) else escape(repr(exc), 300)
-        self.interrupted = (
-            f"a batch ({where or 'empty'}) stopped before its side effects were out ({why})"
-        )
-        log.warning(
-            "%s: no state is written and no offset committed from now on; the next start "
-            "reads every event since the last commit again",
-            self.interrupted,
-        )
+        if self.interrupted is None:
+            spans: dict[tuple[str, int], list[int]] = {}
+            for fevent in events:
+                message = fevent.message
+                span = spans.setdefault((message.topic, message.partition), [message.offset] * 2)
+                span[0] = min(span[0], message.offset)
+                span[1] = max(span[1], message.offset)
+            where = ", ".join(f"{t}[{p}] {a}-{b}" for (t, p), (a, b) in spans.items())
+            why = "cancelled" if isinstance(exc, asyncio.CancelledError) else escape(repr(exc), 300)
+            self.interrupted = (
+                f"a batch ({where or 'empty'}) stopped before its side effects were out ({why})"
+            )
+            log.warning(
+                "%s: no state is written and no offset committed from now on; the next start "
+                "reads every event since the last commit again",
+                self.interrupted,
+            )
         for fevent in events:  # faust's stop waits for them; no commit can follow any more
             fevent.ack()
 
@@ -279,7 +368,8 @@ class BaselineStage:
         )
 
     async def hold_for_commit(self) -> None:
-        """Wait until no batch is in progress, and start none until :meth:`release_commit`.
+        """Wait until no batch is in progress nor finishing in the background, and start
+        none until :meth:`release_commit`.
 
         The state :meth:`flush` writes is then the state of whole batches, every side effect
         of which (anomalies, dead letters, re-keyed copies) the broker acknowledged: a kill
@@ -287,30 +377,22 @@ class BaselineStage:
         when read again) whose anomaly was never published.
         """
         self._may_start.clear()
-        while not self._batch_done.is_set():
-            await self._batch_done.wait()
+        await self.settled()
 
     def release_commit(self) -> None:
         """Let batches start again (see :meth:`hold_for_commit`)."""
         self._may_start.set()
 
-    async def _process_batch(self, events: Sequence[Any]) -> None:
-        started = time.perf_counter()
-        counts: Counter[tuple[str, str, str]] = Counter()
-        rejects: list[tuple[Any, str, str]] = []
-        rekeys: list[tuple[Any, str, str, int | None]] = []
-        folds: list[tuple[Any, ActionEvent, tuple[int, int, int] | None]] = []
-        anomalies: list[Anomaly] = []
-        found_by: list[tuple[Any, list[Anomaly]]] = []
+    def _prepare(self, events: Sequence[Any]) -> _Batch:
+        """Check every record of a batch (decode, key, partition, replay) and hand the ones to
+        fold to the engine; what the batch's finish needs."""
+        batch = _Batch(events, time.perf_counter())
+        rejects, rekeys, folds = batch.rejects, batch.rekeys, batch.folds
         engine = self.engine
         offsets = self._offsets
-        dirty = self._dirty
         positions = self._positions
         gaps = self._gaps
         max_bytes = self.settings.max_event_bytes
-        newest = self._newest_event_time
-        probe = self.on_event
-        recent = self.recent
         partitions = self.partitions()
         if partitions != self._homes_of or len(self._homes) > _MAX_HOMES:
             self._homes, self._homes_of = {}, partitions or 0
@@ -352,19 +434,34 @@ class BaselineStage:
                     self._partitions[agent_id] = message.partition
                 if message.offset <= offsets.get(agent_id, -1):
                     continue  # replayed after a crash: already in the stored state
-                if origin is not None and self._seen_origin(agent_id, origin):
-                    self.metrics.duplicates.inc()  # a second copy of a re-keyed event
-                    continue
+                if origin is not None:
+                    if self._seen_origin(agent_id, origin):
+                        self.metrics.duplicates.inc()  # a second copy of a re-keyed event
+                        continue
+                    self._note_origin(agent_id, origin)
             except Exception as exc:  # a bug must not stop ingestion: set the record aside
                 rejects.append((fevent, "processing_error", self._processing_error(exc)))
                 continue
-            folds.append((fevent, event, origin))
-        results = (
-            await engine.fold([f[1] for f in folds], [f[0].message.value for f in folds])
-            if folds
-            else {}
-        )
-        for index, (fevent, event, origin) in enumerate(folds):
+            # taken now, so the next batch, checked while the engine folds this one, sees it
+            offsets[agent_id] = message.offset
+            folds.append((fevent, event))
+        if folds:
+            batch.results = engine.fold([f[1] for f in folds], [f[0].message.value for f in folds])
+        return batch
+
+    async def _finish(self, batch: _Batch) -> None:
+        """Take the engine's findings of a batch (:meth:`_prepare`), keep what changed, and
+        publish its re-keyed copies, dead letters and anomalies (each acknowledged)."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        rejects = batch.rejects
+        anomalies: list[Anomaly] = []
+        found_by: list[tuple[Any, list[Anomaly]]] = []
+        dirty = self._dirty
+        newest = self._newest_event_time
+        probe = self.on_event
+        recent = self.recent
+        results = await batch.results if batch.results is not None else {}
+        for index, (fevent, event) in enumerate(batch.folds):
             found = results.get(index, _NOTHING)
             if isinstance(found, str):  # the engine raised (logged once per kind there)
                 self.metrics.processing_errors.labels("ingest").inc()
@@ -377,19 +474,15 @@ class BaselineStage:
             if found:
                 anomalies.extend(found)
                 found_by.append((fevent, found))
-            if origin is not None:
-                self._note_origin(agent_id, origin)
-            offsets[agent_id] = fevent.message.offset
             dirty[agent_id] = fevent
             recent.add(agent_id, fevent.message.value, event.event_id)
             counts[(event.fleet, event.kind, event.status)] += 1
             if probe is not None:
                 probe(event)
-            ts = event.ts_epoch
-            newest = max(newest, ts)
+            newest = max(newest, event.ts_epoch)
         self._newest_event_time = newest
-        if rekeys:
-            await self._rekey(rekeys)
+        if batch.rekeys:
+            await self._rekey(batch.rekeys)
         if rejects:
             await self.deadletters.send_all(rejects)
         if found_by and self.evidence_table is not None:
@@ -404,8 +497,8 @@ class BaselineStage:
                 self.metrics.anomalies.labels(anomaly.detector, anomaly.severity).inc()
         for (fleet, kind, status), n in counts.items():
             self.metrics.events_ingested.labels(fleet, kind, status).inc(n)
-        self.metrics.batch_events.observe(len(events))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_events.observe(len(batch.events))
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
 
     def _offset_gap(self, tp: Any, offset: int, missing: int) -> None:
         """Count and report the ``missing`` offsets before ``offset`` of ``tp``, never
@@ -513,7 +606,7 @@ class BaselineStage:
 
     @property
     def busy(self) -> bool:
-        """Whether a batch is in progress."""
+        """Whether a batch is in progress or finishing in the background."""
         return not self._batch_done.is_set()
 
     @property
@@ -658,7 +751,9 @@ class BaselineStage:
 
     async def on_revoked(self, partitions: Iterable[int]) -> None:
         """Flush, then forget agents whose partition moved to another worker, and the next
-        offset expected of those partitions (another worker may read them meanwhile)."""
+        offset expected of those partitions (another worker may read them meanwhile), once
+        the batch finishing in the background (if any) is over."""
+        await self.settled()
         await self.flush()
         gone = set(partitions)
         self._gaps.forget(tp for tp in self._gaps.partitions() if tp.partition in gone)

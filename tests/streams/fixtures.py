@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from faust.types import TP
+
 __all__ = ["FaustEvent", "Message", "Offsets", "Table", "alive"]
 
 
@@ -34,8 +36,8 @@ class Message:
     headers: tuple[Any, ...] = ()
 
     @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
 
 
 @dataclass

@@ -180,7 +180,7 @@ async def test_readyz_turns_503_within_10s_of_an_ingest_crash(settings: Settings
     async with running_app(worker):
         await until_status(worker, 200, 20)
 
-        async def crash(events: Any) -> None:
+        async def crash(events: Any, done: Any = None) -> None:
             raise RuntimeError("injected failure")
 
         worker.stage.process_batch = crash  # type: ignore[method-assign]
@@ -217,9 +217,9 @@ async def test_readyz_turns_503_within_10s_of_a_stall_and_200_when_it_moves(
         original = worker.stage.process_batch
         gate = asyncio.Event()
 
-        async def blocked(events: Any) -> None:
+        async def blocked(events: Any, done: Any = None) -> None:
             await gate.wait()
-            await original(events)
+            await original(events, done)
 
         worker.stage.process_batch = blocked  # type: ignore[method-assign]
         await produce(settings, [encoded(event(i)) for i in range(5)])

@@ -135,13 +135,13 @@ async def test_a_batch_stopped_half_done_stops_every_later_state_write(tmp_path:
     stage, table = make_stage(tmp_path, [0])
     offsets = Offsets()
     await stage.process_batch(offsets.events(["a1", "a2"]))  # a whole batch
-    fold = stage._process_batch
+    finish = stage._finish
 
-    async def half_done(events: Any) -> None:
-        await fold(events)
+    async def half_done(batch: Any) -> None:
+        await finish(batch)
         raise RuntimeError("the broker went away")
 
-    stage._process_batch = half_done  # type: ignore[method-assign]
+    stage._finish = half_done  # type: ignore[method-assign]
     events = offsets.events(["a1", "a3"])
     with pytest.raises(RuntimeError):
         await stage.process_batch(events)

@@ -163,12 +163,12 @@ async def test_events_dropped_when_a_recovery_ends_are_read_again_with_no_commit
     process_batch = stage.process_batch
     seek_to_committed = _ConsumerThread.seek_to_committed
 
-    async def slow_first_batch(batch: Sequence[Any]) -> None:
+    async def slow_first_batch(batch: Sequence[Any], done: Any = None) -> None:
         if not first_batch.is_set():
             first_batch.set()
             await asyncio.wait_for(seek_done.wait(), timeout=30)
             await asyncio.sleep(0.5)  # faust resumes the flow: the agents' buffers are cleared
-        await process_batch(batch)
+        await process_batch(batch, done)
 
     async def slow_offset_fetch(self: Any) -> Mapping[Any, int]:
         if seek_done.is_set():
