@@ -5,7 +5,8 @@ The stage (:mod:`agentwatch.streams.stage`) validates records and keeps offsets;
 the rules. An :class:`EngineHost` is the boundary between the two, so the engine can run in
 the worker's own process (:class:`LocalEngine`) or in a process of its own on another core
 (:class:`~agentwatch.streams.engine_process.EngineProcess`) with the same results: the stage
-hands over whole batches in order and waits for their findings before it acknowledges them.
+hands over whole batches in order, and no commit counts a batch before its findings are in
+and published.
 
 Examples
 --------
