@@ -139,6 +139,13 @@ class _Batch:
     results: Awaitable[Fold] | None = None
 
 
+def _forsake(batch: _Batch) -> None:
+    """Drop the wait for the findings of a batch that will not finish (its engine call,
+    never awaited, would be reported as such)."""
+    if inspect.iscoroutine(batch.results):
+        batch.results.close()
+
+
 def _origin(headers: Any) -> tuple[int, int, int] | None:
     """``(partition, offset, floor)`` from an ``agentwatch.origin`` header, if any."""
     items = headers.items() if isinstance(headers, dict) else headers
@@ -263,6 +270,7 @@ class BaselineStage:
         """
         await self._may_start.wait()
         self._begin()
+        batch = None
         try:
             batch = self._prepare(events)  # the engine has it from here
             previous, self._in_flight = self._in_flight, None
@@ -271,6 +279,8 @@ class BaselineStage:
         except BaseException as exc:
             self._interrupt(events, exc)
             self._end()
+            if batch is not None:
+                _forsake(batch)
             raise
         if self.engine.apart:
             task = asyncio.create_task(self._finish_apart(batch, done), name="ingest-finish")
@@ -302,8 +312,7 @@ class BaselineStage:
         failure = asyncio.CancelledError() if task.cancelled() else task.exception()
         if failure is not None:
             self._interrupt(batch.events, failure)
-            if inspect.iscoroutine(batch.results):
-                batch.results.close()  # cancelled before it began: never awaited
+            _forsake(batch)
 
     def _begin(self) -> None:
         self._active += 1
