@@ -128,6 +128,21 @@ def test_one_long_batch_is_a_stall_and_a_crash_stays_reported() -> None:
     assert reason.startswith("ingest: crashed 1 time(s), last: RuntimeError: boom\\nINFO forged")
 
 
+def test_a_batch_finishing_in_the_background_still_counts_as_in_progress() -> None:
+    """Ingest begins batch N+1 while batch N finishes: the stall clock runs from the oldest
+    batch not finished, not from the newest begun, and stops only when both are done."""
+    readiness, probe, clock, _ = setup({TP0: 20})
+    probe.begin()  # batch N, at 0 s
+    clock.now += 4
+    probe.begin()  # batch N+1, checked while N finishes
+    clock.now += 2
+    assert readiness.check().reasons[0] == "ingest: stalled: one batch in progress for 6s"
+    probe.done(events(TP0, range(10)))  # N is out
+    assert probe.busy_since == clock.now - 2
+    probe.done(events(TP0, range(10, 20)))
+    assert probe.busy_since is None and readiness.check().ready
+
+
 def test_a_notifier_held_up_by_pagerduty_is_reported_but_stays_ready() -> None:
     """An outage of PagerDuty delays pages; it must not take the worker's API out of service."""
     readiness, probe, clock, _ = setup({TP0: 3})
