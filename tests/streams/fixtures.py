@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from faust.types import TP
 
-__all__ = ["FaustEvent", "Message", "Offsets", "Table", "alive"]
+from agentwatch.config import Settings
+from agentwatch.streams.engine_host import EngineHost
+from agentwatch.streams.metrics import WorkerMetrics
+from agentwatch.streams.stage import BaselineStage
+
+__all__ = ["FaustEvent", "Message", "Offsets", "Table", "alive", "bare_stage"]
 
 
 def alive(pid: int) -> bool:
@@ -84,3 +91,20 @@ class Offsets:
             out.append(FaustEvent(Message(self.next, json.dumps(doc).encode(), agent.encode())))
             self.next += 1
         return out
+
+
+def bare_stage(
+    tmp_path: Path, engine: EngineHost, table: Table, backlog: Callable[[], int] = lambda: 0
+) -> BaselineStage:
+    """An ingest stage with no broker behind it: for tests whose records are all folded
+    (none dead-lettered, re-keyed or raising an anomaly)."""
+    return BaselineStage(
+        settings=Settings(data_dir=tmp_path),  # type: ignore[arg-type]
+        engine=engine,
+        table=table,
+        deadletters=None,  # type: ignore[arg-type]
+        anomalies=None,
+        actions=None,
+        metrics=WorkerMetrics(),
+        backlog=backlog,
+    )

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.schemas import decode_event
 from agentwatch.streams.engine_host import EngineHost, LocalEngine
 from agentwatch.streams.engine_process import EngineProcess
-from agentwatch.streams.metrics import WorkerMetrics
-from agentwatch.streams.stage import BaselineStage, decode_state
+from agentwatch.streams.stage import decode_state
 from agentwatch.streams.state_codec import encode_state
-from tests.streams.fixtures import Offsets, Table
+from tests.streams.fixtures import Offsets, Table, bare_stage
 
 
 class CountingTable(Table):
@@ -45,16 +43,7 @@ async def test_each_agent_is_read_once_in_its_first_batch(tmp_path: Path, apart:
     )
     await engine.start()
     try:
-        stage = BaselineStage(
-            settings=Settings(data_dir=tmp_path),  # type: ignore[arg-type]
-            engine=engine,
-            table=table,
-            deadletters=None,  # type: ignore[arg-type]  # no record of this test is rejected
-            anomalies=None,
-            actions=None,
-            metrics=WorkerMetrics(),
-            backlog=lambda: 0,
-        )
+        stage = bare_stage(tmp_path, engine, table)
         offsets = Offsets()
         await stage.process_batch(offsets.events(["new", "old", "new", "old", "new"] * 4))
         assert table.reads == {b"new": 1, b"old": 1}

@@ -12,13 +12,11 @@ from typing import Any
 
 import pytest
 
-from agentwatch.config import Settings
 from agentwatch.detectors.engine import Engine
 from agentwatch.schemas import ActionEvent
 from agentwatch.streams.engine_host import Fold, LocalEngine, fold_events
-from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import BaselineStage, decode_state
-from tests.streams.fixtures import FaustEvent, Offsets, Table
+from tests.streams.fixtures import FaustEvent, Offsets, Table, bare_stage
 
 
 class HeldEngine(LocalEngine):
@@ -48,16 +46,7 @@ class HeldEngine(LocalEngine):
 
 def make_stage(tmp_path: Path) -> tuple[BaselineStage, HeldEngine, Table]:
     engine, table = HeldEngine(), Table()
-    stage = BaselineStage(
-        settings=Settings(data_dir=tmp_path),  # type: ignore[arg-type]
-        engine=engine,
-        table=table,
-        deadletters=None,  # type: ignore[arg-type]  # no record of these tests is rejected
-        anomalies=None,
-        actions=None,
-        metrics=WorkerMetrics(),
-    )
-    return stage, engine, table
+    return bare_stage(tmp_path, engine, table), engine, table
 
 
 def count(engine: HeldEngine, agent: str) -> int:

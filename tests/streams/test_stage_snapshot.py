@@ -18,24 +18,13 @@ from agentwatch.schemas import ActionEvent
 from agentwatch.streams import stage as stage_module
 from agentwatch.streams.engine_host import LocalEngine
 from agentwatch.streams.engine_process import EngineProcessExited
-from agentwatch.streams.metrics import WorkerMetrics
 from agentwatch.streams.stage import SNAPSHOT_SLICE, BaselineStage, decode_state
-from tests.streams.fixtures import Offsets, Table
+from tests.streams.fixtures import Offsets, Table, bare_stage
 
 
 def make_stage(tmp_path: Path, backlog: list[int]) -> tuple[BaselineStage, Table]:
     table = Table()
-    stage = BaselineStage(
-        settings=Settings(data_dir=tmp_path),  # type: ignore[arg-type]
-        engine=LocalEngine(Engine(None)),
-        table=table,
-        deadletters=None,  # type: ignore[arg-type]  # no record of these tests is rejected
-        anomalies=None,
-        actions=None,
-        metrics=WorkerMetrics(),
-        backlog=lambda: backlog[0],
-    )
-    return stage, table
+    return bare_stage(tmp_path, LocalEngine(Engine(None)), table, lambda: backlog[0]), table
 
 
 AGENTS = [f"a{i:03d}" for i in range(3 * SNAPSHOT_SLICE + 7)]
