@@ -337,8 +337,7 @@ class EngineProcess:
 
     def fold(self, events: Sequence[ActionEvent], raws: list[bytes]) -> Awaitable[Fold]:
         pending, self._loads = self._loads, []
-        reply: Awaitable[Fold] = self._reply(self._send("fold", pending, raws))  # sent now
-        return reply
+        return self._reply(self._send("fold", pending, raws))  # sent now
 
     def encode(
         self, items: Sequence[tuple[str, int, Origins | None]]

@@ -282,22 +282,14 @@ class BaselineStage:
             if batch is not None:
                 _forsake(batch)
             raise
+        task = asyncio.create_task(self._finish_then(batch, done), name="ingest-finish")
+        task.add_done_callback(functools.partial(self._finished, batch))
         if self.engine.apart:
-            task = asyncio.create_task(self._finish_apart(batch, done), name="ingest-finish")
-            task.add_done_callback(functools.partial(self._finished, batch))
-            self._in_flight = task
+            self._in_flight = task  # the next batch awaits it; commits wait for settled()
             return
-        try:
-            await self._finish(batch)
-        except BaseException as exc:
-            self._interrupt(events, exc)
-            raise
-        finally:
-            self._end()
-        if done is not None:
-            done(events)
+        await task
 
-    async def _finish_apart(
+    async def _finish_then(
         self, batch: _Batch, done: Callable[[Sequence[Any]], None] | None
     ) -> None:
         await self._finish(batch)
@@ -305,9 +297,9 @@ class BaselineStage:
             done(batch.events)
 
     def _finished(self, batch: _Batch, task: asyncio.Task[None]) -> None:
-        """A batch finished in the background (called before anything awaiting it resumes):
-        a failure, or a cancel even before it began, interrupts the stage (and is raised to
-        the next batch, which awaits it)."""
+        """A batch's finish is over (called before anything awaiting it resumes): a
+        failure, or a cancel even before it began, interrupts the stage (and is raised to
+        whoever awaits it: this batch's caller, or with the engine apart the next batch)."""
         self._end()
         failure = asyncio.CancelledError() if task.cancelled() else task.exception()
         if failure is not None:

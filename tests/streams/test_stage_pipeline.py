@@ -35,7 +35,7 @@ class HeldEngine(LocalEngine):
         gate = asyncio.Event()
         self.gates.append(gate)
         self._new.clear()
-        found = fold_events(self.engine, events, set())  # now, in order
+        found = fold_events(self.engine, events, self._errors)  # now, in order
 
         async def answer() -> Fold:
             await gate.wait()
