@@ -52,12 +52,13 @@ DEFAULT_EXCHANGE_S = 5.0
 
 
 class _Times(NamedTuple):
-    """One tracked agent's event times: all, failed calls, egress calls, calls with a cost."""
+    """One tracked agent's event times: all, failed calls, egress calls, calls with a cost
+    (with their costs)."""
 
     events: list[float]
     failed: list[float]
     egress: list[float]
-    costed: list[float]
+    costed: list[tuple[float, float]]
 
 
 @dataclass
@@ -81,6 +82,8 @@ class BacktestResult:
     """... of their egress calls (``DEFAULT_EGRESS_ACTIONS`` of the ``novelty`` detector)."""
     tracked_costed: dict[str, list[float]] = field(default_factory=dict)
     """... and of their calls with a cost."""
+    tracked_costs: dict[str, list[float]] = field(default_factory=dict)
+    """The costs (USD) of those calls, in the order of ``tracked_costed``."""
 
     @property
     def events_per_s(self) -> float:
@@ -101,6 +104,7 @@ class BacktestResult:
             failed=self.tracked_failed,
             egress=self.tracked_egress,
             costed=self.tracked_costed,
+            costs=self.tracked_costs,
         )
 
 
@@ -248,8 +252,8 @@ def run_backtest(
     ``engine_seconds`` the time spent in :meth:`Engine.process` alone (with the exchanges).
     The event times of the agents in ``track`` are kept in ``tracked``, those of their failed
     calls in ``tracked_failed``, of their egress calls in ``tracked_egress`` and of their calls
-    with a cost in ``tracked_costed`` (the evaluation counts an incident's evidence in its
-    agent's events with them).
+    with a cost in ``tracked_costed`` (their costs in ``tracked_costs``; the evaluation counts
+    an incident's evidence in its agent's events with them).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -296,7 +300,7 @@ def run_backtest(
                 if event.action in EGRESS_ACTIONS:
                     record.egress.append(ts)
                 if event.cost_usd > 0.0:
-                    record.costed.append(ts)
+                    record.costed.append((ts, event.cost_usd))
         previous = last_ts.get(event.agent_id, ts)
         if ts < previous:
             out_of_order += 1
@@ -325,5 +329,6 @@ def run_backtest(
         tracked={agent: sorted(record.events) for agent, record in tracked.items()},
         tracked_failed={agent: sorted(record.failed) for agent, record in tracked.items()},
         tracked_egress={agent: sorted(record.egress) for agent, record in tracked.items()},
-        tracked_costed={agent: sorted(record.costed) for agent, record in tracked.items()},
+        tracked_costed={agent: [t for t, _ in sorted(r.costed)] for agent, r in tracked.items()},
+        tracked_costs={agent: [c for _, c in sorted(r.costed)] for agent, r in tracked.items()},
     )

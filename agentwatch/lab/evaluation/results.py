@@ -170,8 +170,8 @@ class IncidentResult:
     first_evidence_s: float | None = None
     """Seconds from the start to the agent's first call that is evidence of the incident's
     kind (its first egress call of an exfiltration, failed call of an error storm or a
-    privilege probe, call with a cost of a cost explosion or ramp, event of any other kind);
-    ``None``: none in the window, or not counted."""
+    privilege probe, call costing twice its usual of a cost explosion, call with a cost of
+    a ramp, event of any other kind); ``None``: none in the window, or not counted."""
     crosses_2x: float | None = None
     """For a cost ramp: when its cost rate reaches twice the starting one."""
     fast_ramp: bool = False

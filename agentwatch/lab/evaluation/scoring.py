@@ -34,6 +34,7 @@ def evaluate(
     failed: Mapping[str, Sequence[float]] | None = None,
     egress: Mapping[str, Sequence[float]] | None = None,
     costed: Mapping[str, Sequence[float]] | None = None,
+    costs: Mapping[str, Sequence[float]] | None = None,
 ) -> Evaluation:
     """Score a backtest's anomalies against labelled incidents and benign changes.
 
@@ -102,6 +103,12 @@ def evaluate(
         with a cost of a cost explosion or ramp, first event of any other kind. A detection
         ``after_evidence_s`` later is the detectors' own delay; the rest of the time to
         detect is the incident's, which had shown nothing yet.
+    costs
+        The costs of the ``costed`` calls, in the same order, if known: then a cost
+        explosion's evidence begins at its agent's first call in the window costing at least
+        ``EXPLOSION_FACTOR`` (2) times the median of its last ``EXPLOSION_HISTORY`` (50)
+        calls with a cost before the start (a context growing over minutes shows nothing on
+        its first calls; its first call with a cost, if the agent had none before).
 
     Returns
     -------
@@ -158,12 +165,17 @@ def evaluate(
         first = hits[0] if hits else None
         times = None if events is None else events.get(str(lab.agent_id))
         fails = None if failed is None else failed.get(str(lab.agent_id))
+        costed_times = None if costed is None else costed.get(str(lab.agent_id))
         evidence = {
             None: times,
             "failed": fails,
             "egress": None if egress is None else egress.get(str(lab.agent_id)),
-            "costed": None if costed is None else costed.get(str(lab.agent_id)),
+            "costed": costed_times,
         }[_EVIDENCE_OF.get(lab.kind)]
+        first_evidence = _first_after(evidence, lo, lab.end_s)
+        agent_costs = None if costs is None else costs.get(str(lab.agent_id))
+        if lab.kind == "cost_explosion" and costed_times and agent_costs is not None:
+            first_evidence = _first_jump(costed_times, agent_costs, lo, lab.end_s)
         seen = None
         if times is not None and first is not None:
             seen = bisect_right(times, first[0]) - bisect_left(times, lo)
@@ -180,7 +192,7 @@ def evaluate(
                 events_to_detect=seen,
                 window_events=_within(times, lo, lab.end_s),
                 window_failed=_within(fails, lo, lab.end_s),
-                first_evidence_s=_first_after(evidence, lo, lab.end_s),
+                first_evidence_s=first_evidence,
                 first_detector=None if first is None else first[1].detector,
                 detectors=tuple(sorted({a.detector for _, a in hits})),
                 crosses_2x=lab.crosses_2x_s,
@@ -384,6 +396,41 @@ def _first_after(times: Sequence[float] | None, lo: float, hi: float) -> float |
         return None
     i = bisect_left(times, lo)
     return times[i] - lo if i < len(times) and times[i] <= hi else None
+
+
+#: A cost explosion shows once a call costs this many times its agent's usual ...
+EXPLOSION_FACTOR = 2.0
+#: ... the median of its last this many calls with a cost before the explosion's start.
+EXPLOSION_HISTORY = 50
+
+
+def _first_jump(
+    times: Sequence[float], costs: Sequence[float], lo: float, hi: float
+) -> float | None:
+    """Seconds from ``lo`` to the first call in ``[lo, hi]`` costing ``EXPLOSION_FACTOR``
+    times the median cost of the ``EXPLOSION_HISTORY`` calls before ``lo`` (``times``
+    sorted, ``costs`` theirs); the first call at all if there were none before; ``None`` if
+    no call in the window qualifies.
+
+    Examples
+    --------
+    >>> _first_jump([0.0, 1.0, 2.0, 10.0, 11.0, 12.0], [1.0, 1.2, 0.8, 1.5, 2.5, 9.0], 5.0, 20.0)
+    6.0
+    >>> _first_jump([10.0, 11.0], [1.0, 5.0], 5.0, 20.0)  # no history: its first call
+    5.0
+    """
+    start = bisect_left(times, lo)
+    before = sorted(costs[max(0, start - EXPLOSION_HISTORY) : start])
+    if not before:
+        return _first_after(times, lo, hi)
+    mid = len(before) // 2
+    usual = before[mid] if len(before) % 2 else 0.5 * (before[mid - 1] + before[mid])
+    for i in range(start, len(times)):
+        if times[i] > hi:
+            break
+        if costs[i] >= EXPLOSION_FACTOR * usual:
+            return times[i] - lo
+    return None
 
 
 def _fast_ramp(lab: Label) -> bool:

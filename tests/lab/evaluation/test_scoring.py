@@ -171,6 +171,36 @@ def test_each_incident_says_when_its_evidence_began_and_how_long_detection_took_
     assert {r.id: r.first_evidence_s for r in plain.incidents}["storm"] == pytest.approx(10.0)
 
 
+def test_a_cost_explosions_evidence_begins_with_its_first_call_at_twice_the_usual_cost() -> None:
+    labels = [
+        label("cost_explosion", "a1", 600, 900, id="growth"),  # grows: 2x first at 640
+        label("cost_explosion", "a2", 600, 900, id="young"),  # no call before its start
+        label("cost_explosion", "a3", 600, 900, id="flat"),  # never reaches 2x
+    ]
+    usual = [T0S + t for t in range(0, 600, 30)]  # 20 calls before the start
+    costed = {
+        "a1": [*usual, T0S + 605, T0S + 620, T0S + 640, T0S + 660],
+        "a2": [T0S + 610, T0S + 615],
+        "a3": [*usual, T0S + 610, T0S + 700],
+    }
+    costs = {
+        "a1": [0.010] * 10 + [0.012] * 10 + [0.013, 0.018, 0.024, 0.050],  # usual: 0.011
+        "a2": [0.05, 0.50],
+        "a3": [0.010] * 20 + [0.015, 0.019],
+    }
+    found = [anomaly("a1", 665), anomaly("a2", 700), anomaly("a3", 750)]
+    ev = evaluate(found, labels, summary(), costed=costed, costs=costs)
+    by_id = {r.id: r for r in ev.incidents}
+    assert by_id["growth"].first_evidence_s == pytest.approx(40.0)  # not its first call's 5
+    assert by_id["growth"].after_evidence_s == pytest.approx(25.0)
+    assert by_id["young"].first_evidence_s == pytest.approx(10.0)  # its first call
+    assert by_id["flat"].first_evidence_s is None  # no call showed it
+    assert by_id["flat"].after_evidence_s is None
+    # the costs unknown: the first call with a cost, as for a ramp
+    plain = evaluate(found, labels, summary(), costed=costed)
+    assert {r.id: r.first_evidence_s for r in plain.incidents}["growth"] == pytest.approx(5.0)
+
+
 def test_median_and_p90_ttd_per_kind() -> None:
     labels = [label("cost_explosion", f"a{i}", 100, 400, id=f"i{i}") for i in range(3)]
     anomalies = [anomaly("a0", 110), anomaly("a1", 120), anomaly("a2", 160)]
