@@ -175,6 +175,11 @@ def evaluate(
         first_evidence = _first_after(evidence, lo, lab.end_s)
         agent_costs = None if costs is None else costs.get(str(lab.agent_id))
         if lab.kind == "cost_explosion" and costed_times and agent_costs is not None:
+            if len(agent_costs) != len(costed_times):
+                raise ValueError(
+                    f"agent {lab.agent_id}: {len(agent_costs)} costs for "
+                    f"{len(costed_times)} calls with a cost"
+                )
             first_evidence = _first_jump(costed_times, agent_costs, lo, lab.end_s)
         seen = None
         if times is not None and first is not None:

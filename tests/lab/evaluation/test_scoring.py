@@ -199,6 +199,8 @@ def test_a_cost_explosions_evidence_begins_with_its_first_call_at_twice_the_usua
     # the costs unknown: the first call with a cost, as for a ramp
     plain = evaluate(found, labels, summary(), costed=costed)
     assert {r.id: r.first_evidence_s for r in plain.incidents}["growth"] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="agent a1: 23 costs for 24 calls with a cost"):
+        evaluate(found, labels, summary(), costed=costed, costs={**costs, "a1": costs["a1"][1:]})
 
 
 def test_median_and_p90_ttd_per_kind() -> None:
