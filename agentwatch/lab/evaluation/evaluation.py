@@ -142,6 +142,8 @@ class Evaluation:
                     f"{_secs(med)} (<= {t.max_median_ttd_s:g}s)",
                 )
             )
+        if t.max_median_after_evidence_s is not None:
+            out += self._after_evidence(t.ttd_kinds, t.max_median_after_evidence_s)
         fast = self.fast_ramps
         if fast:
             ok = sum(self.ramp_in_time(r, t) for r in fast)
@@ -150,6 +152,23 @@ class Evaluation:
                     "fast ramps flagged after 2x",
                     ok == len(fast),
                     f"{ok}/{len(fast)} within {t.max_after_2x_s / 60:g} min of crossing 2x",
+                )
+            )
+        return out
+
+    def _after_evidence(self, kinds: tuple[str, ...], most: float) -> list[TargetCheck]:
+        """Each detected kind's median delay after its incidents' first evidence."""
+        out = []
+        for name in kinds:
+            stats = self.kind(name)
+            if stats is None or not stats.detected:
+                continue
+            med = stats.median_after_evidence_s
+            out.append(
+                TargetCheck(
+                    f"median after evidence {name}",
+                    med is not None and med <= most,
+                    f"{_secs(med)} (<= {most:g}s)",
                 )
             )
         return out

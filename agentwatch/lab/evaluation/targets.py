@@ -10,6 +10,12 @@ of them::
     max_false_per_100_agent_hours: 1.0
     max_median_ttd_s: 60
     ttd_kinds: [runaway_loop, error_storm]
+    max_median_after_evidence_s: 30
+
+``max_median_after_evidence_s`` (off unless set) bounds the detectors' own delay: for each of
+``ttd_kinds``, the median time from an incident's first evidence (its first failed call of a
+storm, first egress call of an exfiltration, first call at twice the usual cost of an
+explosion...) to its detection, which needs the agents' events (``backtest`` keeps them).
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class Targets:
     ttd_kinds: tuple[str, ...] = DEFAULT_TTD_KINDS
     max_after_2x_s: float = 1800.0
     """Fast cost ramps must be flagged at most this long after crossing 2x."""
+    max_median_after_evidence_s: float | None = None
+    """If set, each of ``ttd_kinds``' median delay after the first evidence (unchecked by
+    default: the project's bar counts from the incident's start)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class _File(BaseModel):
     max_median_ttd_s: float = Field(default=Targets.max_median_ttd_s, gt=0.0)
     ttd_kinds: tuple[str, ...] = DEFAULT_TTD_KINDS
     max_after_2x_s: float = Field(default=Targets.max_after_2x_s, ge=0.0)
+    max_median_after_evidence_s: float | None = Field(default=None, ge=0.0)
 
 
 def load_targets(path: str | Path) -> Targets:

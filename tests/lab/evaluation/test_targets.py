@@ -92,3 +92,41 @@ def test_fast_ramps_must_be_flagged_within_30_minutes_of_crossing_2x() -> None:
     assert _ramp(10) == ["fast ramps flagged after 2x:True"]
     assert _ramp(-20) == ["fast ramps flagged after 2x:True"]  # before the crossing
     assert _ramp(40) == ["fast ramps flagged after 2x:False"]
+
+
+def test_the_detectors_own_delay_is_checked_only_when_a_file_asks(tmp_path: Path) -> None:
+    start = T0 + timedelta(hours=1)
+    label = Label("inc-s", "error_storm", "a1", "f", start, start + timedelta(minutes=5))
+    flagged = Anomaly(
+        anomaly_id="x",
+        ts=start + timedelta(seconds=70),  # 70 s after the start, 50 s after the first failure
+        agent_id="a1",
+        detector="failure_rate",
+        kind="error_storm",
+        severity="error",
+        score=5.0,
+        threshold=3.0,
+        observed=0.8,
+        baseline=0.02,
+        summary="s",
+    )
+    t = start.timestamp()
+    summary = FleetSummary(agents=10, start=T0.timestamp(), end=T0.timestamp() + 4 * 3600)
+    ev = evaluate(
+        [flagged],
+        [label],
+        summary,
+        events={"a1": [t + 5, t + 20, t + 40, t + 70]},
+        failed={"a1": [t + 20, t + 40, t + 70]},
+    )
+    assert not [c for c in ev.check() if "after evidence" in c.name]  # the default: off
+    path = tmp_path / "t.yml"
+    path.write_text("max_median_after_evidence_s: 60\nttd_kinds: [error_storm]\n", "utf-8")
+    checks = {c.name: c for c in ev.check(load_targets(path))}
+    assert checks["median TTD error_storm"].ok is False  # 70 s from the start
+    after = checks["median after evidence error_storm"]
+    assert (after.ok, after.detail) == (True, "50s (<= 60s)")
+    path.write_text("max_median_after_evidence_s: 30\nttd_kinds: [error_storm]\n", "utf-8")
+    assert {c.name: c.ok for c in ev.check(load_targets(path))}[
+        "median after evidence error_storm"
+    ] is False
