@@ -4,7 +4,8 @@ An **error burst** is one tool failing for a minute or two for a few agents of o
 (labelled per agent, ``error_burst``). A **fleet-wide change** moves a whole fleet at once:
 ``model_upgrade`` (to a pricier model), ``tool_rollout`` (a new tool in the mix) or
 ``prompt_change`` (a new system prompt that doubles every call's input tokens), each agent
-following within two minutes of the change.
+following within two minutes of the change (a world spec's change may set its
+``rollout_minutes``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from agentwatch.lab.sim.config import ChangePlan
 from agentwatch.lab.sim.draws import seeded
 from agentwatch.lab.sim.profiles import Profile
 
-__all__ = ["Burst", "Change", "plan_bursts", "plan_change_plans", "plan_changes"]
+__all__ = [
+    "ROLLOUT_MINUTES",
+    "Burst",
+    "Change",
+    "plan_bursts",
+    "plan_change_plans",
+    "plan_changes",
+]
+
+#: A fleet-wide change reaches each agent at a uniform time within this many minutes of its
+#: start, unless a world spec's change says otherwise (``rollout_minutes``).
+ROLLOUT_MINUTES = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +127,7 @@ def plan_changes(
         fleet = fleets[fleet_name]
         at = math.floor(crng.uniform(lo, lo + 0.5 * (hi - lo)))
         members = [p for p in profiles if p.fleet.name == fleet_name]
-        per_agent = {p.agent_id: at + crng.uniform(0.0, 120.0) for p in members}
+        per_agent = {p.agent_id: at + crng.uniform(0.0, 60.0 * ROLLOUT_MINUTES) for p in members}
         detail: dict[str, Any]
         new_models: dict[str, str] = {}
         if kind == "model_upgrade":
@@ -131,7 +143,14 @@ def plan_changes(
         detail["agents"] = len(members)
         changes.append(
             Change(
-                f"change-{kind}", kind, fleet_name, at, at + 120.0, per_agent, detail, new_models
+                f"change-{kind}",
+                kind,
+                fleet_name,
+                at,
+                at + 60.0 * ROLLOUT_MINUTES,
+                per_agent,
+                detail,
+                new_models,
             )
         )
     return changes
@@ -159,8 +178,9 @@ def plan_change_plans(
         else:
             at = math.floor(rng.uniform(lo, lo + 0.5 * (hi - lo)))
         members = [p for p in profiles if p.fleet.name == fleet_name]
-        per_agent = {p.agent_id: at + rng.uniform(0.0, 120.0) for p in members}
         opts = plan.options
+        rollout_s = 60.0 * float(opts.get("rollout_minutes", ROLLOUT_MINUTES))
+        per_agent = {p.agent_id: at + rng.uniform(0.0, rollout_s) for p in members}
         detail: dict[str, Any]
         new_models: dict[str, str] = {}
         if plan.kind == "model_upgrade":
@@ -192,7 +212,7 @@ def plan_change_plans(
                 plan.kind,
                 fleet_name,
                 at,
-                at + 120.0,
+                at + rollout_s,
                 per_agent,
                 detail,
                 new_models,

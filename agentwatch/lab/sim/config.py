@@ -105,7 +105,8 @@ class ChangePlan:
     Options: ``model_upgrade``: ``to_model`` (default the fleet's ``upgrade_model``) or
     ``map`` (``{from: to}``, other models stay); ``tool_rollout``: ``share`` of calls to the
     new tool (default 0.10-0.18); ``prompt_change``: ``input_factor`` (default 2.0) and
-    ``output_factor`` (default 1.0) on every LLM call's tokens.
+    ``output_factor`` (default 1.0) on every LLM call's tokens. Any kind: ``rollout_minutes``
+    (default 2), the time within which the change reaches every agent of the fleet.
     """
 
     kind: str

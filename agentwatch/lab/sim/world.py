@@ -154,7 +154,11 @@ class _Spec(_Strict):
         return value
 
 
-class _ModelUpgrade(_Strict):
+class _Change(_Strict):
+    rollout_minutes: float | None = Field(default=None, gt=0.0, le=1440.0)
+
+
+class _ModelUpgrade(_Change):
     to_model: str | None = None
     map: dict[str, str] | None = None
 
@@ -172,16 +176,16 @@ class _ModelUpgrade(_Strict):
         return value
 
 
-class _ToolRollout(_Strict):
+class _ToolRollout(_Change):
     share: float | None = Field(default=None, gt=0.0, lt=1.0)
 
 
-class _PromptChange(_Strict):
+class _PromptChange(_Change):
     input_factor: float = Field(default=2.0, gt=0.0, le=50.0)
     output_factor: float = Field(default=1.0, gt=0.0, le=50.0)
 
 
-_CHANGE_OPTIONS: Mapping[str, type[_Strict]] = {
+_CHANGE_OPTIONS: Mapping[str, type[_Change]] = {
     "model_upgrade": _ModelUpgrade,
     "tool_rollout": _ToolRollout,
     "prompt_change": _PromptChange,

@@ -140,6 +140,32 @@ benign_changes:
     assert rolled and min(e.ts.timestamp() for e in rolled) >= t0 + 5400
 
 
+def test_a_change_rolls_out_over_its_rollout_minutes(tmp_path: Path) -> None:
+    text = """
+fleets:
+  - {name: support, agents: 16, models: {gpt-4o-mini: 1.0}}
+benign_changes:
+  - {kind: model_upgrade, fleet: support, at_minute: 60, to_model: gpt-4.1-mini%s}
+"""
+    moves = {}
+    for minutes in (None, 30):
+        path = world(text % ("" if minutes is None else f", rollout_minutes: {minutes}"), tmp_path)
+        w = load_world(path)
+        sim = Simulation(w.config)
+        at = w.config.start.timestamp() + 3600
+        [label] = [lab for lab in sim.labels() if lab.kind == "model_upgrade"]
+        assert label.end_s - at == 60.0 * (minutes or 2)
+        first: dict[str, float] = {}
+        for e in sim.event_list():
+            if e.model == "gpt-4.1-mini":
+                first.setdefault(e.agent_id, e.ts.timestamp() - at)
+        moves[minutes] = first
+    # each agent moves at its own time within the rollout (its first call after that time)
+    assert len(moves[30]) >= 12 and min(moves[30].values()) >= 0.0
+    assert max(moves[None].values()) < max(moves[30].values())
+    assert sum(t > 300.0 for t in moves[30].values()) >= 6  # most after the 2-minute default
+
+
 def _incident_events(path: Path, kind: str) -> tuple[list[ActionEvent], object]:
     sim = Simulation(load_world(path).config)
     events = sim.event_list()
@@ -312,6 +338,11 @@ incidents:
         (
             "fleets: [{name: ops, agents: 3}]\nbenign_changes: [{kind: tool_rollout, share: 2}]",
             "benign_changes[0].share: Input should be less than 1",
+        ),
+        (
+            "fleets: [{name: ops, agents: 3}]\n"
+            "benign_changes: [{kind: prompt_change, rollout_minutes: 0}]",
+            "benign_changes[0].rollout_minutes: Input should be greater than 0",
         ),
         ("fleets: [{name: ops, agents: 3}]\nsurprise: 1", "surprise: Extra inputs"),
         ("fleets: [{name: ops, agents: 3}", "w.yml:"),  # YAML syntax, with its line
