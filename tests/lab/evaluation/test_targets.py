@@ -53,6 +53,23 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     assert str(info.value).startswith(str(path))
 
 
+def _flagged(ts: datetime, detector: str) -> Anomaly:
+    """An anomaly of agent ``a1`` at ``ts``."""
+    return Anomaly(
+        anomaly_id="x",
+        ts=ts,
+        agent_id="a1",
+        detector=detector,
+        kind="k",
+        severity="warning",
+        score=2.0,
+        threshold=1.0,
+        observed=2.0,
+        baseline=1.0,
+        summary="s",
+    )
+
+
 def _ramp(after_2x_min: float) -> list[str]:
     start = T0 + timedelta(hours=1)
     crossing = start + timedelta(minutes=40)
@@ -68,19 +85,7 @@ def _ramp(after_2x_min: float) -> list[str]:
             "crosses_3x_at": format_ts(crossing + timedelta(minutes=40)),
         },
     )
-    flagged = Anomaly(
-        anomaly_id="x",
-        ts=crossing + timedelta(minutes=after_2x_min),
-        agent_id="a1",
-        detector="cost_drift",
-        kind="k",
-        severity="warning",
-        score=2.0,
-        threshold=1.0,
-        observed=2.0,
-        baseline=1.0,
-        summary="s",
-    )
+    flagged = _flagged(crossing + timedelta(minutes=after_2x_min), "cost_drift")
     summary = FleetSummary(agents=10, start=T0.timestamp(), end=T0.timestamp() + 8 * 3600)
     ev = evaluate([flagged], [label], summary)
     [result] = ev.fast_ramps
@@ -97,19 +102,8 @@ def test_fast_ramps_must_be_flagged_within_30_minutes_of_crossing_2x() -> None:
 def test_the_detectors_own_delay_is_checked_only_when_a_file_asks(tmp_path: Path) -> None:
     start = T0 + timedelta(hours=1)
     label = Label("inc-s", "error_storm", "a1", "f", start, start + timedelta(minutes=5))
-    flagged = Anomaly(
-        anomaly_id="x",
-        ts=start + timedelta(seconds=70),  # 70 s after the start, 50 s after the first failure
-        agent_id="a1",
-        detector="failure_rate",
-        kind="error_storm",
-        severity="error",
-        score=5.0,
-        threshold=3.0,
-        observed=0.8,
-        baseline=0.02,
-        summary="s",
-    )
+    # flagged 70 s after the start, 50 s after its first failed call
+    flagged = _flagged(start + timedelta(seconds=70), "failure_rate")
     t = start.timestamp()
     summary = FleetSummary(agents=10, start=T0.timestamp(), end=T0.timestamp() + 4 * 3600)
     ev = evaluate(
