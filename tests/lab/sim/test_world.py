@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -371,3 +372,31 @@ def test_missing_file() -> None:
 def test_parse_world_reads_bytes() -> None:
     w = parse_world(BASE.encode() + b"fleets: [{name: ops, agents: 3}]", "mem")
     assert (w.name, w.seed, w.config.agents, w.config.diurnal_amplitude) == ("w", 5, 3, 0.0)
+
+
+@pytest.mark.parametrize("minutes", [20, 60])
+def test_the_slow_rollout_probes_are_the_tuning_worlds_but_for_their_rollouts(
+    minutes: int,
+) -> None:
+    worlds = Path(__file__).resolve().parents[3] / "agentwatch" / "lab" / "worlds"
+    probes = sorted((worlds / "probes" / f"rollout-{minutes}").glob("*.yml"))
+    assert len(probes) == 12
+    for path in probes:
+        probe = load_world(path).config
+        tuning = load_world(worlds / "tuning" / f"{path.stem.split('-', 1)[1]}.yml").config
+        assert probe.change_plans and all(
+            c.options["rollout_minutes"] == minutes for c in probe.change_plans
+        )
+        same = [
+            dataclasses.replace(
+                c, options={k: v for k, v in c.options.items() if k != "rollout_minutes"}
+            )
+            for c in probe.change_plans
+        ]
+        assert [(c.kind, c.fleet, c.at_minute, dict(c.options)) for c in same] == [
+            (c.kind, c.fleet, c.at_minute, dict(c.options)) for c in tuning.change_plans
+        ]
+        # everything else the same (fleet specs compare by identity: by their repr here)
+        assert repr(dataclasses.replace(probe, change_plans=())) == repr(
+            dataclasses.replace(tuning, change_plans=())
+        )
